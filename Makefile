@@ -1,0 +1,62 @@
+# The README's commands. Everything installs itself on first use: a fresh clone needs only
+# python3 (3.11), java (17+) and mvn on the PATH.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := contracts services/runtime services/archive
+STACK := $(BIN)/python deploy/local/stack.py
+
+.PHONY: help venv up down status demo test unit lint fmt schemas clean-local
+
+help:
+	@echo "make demo   - start the local stack and the services, replay realistic traffic, print a summary"
+	@echo "make test   - lint, then every test (unit, integration, e2e) on a real Kafka + MongoDB-wire server"
+	@echo "make up     - start Kafka, SecantusDB and the services in the background; print URLs and the dev token"
+	@echo "make down   - stop what 'make up' started (data stays in .local/)"
+	@echo "make lint   - ruff, ruff format --check, mypy, lint-imports"
+	@echo "make schemas - regenerate contracts/schemas after a contract change"
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	touch $(STAMP)
+
+up: venv
+	$(STACK) up
+
+down: venv
+	$(STACK) down
+
+status: venv
+	$(STACK) status
+
+demo: venv
+	$(STACK) up
+	$(BIN)/python deploy/local/demo.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy contracts/src services/runtime/src services/archive/src deploy/local
+	$(BIN)/lint-imports
+
+fmt: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas: venv
+	$(BIN)/python -m crm_contracts.schemas contracts/schemas
+
+unit: venv
+	$(BIN)/pytest -m unit
+
+test: lint
+	$(BIN)/pytest
+
+clean-local: down
+	rm -rf .local

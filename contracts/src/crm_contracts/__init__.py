@@ -1,0 +1,23 @@
+"""Message contracts of the CRM suite: the only thing services share about messages."""
+
+from crm_contracts.envelope import (
+    CloudEvent,
+    EventDecodeError,
+    UnknownEventTypeError,
+    decode_event,
+    encode_event,
+    new_event,
+)
+from crm_contracts.registry import EVENT_MODELS, event_model, event_topic
+
+__all__ = [
+    "EVENT_MODELS",
+    "CloudEvent",
+    "EventDecodeError",
+    "UnknownEventTypeError",
+    "decode_event",
+    "encode_event",
+    "event_model",
+    "event_topic",
+    "new_event",
+]

@@ -1,0 +1,1 @@
+"""Events the archive service publishes (topic `archive.v1`)."""

@@ -1,0 +1,1 @@
+"""Events of the call-center system (topic `callcenter.v1`)."""

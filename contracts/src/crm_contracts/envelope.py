@@ -1,0 +1,109 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode), generic over its data model.
+
+`subject` is the customer id, which is also the Kafka key, so that one customer's events stay in
+order on every topic.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from crm_contracts.types import Identifier
+
+DataT = TypeVar("DataT")
+
+MAX_EVENT_BYTES = 1_000_000
+"""The largest event we accept (Kafka's default message size limit)."""
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 event in structured JSON mode."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Identifier = Field(description="Unique per source; consumers deduplicate by it.")
+    source: str = Field(min_length=1, max_length=200, description="URI-reference of the producer.")
+    type: str = Field(min_length=1, max_length=100, description="e.g. `order.placed`.")
+    subject: Identifier = Field(description="The customer id; also the Kafka message key.")
+    time: AwareDatetime = Field(description="When it happened, RFC 3339 with a zone.")
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = Field(default=None, max_length=500)
+    traceparent: str | None = Field(
+        default=None, max_length=55, description="W3C trace context, when tracing."
+    )
+    data: DataT
+
+
+class EventDecodeError(ValueError):
+    """The bytes are not a valid event of a known type: the message goes to the dead letters."""
+
+
+class UnknownEventTypeError(EventDecodeError):
+    """The envelope is valid but its `type` is not in the registry."""
+
+
+def new_event(
+    type: str,
+    *,
+    source: str,
+    subject: str,
+    data: BaseModel,
+    id: str | None = None,
+    time: datetime | None = None,
+    traceparent: str | None = None,
+) -> CloudEvent[Any]:
+    """Build an event; `id` defaults to a random UUID and `time` to now (UTC)."""
+    return CloudEvent[Any](
+        id=id or str(uuid.uuid4()),
+        source=source,
+        type=type,
+        subject=subject,
+        time=time or datetime.now(UTC),
+        traceparent=traceparent,
+        data=data,
+    )
+
+
+def encode_event(event: CloudEvent[Any]) -> bytes:
+    """Structured-mode JSON bytes, as written to Kafka."""
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode_event(raw: bytes | str) -> CloudEvent[Any]:
+    """Parse and validate an event, data included, against the registry of event types.
+
+    Raises `EventDecodeError` (or its subclass `UnknownEventTypeError`) with a readable reason.
+    """
+    from crm_contracts.registry import EVENT_MODELS
+
+    if len(raw) > MAX_EVENT_BYTES:
+        raise EventDecodeError(f"event is {len(raw)} bytes, larger than {MAX_EVENT_BYTES}")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise EventDecodeError("a CloudEvent must be a JSON object")
+    event_type = document.get("type")
+    if not isinstance(event_type, str):
+        raise EventDecodeError("missing or non-string CloudEvents attribute 'type'")
+    model = EVENT_MODELS.get(event_type)
+    if model is None:
+        raise UnknownEventTypeError(f"unknown event type {event_type!r}")
+    try:
+        return CloudEvent[model].model_validate(document)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise EventDecodeError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "invalid event: " + "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

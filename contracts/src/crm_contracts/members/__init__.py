@@ -1,0 +1,1 @@
+"""Events of the member system (topic `members.v1`)."""

@@ -1,0 +1,1 @@
+"""Events of the order system (topic `orders.v1`)."""

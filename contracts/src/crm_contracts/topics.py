@@ -1,0 +1,99 @@
+"""Every topic of the suite: its name, partitions, key, producer, consumers and event types.
+
+The local stack and the deployment provision topics from this registry, so it is the one place a
+topic is declared.
+"""
+
+from dataclasses import dataclass
+
+from crm_contracts.archive import v1 as archive_v1
+from crm_contracts.callcenter import v1 as callcenter_v1
+from crm_contracts.members import v1 as members_v1
+from crm_contracts.orders import v1 as orders_v1
+
+DEFAULT_PARTITIONS = 12
+SERVICES = ("archive", "tickets", "loyalty", "notify")
+CUSTOMER_KEY = "customer id (= CloudEvents subject)"
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    producer: str
+    consumers: tuple[str, ...]
+    event_types: tuple[str, ...]
+    partitions: int = DEFAULT_PARTITIONS
+    key: str = CUSTOMER_KEY
+    retention_ms: int = -1
+    """-1 keeps events forever (replayable history); DLQs keep two weeks."""
+    description: str = ""
+
+
+ORDERS = Topic(
+    "orders.v1",
+    producer="order system (external)",
+    consumers=("archive", "loyalty"),
+    event_types=tuple(orders_v1.EVENTS),
+    description="Orders placed, refunded and cancelled.",
+)
+MEMBERS = Topic(
+    "members.v1",
+    producer="member system (external)",
+    consumers=("archive", "loyalty", "notify"),
+    event_types=tuple(members_v1.EVENTS),
+    description="Registrations, profile and consent changes, erasure requests.",
+)
+CALLCENTER = Topic(
+    "callcenter.v1",
+    producer="call-center system (external)",
+    consumers=("archive", "tickets"),
+    event_types=tuple(callcenter_v1.EVENTS),
+    description="Contacts, complaints and survey answers.",
+)
+ARCHIVE = Topic(
+    "archive.v1",
+    producer="archive",
+    consumers=("tickets", "notify"),
+    event_types=tuple(archive_v1.EVENTS),
+    description="Changes in a customer's standing.",
+)
+TICKETS = Topic("tickets.v1", producer="tickets", consumers=("archive", "notify"), event_types=())
+LOYALTY = Topic("loyalty.v1", producer="loyalty", consumers=("archive", "notify"), event_types=())
+NOTIFY = Topic("notify.v1", producer="notify", consumers=(), event_types=())
+
+INBOUND: tuple[Topic, ...] = (ORDERS, MEMBERS, CALLCENTER)
+OUTBOUND: tuple[Topic, ...] = (ARCHIVE, TICKETS, LOYALTY, NOTIFY)
+
+
+def dlq_topic_name(service: str) -> str:
+    """The dead-letter topic of a service: `<service>.dlq.v1`."""
+    return f"{service}.dlq.v1"
+
+
+DLQS: tuple[Topic, ...] = tuple(
+    Topic(
+        dlq_topic_name(service),
+        producer=service,
+        consumers=("ops",),
+        event_types=(),
+        partitions=3,
+        key="the failed message's original key",
+        retention_ms=2 * WEEK_MS,
+        description=f"Messages {service} could not process, with the reason in headers.",
+    )
+    for service in SERVICES
+)
+
+ALL_TOPICS: tuple[Topic, ...] = INBOUND + OUTBOUND + DLQS
+
+
+def topic(name: str) -> Topic:
+    for candidate in ALL_TOPICS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"no topic named {name!r}")
+
+
+def consumed_by(service: str) -> tuple[Topic, ...]:
+    return tuple(t for t in INBOUND + OUTBOUND if service in t.consumers)

@@ -1,0 +1,346 @@
+"""The embedded local stack: Apache Kafka (KRaft, from Maven Central jars), SecantusDB, services.
+
+    python deploy/local/stack.py up       # start what is missing, wait until ready, print URLs
+    python deploy/local/stack.py down     # stop what `up` started (data stays in .local/)
+    python deploy/local/stack.py status
+
+Neither server is started when `KAFKA_BOOTSTRAP_SERVERS` / `MONGODB_URL` are set: the stack then
+uses those. The tests use the same functions with their own ports and folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+LOCAL = ROOT / ".local"
+CACHE = ROOT / ".cache"
+KAFKA_POM = HERE / "kafka" / "pom.xml"
+DEV_TOKEN = "crm-dev-token"
+SERVICES: dict[str, int] = {"archive": 8081}
+"""Services of the suite and their HTTP ports (the other three join as their issues land)."""
+
+
+# -- small helpers ---------------------------------------------------------------------------
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes] | None = None,
+             log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with code {proc.returncode}\n{tail}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
+
+def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+    )
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:  # reap if it is our child
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# -- Apache Kafka ----------------------------------------------------------------------------
+def kafka_classpath(cache: Path = CACHE) -> str:
+    """Resolve the broker's jars from Maven Central once; later calls read the cached list."""
+    listing = cache / "kafka" / "classpath.txt"
+    if not listing.exists() or listing.stat().st_mtime < KAFKA_POM.stat().st_mtime:
+        if shutil.which("mvn") is None or shutil.which("java") is None:
+            raise RuntimeError("the local Kafka needs java (17+) and mvn on the PATH")
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        print("resolving Apache Kafka jars from Maven Central (first run only)...", flush=True)
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(KAFKA_POM), f"-Dmaven.repo.local={cache / 'm2'}",
+             "dependency:build-classpath", f"-Dmdep.outputFile={listing}"],
+            check=True,
+        )
+    return listing.read_text().strip()
+
+
+def _kafka_java(classpath: str, main: str, args: list[str], log4j: Path) -> list[str]:
+    return ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, main, *args]
+
+
+@dataclass
+class KafkaNode:
+    data: Path
+    port: int = 9092
+    controller_port: int = 9093
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def config(self) -> Path:
+        template = (HERE / "kafka" / "server.properties.template").read_text()
+        path = self.data / "server.properties"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(template.format(
+            log_dir=self.data / "kraft", port=self.port, controller_port=self.controller_port))
+        return path
+
+    def log4j(self) -> Path:
+        path = self.data / "log4j2.yaml"
+        text = (HERE / "kafka" / "log4j2.yaml").read_text()
+        path.write_text(text.replace("${kafka.logs.dir}", str(self.data / "logs")))
+        return path
+
+    def start(self) -> subprocess.Popen[bytes]:
+        classpath = kafka_classpath()
+        config, log4j = self.config(), self.log4j()
+        if not (self.data / "kraft" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                _kafka_java(classpath, "kafka.tools.StorageTool",
+                            ["format", "-t", cluster_id, "-c", str(config), "--standalone"], log4j),
+                check=True, stdout=subprocess.DEVNULL,
+            )
+        log = self.data / "kafka.log"
+        proc = spawn(_kafka_java(classpath, "kafka.Kafka", [str(config)], log4j), log)
+        wait_for(lambda: kafka_ready(self.bootstrap), "Kafka", 120, proc, log)
+        return proc
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    async def probe() -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return True
+        except Exception:
+            return False
+        finally:
+            await admin.close()
+
+    host, _, port = bootstrap.rpartition(":")
+    if not port_open(int(port), host or "127.0.0.1"):
+        return False
+    return asyncio.run(probe())
+
+
+def provision_topics(bootstrap: str) -> list[str]:
+    """Create every topic of the registry that does not exist yet (idempotent)."""
+    sys.path.insert(0, str(ROOT / "contracts" / "src"))
+    from crm_contracts.topics import ALL_TOPICS
+
+    async def create() -> list[str]:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in ALL_TOPICS if t.name not in existing]
+            if missing:
+                await admin.create_topics([
+                    NewTopic(t.name, num_partitions=t.partitions, replication_factor=1,
+                             topic_configs={"retention.ms": str(t.retention_ms)})
+                    for t in missing
+                ])
+            return [t.name for t in missing]
+        finally:
+            await admin.close()
+
+    return asyncio.run(create())
+
+
+# -- SecantusDB ------------------------------------------------------------------------------
+@dataclass
+class MongoNode:
+    data: Path
+    port: int = 27017
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> subprocess.Popen[bytes]:
+        server = Path(sys.executable).with_name("secantusd-py")
+        log = self.data / "secantusdb.log"
+        self.data.mkdir(parents=True, exist_ok=True)
+        proc = spawn([str(server), "--host", "127.0.0.1", "--port", str(self.port),
+                      "--storage-path", str(self.data / "db"), "--log-level", "WARNING"], log)
+        wait_for(lambda: port_open(self.port), "SecantusDB", 60, proc, log)
+        return proc
+
+
+# -- the services ----------------------------------------------------------------------------
+def service_env(name: str, port: int, bootstrap: str, mongodb_url: str,
+                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    prefix = f"CRM_{name.upper()}_"
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "MONGODB_URL": mongodb_url,
+        "CRM_API_TOKENS": f'{{"{DEV_TOKEN}": ["agent", "supervisor", "ops", "integration"]}}',
+        f"{prefix}HTTP_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
+    }
+
+
+def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
+
+
+def service_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except Exception:
+        return False
+
+
+# -- up / down -------------------------------------------------------------------------------
+@dataclass
+class LocalStack:
+    root: Path = LOCAL
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    mongo_port: int = 27017
+    services: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "run"
+
+    def _record(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        self.pids.mkdir(parents=True, exist_ok=True)
+        (self.pids / f"{name}.pid").write_text(str(proc.pid))
+
+    def _running(self, name: str) -> int | None:
+        path = self.pids / f"{name}.pid"
+        if not path.exists():
+            return None
+        pid = int(path.read_text())
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink()
+            return None
+        return pid
+
+    def bootstrap(self) -> str:
+        return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{self.kafka_port}"
+
+    def mongodb_url(self) -> str:
+        return os.environ.get("MONGODB_URL") or MongoNode(self.root, self.mongo_port).url
+
+    def up(self) -> None:
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not self._running("kafka"):
+            node = KafkaNode(self.root / "kafka", self.kafka_port, self.controller_port)
+            if port_open(self.kafka_port):
+                raise RuntimeError(f"port {self.kafka_port} is taken by a process we did not start")
+            print(f"starting Apache Kafka on {node.bootstrap} ...", flush=True)
+            self._record("kafka", node.start())
+        if not os.environ.get("MONGODB_URL") and not self._running("secantusdb"):
+            mongo = MongoNode(self.root / "secantusdb", self.mongo_port)
+            if port_open(self.mongo_port):
+                raise RuntimeError(f"port {self.mongo_port} is taken by a process we did not start")
+            print(f"starting SecantusDB on 127.0.0.1:{self.mongo_port} ...", flush=True)
+            self._record("secantusdb", mongo.start())
+        created = provision_topics(self.bootstrap())
+        if created:
+            print(f"created topics: {', '.join(created)}", flush=True)
+        for name, port in self.services.items():
+            if self._running(name):
+                continue
+            env = service_env(name, port, self.bootstrap(), self.mongodb_url())
+            proc = start_service(name, env, self.root / "logs" / f"{name}.log")
+            self._record(name, proc)
+        for name, port in self.services.items():
+            wait_for(lambda p=port: service_ready(p), f"service {name}", 120)  # type: ignore[misc]
+        self.print_urls()
+
+    def print_urls(self) -> None:
+        print("\nThe CRM suite is up.")
+        print(f"  Kafka:       {self.bootstrap()}")
+        print(f"  MongoDB:     {self.mongodb_url()}")
+        for name, port in self.services.items():
+            print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
+        print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
+        print(f"  logs:        {self.root / 'logs'}")
+
+    def down(self) -> None:
+        for name in [*self.services, "secantusdb", "kafka"]:
+            pid = self._running(name)
+            if pid:
+                print(f"stopping {name} (pid {pid})", flush=True)
+                stop_pid(pid, timeout=30 if name == "kafka" else 20)
+                (self.pids / f"{name}.pid").unlink(missing_ok=True)
+
+    def status(self) -> None:
+        for name in ["kafka", "secantusdb", *self.services]:
+            pid = self._running(name)
+            print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'stopped'}")
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status", "topics"])
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    stack = LocalStack()
+    if args.command == "up":
+        stack.up()
+    elif args.command == "down":
+        stack.down()
+    elif args.command == "status":
+        stack.status()
+    else:
+        print("\n".join(provision_topics(stack.bootstrap())) or "all topics exist")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The archive service: the customer ledger (客户档案)."""

@@ -1,0 +1,4 @@
+"""Plumbing every CRM service uses: settings, Kafka, MongoDB, outbox, dead letters, HTTP.
+
+No business rules live here.
+"""

@@ -1,0 +1,153 @@
+"""Batch consumption: decode, dead-letter what is bad, apply the rest, retry what is transient.
+
+The service supplies one `BatchHandler`: given the valid, not-yet-applied events of a batch it
+persists their effects (and their outbound events) in one write, or raises. This class never
+commits offsets itself: the caller commits after `process` returns, which happens only once every
+record of the batch is either persisted or dead-lettered.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from crm_contracts import CloudEvent, EventDecodeError, UnknownEventTypeError, decode_event
+from crm_runtime.dlq import DeadLetters, InboundRecord
+from crm_runtime.errors import is_transient
+from crm_runtime.health import Health
+from crm_runtime.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BatchHandler(Protocol):
+    async def __call__(self, events: Sequence[CloudEvent[Any]]) -> int:
+        """Apply and persist the events; return how many were new (not already applied)."""
+        ...
+
+
+class Backoff:
+    """Exponential backoff: `initial`, doubling, capped at `maximum`; retried forever."""
+
+    def __init__(self, initial: float = 0.2, maximum: float = 15.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        handle: BatchHandler,
+        dead_letters: DeadLetters,
+        *,
+        health: Health,
+        metrics: RuntimeMetrics,
+        backoff: Backoff | None = None,
+        accepted_types: Sequence[str] | None = None,
+        on_persisted: Callable[[], None] | None = None,
+    ) -> None:
+        self.handle = handle
+        self.dead_letters = dead_letters
+        self.health = health
+        self.metrics = metrics
+        self.backoff = backoff or Backoff()
+        self.accepted_types = set(accepted_types) if accepted_types is not None else None
+        self.on_persisted = on_persisted
+
+    async def process(self, records: Sequence[InboundRecord]) -> None:
+        """Process a batch; returns when every record is persisted or dead-lettered."""
+        started = time.perf_counter()
+        valid: list[tuple[InboundRecord, CloudEvent[Any]]] = []
+        for record in records:
+            try:
+                event = self._decode(record)
+            except EventDecodeError as exc:
+                kind = "unknown_type" if isinstance(exc, UnknownEventTypeError) else "invalid"
+                await self._dead_letter(record, str(exc), exc, kind)
+                continue
+            valid.append((record, event))
+        if valid:
+            await self._apply(valid)
+            if self.on_persisted:
+                self.on_persisted()
+        self.metrics.batch_seconds.labels(self.metrics.service).observe(
+            time.perf_counter() - started
+        )
+
+    def _decode(self, record: InboundRecord) -> CloudEvent[Any]:
+        if record.value is None:
+            raise EventDecodeError("empty message (tombstone)")
+        event = decode_event(record.value)
+        if self.accepted_types is not None and event.type not in self.accepted_types:
+            raise UnknownEventTypeError(
+                f"event type {event.type!r} is not consumed from topic {record.topic!r}"
+            )
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        if key != event.subject:
+            raise EventDecodeError(
+                "the Kafka key must equal the CloudEvents subject (the customer id); "
+                f"key is {'missing' if key is None else 'different'}"
+            )
+        return event
+
+    async def _apply(self, items: list[tuple[InboundRecord, CloudEvent[Any]]]) -> None:
+        events = [event for _, event in items]
+        try:
+            applied = await self._retrying("apply", lambda: self.handle(events))
+        except Exception as exc:
+            if len(items) > 1:
+                log.warning(
+                    "batch failed, isolating the bad message",
+                    extra={"error": type(exc).__name__, "size": len(items)},
+                )
+                for item in items:
+                    await self._apply([item])
+                return
+            record, event = items[0]
+            await self._dead_letter(record, f"handler failed on {event.type}: {exc}", exc, "handler")
+            return
+        self.metrics.duplicates.labels(self.metrics.service).inc(len(events) - applied)
+        for record, event in items:
+            self.metrics.events.labels(self.metrics.service, record.topic, event.type).inc()
+
+    async def _dead_letter(
+        self, record: InboundRecord, reason: str, exc: BaseException, kind: str
+    ) -> None:
+        log.warning(
+            "dead-lettering message",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "kind": kind,
+                "error": type(exc).__name__,
+            },
+        )
+        await self._retrying(
+            "dead_letter", lambda: self.dead_letters.publish(record, reason, exc)
+        )
+        self.metrics.dead_letters.labels(self.metrics.service, kind).inc()
+
+    async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call`, retrying transient failures with backoff for as long as they last."""
+        delay = self.backoff.initial
+        check = f"consumer.{operation}"
+        while True:
+            try:
+                result = await call()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.health.fail(check, f"retrying after {type(exc).__name__}")
+                self.metrics.retries.labels(self.metrics.service, operation).inc()
+                log.warning(
+                    "transient failure, retrying",
+                    extra={"operation": operation, "error": type(exc).__name__, "delay_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff.maximum)
+                continue
+            self.health.ok(check)
+            return result

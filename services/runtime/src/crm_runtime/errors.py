@@ -1,0 +1,53 @@
+"""Which failures are transient (retry, never drop) and which mean the message is bad (DLQ)."""
+
+import asyncio
+
+from aiokafka import errors as kafka_errors
+from pymongo import errors as mongo_errors
+
+
+class TransientError(Exception):
+    """Raise to say: this will likely work later; do not dead-letter, retry."""
+
+
+class ConcurrencyConflict(TransientError):
+    """Someone else changed the record between read and write; redo the batch."""
+
+
+_KAFKA_TRANSIENT: tuple[type[BaseException], ...] = (
+    kafka_errors.KafkaConnectionError,
+    kafka_errors.KafkaTimeoutError,
+    kafka_errors.NodeNotReadyError,
+    kafka_errors.RequestTimedOutError,
+    kafka_errors.NotLeaderForPartitionError,
+    kafka_errors.LeaderNotAvailableError,
+    kafka_errors.NotEnoughReplicasError,
+    kafka_errors.ProducerClosed,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for broker or database outages and write conflicts; False for bad data and bugs."""
+    if isinstance(exc, TransientError | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, mongo_errors.ConnectionFailure | mongo_errors.NotPrimaryError):
+        return True
+    if isinstance(exc, mongo_errors.PyMongoError) and (
+        exc.has_error_label("TransientTransactionError")
+        or exc.has_error_label("UnknownTransactionCommitResult")
+        or exc.has_error_label("RetryableWriteError")
+    ):
+        return True
+    if isinstance(exc, mongo_errors.OperationFailure) and exc.code in {
+        112,  # WriteConflict
+        189,  # PrimarySteppedDown
+        91,  # ShutdownInProgress
+        11600,  # InterruptedAtShutdown
+        11602,  # InterruptedDueToReplStateChange
+        13435,  # NotPrimaryNoSecondaryOk
+        10107,  # NotWritablePrimary
+    }:
+        return True
+    if isinstance(exc, _KAFKA_TRANSIENT):
+        return True
+    return isinstance(exc, kafka_errors.KafkaError) and bool(getattr(exc, "retriable", False))

@@ -1,0 +1,129 @@
+"""The HTTP face of a service: FastAPI whose lifespan runs the runtime (and so the broker).
+
+Every service serves `/healthz` (alive), `/readyz` (database, broker, partitions assigned, no
+retrying failure), `/metrics` (Prometheus), `/asyncapi` and `/asyncapi.json` (try-it-out off), and
+its own routers. Errors are JSON `{"error": ..., "message": ...}`; a bad request is a 4xx, never a
+500.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from faststream.specification import AsyncAPI
+from faststream.specification.asyncapi import get_asyncapi_html
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crm_runtime.errors import is_transient
+from crm_runtime.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ERROR_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": ERROR_NAMES.get(status, "error"), "message": message, **extra}
+
+
+def create_http_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    version: str = "0.1.0",
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.runtime = runtime
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.service}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: broker, database, consumer.")
+    async def readyz() -> JSONResponse:
+        report = await runtime.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.")
+    async def metrics() -> Response:
+        try:
+            await asyncio.wait_for(runtime.refresh_gauges(), timeout=2.0)
+        except Exception as exc:  # the gauges keep their last value; scraping must not fail
+            log.debug("gauge refresh failed", extra={"error": type(exc).__name__})
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    specification = AsyncAPI(
+        runtime.broker, title=f"{title} (Kafka)", version=version, schema_version="3.0.0"
+    )
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI document (JSON).")
+    async def asyncapi_json() -> Response:
+        document = specification.to_specification().to_json()
+        return Response(document, media_type="application/json")
+
+    @app.get("/asyncapi", tags=["operations"], summary="AsyncAPI document (HTML, no try-it-out).")
+    async def asyncapi_html() -> HTMLResponse:
+        return HTMLResponse(
+            get_asyncapi_html(specification.to_specification(), try_it_out_path=None)
+        )
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.status_code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body(422, "the request is not valid", problems=problems), status_code=422
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            return JSONResponse(
+                error_body(503, "a dependency is unavailable, retry shortly"),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse(error_body(500, "internal error"), status_code=500)

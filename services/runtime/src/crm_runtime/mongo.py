@@ -1,0 +1,107 @@
+"""PyMongo's async client, transactions, and the inbox that makes every effect idempotent.
+
+Every batch a service persists goes through one transaction that writes the service's own
+documents, marks the batch's event ids as processed (a unique `_id`, so a redelivered event is seen
+as done) and stores the outbound events in the outbox. Transactions need a replica set: SecantusDB
+advertises itself as a single-node one; a real `mongod` must run with `--replSet`.
+"""
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import AsyncMongoClient, InsertOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from crm_contracts import CloudEvent
+
+Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        url,
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5000,
+        connectTimeoutMS=5000,
+        uuidRepresentation="standard",
+    )
+
+
+async def ping(client: AsyncMongoClient[Document]) -> bool:
+    try:
+        await client.admin.command("ping")
+    except Exception:
+        return False
+    return True
+
+
+def only_duplicate_keys(error: BulkWriteError) -> bool:
+    """True when every write error of a bulk write is a duplicate key (code 11000)."""
+    errors: Sequence[Mapping[str, Any]] = error.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors) and not (
+        error.details.get("writeConcernErrors")
+    )
+
+
+async def insert_ignoring_duplicates(
+    collection: AsyncCollection[Document],
+    documents: Iterable[Document],
+    *,
+    session: AsyncClientSession | None = None,
+) -> int:
+    """Insert, unordered; duplicates of a unique index are skipped, any other error raises.
+
+    Returns how many documents were new. Not for use inside a transaction: there a duplicate key
+    aborts the transaction, so filter with `Inbox.unprocessed` first.
+    """
+    operations = [InsertOne(document) for document in documents]
+    if not operations:
+        return 0
+    try:
+        result = await collection.bulk_write(operations, ordered=False, session=session)
+    except BulkWriteError as error:
+        if only_duplicate_keys(error):
+            return int(error.details.get("nInserted", 0))
+        raise
+    return result.inserted_count
+
+
+class Inbox:
+    """The ids of the events a service has already applied (`_id` = event id)."""
+
+    def __init__(self, database: AsyncDatabase[Document], name: str = "processed_events") -> None:
+        self.collection: AsyncCollection[Document] = database[name]
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        """The events not applied yet, first occurrence of each id, in their original order."""
+        ids = list({event.id for event in events})
+        if not ids:
+            return []
+        seen = {doc["_id"] async for doc in self.collection.find({"_id": {"$in": ids}}, {"_id": 1})}
+        fresh: list[CloudEvent[Any]] = []
+        for event in events:
+            if event.id not in seen:
+                seen.add(event.id)
+                fresh.append(event)
+        return fresh
+
+    async def mark(self, events: Sequence[CloudEvent[Any]], session: AsyncClientSession) -> None:
+        if events:
+            now = datetime.now(UTC)
+            await self.collection.insert_many(
+                [{"_id": e.id, "type": e.type, "at": now} for e in events], session=session
+            )
+
+
+@asynccontextmanager
+async def transaction(client: AsyncMongoClient[Document]) -> AsyncIterator[AsyncClientSession]:
+    """A session with a transaction that commits when the block exits cleanly."""
+    async with client.start_session() as session, await session.start_transaction():
+        yield session

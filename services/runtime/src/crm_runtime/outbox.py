@@ -1,0 +1,188 @@
+"""The transactional outbox and its relay.
+
+Events a write produces are inserted in the same transaction as the write (so none exists for a
+failed write), then a relay publishes them to Kafka and marks them sent (so none is lost when the
+process dies in between: the next relay run publishes what is left). Delivery is at least once:
+consumers deduplicate by event id.
+"""
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from crm_contracts import CloudEvent, encode_event
+from crm_runtime.mongo import Document
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
+"""(topic, key, value, headers) -> an awaitable that completes when the broker acknowledged."""
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    topic: str
+    event: CloudEvent[Any]
+
+    @property
+    def key(self) -> str:
+        return self.event.subject
+
+
+class Outbox:
+    def __init__(self, database: AsyncDatabase[Document], name: str = "outbox") -> None:
+        self.collection: AsyncCollection[Document] = database[name]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index(
+            [("sent", ASCENDING), ("created_at", ASCENDING), ("seq", ASCENDING)],
+            name="pending_in_order",
+        )
+
+    async def add(
+        self, messages: Sequence[OutboundMessage], session: AsyncClientSession
+    ) -> None:
+        if not messages:
+            return
+        now = datetime.now(UTC)
+        await self.collection.insert_many(
+            [
+                {
+                    "_id": message.event.id,
+                    "topic": message.topic,
+                    "key": message.key,
+                    "type": message.event.type,
+                    "value": encode_event(message.event),
+                    "created_at": now,
+                    "seq": position,
+                    "sent": False,
+                    "lease_until": now,
+                }
+                for position, message in enumerate(messages)
+            ],
+            session=session,
+        )
+
+    async def backlog(self) -> tuple[int, float]:
+        """(unsent count, age in seconds of the oldest unsent event)."""
+        count = await self.collection.count_documents({"sent": False})
+        oldest = await self.collection.find_one(
+            {"sent": False}, sort=[("created_at", ASCENDING), ("seq", ASCENDING)]
+        )
+        age = (datetime.now(UTC) - oldest["created_at"]).total_seconds() if oldest else 0.0
+        return count, age
+
+
+class OutboxRelay:
+    """Publishes pending outbox events in order and marks them sent.
+
+    Several replicas may run a relay: each claims a batch with a short lease before publishing, so
+    normally one event is published once; after a crash the lease lapses and another takes over.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publish: Publish,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.5,
+        lease_s: float = 30.0,
+        retention_s: int = 24 * 3600,
+        on_published: Callable[[int], None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.publish = publish
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.lease = timedelta(seconds=lease_s)
+        self.retention = timedelta(seconds=retention_s)
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.on_published = on_published
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask for a run now (called after a commit) instead of at the next poll."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of pending events; returns how many were published."""
+        collection = self.outbox.collection
+        now = datetime.now(UTC)
+        due = {"sent": False, "lease_until": {"$lte": now}}
+        order = [("created_at", ASCENDING), ("seq", ASCENDING)]
+        ids = [
+            d["_id"]
+            async for d in collection.find(due, {"_id": 1}, sort=order, limit=self.batch_size)
+        ]
+        if not ids:
+            return 0
+        await collection.update_many(
+            {"_id": {"$in": ids}, **due},
+            {"$set": {"lease_until": now + self.lease, "lease_owner": self.owner}},
+        )
+        claimed = [
+            d
+            async for d in collection.find(
+                {"_id": {"$in": ids}, "lease_owner": self.owner, "sent": False}, sort=order
+            )
+        ]
+        acks = [
+            await self.publish(
+                d["topic"],
+                d["key"].encode(),
+                bytes(d["value"]),
+                {"content-type": "application/cloudevents+json", "ce_type": d["type"]},
+            )
+            for d in claimed
+        ]
+        await asyncio.gather(*acks)
+        sent_ids = [d["_id"] for d in claimed]
+        await collection.update_many(
+            {"_id": {"$in": sent_ids}},
+            {"$set": {"sent": True, "sent_at": datetime.now(UTC)}, "$unset": {"value": ""}},
+        )
+        if self.on_published:
+            self.on_published(len(sent_ids))
+        return len(sent_ids)
+
+    async def purge_sent(self) -> int:
+        result = await self.outbox.collection.delete_many(
+            {"sent": True, "sent_at": {"$lt": datetime.now(UTC) - self.retention}}
+        )
+        return result.deleted_count
+
+    async def run(self, on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Relay until cancelled; errors (broker or database down) are reported and retried."""
+        delay = self.poll_interval_s
+        runs = 0
+        while True:
+            try:
+                while await self.relay_once() == self.batch_size:
+                    pass
+                runs += 1
+                if runs % 1000 == 0:
+                    await self.purge_sent()
+                delay = self.poll_interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay failed, will retry", extra={"error": type(exc).__name__})
+                if on_error:
+                    on_error(exc)
+                delay = min(delay * 2, 15.0)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass

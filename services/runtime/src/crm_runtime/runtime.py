@@ -1,0 +1,172 @@
+"""The wiring every service shares: broker, database, inbox/outbox, relay, dead letters, health.
+
+A service builds one `Runtime`, registers its batch handler with `consume`, and hands the runtime
+to `create_http_app`, whose lifespan starts and stops everything.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from faststream.kafka import KafkaBroker
+
+from crm_runtime.auth import Authenticator
+from crm_runtime.consumer import Backoff, BatchConsumer, BatchHandler
+from crm_runtime.dlq import DeadLetters
+from crm_runtime.errors import is_transient
+from crm_runtime.health import Health
+from crm_runtime.kafka import create_broker, subscribe_batches
+from crm_runtime.metrics import RuntimeMetrics, new_registry
+from crm_runtime.mongo import Inbox, create_client, ping
+from crm_runtime.outbox import Outbox, OutboxRelay
+from crm_runtime.settings import ServiceSettings
+from crm_runtime.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+StartupStep = Callable[[], Awaitable[None]]
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.service = settings.service
+        self.registry = new_registry()
+        self.metrics = RuntimeMetrics(self.registry, self.service)
+        self.health = Health()
+        self.auth = Authenticator(settings.api_tokens, settings.api_token_hashes)
+        self.broker: KafkaBroker = create_broker(settings, self.registry)
+        self.mongo = create_client(settings.mongodb_url, app_name=f"crm-{self.service}")
+        self.db = self.mongo[settings.database]
+        self.inbox = Inbox(self.db)
+        self.outbox = Outbox(self.db)
+        self.uow = UnitOfWork(self.mongo, self.inbox, self.outbox)
+        self.relay = OutboxRelay(
+            self.outbox,
+            self._send_unconfirmed,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            retention_s=settings.outbox_retention_s,
+            on_published=self.metrics.outbox_published.labels(self.service).inc,
+        )
+        self.dead_letters = DeadLetters(
+            self._send, service=self.service, consumer_group=settings.consumer_group
+        )
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
+        self._startup: list[StartupStep] = [self.outbox.ensure_indexes]
+        self._subscriber: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+        self.health.fail("startup", "starting")
+
+    # -- wiring -------------------------------------------------------------------------------
+    def on_startup(self, step: StartupStep) -> None:
+        """Run `step` (e.g. create indexes) before consuming; retried while the database is down."""
+        self._startup.append(step)
+
+    def consume(
+        self,
+        topics: Sequence[str],
+        handle: BatchHandler,
+        *,
+        accepted_types: Sequence[str],
+        description: str = "",
+    ) -> BatchConsumer:
+        consumer = BatchConsumer(
+            handle,
+            self.dead_letters,
+            health=self.health,
+            metrics=self.metrics,
+            backoff=self.backoff,
+            accepted_types=accepted_types,
+            on_persisted=self.relay.wake,
+        )
+        self._subscriber = subscribe_batches(
+            self.broker, topics, consumer, self.settings, self.health, description=description
+        )
+        return consumer
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> Any:
+        return await self.broker.publish(value, topic, key=key, headers=headers)
+
+    async def _send_unconfirmed(
+        self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        return await self.broker.publish(value, topic, key=key, headers=headers, no_confirm=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start in the background: the HTTP server answers `/healthz` while we connect."""
+        self._tasks.append(asyncio.create_task(self._boot(), name=f"{self.service}-boot"))
+
+    async def _boot(self) -> None:
+        await self._retry_until_done("database", self._run_startup_steps)
+        await self._retry_until_done("broker", self.broker.start)
+        self.health.ok("startup")
+        if self.settings.outbox_relay_enabled:
+            self._tasks.append(asyncio.create_task(self.relay.run(self._relay_failed)))
+        self.started.set()
+        log.info("started", extra={"group": self.settings.consumer_group})
+
+    async def _run_startup_steps(self) -> None:
+        for step in self._startup:
+            await step()
+
+    def _relay_failed(self, exc: BaseException) -> None:
+        self.health.fail("outbox.relay", f"relay failing with {type(exc).__name__}")
+
+    async def _retry_until_done(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
+        delay = self.backoff.initial
+        while True:
+            try:
+                await call()
+                self.health.ok(f"startup.{what}")
+                return
+            except Exception as exc:
+                if not is_transient(exc) and what != "broker":
+                    raise
+                self.health.fail(f"startup.{what}", f"cannot reach the {what}")
+                log.warning(f"cannot reach the {what}, retrying", extra={"delay_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff.maximum)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.mongo.close()
+
+    # -- observation --------------------------------------------------------------------------
+    def assigned_partitions(self) -> int:
+        consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
+        if consumer is None:
+            return 0
+        try:
+            return len(consumer.assignment())
+        except Exception:
+            return 0
+
+    async def readiness(self) -> dict[str, Any]:
+        problems = self.health.problems()
+        if self.started.is_set():
+            if not await ping(self.mongo):
+                problems["database"] = "ping failed"
+            if not await self.broker.ping(timeout=2.0):
+                problems["broker"] = "ping failed"
+            if self._subscriber is not None and self.assigned_partitions() == 0:
+                problems["consumer"] = "no partitions assigned"
+        return {
+            "ready": not problems,
+            "problems": problems,
+            "partitions_assigned": self.assigned_partitions(),
+        }
+
+    async def refresh_gauges(self) -> None:
+        count, age = await self.outbox.backlog()
+        self.metrics.outbox_backlog.labels(self.service).set(count)
+        self.metrics.outbox_oldest_age.labels(self.service).set(age)

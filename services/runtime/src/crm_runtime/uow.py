@@ -1,0 +1,34 @@
+"""One batch, one transaction: the service's writes + processed event ids + outbound events."""
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from crm_contracts import CloudEvent
+from crm_runtime.mongo import Document, Inbox, transaction
+from crm_runtime.outbox import Outbox, OutboundMessage
+
+
+class UnitOfWork:
+    def __init__(self, client: AsyncMongoClient[Document], inbox: Inbox, outbox: Outbox) -> None:
+        self.client = client
+        self.inbox = inbox
+        self.outbox = outbox
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        return await self.inbox.unprocessed(events)
+
+    @asynccontextmanager
+    async def commit(
+        self, applied: Sequence[CloudEvent[Any]], outbound: Sequence[OutboundMessage]
+    ) -> AsyncIterator[AsyncClientSession]:
+        """Yield a session for the service's own writes; the block's end commits them together
+        with the inbox marks for `applied` and the `outbound` events. Any error: nothing is kept.
+        """
+        async with transaction(self.client) as session:
+            yield session
+            await self.inbox.mark(applied, session)
+            await self.outbox.add(outbound, session)

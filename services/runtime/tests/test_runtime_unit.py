@@ -1,0 +1,205 @@
+"""Runtime pieces that need no broker or database: classification, redaction, auth, batching."""
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from aiokafka import errors as kafka_errors
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from pymongo import errors as mongo_errors
+from pymongo.errors import BulkWriteError
+
+from crm_contracts import CloudEvent
+from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.consumer import Backoff, BatchConsumer
+from crm_runtime.dlq import DeadLetters, InboundRecord
+from crm_runtime.errors import ConcurrencyConflict, is_transient
+from crm_runtime.health import Health
+from crm_runtime.logs import redact
+from crm_runtime.metrics import RuntimeMetrics
+from crm_runtime.mongo import only_duplicate_keys
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        mongo_errors.ServerSelectionTimeoutError("down"),
+        mongo_errors.AutoReconnect("gone"),
+        mongo_errors.OperationFailure("conflict", code=112),
+        kafka_errors.KafkaConnectionError(),
+        kafka_errors.KafkaTimeoutError(),
+        ConcurrencyConflict("raced"),
+        ConnectionRefusedError(),
+        TimeoutError(),
+    ],
+)
+def test_outages_are_transient(exc: BaseException) -> None:
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize(
+    "exc", [ValueError("bad"), KeyError("k"), mongo_errors.OperationFailure("bad", code=2)]
+)
+def test_bugs_and_bad_data_are_not_transient(exc: BaseException) -> None:
+    assert not is_transient(exc)
+
+
+def test_only_duplicate_keys() -> None:
+    dup = BulkWriteError({"writeErrors": [{"code": 11000}, {"code": 11000}], "nInserted": 3})
+    mixed = BulkWriteError({"writeErrors": [{"code": 11000}, {"code": 121}], "nInserted": 3})
+    assert only_duplicate_keys(dup)
+    assert not only_duplicate_keys(mixed)
+    assert not only_duplicate_keys(BulkWriteError({"writeErrors": []}))
+
+
+def test_redact_masks_emails_and_phone_numbers() -> None:
+    text = redact("mail li.lei+x@example.cn or call +86 138-0013-8000, order o-12345 ok")
+    assert "example.cn" not in text
+    assert "138" not in text
+    assert "o-12345" in text
+
+
+def test_roles() -> None:
+    auth = Authenticator({"agent-token": ["agent"], "ops-token": ["ops"]})
+    app = FastAPI()
+
+    @app.get("/agents-only")
+    def agents_only(principal: Principal = Depends(auth.require("agent"))) -> dict[str, str]:  # noqa: B008
+        return {"token": principal.token_id}
+
+    client = TestClient(app)
+    assert client.get("/agents-only").status_code == 401
+    assert client.get("/agents-only", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/agents-only", headers={"Authorization": "Bearer ops-token"}).status_code == 403
+    ok = client.get("/agents-only", headers={"Authorization": "Bearer agent-token"})
+    assert ok.status_code == 200
+    assert "agent-token" not in ok.text
+
+
+def test_unknown_roles_are_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="unknown roles"):
+        Authenticator({"t": ["admin"]})
+
+
+# -- BatchConsumer with in-memory collaborators -------------------------------------------------
+def event_bytes(event_id: str, subject: str = "c1", amount: str = "10.00") -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0", "id": event_id, "source": "t", "type": "order.placed",
+            "subject": subject, "time": "2026-01-01T00:00:00Z",
+            "data": {"order_id": f"o-{event_id}", "amount": amount, "currency": "CNY"},
+        }
+    ).encode()
+
+
+def record(offset: int, value: bytes | None, key: bytes | None = b"c1") -> InboundRecord:
+    return InboundRecord("orders.v1", 0, offset, key, value)
+
+
+class Recorder:
+    """A batch handler that remembers what it persisted and can be told to fail."""
+
+    def __init__(self, poison: set[str] | None = None, outages: int = 0) -> None:
+        self.persisted: list[str] = []
+        self.poison = poison or set()
+        self.outages = outages
+        self.calls = 0
+
+    async def __call__(self, events: Sequence[CloudEvent[Any]]) -> int:
+        self.calls += 1
+        if self.outages:
+            self.outages -= 1
+            raise mongo_errors.AutoReconnect("database restarting")
+        if any(e.id in self.poison for e in events):
+            raise ValueError("this event breaks a rule")
+        self.persisted.extend(e.id for e in events)
+        return len(events)
+
+
+def make_consumer(handler: Recorder) -> tuple[BatchConsumer, list[tuple[str, dict[str, str]]], Health]:
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
+        sent.append((topic, headers))
+
+    health = Health()
+    consumer = BatchConsumer(
+        handler,
+        DeadLetters(send, service="archive", consumer_group="archive"),
+        health=health,
+        metrics=RuntimeMetrics(CollectorRegistry(), "archive"),
+        backoff=Backoff(0.001, 0.002),
+        accepted_types=["order.placed"],
+    )
+    return consumer, sent, health
+
+
+async def test_a_bad_message_goes_to_the_dlq_and_the_rest_is_persisted() -> None:
+    handler = Recorder()
+    consumer, sent, _ = make_consumer(handler)
+    await consumer.process(
+        [record(0, event_bytes("a")), record(1, b"{oops"), record(2, event_bytes("b"))]
+    )
+    assert handler.persisted == ["a", "b"]
+    assert len(sent) == 1
+    topic, headers = sent[0]
+    assert topic == "archive.dlq.v1"
+    assert headers["x-dlq-source-offset"] == "1"
+    assert headers["x-dlq-source-topic"] == "orders.v1"
+    assert "not JSON" in headers["x-dlq-reason"]
+    assert headers["x-dlq-consumer-group"] == "archive"
+
+
+async def test_a_message_whose_handler_fails_is_isolated_and_dead_lettered() -> None:
+    handler = Recorder(poison={"b"})
+    consumer, sent, _ = make_consumer(handler)
+    await consumer.process([record(i, event_bytes(x)) for i, x in enumerate("abc")])
+    assert handler.persisted == ["a", "c"]
+    assert [h["x-dlq-source-offset"] for _, h in sent] == ["1"]
+    assert sent[0][1]["x-dlq-exception"] == "ValueError"
+
+
+async def test_transient_failures_are_retried_not_dead_lettered() -> None:
+    handler = Recorder(outages=3)
+    consumer, sent, health = make_consumer(handler)
+    await consumer.process([record(0, event_bytes("a"))])
+    assert handler.persisted == ["a"]
+    assert handler.calls == 4
+    assert sent == []
+    assert health.problems() == {}
+
+
+async def test_readiness_is_red_while_retrying() -> None:
+    handler = Recorder(outages=10_000)
+    consumer, _, health = make_consumer(handler)
+    task = asyncio.create_task(consumer.process([record(0, event_bytes("a"))]))
+    await asyncio.sleep(0.05)
+    assert "consumer.apply" in health.problems()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (None, event_bytes("a"), "key"),
+        (b"c2", event_bytes("a"), "key"),
+        (b"c1", None, "tombstone"),
+        (b"c1", event_bytes("a").replace(b"order.placed", b"customer.erasure_requested"), "not consumed"),
+    ],
+)
+async def test_records_that_break_the_envelope_rules_are_dead_lettered(
+    key: bytes | None, value: bytes | None, reason: str
+) -> None:
+    handler = Recorder()
+    consumer, sent, _ = make_consumer(handler)
+    await consumer.process([record(0, value, key)])
+    assert handler.persisted == []
+    assert reason in sent[0][1]["x-dlq-reason"]
