@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
+import contextlib
 import os
 import shutil
 import signal
@@ -22,7 +24,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +45,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes] | None = None,
-             log: Path | None = None) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         if proc is not None and proc.poll() is not None:
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
@@ -56,13 +63,19 @@ def wait_for(check: object, what: str, timeout: float, proc: subprocess.Popen[by
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
 
 
-def spawn(args: list[str], log: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
-        args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        args,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        start_new_session=True,
     )
 
 
@@ -83,10 +96,8 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
         except ChildProcessError:
             pass
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 # -- Apache Kafka ----------------------------------------------------------------------------
@@ -99,16 +110,34 @@ def kafka_classpath(cache: Path = CACHE) -> str:
         listing.parent.mkdir(parents=True, exist_ok=True)
         print("resolving Apache Kafka jars from Maven Central (first run only)...", flush=True)
         subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(KAFKA_POM), f"-Dmaven.repo.local={cache / 'm2'}",
-             "dependency:build-classpath", f"-Dmdep.outputFile={listing}"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_POM),
+                f"-Dmaven.repo.local={cache / 'm2'}",
+                "dependency:build-classpath",
+                f"-Dmdep.outputFile={listing}",
+            ],
             check=True,
         )
     return listing.read_text().strip()
 
 
 def _kafka_java(classpath: str, main: str, args: list[str], log4j: Path) -> list[str]:
-    return ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath, main, *args]
+    return [
+        "java",
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        classpath,
+        main,
+        *args,
+    ]
 
 
 @dataclass
@@ -125,15 +154,15 @@ class KafkaNode:
         template = (HERE / "kafka" / "server.properties.template").read_text()
         path = self.data / "server.properties"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(template.format(
-            log_dir=self.data / "kraft", port=self.port, controller_port=self.controller_port))
+        path.write_text(
+            template.format(
+                log_dir=self.data / "kraft", port=self.port, controller_port=self.controller_port
+            )
+        )
         return path
 
     def log4j(self) -> Path:
-        path = self.data / "log4j2.yaml"
-        text = (HERE / "kafka" / "log4j2.yaml").read_text()
-        path.write_text(text.replace("${kafka.logs.dir}", str(self.data / "logs")))
-        return path
+        return HERE / "kafka" / "log4j2.yaml"
 
     def start(self) -> subprocess.Popen[bytes]:
         classpath = kafka_classpath()
@@ -141,9 +170,14 @@ class KafkaNode:
         if not (self.data / "kraft" / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                _kafka_java(classpath, "kafka.tools.StorageTool",
-                            ["format", "-t", cluster_id, "-c", str(config), "--standalone"], log4j),
-                check=True, stdout=subprocess.DEVNULL,
+                _kafka_java(
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    ["format", "-t", cluster_id, "-c", str(config), "--standalone"],
+                    log4j,
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
         log = self.data / "kafka.log"
         proc = spawn(_kafka_java(classpath, "kafka.Kafka", [str(config)], log4j), log)
@@ -185,11 +219,17 @@ def provision_topics(bootstrap: str) -> list[str]:
             existing = set(await admin.list_topics())
             missing = [t for t in ALL_TOPICS if t.name not in existing]
             if missing:
-                await admin.create_topics([
-                    NewTopic(t.name, num_partitions=t.partitions, replication_factor=1,
-                             topic_configs={"retention.ms": str(t.retention_ms)})
-                    for t in missing
-                ])
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            t.name,
+                            num_partitions=t.partitions,
+                            replication_factor=1,
+                            topic_configs={"retention.ms": str(t.retention_ms)},
+                        )
+                        for t in missing
+                    ]
+                )
             return [t.name for t in missing]
         finally:
             await admin.close()
@@ -211,15 +251,28 @@ class MongoNode:
         server = Path(sys.executable).with_name("secantusd-py")
         log = self.data / "secantusdb.log"
         self.data.mkdir(parents=True, exist_ok=True)
-        proc = spawn([str(server), "--host", "127.0.0.1", "--port", str(self.port),
-                      "--storage-path", str(self.data / "db"), "--log-level", "WARNING"], log)
+        proc = spawn(
+            [
+                str(server),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                str(self.data / "db"),
+                "--log-level",
+                "WARNING",
+            ],
+            log,
+        )
         wait_for(lambda: port_open(self.port), "SecantusDB", 60, proc, log)
         return proc
 
 
 # -- the services ----------------------------------------------------------------------------
-def service_env(name: str, port: int, bootstrap: str, mongodb_url: str,
-                extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def service_env(
+    name: str, port: int, bootstrap: str, mongodb_url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     prefix = f"CRM_{name.upper()}_"
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -301,7 +354,7 @@ class LocalStack:
             proc = start_service(name, env, self.root / "logs" / f"{name}.log")
             self._record(name, proc)
         for name, port in self.services.items():
-            wait_for(lambda p=port: service_ready(p), f"service {name}", 120)  # type: ignore[misc]
+            wait_for(functools.partial(service_ready, port), f"service {name}", 120)
         self.print_urls()
 
     def print_urls(self) -> None:
@@ -328,7 +381,9 @@ class LocalStack:
 
 
 def main(argv: Iterable[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "status", "topics"])
     args = parser.parse_args(list(argv) if argv is not None else None)
     stack = LocalStack()

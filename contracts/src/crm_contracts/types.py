@@ -24,7 +24,7 @@ def _money_from_string(value: Any) -> Any:
 
     if not re.fullmatch(MONEY_PATTERN, value):
         raise ValueError(
-            'money must be a non-negative decimal string with at most 12 integer digits '
+            "money must be a non-negative decimal string with at most 12 integer digits "
             'and 4 decimals, such as "129.90"'
         )
     return Decimal(value)
@@ -46,7 +46,9 @@ Money = Annotated[
 """Money as a decimal string in JSON and a `Decimal` in Python; never a float."""
 
 Currency = Annotated[
-    str, StringConstraints(pattern=r"^[A-Z]{3}$"), WithJsonSchema({"type": "string", "pattern": r"^[A-Z]{3}$", "examples": ["CNY"]})
+    str,
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+    WithJsonSchema({"type": "string", "pattern": r"^[A-Z]{3}$", "examples": ["CNY"]}),
 ]
 """An ISO 4217 alphabetic currency code."""
 

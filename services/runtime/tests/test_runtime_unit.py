@@ -17,7 +17,7 @@ from crm_contracts import CloudEvent
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.consumer import Backoff, BatchConsumer
 from crm_runtime.dlq import DeadLetters, InboundRecord
-from crm_runtime.errors import ConcurrencyConflict, is_transient
+from crm_runtime.errors import ConcurrencyConflictError, is_transient
 from crm_runtime.health import Health
 from crm_runtime.logs import redact
 from crm_runtime.metrics import RuntimeMetrics
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.unit
         mongo_errors.OperationFailure("conflict", code=112),
         kafka_errors.KafkaConnectionError(),
         kafka_errors.KafkaTimeoutError(),
-        ConcurrencyConflict("raced"),
+        ConcurrencyConflictError("raced"),
         ConnectionRefusedError(),
         TimeoutError(),
     ],
@@ -76,7 +76,9 @@ def test_roles() -> None:
     client = TestClient(app)
     assert client.get("/agents-only").status_code == 401
     assert client.get("/agents-only", headers={"Authorization": "Bearer nope"}).status_code == 401
-    assert client.get("/agents-only", headers={"Authorization": "Bearer ops-token"}).status_code == 403
+    assert (
+        client.get("/agents-only", headers={"Authorization": "Bearer ops-token"}).status_code == 403
+    )
     ok = client.get("/agents-only", headers={"Authorization": "Bearer agent-token"})
     assert ok.status_code == 200
     assert "agent-token" not in ok.text
@@ -91,8 +93,12 @@ def test_unknown_roles_are_refused_at_start() -> None:
 def event_bytes(event_id: str, subject: str = "c1", amount: str = "10.00") -> bytes:
     return json.dumps(
         {
-            "specversion": "1.0", "id": event_id, "source": "t", "type": "order.placed",
-            "subject": subject, "time": "2026-01-01T00:00:00Z",
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "t",
+            "type": "order.placed",
+            "subject": subject,
+            "time": "2026-01-01T00:00:00Z",
             "data": {"order_id": f"o-{event_id}", "amount": amount, "currency": "CNY"},
         }
     ).encode()
@@ -122,7 +128,9 @@ class Recorder:
         return len(events)
 
 
-def make_consumer(handler: Recorder) -> tuple[BatchConsumer, list[tuple[str, dict[str, str]]], Health]:
+def make_consumer(
+    handler: Recorder,
+) -> tuple[BatchConsumer, list[tuple[str, dict[str, str]]], Health]:
     sent: list[tuple[str, dict[str, str]]] = []
 
     async def send(topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
@@ -192,7 +200,11 @@ async def test_readiness_is_red_while_retrying() -> None:
         (None, event_bytes("a"), "key"),
         (b"c2", event_bytes("a"), "key"),
         (b"c1", None, "tombstone"),
-        (b"c1", event_bytes("a").replace(b"order.placed", b"customer.erasure_requested"), "not consumed"),
+        (
+            b"c1",
+            event_bytes("a").replace(b"order.placed", b"customer.erasure_requested"),
+            "not consumed",
+        ),
     ],
 )
 async def test_records_that_break_the_envelope_rules_are_dead_lettered(

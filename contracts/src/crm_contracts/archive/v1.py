@@ -17,7 +17,9 @@ class CustomerCreated(_Payload):
     """The archive holds a new customer record (a registration or a first sighting)."""
 
     stage: Stage
-    stub: bool = Field(description="True when created from an order or contact, not a registration.")
+    stub: bool = Field(
+        description="True when created from an order or contact, not a registration."
+    )
     cause_event_type: str = Field(description="The inbound event type that created it.")
 
 

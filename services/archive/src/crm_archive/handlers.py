@@ -8,7 +8,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from crm_archive.domain.customer import Customer, CustomerCreated, DomainEvent, OrderPlaced, record_order
+from crm_archive.domain.customer import (
+    Customer,
+    CustomerCreated,
+    DomainEvent,
+    OrderPlaced,
+    record_order,
+)
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.orders import v1 as orders_v1
@@ -84,7 +90,11 @@ def _outbound(
                 subject=domain_event.customer_id,
                 data=data,
                 # Derived from the cause, so re-applying the same inbound event yields the same id.
-                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cause.id}/{rule}/{archive_v1.CUSTOMER_CREATED}")),
+                id=str(
+                    uuid.uuid5(
+                        uuid.NAMESPACE_URL, f"{cause.id}/{rule}/{archive_v1.CUSTOMER_CREATED}"
+                    )
+                ),
                 time=now,
                 traceparent=cause.traceparent,
             )

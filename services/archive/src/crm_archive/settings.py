@@ -1,4 +1,4 @@
-"""Archive settings: `CRM_ARCHIVE_*`, plus the shared `KAFKA_BOOTSTRAP_SERVERS` and `MONGODB_URL`."""
+"""Archive settings: `CRM_ARCHIVE_*` plus the shared `KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URL`."""
 
 from typing import ClassVar
 

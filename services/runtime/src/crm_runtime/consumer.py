@@ -106,7 +106,9 @@ class BatchConsumer:
                     await self._apply([item])
                 return
             record, event = items[0]
-            await self._dead_letter(record, f"handler failed on {event.type}: {exc}", exc, "handler")
+            await self._dead_letter(
+                record, f"handler failed on {event.type}: {exc}", exc, "handler"
+            )
             return
         self.metrics.duplicates.labels(self.metrics.service).inc(len(events) - applied)
         for record, event in items:
@@ -125,9 +127,7 @@ class BatchConsumer:
                 "error": type(exc).__name__,
             },
         )
-        await self._retrying(
-            "dead_letter", lambda: self.dead_letters.publish(record, reason, exc)
-        )
+        await self._retrying("dead_letter", lambda: self.dead_letters.publish(record, reason, exc))
         self.metrics.dead_letters.labels(self.metrics.service, kind).inc()
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -10,7 +10,7 @@ class TransientError(Exception):
     """Raise to say: this will likely work later; do not dead-letter, retry."""
 
 
-class ConcurrencyConflict(TransientError):
+class ConcurrencyConflictError(TransientError):
     """Someone else changed the record between read and write; redo the batch."""
 
 

@@ -38,6 +38,7 @@ def create_broker(settings: ServiceSettings, registry: CollectorRegistry) -> Kaf
         linger_ms=5,
         request_timeout_ms=30_000,
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=settings.service)],
+        logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
         graceful_timeout=15.0,
         description=f"The {settings.service} service of the CRM suite.",
@@ -65,7 +66,7 @@ def subscribe_batches(
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
-        auto_offset_reset=settings.auto_offset_reset,  # type: ignore[arg-type]
+        auto_offset_reset=settings.auto_offset_reset,
         ack_policy=AckPolicy.MANUAL,
         decoder=_keep_raw,
         title=f"{settings.service}-inbound",

@@ -1,7 +1,14 @@
 """Prometheus metrics the runtime keeps for every service (FastStream's middleware adds its own)."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import gc_collector, platform_collector, process_collector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
 
 
 class RuntimeMetrics:
@@ -9,7 +16,7 @@ class RuntimeMetrics:
         self.service = service
         self.events = Counter(
             "crm_events_processed",
-            "Inbound events applied, by topic and type (duplicates not counted).",
+            "Valid inbound events handled (applied, or recognised as already applied), by topic and type.",
             ["service", "topic", "type"],
             registry=registry,
         )

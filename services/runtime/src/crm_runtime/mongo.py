@@ -45,8 +45,10 @@ async def ping(client: AsyncMongoClient[Document]) -> bool:
 def only_duplicate_keys(error: BulkWriteError) -> bool:
     """True when every write error of a bulk write is a duplicate key (code 11000)."""
     errors: Sequence[Mapping[str, Any]] = error.details.get("writeErrors", [])
-    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors) and not (
-        error.details.get("writeConcernErrors")
+    return (
+        bool(errors)
+        and all(e.get("code") == DUPLICATE_KEY for e in errors)
+        and not (error.details.get("writeConcernErrors"))
     )
 
 

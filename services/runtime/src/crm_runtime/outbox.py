@@ -7,6 +7,7 @@ consumers deduplicate by event id.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -49,9 +50,7 @@ class Outbox:
             name="pending_in_order",
         )
 
-    async def add(
-        self, messages: Sequence[OutboundMessage], session: AsyncClientSession
-    ) -> None:
+    async def add(self, messages: Sequence[OutboundMessage], session: AsyncClientSession) -> None:
         if not messages:
             return
         now = datetime.now(UTC)
@@ -182,7 +181,5 @@ class OutboxRelay:
                     on_error(exc)
                 delay = min(delay * 2, 15.0)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass

@@ -87,7 +87,9 @@ class Runtime:
         )
         return consumer
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> Any:
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
+    ) -> Any:
         return await self.broker.publish(value, topic, key=key, headers=headers)
 
     async def _send_unconfirmed(

@@ -4,7 +4,7 @@
 `CRM_<SERVICE>_<NAME>` (for example `CRM_ARCHIVE_HTTP_PORT`). `CRM_API_TOKENS` is shared too.
 """
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,7 +36,7 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = Field(default="", description="Defaults to the service name.")
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=100, ge=1)
-    auto_offset_reset: str = "earliest"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
     outbox_relay_enabled: bool = True
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)

@@ -9,7 +9,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from crm_contracts import CloudEvent
 from crm_runtime.mongo import Document, Inbox, transaction
-from crm_runtime.outbox import Outbox, OutboundMessage
+from crm_runtime.outbox import OutboundMessage, Outbox
 
 
 class UnitOfWork:

@@ -13,7 +13,7 @@ from pymongo.errors import BulkWriteError
 
 from crm_archive.domain.customer import Customer
 from crm_contracts import CloudEvent
-from crm_runtime.errors import ConcurrencyConflict
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, only_duplicate_keys
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
@@ -104,7 +104,7 @@ class MongoCustomerRepository:
                 result = await self.customers.bulk_write(operations, ordered=True, session=session)
             except BulkWriteError as error:
                 if only_duplicate_keys(error):
-                    raise ConcurrencyConflict("a customer was created concurrently") from error
+                    raise ConcurrencyConflictError("a customer was created concurrently") from error
                 raise
             if result.matched_count != updates:
-                raise ConcurrencyConflict("a customer was changed concurrently")
+                raise ConcurrencyConflictError("a customer was changed concurrently")

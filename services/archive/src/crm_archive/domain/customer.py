@@ -72,7 +72,10 @@ def record_order(
     if order.currency == base_currency:
         total += order.amount
     else:
-        foreign = {**foreign, order.currency: foreign.get(order.currency, Decimal(0)) + order.amount}
+        foreign = {
+            **foreign,
+            order.currency: foreign.get(order.currency, Decimal(0)) + order.amount,
+        }
     first = customer.first_order_at
     last = customer.last_order_at
     updated = replace(

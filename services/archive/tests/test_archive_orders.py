@@ -10,7 +10,7 @@ from crm_archive.handlers import apply_events
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.orders import v1 as orders_v1
 
-from .fakes import InMemoryCustomers
+from archive_fakes import InMemoryCustomers
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -20,14 +20,18 @@ def now() -> datetime:
     return T0
 
 
-def placed(event_id: str, customer: str, amount: str, at: datetime, currency: str = "CNY") -> CloudEvent[orders_v1.OrderPlaced]:
+def placed(
+    event_id: str, customer: str, amount: str, at: datetime, currency: str = "CNY"
+) -> CloudEvent[orders_v1.OrderPlaced]:
     return new_event(
         orders_v1.ORDER_PLACED,
         source="test",
         subject=customer,
         id=event_id,
         time=at,
-        data=orders_v1.OrderPlaced(order_id=f"o-{event_id}", amount=Decimal(amount), currency=currency),
+        data=orders_v1.OrderPlaced(
+            order_id=f"o-{event_id}", amount=Decimal(amount), currency=currency
+        ),
     )
 
 
@@ -66,7 +70,11 @@ def test_other_currencies_are_kept_apart_not_converted() -> None:
 
 async def test_a_batch_is_applied_in_order_and_publishes_one_created_event() -> None:
     repo = InMemoryCustomers()
-    batch = [placed("e1", "c1", "10.00", T0), placed("e2", "c1", "5.25", T0), placed("e3", "c2", "1", T0)]
+    batch = [
+        placed("e1", "c1", "10.00", T0),
+        placed("e2", "c1", "5.25", T0),
+        placed("e3", "c2", "1", T0),
+    ]
     assert await apply_events(batch, repo, clock=now, base_currency="CNY") == 3
     assert repo.customers["c1"].order_count == 2
     assert repo.customers["c1"].total_spent == Decimal("15.25")

@@ -1,0 +1,43 @@
+"""A crash between the write and the publish loses no outbound event.
+
+The archive runs with its outbox relay switched off, so the write (customer + outbox entry)
+commits but nothing is published; then it is SIGKILLed. The restarted archive's relay publishes
+the event: exactly once.
+"""
+
+import asyncio
+import json
+
+from pymongo import MongoClient
+from stackutil import ServiceProcess, Stack, collect, eventually, order_placed, produce, unique
+
+
+def pending_for(stack: Stack, service: ServiceProcess, customer: str) -> int:
+    with MongoClient(stack.mongodb_url) as client:
+        database = client[service.env["CRM_ARCHIVE_DATABASE"]]
+        return database["outbox"].count_documents({"key": customer, "sent": False})
+
+
+def test_an_event_written_but_not_published_is_published_after_a_crash(stack: Stack) -> None:
+    archive = ServiceProcess.isolated("archive", stack).start(outbox_relay_enabled="false")
+    customer = unique("c")
+    try:
+        asyncio.run(produce(stack.bootstrap, "orders.v1", [(customer, order_placed(customer, "o", "5"))]))
+        eventually(lambda: archive.get(f"/customers/{customer}").status_code == 200)
+        assert pending_for(stack, archive, customer) == 1, "the write and its outbox entry committed"
+
+        def announced(timeout: float) -> list[object]:
+            return asyncio.run(
+                collect(stack.bootstrap, "archive.v1", lambda r: r.key == customer.encode(),
+                        until=lambda kept: len(kept) >= 2, timeout=timeout)
+            )
+
+        assert announced(2) == [], "the relay is off: nothing may be published yet"
+        archive.kill()
+
+        archive.start(outbox_relay_enabled="true")
+        events = announced(10)
+        assert [json.loads(r.value)["type"] for r in events] == ["customer.created"]
+        eventually(lambda: pending_for(stack, archive, customer) == 0)
+    finally:
+        archive.stop()

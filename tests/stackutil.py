@@ -1,0 +1,206 @@
+"""Test support: the real local stack (Apache Kafka + SecantusDB) and services as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+import stack as local_stack  # noqa: E402
+
+DEV_TOKEN = local_stack.DEV_TOKEN
+AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    mongodb_url: str
+    kafka_pid: int | None = None
+    logs: Path = ROOT / ".local" / "test-logs"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# -- events ------------------------------------------------------------------------------------
+def cloud_event(
+    event_type: str,
+    subject: str,
+    data: Mapping[str, Any],
+    *,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id or str(uuid.uuid4()),
+            "source": "tests",
+            "type": event_type,
+            "subject": subject,
+            "time": (time or datetime.now(UTC)).isoformat(),
+            "datacontenttype": "application/json",
+            "data": dict(data),
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def order_placed(
+    customer: str, order_id: str, amount: str, *, time: datetime | None = None,
+    event_id: str | None = None, currency: str = "CNY",
+) -> bytes:
+    return cloud_event(
+        "order.placed", customer,
+        {"order_id": order_id, "amount": amount, "currency": currency, "channel": "web"},
+        event_id=event_id, time=time,
+    )
+
+
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, bytes]]) -> int:
+    """Send (key, value) pairs with an idempotent producer (acks=all); returns how many."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, value, key=key.encode() if key is not None else None)
+            for key, value in messages
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    keep: Callable[[Any], bool],
+    *,
+    until: Callable[[list[Any]], bool],
+    timeout: float = 20.0,
+) -> list[Any]:
+    """Read `topic` from the beginning, keeping records that pass `keep`, until `until` holds
+    or `timeout` passes (then return what was kept: the caller asserts)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    kept: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not until(kept):
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                kept.extend(r for r in records if keep(r))
+    finally:
+        await consumer.stop()
+    return kept
+
+
+# -- services as processes -------------------------------------------------------------------
+@dataclass
+class ServiceProcess:
+    name: str
+    stack: Stack
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def isolated(name: str, stack: Stack, **env: str) -> ServiceProcess:
+        """A service with its own database and consumer group, so tests do not see each other."""
+        tag = uuid.uuid4().hex[:8]
+        prefix = f"CRM_{name.upper()}_"
+        return ServiceProcess(
+            name, stack,
+            env={f"{prefix}DATABASE": f"crm_{name}_t{tag}", f"{prefix}CONSUMER_GROUP": f"{name}-t{tag}",
+                 **{f"{prefix}{k.upper()}": v for k, v in env.items()}},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.stack.logs / f"{self.name}-{self.port}.log"
+
+    def start(self, **env: str) -> ServiceProcess:
+        prefix = f"CRM_{self.name.upper()}_"
+        self.env.update({f"{prefix}{k.upper()}": v for k, v in env.items()})
+        full_env = local_stack.service_env(
+            self.name, self.port, self.stack.bootstrap, self.stack.mongodb_url, self.env
+        )
+        self.proc = local_stack.start_service(self.name, full_env, self.log)
+        local_stack.wait_for(
+            lambda: local_stack.service_ready(self.port), f"{self.name} service", 90, self.proc, self.log
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            local_stack.stop_pid(self.proc.pid)
+            self.proc.wait(30)
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.url + path, headers=AUTH, params=params, timeout=10)
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples on /metrics."""
+        total = 0.0
+        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    """Poll until `check` returns a truthy value; return it, or the last failure after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except AssertionError as exc:
+            last = exc
+        time.sleep(interval)
+    if isinstance(last, AssertionError):
+        raise last
+    raise AssertionError(f"not true after {timeout} s (last: {last!r})")
