@@ -24,7 +24,8 @@ from crm_runtime.outbox import OutboundMessage
 SOURCE = "crm/archive"
 Clock = Callable[[], datetime]
 
-CONSUMED_TYPES = (orders_v1.ORDER_PLACED,)
+CONSUMED_TYPES = tuple(orders_v1.EVENTS)
+"""Refunds and cancellations are accepted; the archive issue gives them their effect."""
 
 
 class CustomerRepository(Protocol):

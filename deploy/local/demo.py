@@ -1,0 +1,206 @@
+"""Replay realistic generated traffic into the local stack, then print a summary.
+
+    python deploy/local/demo.py [--customers 300] [--seed 7]
+
+Registrations, orders (some refunded or cancelled), call-center contacts, complaints and survey
+answers for a few hundred customers over the last two years, sent in time order as CloudEvents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stack  # noqa: E402
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明"]
+CITIES = ["上海", "北京", "广州", "深圳", "杭州", "成都", "南京", "武汉", "Singapore", "London"]
+COMPLAINTS = {
+    "delivery": "快递延误，超过承诺时间三天仍未送达。",
+    "product": "收到的商品有破损，包装也被压坏了。",
+    "billing": "同一笔订单被重复扣款。",
+    "service": "客服多次未回电，问题没有得到解决。",
+    "other": "会员积分显示不正确。",
+}
+
+
+@dataclass(frozen=True)
+class Sent:
+    topic: str
+    key: str
+    value: bytes
+    event_type: str
+
+
+def event(event_type: str, subject: str, at: datetime, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "demo/" + event_type.split(".")[0],
+            "type": event_type,
+            "subject": subject,
+            "time": at.isoformat(),
+            "datacontenttype": "application/json",
+            "data": data,
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def generate(customers: int, seed: int) -> list[tuple[datetime, Sent]]:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    traffic: list[tuple[datetime, Sent]] = []
+
+    def add(topic: str, customer: str, at: datetime, event_type: str, data: dict[str, Any]) -> None:
+        traffic.append((at, Sent(topic, customer, event(event_type, customer, at, data), event_type)))
+
+    for n in range(customers):
+        customer = f"demo-c{n:05d}"
+        joined = now - timedelta(days=rng.randrange(1, 730), minutes=rng.randrange(1440))
+        registered = rng.random() < 0.9
+        if registered:
+            name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice([1, 2])))
+            add("members.v1", customer, joined, "customer.registered", {
+                "name": name,
+                "phone": f"+86 1{rng.randrange(30, 99)}{rng.randrange(10**8):08d}",
+                "email": f"user{n}@example.com",
+                "city": rng.choice(CITIES),
+                "gender": rng.choice(["female", "male", "undisclosed"]),
+                "consents": {"email": {"transactional": True, "marketing": rng.random() < 0.4}},
+                "source": rng.choice(["app", "web", "store"]),
+            })
+        habit = rng.choice([0, 1, 2, 6, 15])  # orders a year, roughly
+        at = joined
+        for o in range(max(0, int(rng.gauss(habit * 1.5, 2))) if habit else 0):
+            at += timedelta(days=rng.expovariate(max(habit, 1) / 365))
+            if at >= now:
+                break
+            order_id = f"{customer}-o{o}"
+            amount = Decimal(rng.randrange(1990, 199900)) / 100
+            add("orders.v1", customer, at, "order.placed", {
+                "order_id": order_id, "amount": str(amount), "currency": "CNY",
+                "channel": rng.choice(["web", "app", "store", "phone"]),
+                "items": [{"sku": f"SKU-{rng.randrange(100, 999)}", "qty": 1, "unit_price": str(amount)}],
+            })
+            roll = rng.random()
+            if roll < 0.04:
+                add("orders.v1", customer, at + timedelta(hours=2), "order.cancelled",
+                    {"order_id": order_id, "reason": "customer changed their mind"})
+            elif roll < 0.12:
+                part = (amount * Decimal(rng.choice([25, 50, 100])) / 100).quantize(Decimal("0.01"))
+                add("orders.v1", customer, at + timedelta(days=rng.randrange(1, 20)), "order.refunded",
+                    {"order_id": order_id, "amount": str(part), "reason": "damaged"})
+            if rng.random() < 0.08:
+                category = rng.choice(list(COMPLAINTS))
+                complaint_at = at + timedelta(days=rng.randrange(1, 10))
+                add("callcenter.v1", customer, complaint_at, "complaint.reported", {
+                    "complaint_id": f"{order_id}-cmp", "channel": "phone",
+                    "description": COMPLAINTS[category], "category": category,
+                    "severity": rng.choice(["low", "medium", "high", "critical"]),
+                    "order_id": order_id, "agent_id": f"agent-{rng.randrange(1, 9)}",
+                })
+                add("callcenter.v1", customer, complaint_at + timedelta(days=3), "survey.answered", {
+                    "survey_id": f"{order_id}-srv", "csat": rng.randrange(1, 6), "nps": rng.randrange(0, 11),
+                })
+        for c in range(rng.choice([0, 0, 1, 2])):
+            contact_at = joined + timedelta(days=rng.randrange(1, 700))
+            if contact_at < now:
+                add("callcenter.v1", customer, contact_at, "contact.logged", {
+                    "contact_id": f"{customer}-ct{c}", "agent_id": f"agent-{rng.randrange(1, 9)}",
+                    "channel": rng.choice(["phone", "chat", "wechat", "email"]),
+                    "direction": rng.choice(["in", "out"]), "topic": "咨询",
+                    "duration_s": rng.randrange(30, 1200), "sentiment": round(rng.uniform(-1, 1), 2),
+                })
+    traffic.sort(key=lambda item: item[0])
+    return traffic
+
+
+async def send(bootstrap: str, traffic: list[tuple[datetime, Sent]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=10)
+    await producer.start()
+    try:
+        pending = []
+        for _, sent in tqdm(traffic, desc="sending events", unit="ev"):
+            pending.append(await producer.send(sent.topic, sent.value, key=sent.key.encode()))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def get(url: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {stack.DEV_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if body[:1] in b"[{" else body.decode()
+
+
+def metric(port: int, name: str) -> float:
+    text = get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    local = stack.LocalStack()
+    traffic = generate(args.customers, args.seed)
+    by_type = Counter(sent.event_type for _, sent in traffic)
+    archive_port = local.services["archive"]
+    before = metric(archive_port, "crm_events_processed_total")
+    dlq_before = metric(archive_port, "crm_dlq_messages_total")
+    started = time.monotonic()
+    asyncio.run(send(local.bootstrap(), traffic))
+    orders = sum(n for t, n in by_type.items() if t.startswith("order."))
+    with tqdm(total=orders, desc="archive applying orders", unit="ev") as bar:
+        done = 0.0
+        deadline = time.monotonic() + 120
+        while done < orders and time.monotonic() < deadline:
+            now_done = metric(archive_port, "crm_events_processed_total") - before
+            now_done += metric(archive_port, "crm_dlq_messages_total") - dlq_before
+            bar.update(int(now_done - done))
+            done = now_done
+            time.sleep(0.25)
+    elapsed = time.monotonic() - started
+    print("\nSent (CloudEvents, keyed by customer id):")
+    for event_type, count in sorted(by_type.items()):
+        print(f"  {event_type:<28} {count:>6}")
+    print(f"  {'total':<28} {len(traffic):>6}   in {elapsed:.1f} s")
+    print("\nArchive (http://127.0.0.1:%d):" % archive_port)
+    print(f"  events applied         {metric(archive_port, 'crm_events_processed_total') - before:>8.0f}")
+    print(f"  dead letters           {metric(archive_port, 'crm_dlq_messages_total') - dlq_before:>8.0f}")
+    biggest = max(
+        (sent.key for _, sent in traffic if sent.event_type == "order.placed"),
+        key=lambda key: sum(1 for _, s in traffic if s.key == key and s.event_type == "order.placed"),
+        default=None,
+    )
+    if biggest:
+        record = get(f"http://127.0.0.1:{archive_port}/customers/{biggest}")
+        print(f"\nMost frequent buyer, GET /customers/{biggest}:")
+        print("  " + json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+    print(f"\nTry: curl -H 'Authorization: Bearer {stack.DEV_TOKEN}' http://127.0.0.1:{archive_port}/customers/{biggest}")
+
+
+if __name__ == "__main__":
+    main()

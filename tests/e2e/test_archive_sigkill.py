@@ -1,0 +1,79 @@
+"""Nothing lost, nothing doubled: SIGKILL the archive while 10,000 orders flow, then restart it.
+
+The final per-customer figures must equal the ones computed here from what was sent, exactly.
+Some orders are sent twice (same event id: a redelivery) and must count once.
+"""
+
+import asyncio
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pymongo import MongoClient
+from stackutil import ServiceProcess, Stack, eventually, order_placed, produce, unique
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ORDERS = 10_000
+CUSTOMERS = 500
+
+
+def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
+    rng = random.Random(20261122)
+    run = unique("k")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    expected: dict[str, dict[str, object]] = defaultdict(
+        lambda: {"order_count": 0, "total": Decimal(0), "first": None, "last": None}
+    )
+    messages: list[tuple[str, bytes]] = []
+    for n in range(ORDERS):
+        customer = f"{run}-{rng.randrange(CUSTOMERS)}"
+        amount = Decimal(rng.randrange(1, 500_000)) / 100
+        at = start + timedelta(minutes=rng.randrange(500_000))
+        event = order_placed(customer, f"{run}-o{n}", str(amount), time=at, event_id=f"{run}-e{n}")
+        messages.append((customer, event))
+        if n % 50 == 0:
+            messages.append((customer, event))  # a redelivery: same event id
+        figures = expected[customer]
+        figures["order_count"] = int(figures["order_count"]) + 1  # type: ignore[call-overload]
+        figures["total"] = figures["total"] + amount  # type: ignore[operator]
+        figures["first"] = at if figures["first"] is None else min(figures["first"], at)  # type: ignore[type-var]
+        figures["last"] = at if figures["last"] is None else max(figures["last"], at)  # type: ignore[type-var]
+
+    archive = ServiceProcess.isolated("archive", stack, batch_max_records="200").start()
+    database = archive.env["CRM_ARCHIVE_DATABASE"]
+    mongo: MongoClient[dict[str, object]] = MongoClient(stack.mongodb_url, tz_aware=True)
+    customers = mongo[database]["customers"]
+    try:
+        asyncio.run(produce(stack.bootstrap, "orders.v1", messages))
+
+        def counted() -> int:
+            rows = customers.aggregate([
+                {"$match": {"_id": {"$regex": f"^{run}-"}}},
+                {"$group": {"_id": None, "n": {"$sum": "$order_count"}}},
+            ])
+            return int(next(iter(rows), {"n": 0})["n"])
+
+        eventually(lambda: counted() >= ORDERS // 4, timeout=120, interval=0.05)
+        mid = counted()
+        archive.kill()
+        assert mid < ORDERS, "the kill must land mid-stream"
+
+        archive.start()
+        eventually(lambda: counted() >= ORDERS, timeout=300, interval=0.5)
+        eventually(lambda: archive.metric("crm_outbox_backlog") == 0, timeout=60)
+
+        actual = {doc["_id"]: doc for doc in customers.find({"_id": {"$regex": f"^{run}-"}})}
+        assert sorted(actual) == sorted(expected)
+        for customer, figures in expected.items():
+            doc = actual[customer]
+            assert doc["order_count"] == figures["order_count"], customer
+            assert doc["total_spent"].to_decimal() == figures["total"], customer
+            assert doc["first_order_at"] == figures["first"], customer
+            assert doc["last_order_at"] == figures["last"], customer
+        assert counted() == ORDERS, "nothing counted twice"
+        print(f"\nSIGKILL after {mid} of {ORDERS} orders; final figures exact for {len(expected)} customers")
+    finally:
+        archive.stop()
+        mongo.close()
