@@ -42,7 +42,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts/src services/runtime/src services/archive/src deploy/local
+	$(BIN)/mypy contracts services/runtime services/archive deploy/local tests
 	$(BIN)/lint-imports
 
 fmt: venv

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import stack as local_stack  # noqa: E402
 
+__all__ = ["ROOT", "ServiceProcess", "Stack", "local_stack"]
 DEV_TOKEN = local_stack.DEV_TOKEN
 AUTH = {"Authorization": f"Bearer {DEV_TOKEN}"}
 
@@ -72,13 +73,20 @@ def cloud_event(
 
 
 def order_placed(
-    customer: str, order_id: str, amount: str, *, time: datetime | None = None,
-    event_id: str | None = None, currency: str = "CNY",
+    customer: str,
+    order_id: str,
+    amount: str,
+    *,
+    time: datetime | None = None,
+    event_id: str | None = None,
+    currency: str = "CNY",
 ) -> bytes:
     return cloud_event(
-        "order.placed", customer,
+        "order.placed",
+        customer,
         {"order_id": order_id, "amount": amount, "currency": currency, "channel": "web"},
-        event_id=event_id, time=time,
+        event_id=event_id,
+        time=time,
     )
 
 
@@ -105,12 +113,15 @@ async def collect(
     keep: Callable[[Any], bool],
     *,
     until: Callable[[list[Any]], bool],
-    timeout: float = 20.0,
+    timeout: float = 20.0,  # noqa: ASYNC109 - a deadline for polling, not a cancellation scope
 ) -> list[Any]:
     """Read `topic` from the beginning, keeping records that pass `keep`, until `until` holds
     or `timeout` passes (then return what was kept: the caller asserts)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -141,9 +152,13 @@ class ServiceProcess:
         tag = uuid.uuid4().hex[:8]
         prefix = f"CRM_{name.upper()}_"
         return ServiceProcess(
-            name, stack,
-            env={f"{prefix}DATABASE": f"crm_{name}_t{tag}", f"{prefix}CONSUMER_GROUP": f"{name}-t{tag}",
-                 **{f"{prefix}{k.upper()}": v for k, v in env.items()}},
+            name,
+            stack,
+            env={
+                f"{prefix}DATABASE": f"crm_{name}_t{tag}",
+                f"{prefix}CONSUMER_GROUP": f"{name}-t{tag}",
+                **{f"{prefix}{k.upper()}": v for k, v in env.items()},
+            },
         )
 
     @property
@@ -162,7 +177,11 @@ class ServiceProcess:
         )
         self.proc = local_stack.start_service(self.name, full_env, self.log)
         local_stack.wait_for(
-            lambda: local_stack.service_ready(self.port), f"{self.name} service", 90, self.proc, self.log
+            lambda: local_stack.service_ready(self.port),
+            f"{self.name} service",
+            90,
+            self.proc,
+            self.log,
         )
         return self
 

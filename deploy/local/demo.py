@@ -27,10 +27,27 @@ from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import stack  # noqa: E402
+import stack
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明"]
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "洋",
+    "艳",
+    "勇",
+    "军",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+]
 CITIES = ["上海", "北京", "广州", "深圳", "杭州", "成都", "南京", "武汉", "Singapore", "London"]
 COMPLAINTS = {
     "delivery": "快递延误，超过承诺时间三天仍未送达。",
@@ -71,7 +88,9 @@ def generate(customers: int, seed: int) -> list[tuple[datetime, Sent]]:
     traffic: list[tuple[datetime, Sent]] = []
 
     def add(topic: str, customer: str, at: datetime, event_type: str, data: dict[str, Any]) -> None:
-        traffic.append((at, Sent(topic, customer, event(event_type, customer, at, data), event_type)))
+        traffic.append(
+            (at, Sent(topic, customer, event(event_type, customer, at, data), event_type))
+        )
 
     for n in range(customers):
         customer = f"demo-c{n:05d}"
@@ -79,15 +98,21 @@ def generate(customers: int, seed: int) -> list[tuple[datetime, Sent]]:
         registered = rng.random() < 0.9
         if registered:
             name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice([1, 2])))
-            add("members.v1", customer, joined, "customer.registered", {
-                "name": name,
-                "phone": f"+86 1{rng.randrange(30, 99)}{rng.randrange(10**8):08d}",
-                "email": f"user{n}@example.com",
-                "city": rng.choice(CITIES),
-                "gender": rng.choice(["female", "male", "undisclosed"]),
-                "consents": {"email": {"transactional": True, "marketing": rng.random() < 0.4}},
-                "source": rng.choice(["app", "web", "store"]),
-            })
+            add(
+                "members.v1",
+                customer,
+                joined,
+                "customer.registered",
+                {
+                    "name": name,
+                    "phone": f"+86 1{rng.randrange(30, 99)}{rng.randrange(10**8):08d}",
+                    "email": f"user{n}@example.com",
+                    "city": rng.choice(CITIES),
+                    "gender": rng.choice(["female", "male", "undisclosed"]),
+                    "consents": {"email": {"transactional": True, "marketing": rng.random() < 0.4}},
+                    "source": rng.choice(["app", "web", "store"]),
+                },
+            )
         habit = rng.choice([0, 1, 2, 6, 15])  # orders a year, roughly
         at = joined
         for o in range(max(0, int(rng.gauss(habit * 1.5, 2))) if habit else 0):
@@ -96,46 +121,98 @@ def generate(customers: int, seed: int) -> list[tuple[datetime, Sent]]:
                 break
             order_id = f"{customer}-o{o}"
             amount = Decimal(rng.randrange(1990, 199900)) / 100
-            add("orders.v1", customer, at, "order.placed", {
-                "order_id": order_id, "amount": str(amount), "currency": "CNY",
-                "channel": rng.choice(["web", "app", "store", "phone"]),
-                "items": [{"sku": f"SKU-{rng.randrange(100, 999)}", "qty": 1, "unit_price": str(amount)}],
-            })
+            add(
+                "orders.v1",
+                customer,
+                at,
+                "order.placed",
+                {
+                    "order_id": order_id,
+                    "amount": str(amount),
+                    "currency": "CNY",
+                    "channel": rng.choice(["web", "app", "store", "phone"]),
+                    "items": [
+                        {
+                            "sku": f"SKU-{rng.randrange(100, 999)}",
+                            "qty": 1,
+                            "unit_price": str(amount),
+                        }
+                    ],
+                },
+            )
             roll = rng.random()
             if roll < 0.04:
-                add("orders.v1", customer, at + timedelta(hours=2), "order.cancelled",
-                    {"order_id": order_id, "reason": "customer changed their mind"})
+                add(
+                    "orders.v1",
+                    customer,
+                    at + timedelta(hours=2),
+                    "order.cancelled",
+                    {"order_id": order_id, "reason": "customer changed their mind"},
+                )
             elif roll < 0.12:
                 part = (amount * Decimal(rng.choice([25, 50, 100])) / 100).quantize(Decimal("0.01"))
-                add("orders.v1", customer, at + timedelta(days=rng.randrange(1, 20)), "order.refunded",
-                    {"order_id": order_id, "amount": str(part), "reason": "damaged"})
+                add(
+                    "orders.v1",
+                    customer,
+                    at + timedelta(days=rng.randrange(1, 20)),
+                    "order.refunded",
+                    {"order_id": order_id, "amount": str(part), "reason": "damaged"},
+                )
             if rng.random() < 0.08:
                 category = rng.choice(list(COMPLAINTS))
                 complaint_at = at + timedelta(days=rng.randrange(1, 10))
-                add("callcenter.v1", customer, complaint_at, "complaint.reported", {
-                    "complaint_id": f"{order_id}-cmp", "channel": "phone",
-                    "description": COMPLAINTS[category], "category": category,
-                    "severity": rng.choice(["low", "medium", "high", "critical"]),
-                    "order_id": order_id, "agent_id": f"agent-{rng.randrange(1, 9)}",
-                })
-                add("callcenter.v1", customer, complaint_at + timedelta(days=3), "survey.answered", {
-                    "survey_id": f"{order_id}-srv", "csat": rng.randrange(1, 6), "nps": rng.randrange(0, 11),
-                })
+                add(
+                    "callcenter.v1",
+                    customer,
+                    complaint_at,
+                    "complaint.reported",
+                    {
+                        "complaint_id": f"{order_id}-cmp",
+                        "channel": "phone",
+                        "description": COMPLAINTS[category],
+                        "category": category,
+                        "severity": rng.choice(["low", "medium", "high", "critical"]),
+                        "order_id": order_id,
+                        "agent_id": f"agent-{rng.randrange(1, 9)}",
+                    },
+                )
+                add(
+                    "callcenter.v1",
+                    customer,
+                    complaint_at + timedelta(days=3),
+                    "survey.answered",
+                    {
+                        "survey_id": f"{order_id}-srv",
+                        "csat": rng.randrange(1, 6),
+                        "nps": rng.randrange(0, 11),
+                    },
+                )
         for c in range(rng.choice([0, 0, 1, 2])):
             contact_at = joined + timedelta(days=rng.randrange(1, 700))
             if contact_at < now:
-                add("callcenter.v1", customer, contact_at, "contact.logged", {
-                    "contact_id": f"{customer}-ct{c}", "agent_id": f"agent-{rng.randrange(1, 9)}",
-                    "channel": rng.choice(["phone", "chat", "wechat", "email"]),
-                    "direction": rng.choice(["in", "out"]), "topic": "咨询",
-                    "duration_s": rng.randrange(30, 1200), "sentiment": round(rng.uniform(-1, 1), 2),
-                })
+                add(
+                    "callcenter.v1",
+                    customer,
+                    contact_at,
+                    "contact.logged",
+                    {
+                        "contact_id": f"{customer}-ct{c}",
+                        "agent_id": f"agent-{rng.randrange(1, 9)}",
+                        "channel": rng.choice(["phone", "chat", "wechat", "email"]),
+                        "direction": rng.choice(["in", "out"]),
+                        "topic": "咨询",
+                        "duration_s": rng.randrange(30, 1200),
+                        "sentiment": round(rng.uniform(-1, 1), 2),
+                    },
+                )
     traffic.sort(key=lambda item: item[0])
     return traffic
 
 
 async def send(bootstrap: str, traffic: list[tuple[datetime, Sent]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=10)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=10
+    )
     await producer.start()
     try:
         pending = []
@@ -155,8 +232,11 @@ def get(url: str) -> Any:
 
 def metric(port: int, name: str) -> float:
     text = get(f"http://127.0.0.1:{port}/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 def main() -> None:
@@ -187,19 +267,25 @@ def main() -> None:
     for event_type, count in sorted(by_type.items()):
         print(f"  {event_type:<28} {count:>6}")
     print(f"  {'total':<28} {len(traffic):>6}   in {elapsed:.1f} s")
-    print("\nArchive (http://127.0.0.1:%d):" % archive_port)
-    print(f"  events applied         {metric(archive_port, 'crm_events_processed_total') - before:>8.0f}")
-    print(f"  dead letters           {metric(archive_port, 'crm_dlq_messages_total') - dlq_before:>8.0f}")
+    print(f"\nArchive (http://127.0.0.1:{archive_port}):")
+    applied = metric(archive_port, "crm_events_processed_total") - before
+    dead = metric(archive_port, "crm_dlq_messages_total") - dlq_before
+    print(f"  events applied         {applied:>8.0f}")
+    print(f"  dead letters           {dead:>8.0f}")
     biggest = max(
         (sent.key for _, sent in traffic if sent.event_type == "order.placed"),
-        key=lambda key: sum(1 for _, s in traffic if s.key == key and s.event_type == "order.placed"),
+        key=lambda key: sum(
+            1 for _, s in traffic if s.key == key and s.event_type == "order.placed"
+        ),
         default=None,
     )
     if biggest:
         record = get(f"http://127.0.0.1:{archive_port}/customers/{biggest}")
         print(f"\nMost frequent buyer, GET /customers/{biggest}:")
         print("  " + json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  "))
-    print(f"\nTry: curl -H 'Authorization: Bearer {stack.DEV_TOKEN}' http://127.0.0.1:{archive_port}/customers/{biggest}")
+    print(
+        f"\nTry: curl -H 'Authorization: Bearer {stack.DEV_TOKEN}' http://127.0.0.1:{archive_port}/customers/{biggest}"
+    )
 
 
 if __name__ == "__main__":

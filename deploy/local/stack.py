@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import functools
 import contextlib
+import functools
 import os
 import shutil
 import signal

@@ -6,9 +6,10 @@ Some orders are sent twice (same event id: a redelivery) and must count once.
 
 import asyncio
 import random
-from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -19,13 +20,19 @@ ORDERS = 10_000
 CUSTOMERS = 500
 
 
+@dataclass
+class Figures:
+    order_count: int
+    total: Decimal
+    first: datetime
+    last: datetime
+
+
 def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
     rng = random.Random(20261122)
     run = unique("k")
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    expected: dict[str, dict[str, object]] = defaultdict(
-        lambda: {"order_count": 0, "total": Decimal(0), "first": None, "last": None}
-    )
+    expected: dict[str, Figures] = {}
     messages: list[tuple[str, bytes]] = []
     for n in range(ORDERS):
         customer = f"{run}-{rng.randrange(CUSTOMERS)}"
@@ -35,24 +42,25 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
         messages.append((customer, event))
         if n % 50 == 0:
             messages.append((customer, event))  # a redelivery: same event id
-        figures = expected[customer]
-        figures["order_count"] = int(figures["order_count"]) + 1  # type: ignore[call-overload]
-        figures["total"] = figures["total"] + amount  # type: ignore[operator]
-        figures["first"] = at if figures["first"] is None else min(figures["first"], at)  # type: ignore[type-var]
-        figures["last"] = at if figures["last"] is None else max(figures["last"], at)  # type: ignore[type-var]
+        figures = expected.setdefault(customer, Figures(0, Decimal(0), at, at))
+        figures.order_count += 1
+        figures.total += amount
+        figures.first, figures.last = min(figures.first, at), max(figures.last, at)
 
     archive = ServiceProcess.isolated("archive", stack, batch_max_records="200").start()
     database = archive.env["CRM_ARCHIVE_DATABASE"]
-    mongo: MongoClient[dict[str, object]] = MongoClient(stack.mongodb_url, tz_aware=True)
+    mongo: MongoClient[dict[str, Any]] = MongoClient(stack.mongodb_url, tz_aware=True)
     customers = mongo[database]["customers"]
     try:
         asyncio.run(produce(stack.bootstrap, "orders.v1", messages))
 
         def counted() -> int:
-            rows = customers.aggregate([
-                {"$match": {"_id": {"$regex": f"^{run}-"}}},
-                {"$group": {"_id": None, "n": {"$sum": "$order_count"}}},
-            ])
+            rows = customers.aggregate(
+                [
+                    {"$match": {"_id": {"$regex": f"^{run}-"}}},
+                    {"$group": {"_id": None, "n": {"$sum": "$order_count"}}},
+                ]
+            )
             return int(next(iter(rows), {"n": 0})["n"])
 
         eventually(lambda: counted() >= ORDERS // 4, timeout=120, interval=0.05)
@@ -68,12 +76,12 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
         assert sorted(actual) == sorted(expected)
         for customer, figures in expected.items():
             doc = actual[customer]
-            assert doc["order_count"] == figures["order_count"], customer
-            assert doc["total_spent"].to_decimal() == figures["total"], customer
-            assert doc["first_order_at"] == figures["first"], customer
-            assert doc["last_order_at"] == figures["last"], customer
+            assert doc["order_count"] == figures.order_count, customer
+            assert doc["total_spent"].to_decimal() == figures.total, customer
+            assert doc["first_order_at"] == figures.first, customer
+            assert doc["last_order_at"] == figures.last, customer
         assert counted() == ORDERS, "nothing counted twice"
-        print(f"\nSIGKILL after {mid} of {ORDERS} orders; final figures exact for {len(expected)} customers")
+        print(f"\nSIGKILL after {mid} of {ORDERS} orders; exact for {len(expected)} customers")
     finally:
         archive.stop()
         mongo.close()

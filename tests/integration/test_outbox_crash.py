@@ -7,29 +7,41 @@ the event: exactly once.
 
 import asyncio
 import json
+from typing import Any
 
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from stackutil import ServiceProcess, Stack, collect, eventually, order_placed, produce, unique
 
 
 def pending_for(stack: Stack, service: ServiceProcess, customer: str) -> int:
+    client: MongoClient[dict[str, Any]]
     with MongoClient(stack.mongodb_url) as client:
-        database = client[service.env["CRM_ARCHIVE_DATABASE"]]
-        return database["outbox"].count_documents({"key": customer, "sent": False})
+        outbox: Collection[dict[str, Any]] = client[service.env["CRM_ARCHIVE_DATABASE"]]["outbox"]
+        return outbox.count_documents({"key": customer, "sent": False})
 
 
 def test_an_event_written_but_not_published_is_published_after_a_crash(stack: Stack) -> None:
     archive = ServiceProcess.isolated("archive", stack).start(outbox_relay_enabled="false")
     customer = unique("c")
     try:
-        asyncio.run(produce(stack.bootstrap, "orders.v1", [(customer, order_placed(customer, "o", "5"))]))
+        asyncio.run(
+            produce(stack.bootstrap, "orders.v1", [(customer, order_placed(customer, "o", "5"))])
+        )
         eventually(lambda: archive.get(f"/customers/{customer}").status_code == 200)
-        assert pending_for(stack, archive, customer) == 1, "the write and its outbox entry committed"
+        assert pending_for(stack, archive, customer) == 1, (
+            "the write and its outbox entry committed"
+        )
 
-        def announced(timeout: float) -> list[object]:
+        def announced(timeout: float) -> list[Any]:
             return asyncio.run(
-                collect(stack.bootstrap, "archive.v1", lambda r: r.key == customer.encode(),
-                        until=lambda kept: len(kept) >= 2, timeout=timeout)
+                collect(
+                    stack.bootstrap,
+                    "archive.v1",
+                    lambda r: r.key == customer.encode(),
+                    until=lambda kept: len(kept) >= 2,
+                    timeout=timeout,
+                )
             )
 
         assert announced(2) == [], "the relay is off: nothing may be published yet"

@@ -20,10 +20,14 @@ def test_the_broker_is_apache_kafka(stack: Stack) -> None:
 async def test_the_idempotent_producer_writes_each_record_once(stack: Stack) -> None:
     topic = "orders.v1"
     key = unique("idem").encode()
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.bootstrap, enable_idempotence=True, acks="all"
+    )
     await producer.start()
     try:
-        metadata = [await producer.send_and_wait(topic, f"m{i}".encode(), key=key) for i in range(5)]
+        metadata = [
+            await producer.send_and_wait(topic, f"m{i}".encode(), key=key) for i in range(5)
+        ]
     finally:
         await producer.stop()
     partition = {m.partition for m in metadata}
@@ -54,14 +58,16 @@ async def test_the_database_speaks_mongodb_with_transactions(stack: Stack) -> No
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(stack.mongodb_url)
     collection = client["crm_stack_test"][unique("c")]
     try:
-        async with client.start_session() as session:
-            async with await session.start_transaction():
-                await collection.insert_one({"_id": 1}, session=session)
+        async with client.start_session() as session, await session.start_transaction():
+            await collection.insert_one({"_id": 1}, session=session)
+
+        async def write_then_fail() -> None:
+            async with client.start_session() as session, await session.start_transaction():
+                await collection.insert_one({"_id": 2}, session=session)
+                raise RuntimeError("abort")
+
         with pytest.raises(RuntimeError):
-            async with client.start_session() as session:
-                async with await session.start_transaction():
-                    await collection.insert_one({"_id": 2}, session=session)
-                    raise RuntimeError("abort")
+            await write_then_fail()
         assert [d["_id"] async for d in collection.find()] == [1]
     finally:
         await client.drop_database("crm_stack_test")

@@ -4,13 +4,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from archive_fakes import InMemoryCustomers
 
 from crm_archive.domain.customer import CustomerCreated, OrderPlaced, record_order
 from crm_archive.handlers import apply_events
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.orders import v1 as orders_v1
-
-from archive_fakes import InMemoryCustomers
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

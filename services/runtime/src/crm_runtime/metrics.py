@@ -16,7 +16,7 @@ class RuntimeMetrics:
         self.service = service
         self.events = Counter(
             "crm_events_processed",
-            "Valid inbound events handled (applied, or recognised as already applied), by topic and type.",
+            "Valid inbound events handled (applied or found already applied), by topic and type.",
             ["service", "topic", "type"],
             registry=registry,
         )
