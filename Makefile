@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := contracts services/runtime services/archive
+PACKAGES := contracts services/runtime services/archive services/tickets services/loyalty services/notify
 STACK := $(BIN)/python deploy/local/stack.py
 
 .PHONY: help venv up down status demo test unit lint fmt schemas clean-local
@@ -42,7 +42,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy contracts services/runtime services/archive deploy/local tests
+	$(BIN)/mypy $(PACKAGES) deploy/local tests
 	$(BIN)/lint-imports
 
 fmt: venv

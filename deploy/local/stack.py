@@ -34,8 +34,8 @@ LOCAL = ROOT / ".local"
 CACHE = ROOT / ".cache"
 KAFKA_POM = HERE / "kafka" / "pom.xml"
 DEV_TOKEN = "crm-dev-token"
-SERVICES: dict[str, int] = {"archive": 8081}
-"""Services of the suite and their HTTP ports (the other three join as their issues land)."""
+SERVICES: dict[str, int] = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
+"""Services of the suite and their HTTP ports."""
 
 
 # -- small helpers ---------------------------------------------------------------------------

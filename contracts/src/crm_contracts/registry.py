@@ -4,8 +4,11 @@ from pydantic import BaseModel
 
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
+from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
+from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.orders import v1 as orders_v1
+from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ALL_TOPICS
 
 EVENT_MODELS: dict[str, type[BaseModel]] = {
@@ -13,6 +16,9 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     **members_v1.EVENTS,
     **callcenter_v1.EVENTS,
     **archive_v1.EVENTS,
+    **tickets_v1.EVENTS,
+    **loyalty_v1.EVENTS,
+    **notify_v1.EVENTS,
 }
 
 

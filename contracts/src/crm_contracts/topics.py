@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
+from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
+from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.orders import v1 as orders_v1
+from crm_contracts.tickets import v1 as tickets_v1
 
 DEFAULT_PARTITIONS = 12
 SERVICES = ("archive", "tickets", "loyalty", "notify")
@@ -58,9 +61,27 @@ ARCHIVE = Topic(
     event_types=tuple(archive_v1.EVENTS),
     description="Changes in a customer's standing.",
 )
-TICKETS = Topic("tickets.v1", producer="tickets", consumers=("archive", "notify"), event_types=())
-LOYALTY = Topic("loyalty.v1", producer="loyalty", consumers=("archive", "notify"), event_types=())
-NOTIFY = Topic("notify.v1", producer="notify", consumers=(), event_types=())
+TICKETS = Topic(
+    "tickets.v1",
+    producer="tickets",
+    consumers=("archive", "notify"),
+    event_types=tuple(tickets_v1.EVENTS),
+    description="The life of complaint tickets: opened, assigned, SLA, resolved, CSAT.",
+)
+LOYALTY = Topic(
+    "loyalty.v1",
+    producer="loyalty",
+    consumers=("archive", "notify"),
+    event_types=tuple(loyalty_v1.EVENTS),
+    description="Points earned, redeemed, reversed, expired; tier changes.",
+)
+NOTIFY = Topic(
+    "notify.v1",
+    producer="notify",
+    consumers=(),
+    event_types=tuple(notify_v1.EVENTS),
+    description="Notifications sent, failed or suppressed.",
+)
 
 INBOUND: tuple[Topic, ...] = (ORDERS, MEMBERS, CALLCENTER)
 OUTBOUND: tuple[Topic, ...] = (ARCHIVE, TICKETS, LOYALTY, NOTIFY)

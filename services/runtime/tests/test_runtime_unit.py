@@ -215,3 +215,17 @@ async def test_records_that_break_the_envelope_rules_are_dead_lettered(
     await consumer.process([record(0, value, key)])
     assert handler.persisted == []
     assert reason in sent[0][1]["x-dlq-reason"]
+
+
+def test_cursors_round_trip_and_bad_ones_are_400() -> None:
+    from fastapi import HTTPException
+
+    from crm_runtime.paging import decode_cursor, encode_cursor
+
+    position = {"t": "2026-01-01T00:00:00+00:00", "id": "c1"}
+    assert decode_cursor(encode_cursor(position)) == position
+    assert decode_cursor(None) is None
+    for bad in ["%%%", "bm90IGpzb24", encode_cursor({"a": 1})[:-3] + "!!", "WzFd"]:
+        with pytest.raises(HTTPException) as caught:
+            decode_cursor(bad)
+        assert caught.value.status_code == 400

@@ -46,7 +46,6 @@ class BatchConsumer:
         metrics: RuntimeMetrics,
         backoff: Backoff | None = None,
         accepted_types: Sequence[str] | None = None,
-        on_persisted: Callable[[], None] | None = None,
     ) -> None:
         self.handle = handle
         self.dead_letters = dead_letters
@@ -54,7 +53,6 @@ class BatchConsumer:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self.accepted_types = set(accepted_types) if accepted_types is not None else None
-        self.on_persisted = on_persisted
 
     async def process(self, records: Sequence[InboundRecord]) -> None:
         """Process a batch; returns when every record is persisted or dead-lettered."""
@@ -70,8 +68,6 @@ class BatchConsumer:
             valid.append((record, event))
         if valid:
             await self._apply(valid)
-            if self.on_persisted:
-                self.on_persisted()
         self.metrics.batch_seconds.labels(self.metrics.service).observe(
             time.perf_counter() - started
         )

@@ -10,16 +10,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi import get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crm_runtime.auth import Principal
 from crm_runtime.errors import is_transient
 from crm_runtime.runtime import Runtime
 
@@ -92,6 +94,31 @@ def create_http_app(
         return HTMLResponse(
             get_asyncapi_html(specification.to_specification(), try_it_out_path=None)
         )
+
+    ops = runtime.auth.require("ops")
+
+    @app.post(
+        "/ops/sweeps/{name}",
+        tags=["operations"],
+        summary="Run a periodic sweep now (ops). `at` runs it as of another time, when allowed.",
+        responses={
+            404: {"description": "No such sweep."},
+            409: {"description": "Running elsewhere."},
+        },
+    )
+    async def run_sweep(
+        name: str,
+        principal: Annotated[Principal, Depends(ops)],
+        at: Annotated[AwareDatetime | None, Query(description="RFC 3339 with zone")] = None,
+    ) -> dict[str, Any]:
+        if name not in runtime.sweeps.sweeps:
+            raise HTTPException(404, f"no sweep {name!r}; known: {sorted(runtime.sweeps.sweeps)}")
+        if at is not None and not runtime.settings.clock_override_enabled:
+            raise HTTPException(403, "running a sweep as of another time is disabled here")
+        changed = await runtime.sweeps.run_once(name, at)
+        if changed is None:
+            raise HTTPException(409, f"sweep {name!r} is running on another replica")
+        return {"sweep": name, "changed": changed, "at": (at or runtime.sweeps.clock()).isoformat()}
 
     for router in routers:
         app.include_router(router)

@@ -23,6 +23,7 @@ from crm_runtime.metrics import RuntimeMetrics, new_registry
 from crm_runtime.mongo import Inbox, create_client, ping
 from crm_runtime.outbox import Outbox, OutboxRelay
 from crm_runtime.settings import ServiceSettings
+from crm_runtime.sweeps import Clock, Leases, SweepJob, SweepRunner, utc_now
 from crm_runtime.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ StartupStep = Callable[[], Awaitable[None]]
 
 
 class Runtime:
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, clock: Clock = utc_now) -> None:
         self.settings = settings
         self.service = settings.service
         self.registry = new_registry()
@@ -42,7 +43,6 @@ class Runtime:
         self.db = self.mongo[settings.database]
         self.inbox = Inbox(self.db)
         self.outbox = Outbox(self.db)
-        self.uow = UnitOfWork(self.mongo, self.inbox, self.outbox)
         self.relay = OutboxRelay(
             self.outbox,
             self._send_unconfirmed,
@@ -50,6 +50,8 @@ class Runtime:
             retention_s=settings.outbox_retention_s,
             on_published=self.metrics.outbox_published.labels(self.service).inc,
         )
+        self.uow = UnitOfWork(self.mongo, self.inbox, self.outbox, on_commit=self.relay.wake)
+        self.sweeps = SweepRunner(self.service, Leases(self.db), self.registry, clock)
         self.dead_letters = DeadLetters(
             self._send, service=self.service, consumer_group=settings.consumer_group
         )
@@ -64,6 +66,11 @@ class Runtime:
     def on_startup(self, step: StartupStep) -> None:
         """Run `step` (e.g. create indexes) before consuming; retried while the database is down."""
         self._startup.append(step)
+
+    def every(self, name: str, interval_s: float, job: SweepJob) -> None:
+        """Run `job(now)` every `interval_s` seconds (one replica at a time); ops can run it on
+        demand with `POST /ops/sweeps/{name}`."""
+        self.sweeps.add(name, interval_s, job)
 
     def consume(
         self,
@@ -80,7 +87,6 @@ class Runtime:
             metrics=self.metrics,
             backoff=self.backoff,
             accepted_types=accepted_types,
-            on_persisted=self.relay.wake,
         )
         self._subscriber = subscribe_batches(
             self.broker, topics, consumer, self.settings, self.health, description=description
@@ -108,6 +114,9 @@ class Runtime:
         self.health.ok("startup")
         if self.settings.outbox_relay_enabled:
             self._tasks.append(asyncio.create_task(self.relay.run(self._relay_failed)))
+        if self.settings.sweeps_enabled:
+            for name in self.sweeps.sweeps:
+                self._tasks.append(asyncio.create_task(self.sweeps.run_forever(name)))
         self.started.set()
         log.info("started", extra={"group": self.settings.consumer_group})
 

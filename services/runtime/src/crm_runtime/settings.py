@@ -42,6 +42,12 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)
     outbox_retention_s: int = Field(default=24 * 3600, ge=0)
 
+    sweeps_enabled: bool = Field(default=True, description="Run the periodic sweeps.")
+    clock_override_enabled: bool = Field(
+        default=False,
+        description="Let ops run a sweep as of another time (`?at=`): for tests and demos only.",
+    )
+
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=15.0, gt=0)
 

@@ -1,6 +1,6 @@
 """One batch, one transaction: the service's writes + processed event ids + outbound events."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,10 +13,17 @@ from crm_runtime.outbox import OutboundMessage, Outbox
 
 
 class UnitOfWork:
-    def __init__(self, client: AsyncMongoClient[Document], inbox: Inbox, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        inbox: Inbox,
+        outbox: Outbox,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
         self.inbox = inbox
         self.outbox = outbox
+        self.on_commit = on_commit
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.inbox.unprocessed(events)
@@ -27,8 +34,11 @@ class UnitOfWork:
     ) -> AsyncIterator[AsyncClientSession]:
         """Yield a session for the service's own writes; the block's end commits them together
         with the inbox marks for `applied` and the `outbound` events. Any error: nothing is kept.
+        HTTP actions use it too, with `applied=[]`. After a commit with events the relay wakes.
         """
         async with transaction(self.client) as session:
             yield session
             await self.inbox.mark(applied, session)
             await self.outbox.add(outbound, session)
+        if outbound and self.on_commit:
+            self.on_commit()

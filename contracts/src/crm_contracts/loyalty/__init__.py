@@ -1,0 +1,1 @@
+"""Events the loyalty service publishes (topic `loyalty.v1`)."""

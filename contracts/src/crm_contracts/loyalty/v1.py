@@ -1,0 +1,5 @@
+"""`loyalty.v1`: events published by the loyalty service."""
+
+from pydantic import BaseModel
+
+EVENTS: dict[str, type[BaseModel]] = {}

@@ -1,0 +1,1 @@
+"""Events the tickets service publishes (topic `tickets.v1`)."""

@@ -1,0 +1,130 @@
+"""Periodic sweeps (time-based rules) with an injectable clock, safe with several replicas.
+
+A sweep is `async def job(now: datetime) -> int` (how many records it changed). The runtime runs
+each sweep every `interval_s`; before a run it takes a lease in the `locks` collection, so with
+several replicas one runs a given sweep at a time. Jobs must still be idempotent (a lease can lapse
+mid-run): key their effects by record id and rule, like every other effect.
+"""
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from crm_runtime.mongo import Document
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+SweepJob = Callable[[datetime], Awaitable[int]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    interval_s: float
+    job: SweepJob
+
+
+class Leases:
+    """Named, expiring leases in MongoDB: at most one holder per name at a time."""
+
+    def __init__(self, database: AsyncDatabase[Document], owner: str | None = None) -> None:
+        self.collection: AsyncCollection[Document] = database["locks"]
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    async def acquire(self, name: str, ttl_s: float, now: datetime | None = None) -> bool:
+        now = now or utc_now()
+        try:
+            document = await self.collection.find_one_and_update(
+                {"_id": name, "$or": [{"until": {"$lte": now}}, {"owner": self.owner}]},
+                {"$set": {"owner": self.owner, "until": now + timedelta(seconds=ttl_s)}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            return False  # someone else holds it: the upsert collided with their document
+        return document is not None and document.get("owner") == self.owner
+
+    async def release(self, name: str) -> None:
+        await self.collection.update_one(
+            {"_id": name, "owner": self.owner}, {"$set": {"until": utc_now()}}
+        )
+
+
+class SweepRunner:
+    def __init__(
+        self,
+        service: str,
+        leases: Leases,
+        registry: CollectorRegistry,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.service = service
+        self.leases = leases
+        self.clock = clock
+        self.sweeps: dict[str, Sweep] = {}
+        self.runs = Counter(
+            "crm_sweep_runs",
+            "Sweep runs, by sweep and outcome (ok, failed, skipped: another replica held it).",
+            ["service", "sweep", "outcome"],
+            registry=registry,
+        )
+        self.changed = Counter(
+            "crm_sweep_changed_records",
+            "Records a sweep changed.",
+            ["service", "sweep"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "crm_sweep_last_success_timestamp_seconds",
+            "When a sweep last finished without error (Unix time).",
+            ["service", "sweep"],
+            registry=registry,
+        )
+
+    def add(self, name: str, interval_s: float, job: SweepJob) -> None:
+        self.sweeps[name] = Sweep(name, interval_s, job)
+
+    async def run_once(self, name: str, now: datetime | None = None) -> int | None:
+        """Run a sweep now if this replica gets the lease; None when another replica holds it."""
+        sweep = self.sweeps[name]
+        lease = f"sweep:{self.service}:{name}"
+        if not await self.leases.acquire(lease, ttl_s=max(60.0, sweep.interval_s * 2)):
+            self.runs.labels(self.service, name, "skipped").inc()
+            return None
+        try:
+            changed = await sweep.job(now or self.clock())
+        except Exception:
+            self.runs.labels(self.service, name, "failed").inc()
+            raise
+        finally:
+            await self.leases.release(lease)
+        self.runs.labels(self.service, name, "ok").inc()
+        self.changed.labels(self.service, name).inc(changed)
+        self.last_success.labels(self.service, name).set_to_current_time()
+        return changed
+
+    async def run_forever(self, name: str) -> None:
+        interval = self.sweeps[name].interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.run_once(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("sweep failed", extra={"sweep": name, "error": type(exc).__name__})

@@ -1,0 +1,64 @@
+"""Runtime pieces on the real MongoDB-wire server: leases, inbox, duplicate-tolerant inserts."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from stackutil import Stack, unique
+
+from crm_contracts import new_event
+from crm_contracts.orders.v1 import OrderCancelled
+from crm_runtime.mongo import Inbox, insert_ignoring_duplicates, transaction
+from crm_runtime.sweeps import Leases
+
+
+@pytest.fixture
+async def database(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongodb_url, tz_aware=True)
+    name = unique("crm_rt").replace("-", "_")
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+async def test_one_replica_at_a_time_holds_a_lease(database: AsyncDatabase[dict[str, Any]]) -> None:
+    first, second = Leases(database, "replica-1"), Leases(database, "replica-2")
+    now = datetime.now(UTC)
+    assert await first.acquire("sweep:x", ttl_s=60, now=now)
+    assert not await second.acquire("sweep:x", ttl_s=60, now=now)
+    assert await first.acquire("sweep:x", ttl_s=60, now=now), "the holder may renew"
+    assert await second.acquire("sweep:x", ttl_s=60, now=now + timedelta(seconds=61)), "lapsed"
+    await second.release("sweep:x")
+    assert await first.acquire("sweep:x", ttl_s=60)
+
+
+async def test_duplicates_are_skipped_and_other_errors_raise(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    collection = database["ledger"]
+    await collection.create_index("source_event_id", unique=True)
+    docs = [{"source_event_id": f"e{i}"} for i in range(3)]
+    assert await insert_ignoring_duplicates(collection, docs) == 3
+    again = [{"source_event_id": "e1"}, {"source_event_id": "e9"}]
+    assert await insert_ignoring_duplicates(collection, again) == 1
+    assert await collection.count_documents({}) == 4
+
+
+async def test_the_inbox_filters_applied_and_repeated_events(
+    stack: Stack, database: AsyncDatabase[dict[str, Any]]
+) -> None:
+    inbox = Inbox(database)
+    events = [
+        new_event(
+            "order.cancelled", source="t", subject="c", data=OrderCancelled(order_id="o"), id=i
+        )
+        for i in ["a", "b", "a", "c"]
+    ]
+    assert [e.id for e in await inbox.unprocessed(events)] == ["a", "b", "c"]
+    client: AsyncMongoClient[dict[str, Any]] = database.client
+    async with transaction(client) as session:
+        await inbox.mark(events[:2], session)
+    assert [e.id for e in await inbox.unprocessed(events)] == ["c"]
