@@ -203,7 +203,7 @@ async def test_readiness_is_red_while_retrying() -> None:
         (
             b"c1",
             event_bytes("a").replace(b"order.placed", b"customer.erasure_requested"),
-            "not consumed",
+            "does not belong on topic",
         ),
     ],
 )
@@ -215,6 +215,15 @@ async def test_records_that_break_the_envelope_rules_are_dead_lettered(
     await consumer.process([record(0, value, key)])
     assert handler.persisted == []
     assert reason in sent[0][1]["x-dlq-reason"]
+
+
+async def test_valid_events_of_the_topic_that_we_do_not_use_are_skipped_not_dead_lettered() -> None:
+    handler = Recorder()
+    consumer, sent, _ = make_consumer(handler)
+    cancelled = event_bytes("x").replace(b"order.placed", b"order.cancelled")
+    await consumer.process([record(0, cancelled), record(1, event_bytes("a"))])
+    assert handler.persisted == ["a"]
+    assert sent == []
 
 
 def test_cursors_round_trip_and_bad_ones_are_400() -> None:

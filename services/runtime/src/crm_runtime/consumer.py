@@ -12,7 +12,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from crm_contracts import CloudEvent, EventDecodeError, UnknownEventTypeError, decode_event
+from crm_contracts import (
+    CloudEvent,
+    EventDecodeError,
+    UnknownEventTypeError,
+    decode_event,
+    event_topic,
+)
 from crm_runtime.dlq import DeadLetters, InboundRecord
 from crm_runtime.errors import is_transient
 from crm_runtime.health import Health
@@ -20,6 +26,10 @@ from crm_runtime.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class _NotForUs(Exception):
+    """A valid event of a consumed topic whose type this service has no use for: skipped."""
 
 
 class BatchHandler(Protocol):
@@ -61,6 +71,9 @@ class BatchConsumer:
         for record in records:
             try:
                 event = self._decode(record)
+            except _NotForUs as skipped:
+                self.metrics.ignored.labels(self.metrics.service, record.topic, str(skipped)).inc()
+                continue
             except EventDecodeError as exc:
                 kind = "unknown_type" if isinstance(exc, UnknownEventTypeError) else "invalid"
                 await self._dead_letter(record, str(exc), exc, kind)
@@ -77,8 +90,10 @@ class BatchConsumer:
             raise EventDecodeError("empty message (tombstone)")
         event = decode_event(record.value)
         if self.accepted_types is not None and event.type not in self.accepted_types:
+            if event_topic(event.type) == record.topic:
+                raise _NotForUs(event.type)  # a valid event of the topic this service ignores
             raise UnknownEventTypeError(
-                f"event type {event.type!r} is not consumed from topic {record.topic!r}"
+                f"event type {event.type!r} does not belong on topic {record.topic!r}"
             )
         key = record.key.decode(errors="replace") if record.key is not None else None
         if key != event.subject:

@@ -20,6 +20,12 @@ class RuntimeMetrics:
             ["service", "topic", "type"],
             registry=registry,
         )
+        self.ignored = Counter(
+            "crm_events_ignored",
+            "Valid events of a consumed topic whose type this service does not use (skipped).",
+            ["service", "topic", "type"],
+            registry=registry,
+        )
         self.duplicates = Counter(
             "crm_events_duplicate",
             "Inbound events skipped because their id was already applied.",
