@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _NotForUs(Exception):
+class _SkipEventError(Exception):
     """A valid event of a consumed topic whose type this service has no use for: skipped."""
 
 
@@ -71,7 +71,7 @@ class BatchConsumer:
         for record in records:
             try:
                 event = self._decode(record)
-            except _NotForUs as skipped:
+            except _SkipEventError as skipped:
                 self.metrics.ignored.labels(self.metrics.service, record.topic, str(skipped)).inc()
                 continue
             except EventDecodeError as exc:
@@ -91,7 +91,7 @@ class BatchConsumer:
         event = decode_event(record.value)
         if self.accepted_types is not None and event.type not in self.accepted_types:
             if event_topic(event.type) == record.topic:
-                raise _NotForUs(event.type)  # a valid event of the topic this service ignores
+                raise _SkipEventError(event.type)  # a valid event of the topic this service ignores
             raise UnknownEventTypeError(
                 f"event type {event.type!r} does not belong on topic {record.topic!r}"
             )
