@@ -14,6 +14,9 @@ from pymongo.collection import Collection
 from stackutil import ServiceProcess, Stack, collect, eventually, order_placed, produce, unique
 
 
+EXPECTED = ["customer.created", "customer.grade_changed", "customer.lifecycle_changed"]
+
+
 def pending_for(stack: Stack, service: ServiceProcess, customer: str) -> int:
     client: MongoClient[dict[str, Any]]
     with MongoClient(stack.mongodb_url) as client:
@@ -29,7 +32,7 @@ def test_an_event_written_but_not_published_is_published_after_a_crash(stack: St
             produce(stack.bootstrap, "orders.v1", [(customer, order_placed(customer, "o", "5"))])
         )
         eventually(lambda: archive.get(f"/customers/{customer}").status_code == 200)
-        assert pending_for(stack, archive, customer) == 1, (
+        assert pending_for(stack, archive, customer) == len(EXPECTED), (
             "the write and its outbox entry committed"
         )
 
@@ -39,7 +42,7 @@ def test_an_event_written_but_not_published_is_published_after_a_crash(stack: St
                     stack.bootstrap,
                     "archive.v1",
                     lambda r: r.key == customer.encode(),
-                    until=lambda kept: len(kept) >= 2,
+                    until=lambda kept: len(kept) > len(EXPECTED),
                     timeout=timeout,
                 )
             )
@@ -49,7 +52,7 @@ def test_an_event_written_but_not_published_is_published_after_a_crash(stack: St
 
         archive.start(outbox_relay_enabled="true")
         events = announced(10)
-        assert [json.loads(r.value)["type"] for r in events] == ["customer.created"]
+        assert [json.loads(r.value)["type"] for r in events] == EXPECTED
         eventually(lambda: pending_for(stack, archive, customer) == 0)
     finally:
         archive.stop()

@@ -1,10 +1,12 @@
 """An in-memory customer repository: the unit tests' stand-in for MongoDB."""
 
+import copy
 from collections.abc import Sequence
-from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from crm_archive.domain.customer import Customer
+from crm_archive.handlers import TimelineEntry
 from crm_contracts import CloudEvent
 from crm_runtime.outbox import OutboundMessage
 
@@ -12,6 +14,7 @@ from crm_runtime.outbox import OutboundMessage
 class InMemoryCustomers:
     def __init__(self) -> None:
         self.customers: dict[str, Customer] = {}
+        self.timeline: list[TimelineEntry] = []
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
 
@@ -24,18 +27,28 @@ class InMemoryCustomers:
         return fresh
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
-        return {i: self.customers[i] for i in customer_ids if i in self.customers}
+        return {i: copy.deepcopy(self.customers[i]) for i in customer_ids if i in self.customers}
 
     async def get(self, customer_id: str) -> Customer | None:
-        return self.customers.get(customer_id)
+        return copy.deepcopy(self.customers.get(customer_id))
+
+    async def due_for_review(self, now: datetime, limit: int) -> list[str]:
+        due = [c for c in self.customers.values() if c.next_review_at and c.next_review_at <= now]
+        return [c.id for c in sorted(due, key=lambda c: c.next_review_at or now)][:limit]
 
     async def save(
         self,
         customers: Sequence[Customer],
+        timeline: Sequence[TimelineEntry],
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
     ) -> None:
         for customer in customers:
-            self.customers[customer.id] = replace(customer, version=customer.version + 1)
+            customer.version += 1
+            self.customers[customer.id] = copy.deepcopy(customer)
+        self.timeline.extend(timeline)
         self.processed.update(e.id for e in applied)
         self.outbox.extend(outbound)
+
+    def published(self, customer_id: str) -> list[str]:
+        return [m.event.type for m in self.outbox if m.event.subject == customer_id]

@@ -1,31 +1,34 @@
 """The one wiring place: `build_app(settings)` -> the ASGI app."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import FastAPI
 
+from crm_archive import handlers
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.entrypoints import kafka
 from crm_archive.entrypoints.http import customers_router
-from crm_archive.handlers import Clock
 from crm_archive.settings import ArchiveSettings
 from crm_runtime.http import create_http_app
 from crm_runtime.runtime import Runtime
+from crm_runtime.sweeps import Clock, utc_now
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = _utc_now) -> FastAPI:
+def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or ArchiveSettings()
-    runtime = Runtime(settings)
-    repository = MongoCustomerRepository(runtime.db, runtime.uow)
+    rules = settings.rules()
+    runtime = Runtime(settings, clock)
+    repository = MongoCustomerRepository(runtime.db, runtime.uow, settings.base_currency)
     runtime.on_startup(repository.ensure_indexes)
-    kafka.subscribe(runtime, repository, clock, settings.base_currency)
+    kafka.subscribe(runtime, repository, clock, rules)
+
+    async def review(now: datetime) -> int:
+        return await handlers.review(now, repository, rules=rules)
+
+    runtime.every("review", settings.review_interval_s, review)
     return create_http_app(
         runtime,
         title="CRM archive",
-        description="The customer ledger (客户档案): profiles, value, stage.",
-        routers=[customers_router(repository, runtime.auth, base_currency=settings.base_currency)],
+        description="The customer ledger (客户档案): profile, timeline, value, grade, stage, risk.",
+        routers=[customers_router(repository, runtime.auth, rules, clock)],
     )

@@ -1,31 +1,59 @@
-"""Use cases: inbound events + repository + clock -> new state and outbound events.
+"""Use cases: inbound events + repository + clock -> new records, timeline and outbound events.
 
 Plain async functions: the unit tests call them with an in-memory repository.
 """
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from crm_archive.domain.customer import (
+    ChurnRiskCleared,
+    ChurnRiskRaised,
+    Created,
     Customer,
-    CustomerCreated,
     DomainEvent,
-    OrderPlaced,
-    record_order,
+    GradeChanged,
+    Profile,
+    ProfileChanged,
+    StageChanged,
 )
+from crm_archive.domain.rules import ArchiveRules
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.archive import v1 as archive_v1
+from crm_contracts.callcenter import v1 as callcenter_v1
+from crm_contracts.loyalty import v1 as loyalty_v1
+from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
-from crm_contracts.topics import ARCHIVE
+from crm_contracts.tickets import v1 as tickets_v1
+from crm_contracts.topics import ARCHIVE, CALLCENTER, LOYALTY, MEMBERS, ORDERS, TICKETS
 from crm_runtime.outbox import OutboundMessage
 
 SOURCE = "crm/archive"
 Clock = Callable[[], datetime]
 
-CONSUMED_TYPES = tuple(orders_v1.EVENTS)
-"""Refunds and cancellations are accepted; the archive issue gives them their effect."""
+TOPICS = (MEMBERS.name, ORDERS.name, CALLCENTER.name, TICKETS.name, LOYALTY.name)
+CONSUMED_TYPES = (
+    *members_v1.EVENTS,
+    *orders_v1.EVENTS,
+    *callcenter_v1.EVENTS,
+    tickets_v1.TICKET_OPENED,
+    tickets_v1.TICKET_RESOLVED,
+    loyalty_v1.TIER_CHANGED,
+)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One interaction on a customer's timeline. `data` holds no personal data."""
+
+    event_id: str
+    customer_id: str
+    at: datetime
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class CustomerRepository(Protocol):
@@ -33,14 +61,17 @@ class CustomerRepository(Protocol):
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Customer]: ...
 
+    async def get(self, customer_id: str) -> Customer | None: ...
+
+    async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
+
     async def save(
         self,
         customers: Sequence[Customer],
+        timeline: Sequence[TimelineEntry],
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
     ) -> None: ...
-
-    async def get(self, customer_id: str) -> Customer | None: ...
 
 
 async def apply_events(
@@ -48,56 +79,194 @@ async def apply_events(
     repository: CustomerRepository,
     *,
     clock: Clock,
-    base_currency: str,
+    rules: ArchiveRules,
 ) -> int:
     """Apply a batch in order and persist it in one write; returns how many events were new."""
     fresh = await repository.unprocessed(events)
     if not fresh:
         return 0
     customers = await repository.load(sorted({event.subject for event in fresh}))
-    loaded = dict(customers)
-    outbound: list[OutboundMessage] = []
-    now = clock()
+    touched: dict[str, Customer] = {}
+    timeline: list[TimelineEntry] = []
+    last_cause: dict[str, str] = {}
     for event in fresh:
-        if event.type == orders_v1.ORDER_PLACED:
-            data: orders_v1.OrderPlaced = event.data
-            order = OrderPlaced(data.order_id, data.amount, data.currency, event.time)
-            customer, domain_events = record_order(
-                customers.get(event.subject),
-                event.subject,
-                order,
-                base_currency=base_currency,
-                now=now,
-            )
+        customer = customers.get(event.subject)
+        if customer is None:
+            customer = Customer.first_sighting(event.subject, event.time, event.type)
             customers[event.subject] = customer
-            outbound.extend(_outbound(event, domain_events, now))
-    changed = [c for key, c in customers.items() if loaded.get(key) is not c]
-    await repository.save(changed, fresh, outbound)
+        timeline.append(apply_event(customer, event))
+        touched[event.subject] = customer
+        last_cause[event.subject] = event.id
+    now = clock()
+    outbound: list[OutboundMessage] = []
+    for customer in touched.values():
+        outbound.extend(
+            to_messages(customer, customer.evaluate(now, rules), last_cause[customer.id], now)
+        )
+    await repository.save(list(touched.values()), timeline, fresh, outbound)
     return len(fresh)
 
 
-def _outbound(
-    cause: CloudEvent[Any], domain_events: Sequence[DomainEvent], now: datetime
+def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
+    """Change the customer by one inbound event; return its timeline entry."""
+    at, data = event.time, event.data
+    summary: dict[str, Any] = {}
+    match data:
+        case members_v1.CustomerRegistered():
+            consents: dict[str, dict[str, bool]] = {
+                ch: {"transactional": c.transactional, "marketing": c.marketing}
+                for ch, c in data.consents.items()
+            }
+            profile = Profile(
+                data.name,
+                data.phone,
+                data.email and str(data.email),
+                data.birthday,
+                data.gender,
+                data.city,
+                data.source,
+            )
+            customer.register(at, profile, list(data.tags), consents, data.account_owner)
+            summary = {"source": data.source}
+        case members_v1.CustomerProfileUpdated():
+            changes = {name: getattr(data, name) for name in sorted(data.model_fields_set)}
+            if "email" in changes and changes["email"] is not None:
+                changes["email"] = str(changes["email"])
+            customer.update_profile(at, changes)
+            summary = {"fields": sorted(changes)}
+        case members_v1.CustomerConsentChanged():
+            customer.change_consent(at, data.channel, data.purpose, data.granted)
+            summary = {"channel": data.channel, "purpose": data.purpose, "granted": data.granted}
+        case members_v1.CustomerErasureRequested():
+            customer.erase(at)
+        case orders_v1.OrderPlaced():
+            customer.place_order(data.order_id, at, data.amount, data.currency)
+            summary = {
+                "order_id": data.order_id,
+                "amount": str(data.amount),
+                "currency": data.currency,
+                "channel": data.channel,
+            }
+        case orders_v1.OrderRefunded():
+            customer.refund(data.order_id, at, data.amount)
+            summary = {"order_id": data.order_id, "amount": str(data.amount)}
+        case orders_v1.OrderCancelled():
+            customer.cancel(data.order_id, at)
+            summary = {"order_id": data.order_id}
+        case callcenter_v1.ContactLogged():
+            customer.log_contact(at)
+            summary = {
+                "contact_id": data.contact_id,
+                "agent_id": data.agent_id,
+                "channel": data.channel,
+                "direction": data.direction,
+                "topic": data.topic,
+                "duration_s": data.duration_s,
+                "sentiment": data.sentiment,
+            }
+        case callcenter_v1.ComplaintReported():
+            customer.complain(data.complaint_id, at)
+            summary = {
+                "complaint_id": data.complaint_id,
+                "category": data.category,
+                "severity": data.severity,
+                "order_id": data.order_id,
+            }
+        case callcenter_v1.SurveyAnswered():
+            customer.answer_survey(data.survey_id, at, data.csat, data.nps)
+            summary = {
+                "survey_id": data.survey_id,
+                "ticket_id": data.ticket_id,
+                "csat": data.csat,
+                "nps": data.nps,
+            }
+        case tickets_v1.TicketOpened():
+            customer.ticket_opened(data.ticket_id, at)
+            summary = {
+                "ticket_id": data.ticket_id,
+                "priority": data.priority,
+                "category": data.category,
+            }
+        case tickets_v1.TicketResolved():
+            customer.ticket_resolved(data.ticket_id, at)
+            summary = {"ticket_id": data.ticket_id, "root_causes": list(data.root_causes)}
+        case loyalty_v1.TierChanged():
+            customer.tier_changed(data.tier, at)
+            summary = {"tier": data.tier, "previous_tier": data.previous_tier}
+        case _:
+            raise TypeError(f"the archive does not apply {event.type}")
+    return TimelineEntry(
+        event.id, customer.id, at, event.type, {k: v for k, v in summary.items() if v is not None}
+    )
+
+
+async def review(
+    now: datetime, repository: CustomerRepository, *, rules: ArchiveRules, batch: int = 500
+) -> int:
+    """The time-rules sweep: re-derive stage, grade and churn risk of every customer due."""
+    changed = 0
+    while True:
+        due = await repository.due_for_review(now, batch)
+        if not due:
+            return changed
+        customers = await repository.load(due)
+        outbound: list[OutboundMessage] = []
+        for customer in customers.values():
+            outbound.extend(
+                to_messages(
+                    customer, customer.evaluate(now, rules), f"review@{now.isoformat()}", now
+                )
+            )
+        await repository.save(list(customers.values()), [], [], outbound)
+        changed += len(customers)
+        if len(due) < batch:
+            return changed
+
+
+def to_messages(
+    customer: Customer, events: Sequence[DomainEvent], cause: str, now: datetime
 ) -> list[OutboundMessage]:
     messages = []
-    for rule, domain_event in enumerate(domain_events):
-        if isinstance(domain_event, CustomerCreated):
-            data = archive_v1.CustomerCreated(
-                stage=domain_event.stage, stub=domain_event.stub, cause_event_type=cause.type
-            )
-            event = new_event(
-                archive_v1.CUSTOMER_CREATED,
-                source=SOURCE,
-                subject=domain_event.customer_id,
-                data=data,
-                # Derived from the cause, so re-applying the same inbound event yields the same id.
-                id=str(
-                    uuid.uuid5(
-                        uuid.NAMESPACE_URL, f"{cause.id}/{rule}/{archive_v1.CUSTOMER_CREATED}"
-                    )
-                ),
-                time=now,
-                traceparent=cause.traceparent,
-            )
-            messages.append(OutboundMessage(ARCHIVE.name, event))
+    for position, domain_event in enumerate(events):
+        event_type, data = _contract(domain_event)
+        event = new_event(
+            event_type,
+            source=SOURCE,
+            subject=customer.id,
+            data=data,
+            # Derived from the cause: re-applying the same cause cannot mint another id.
+            id=str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"{customer.id}/{cause}/{position}/{event_type}")
+            ),
+            time=now,
+        )
+        messages.append(OutboundMessage(ARCHIVE.name, event))
     return messages
+
+
+def _contract(event: DomainEvent) -> tuple[str, Any]:
+    match event:
+        case Created():
+            return archive_v1.CUSTOMER_CREATED, archive_v1.CustomerCreated(
+                stage=event.stage, stub=event.stub, cause_event_type=event.cause
+            )
+        case ProfileChanged():
+            return archive_v1.CUSTOMER_UPDATED, archive_v1.CustomerUpdated(
+                changed=list(event.fields)
+            )
+        case GradeChanged():
+            return archive_v1.CUSTOMER_GRADE_CHANGED, archive_v1.CustomerGradeChanged(
+                grade=event.grade, previous_grade=event.previous
+            )
+        case StageChanged():
+            return archive_v1.CUSTOMER_LIFECYCLE_CHANGED, archive_v1.CustomerLifecycleChanged(
+                stage=event.stage, previous_stage=event.previous
+            )
+        case ChurnRiskRaised():
+            return archive_v1.CUSTOMER_CHURN_RISK_RAISED, archive_v1.CustomerChurnRiskRaised(
+                reasons=list(event.reasons), detected_at=event.at
+            )
+        case ChurnRiskCleared():
+            return archive_v1.CUSTOMER_CHURN_RISK_CLEARED, archive_v1.CustomerChurnRiskCleared(
+                cleared_by=event.cleared_by
+            )

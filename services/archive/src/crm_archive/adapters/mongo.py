@@ -1,4 +1,4 @@
-"""Customers in MongoDB (`crm_archive.customers`), saved with the batch's inbox and outbox."""
+"""Customers and timeline in MongoDB (`crm_archive`), saved with the batch's inbox and outbox."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -6,12 +6,19 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
-from pymongo import InsertOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from crm_archive.domain.customer import Customer
+from crm_archive.adapters.pii import (
+    lookup_key_for_query,
+    lookup_keys,
+    profile_from_document,
+    profile_to_document,
+)
+from crm_archive.domain.customer import Customer, Order, Survey
+from crm_archive.handlers import TimelineEntry
 from crm_contracts import CloudEvent
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, only_duplicate_keys
@@ -19,53 +26,133 @@ from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
 
-def to_document(customer: Customer) -> Document:
-    return {
-        "_id": customer.id,
-        "stage": customer.stage,
-        "stub": customer.stub,
-        "order_count": customer.order_count,
-        "total_spent": Decimal128(customer.total_spent),
-        "foreign_spent": {k: Decimal128(v) for k, v in customer.foreign_spent.items()},
-        "first_order_at": customer.first_order_at,
-        "last_order_at": customer.last_order_at,
-        "created_at": customer.created_at,
-        "updated_at": customer.updated_at,
-        "version": customer.version,
-    }
+def _money(value: Decimal) -> Decimal128:
+    return Decimal128(value)
 
 
 def _decimal(value: Any) -> Decimal:
     return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
+def to_document(customer: Customer, base_currency: str) -> Document:
+    active = customer.active_orders()
+    times = [o.placed_at for o in active if o.placed_at is not None]
+    net = sum((o.net for o in active if o.currency == base_currency), Decimal(0))
+    return {
+        "_id": customer.id,
+        "first_seen_at": customer.first_seen_at,
+        "last_event_at": customer.last_event_at,
+        "registered_at": customer.registered_at,
+        "pii": profile_to_document(customer.profile),
+        "lookup": lookup_keys(customer.profile),
+        "tags": customer.tags,
+        "consents": customer.consents,
+        "account_owner": customer.account_owner,
+        "erased_at": customer.erased_at,
+        "orders": [
+            {
+                "id": o.order_id,
+                "at": o.placed_at,
+                "amount": _money(o.amount),
+                "currency": o.currency,
+                "refunded": _money(o.refunded),
+                "cancelled": o.cancelled,
+            }
+            for o in customer.orders.values()
+        ],
+        "complaints": [{"id": k, "at": v} for k, v in customer.complaints.items()],
+        "surveys": [
+            {"id": k, "at": s.at, "csat": s.csat, "nps": s.nps} for k, s in customer.surveys.items()
+        ],
+        "contacts": customer.contacts,
+        "open_tickets": customer.open_tickets,
+        "tickets_resolved": customer.tickets_resolved,
+        "loyalty_tier": customer.loyalty_tier,
+        "stage": customer.stage,
+        "grade": customer.grade,
+        "churn_reasons": customer.churn_reasons,
+        "churn_risk_since": customer.churn_risk_since,
+        "at_risk": bool(customer.churn_reasons),
+        "next_review_at": customer.next_review_at,
+        # Figures that do not depend on the clock, kept for queries and reports.
+        "order_count": len(active),
+        "net_spent": _money(net),
+        "first_order_at": min(times, default=None),
+        "last_order_at": max(times, default=None),
+        "version": customer.version,
+    }
+
+
 def from_document(doc: Document) -> Customer:
     return Customer(
         id=doc["_id"],
-        stage=doc["stage"],
-        stub=doc["stub"],
-        order_count=doc["order_count"],
-        total_spent=_decimal(doc["total_spent"]),
-        foreign_spent={k: _decimal(v) for k, v in doc.get("foreign_spent", {}).items()},
-        first_order_at=_aware(doc.get("first_order_at")),
-        last_order_at=_aware(doc.get("last_order_at")),
-        created_at=doc["created_at"],
-        updated_at=doc["updated_at"],
+        first_seen_at=doc["first_seen_at"],
+        last_event_at=doc["last_event_at"],
+        registered_at=doc.get("registered_at"),
+        profile=profile_from_document(doc.get("pii")),
+        tags=list(doc.get("tags", [])),
+        consents=doc.get("consents", {}),
+        account_owner=doc.get("account_owner"),
+        erased_at=doc.get("erased_at"),
+        orders={
+            o["id"]: Order(
+                o["id"],
+                o["at"],
+                _decimal(o["amount"]),
+                o["currency"],
+                _decimal(o["refunded"]),
+                o["cancelled"],
+            )
+            for o in doc.get("orders", [])
+        },
+        complaints={c["id"]: c["at"] for c in doc.get("complaints", [])},
+        surveys={s["id"]: Survey(s["at"], s["csat"], s["nps"]) for s in doc.get("surveys", [])},
+        contacts=doc.get("contacts", 0),
+        open_tickets=list(doc.get("open_tickets", [])),
+        tickets_resolved=doc.get("tickets_resolved", 0),
+        loyalty_tier=doc.get("loyalty_tier"),
+        stage=doc.get("stage"),
+        grade=doc.get("grade"),
+        churn_reasons=list(doc.get("churn_reasons", [])),
+        churn_risk_since=doc.get("churn_risk_since"),
+        next_review_at=doc.get("next_review_at"),
         version=doc["version"],
     )
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value
+def timeline_document(entry: TimelineEntry) -> Document:
+    return {
+        "_id": entry.event_id,
+        "customer_id": entry.customer_id,
+        "at": entry.at,
+        "type": entry.type,
+        "data": entry.data,
+    }
 
 
 class MongoCustomerRepository:
-    def __init__(self, database: AsyncDatabase[Document], uow: UnitOfWork) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Document], uow: UnitOfWork, base_currency: str
+    ) -> None:
         self.customers: AsyncCollection[Document] = database["customers"]
+        self.timeline: AsyncCollection[Document] = database["timeline"]
         self.uow = uow
+        self.base_currency = base_currency
 
     async def ensure_indexes(self) -> None:
-        await self.customers.create_index("last_order_at")
+        for keys in (
+            "grade",
+            "stage",
+            "at_risk",
+            "account_owner",
+            "next_review_at",
+            "lookup.phone",
+            "lookup.email",
+        ):
+            await self.customers.create_index(keys)
+        await self.timeline.create_index(
+            [("customer_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
+        )
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
@@ -78,33 +165,95 @@ class MongoCustomerRepository:
         doc = await self.customers.find_one({"_id": customer_id})
         return from_document(doc) if doc else None
 
+    async def due_for_review(self, now: datetime, limit: int) -> list[str]:
+        cursor = self.customers.find(
+            {"next_review_at": {"$lte": now}},
+            {"_id": 1},
+            sort=[("next_review_at", ASCENDING)],
+            limit=limit,
+        )
+        return [doc["_id"] async for doc in cursor]
+
     async def save(
         self,
         customers: Sequence[Customer],
+        timeline: Sequence[TimelineEntry],
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
     ) -> None:
-        """One transaction: customers (optimistic on `version`), inbox marks, outbox events."""
-        operations: list[InsertOne[Document] | UpdateOne] = []
+        """One transaction: customers (optimistic on `version`), timeline, inbox, outbox."""
+        operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
         updates = 0
         for customer in customers:
-            document = to_document(customer)
+            document = to_document(customer, self.base_currency)
             document["version"] = customer.version + 1
             if customer.version == 0:
                 operations.append(InsertOne(document))
             else:
                 updates += 1
                 operations.append(
-                    UpdateOne({"_id": customer.id, "version": customer.version}, {"$set": document})
+                    ReplaceOne({"_id": customer.id, "version": customer.version}, document)
                 )
         async with self.uow.commit(applied, outbound) as session:
-            if not operations:
-                return
-            try:
-                result = await self.customers.bulk_write(operations, ordered=True, session=session)
-            except BulkWriteError as error:
-                if only_duplicate_keys(error):
-                    raise ConcurrencyConflictError("a customer was created concurrently") from error
-                raise
-            if result.matched_count != updates:
-                raise ConcurrencyConflictError("a customer was changed concurrently")
+            if operations:
+                try:
+                    result = await self.customers.bulk_write(
+                        operations, ordered=True, session=session
+                    )
+                except BulkWriteError as error:
+                    if only_duplicate_keys(error):
+                        raise ConcurrencyConflictError(
+                            "a customer was created concurrently"
+                        ) from error
+                    raise
+                if result.matched_count != updates:
+                    raise ConcurrencyConflictError("a customer was changed concurrently")
+            if timeline:
+                await self.timeline.insert_many(
+                    [timeline_document(e) for e in timeline], session=session
+                )
+        for customer in customers:
+            customer.version += 1
+
+    # -- queries ------------------------------------------------------------------------------
+    async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:
+        query: dict[str, Any] = dict(filters)
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.customers.find(query, sort=[("_id", ASCENDING)], limit=limit)
+        return [doc async for doc in cursor]
+
+    def lookup_filter(self, q: str) -> dict[str, Any]:
+        field, value = lookup_key_for_query(q)
+        return {field: value}
+
+    async def same_contact(self, customer: Customer) -> list[Document]:
+        keys = {k: v for k, v in lookup_keys(customer.profile).items() if v}
+        if not keys:
+            return []
+        query = {"$or": [{f"lookup.{k}": v} for k, v in keys.items()], "_id": {"$ne": customer.id}}
+        cursor = self.customers.find(query, {"_id": 1, "registered_at": 1}, limit=20)
+        return [doc async for doc in cursor]
+
+    async def timeline_page(
+        self, customer_id: str, after: tuple[datetime, str] | None, limit: int, newest_first: bool
+    ) -> list[Document]:
+        query: dict[str, Any] = {"customer_id": customer_id}
+        direction = DESCENDING if newest_first else ASCENDING
+        if after is not None:
+            at, event_id = after
+            op = "$lt" if newest_first else "$gt"
+            query["$or"] = [{"at": {op: at}}, {"at": at, "_id": {op: event_id}}]
+        cursor = self.timeline.find(
+            query, sort=[("at", direction), ("_id", direction)], limit=limit
+        )
+        return [doc async for doc in cursor]
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {"grade": {}, "stage": {}, "at_risk": {}}
+        for key in ("grade", "stage", "at_risk"):
+            async for row in await self.customers.aggregate(
+                [{"$group": {"_id": f"${key}", "n": {"$sum": 1}}}]
+            ):
+                result[key][str(row["_id"]).lower()] = row["n"]
+        return result

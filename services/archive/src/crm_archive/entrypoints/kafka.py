@@ -4,23 +4,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from crm_archive import handlers
+from crm_archive.domain.rules import ArchiveRules
 from crm_archive.handlers import Clock, CustomerRepository
 from crm_contracts import CloudEvent
-from crm_contracts.topics import ORDERS
 from crm_runtime.runtime import Runtime
 
 
 def subscribe(
-    runtime: Runtime, repository: CustomerRepository, clock: Clock, base_currency: str
+    runtime: Runtime, repository: CustomerRepository, clock: Clock, rules: ArchiveRules
 ) -> None:
     async def handle(events: Sequence[CloudEvent[Any]]) -> int:
-        return await handlers.apply_events(
-            events, repository, clock=clock, base_currency=base_currency
-        )
+        return await handlers.apply_events(events, repository, clock=clock, rules=rules)
 
     runtime.consume(
-        [ORDERS.name],
+        handlers.TOPICS,
         handle,
         accepted_types=handlers.CONSUMED_TYPES,
-        description="Orders placed (the archive issue adds members and call-center events).",
+        description="Members, orders, call-center events, ticket and loyalty-tier changes.",
     )

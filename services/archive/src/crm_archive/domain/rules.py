@@ -1,0 +1,224 @@
+"""The archive's documented, configurable rules: RFM scores, grade, lifecycle stage, churn warning.
+
+Every rule is a pure function of a customer's facts and `now`; the service README gives each one
+with an example. Thresholds come from `ArchiveRules` (settings `CRM_ARCHIVE_RULES__*`).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+from typing import Literal
+
+Stage = Literal["potential", "new", "active", "loyal", "at_risk", "churned", "one_time"]
+Grade = Literal["vip", "ordinary", "potential"]
+ChurnReason = Literal["purchase_interval", "complaints", "low_csat"]
+
+
+@dataclass(frozen=True)
+class ArchiveRules:
+    base_currency: str = "CNY"
+    rfm_window_days: int = 365
+    """Frequency and monetary count orders placed within this many days before now."""
+    recency_days: tuple[int, int, int, int] = (30, 90, 180, 365)
+    """Days since the last order: <= 30 scores 5, <= 90 scores 4, <= 180: 3, <= 365: 2, else 1."""
+    frequency_orders: tuple[int, int, int, int] = (1, 2, 4, 8)
+    """Orders in the window: >= 8 scores 5, >= 4: 4, >= 2: 3, >= 1: 2, else 1."""
+    monetary_spend: tuple[Decimal, Decimal, Decimal, Decimal] = (
+        Decimal(500),
+        Decimal(2000),
+        Decimal(5000),
+        Decimal(20000),
+    )
+    """Net spend in the window: >= 20000 scores 5, >= 5000: 4, >= 2000: 3, >= 500: 2, else 1."""
+    vip_spend: Decimal = Decimal(10000)
+    """VIP when net spend in the window reaches this..."""
+    vip_rfm_total: int = 13
+    """...or when R + F + M reaches this."""
+    new_days: int = 30
+    loyal_orders: int = 5
+    """Loyal: at least this many orders in the last 365 days."""
+    at_risk_days: int = 90
+    churned_days: int = 180
+    complaint_window_days: int = 30
+    complaints_for_risk: int = 2
+    low_csat: int = 2
+    interval_factor: int = 2
+    min_orders_for_interval: int = 3
+
+
+@dataclass(frozen=True)
+class Rfm:
+    recency_days: int | None
+    frequency: int
+    monetary: Decimal
+    r: int
+    f: int
+    m: int
+
+    @property
+    def total(self) -> int:
+        return self.r + self.f + self.m
+
+
+def _score_down(value: int, limits: tuple[int, ...]) -> int:
+    """Smaller is better: <= limits[0] -> 5 ... > limits[-1] -> 1."""
+    for position, limit in enumerate(limits):
+        if value <= limit:
+            return 5 - position
+    return 1
+
+
+def _score_up(value: Decimal | int, limits: tuple[Decimal, ...] | tuple[int, ...]) -> int:
+    """Bigger is better: >= limits[-1] -> 5 ... < limits[0] -> 1."""
+    score = 1
+    for limit in limits:
+        if value >= limit:
+            score += 1
+    return score
+
+
+@dataclass(frozen=True)
+class OrderFact:
+    placed_at: datetime
+    net: Decimal
+    """Amount minus refunds, in the base currency (0 for other currencies)."""
+
+
+def rfm(orders: list[OrderFact], now: datetime, rules: ArchiveRules) -> Rfm:
+    window_start = now - timedelta(days=rules.rfm_window_days)
+    recent = [o for o in orders if window_start < o.placed_at <= now]
+    last = max((o.placed_at for o in orders), default=None)
+    recency = None if last is None else max(0, (now - last).days)
+    frequency = len(recent)
+    monetary = sum((o.net for o in recent), Decimal(0))
+    return Rfm(
+        recency_days=recency,
+        frequency=frequency,
+        monetary=monetary,
+        r=1 if recency is None else _score_down(recency, rules.recency_days),
+        f=_score_up(frequency, rules.frequency_orders),
+        m=_score_up(monetary, rules.monetary_spend),
+    )
+
+
+def grade(order_count: int, score: Rfm, rules: ArchiveRules) -> Grade:
+    if order_count == 0:
+        return "potential"
+    if score.monetary >= rules.vip_spend or score.total >= rules.vip_rfm_total:
+        return "vip"
+    return "ordinary"
+
+
+def stage(order_times: list[datetime], now: datetime, rules: ArchiveRules) -> Stage:
+    """First match wins: potential, churned, one_time, new, at_risk, loyal, active."""
+    if not order_times:
+        return "potential"
+    first, last = min(order_times), max(order_times)
+    if now - last > timedelta(days=rules.churned_days):
+        return "churned"
+    if len(order_times) == 1 and now - first > timedelta(days=rules.new_days):
+        return "one_time"
+    if now - first <= timedelta(days=rules.new_days):
+        return "new"
+    if now - last > timedelta(days=rules.at_risk_days):
+        return "at_risk"
+    year_ago = now - timedelta(days=365)
+    if sum(1 for t in order_times if t > year_ago) >= rules.loyal_orders:
+        return "loyal"
+    return "active"
+
+
+def median_interval(order_times: list[datetime]) -> timedelta | None:
+    """The median gap between consecutive orders (None with fewer than two orders)."""
+    ordered = sorted(order_times)
+    gaps = sorted(b - a for a, b in pairwise(ordered))
+    if not gaps:
+        return None
+    middle = len(gaps) // 2
+    if len(gaps) % 2:
+        return gaps[middle]
+    return (gaps[middle - 1] + gaps[middle]) / 2
+
+
+@dataclass(frozen=True)
+class ChurnFacts:
+    order_times: list[datetime]
+    complaint_times: list[datetime]
+    surveys: list[tuple[datetime, int]]
+    """(answered at, CSAT) of every survey with a CSAT."""
+
+
+def churn_reasons(
+    facts: ChurnFacts, now: datetime, rules: ArchiveRules
+) -> dict[ChurnReason, datetime]:
+    """流失预警: each reason that holds at `now`, with the moment it began to hold.
+
+    Only what happened after the latest order counts: a new order clears every reason.
+    - purchase_interval: >= 3 orders and the time since the last order reached
+      `interval_factor` (2) x the customer's own median interval between orders;
+    - complaints: >= 2 complaints in the last 30 days;
+    - low_csat: the latest CSAT answer is <= 2.
+    """
+    reasons: dict[ChurnReason, datetime] = {}
+    orders = sorted(t for t in facts.order_times if t <= now)
+    since = orders[-1] if orders else None
+    if len(orders) >= rules.min_orders_for_interval:
+        typical = median_interval(orders)
+        if typical and typical > timedelta(0):
+            due = orders[-1] + typical * rules.interval_factor
+            if now >= due:
+                reasons["purchase_interval"] = due
+    window_start = now - timedelta(days=rules.complaint_window_days)
+    recent = sorted(
+        t for t in facts.complaint_times if window_start < t <= now and (since is None or t > since)
+    )
+    if len(recent) >= rules.complaints_for_risk:
+        reasons["complaints"] = recent[rules.complaints_for_risk - 1]
+    answered = sorted(s for s in facts.surveys if s[0] <= now and (since is None or s[0] > since))
+    if answered and answered[-1][1] <= rules.low_csat:
+        reasons["low_csat"] = answered[-1][0]
+    return reasons
+
+
+def next_review(
+    order_times: list[datetime],
+    complaint_times: list[datetime],
+    now: datetime,
+    rules: ArchiveRules,
+) -> datetime | None:
+    """The earliest moment after `now` when a time-based rule could give another answer."""
+    candidates: list[datetime] = []
+    if order_times:
+        first, last = min(order_times), max(order_times)
+        candidates.append(first + timedelta(days=rules.new_days, microseconds=1))
+        candidates.append(last + timedelta(days=rules.at_risk_days, microseconds=1))
+        candidates.append(last + timedelta(days=rules.churned_days, microseconds=1))
+        candidates.extend(last + timedelta(days=d + 1) for d in rules.recency_days)
+        candidates.extend(t + timedelta(days=rules.rfm_window_days) for t in order_times)
+        candidates.extend(t + timedelta(days=365) for t in order_times)
+        typical = median_interval(order_times)
+        if typical and len(order_times) >= rules.min_orders_for_interval:
+            candidates.append(last + typical * rules.interval_factor)
+    candidates.extend(t + timedelta(days=rules.complaint_window_days) for t in complaint_times)
+    future = [c for c in candidates if c > now]
+    return min(future) if future else None
+
+
+def nps(scores: list[int]) -> int | None:
+    """Net Promoter Score (推荐值): % promoters (9-10) minus % detractors (0-6), -100..100."""
+    if not scores:
+        return None
+    promoters = sum(1 for s in scores if s >= 9)
+    detractors = sum(1 for s in scores if s <= 6)
+    return round(100 * (promoters - detractors) / len(scores))
+
+
+def csat(scores: list[int]) -> Decimal | None:
+    """Average satisfaction (满意度), 1-5, two decimals."""
+    if not scores:
+        return None
+    return (Decimal(sum(scores)) / len(scores)).quantize(Decimal("0.01"))
+
+
+DEFAULT_RULES = ArchiveRules()
