@@ -13,7 +13,6 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from stackutil import ServiceProcess, Stack, collect, eventually, order_placed, produce, unique
 
-
 EXPECTED = ["customer.created", "customer.grade_changed", "customer.lifecycle_changed"]
 
 
