@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := contracts services/runtime services/archive services/tickets services/loyalty services/notify
 STACK := $(BIN)/python deploy/local/stack.py
 
-.PHONY: help venv up down status demo test unit lint fmt schemas clean-local
+.PHONY: help venv up down status demo test unit lint fmt schemas clean-local rebuild-archive
 
 help:
 	@echo "make demo   - start the local stack and the services, replay realistic traffic, print a summary"
@@ -17,6 +17,7 @@ help:
 	@echo "make down   - stop what 'make up' started (data stays in .local/)"
 	@echo "make lint   - ruff, ruff format --check, mypy, lint-imports"
 	@echo "make schemas - regenerate contracts/schemas after a contract change"
+	@echo "make rebuild-archive - replay the retained topics into a fresh archive database"
 
 venv: $(STAMP)
 
@@ -48,6 +49,9 @@ lint: venv
 fmt: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+rebuild-archive: venv
+	$(BIN)/python -m crm_archive.rebuild --database crm_archive_rebuild --drop
 
 schemas: venv
 	$(BIN)/python -m crm_contracts.schemas contracts/schemas

@@ -169,6 +169,15 @@ class ServiceProcess:
     def log(self) -> Path:
         return self.stack.logs / f"{self.name}-{self.port}.log"
 
+    def full_env(self) -> dict[str, str]:
+        """The service's whole environment (for running its CLIs against the same setup)."""
+        return {
+            **os.environ,
+            **local_stack.service_env(
+                self.name, self.port, self.stack.bootstrap, self.stack.mongodb_url, self.env
+            ),
+        }
+
     def start(self, **env: str) -> ServiceProcess:
         prefix = f"CRM_{self.name.upper()}_"
         self.env.update({f"{prefix}{k.upper()}": v for k, v in env.items()})
@@ -198,6 +207,9 @@ class ServiceProcess:
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.url + path, headers=AUTH, params=params, timeout=10)
+
+    def post(self, path: str, json: Any = None, **params: Any) -> httpx.Response:
+        return httpx.post(self.url + path, headers=AUTH, json=json, params=params, timeout=30)
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples on /metrics."""
