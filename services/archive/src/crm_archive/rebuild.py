@@ -12,10 +12,12 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from crm_archive import handlers
 from crm_archive.adapters.mongo import MongoCustomerRepository
@@ -24,6 +26,20 @@ from crm_contracts import CloudEvent, EventDecodeError, decode_event
 from crm_runtime.mongo import Inbox, create_client
 from crm_runtime.outbox import Outbox
 from crm_runtime.uow import UnitOfWork
+
+
+async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
 
 
 async def rebuild(
@@ -44,12 +60,7 @@ async def rebuild(
     await consumer.start()
     applied = skipped = 0
     try:
-        await consumer.topics()  # fetch the cluster's metadata
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in handlers.TOPICS
-            for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]
+        partitions = await topic_partitions(settings.kafka_bootstrap_servers, handlers.TOPICS)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
