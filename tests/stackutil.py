@@ -209,7 +209,10 @@ class ServiceProcess:
         return httpx.get(self.url + path, headers=AUTH, params=params, timeout=10)
 
     def post(self, path: str, json: Any = None, **params: Any) -> httpx.Response:
-        return httpx.post(self.url + path, headers=AUTH, json=json, params=params, timeout=30)
+        """POST with query `params` (pass them here: a query written into `path` is dropped)."""
+        return httpx.post(
+            self.url + path, headers=AUTH, json=json, params=params or None, timeout=30
+        )
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples on /metrics."""

@@ -308,15 +308,14 @@ class Customer:
             rules,
         )
         if reasons and not self.churn_reasons:
-            self.churn_risk_since = min(reasons.values())
-            self.pending.append(ChurnRiskRaised(tuple(reasons), self.churn_risk_since))
+            self.pending.append(ChurnRiskRaised(tuple(reasons), min(reasons.values())))
         elif not reasons and self.churn_reasons:
             last = max(times, default=None)
             since = self.churn_risk_since
             cleared_by = "order.placed" if last and since and last >= since else "expired"
-            self.churn_risk_since = None
             self.pending.append(ChurnRiskCleared(cleared_by))
         self.churn_reasons = sorted(reasons)
+        self.churn_risk_since = min(reasons.values()) if reasons else None
         self.next_review_at = next_review(times, list(self.complaints.values()), now, rules)
         events, self.pending = self.pending, []
         return events
