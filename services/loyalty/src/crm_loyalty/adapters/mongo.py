@@ -1,0 +1,290 @@
+"""Accounts and the append-only ledger in MongoDB (`crm_loyalty`).
+
+`accounts` holds each account's state (lots, orders, debt, tier) with a `version` for optimistic
+concurrency, plus the times the sweeps look for. `ledger` is append-only: one document per entry,
+`_id` = the entry id (derived from the source event id or the idempotency key), so the same entry
+can never be written twice. Both are written in one transaction with the inbox and the outbox.
+"""
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from bson.decimal128 import Decimal128
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from crm_contracts import CloudEvent
+from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
+from crm_loyalty.domain.rules import LoyaltyRules
+from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.outbox import OutboundMessage
+from crm_runtime.uow import UnitOfWork
+
+
+def _decimal(value: Any) -> Decimal:
+    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+
+
+def _birthday_key(day: date) -> str:
+    return f"{day.month:02d}-{day.day:02d}"
+
+
+def to_document(account: Account, rules: LoyaltyRules) -> Document:
+    return {
+        "_id": account.customer_id,
+        "opened_at": account.opened_at,
+        "enrolled_at": account.enrolled_at,
+        "tier": account.tier,
+        "tier_since": account.tier_since,
+        "tier_reviewed_at": account.tier_reviewed_at,
+        "tier_review_due": account.tier_review_due,
+        "debt": account.debt,
+        "balance": account.balance,
+        "birthday": account.birthday.isoformat() if account.birthday else None,
+        "birthday_key": _birthday_key(account.birthday) if account.birthday else None,
+        "birthday_years": account.birthday_years,
+        "lots": [
+            {
+                "id": lot.lot_id,
+                "kind": lot.kind,
+                "earned_at": lot.earned_at,
+                "expires_at": lot.expires_at,
+                "expiry_month": lot.expires_at.strftime("%Y-%m"),
+                "points": lot.points,
+                "remaining": lot.remaining,
+                "order_id": lot.order_id,
+                "expired": lot.expired,
+                "reversed": lot.reversed,
+                "notified": lot.notified,
+            }
+            for lot in account.lots
+        ],
+        "orders": [
+            {
+                "id": o.order_id,
+                "placed_at": o.placed_at,
+                "amount": Decimal128(o.amount),
+                "points": o.points,
+                "refunded": Decimal128(o.refunded),
+                "reversed": o.reversed,
+                "cancelled": o.cancelled,
+                "refunds": o.refunds,
+            }
+            for o in account.orders.values()
+        ],
+        "redemptions": [
+            {"key": key, "points": points, "entry_id": entry_id}
+            for key, (points, entry_id) in account.redemptions.items()
+        ],
+        "entry_count": account.entry_count,
+        # When the sweeps should look at this account again.
+        "next_expiry_at": account.next_expiry_at(),
+        "next_notice_at": account.next_notice_at(rules),
+        "tier_review_at": account.tier_review_at(rules),
+        "version": account.version,
+    }
+
+
+def from_document(doc: Document) -> Account:
+    return Account(
+        customer_id=doc["_id"],
+        opened_at=doc["opened_at"],
+        enrolled_at=doc.get("enrolled_at"),
+        tier=doc["tier"],
+        tier_since=doc.get("tier_since"),
+        tier_reviewed_at=doc.get("tier_reviewed_at"),
+        tier_review_due=doc.get("tier_review_due"),
+        lots=[
+            Lot(
+                lot_id=lot["id"],
+                kind=lot["kind"],
+                earned_at=lot["earned_at"],
+                expires_at=lot["expires_at"],
+                points=lot["points"],
+                remaining=lot["remaining"],
+                order_id=lot.get("order_id"),
+                expired=lot["expired"],
+                reversed=lot["reversed"],
+                notified=lot["notified"],
+            )
+            for lot in doc.get("lots", [])
+        ],
+        orders={
+            o["id"]: OrderPoints(
+                order_id=o["id"],
+                placed_at=o.get("placed_at"),
+                amount=_decimal(o["amount"]),
+                points=o["points"],
+                refunded=_decimal(o["refunded"]),
+                reversed=o["reversed"],
+                cancelled=o["cancelled"],
+                refunds=list(o.get("refunds", [])),
+            )
+            for o in doc.get("orders", [])
+        },
+        debt=doc.get("debt", 0),
+        birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
+        birthday_years=list(doc.get("birthday_years", [])),
+        redemptions={r["key"]: (r["points"], r["entry_id"]) for r in doc.get("redemptions", [])},
+        entry_count=doc.get("entry_count", 0),
+        version=doc["version"],
+    )
+
+
+def entry_document(entry: Entry) -> Document:
+    return {
+        "_id": entry.entry_id,
+        "customer_id": entry.customer_id,
+        "seq": entry.seq,
+        "kind": entry.kind,
+        "points": entry.points,
+        "at": entry.at,
+        "balance": entry.balance,
+        "debt": entry.debt,
+        "lots": [{"lot": lot, "points": points} for lot, points in entry.lots.items()],
+        "order_id": entry.order_id,
+        "redemption_id": entry.redemption_id,
+        "reason": entry.reason,
+        "expires_at": entry.expires_at,
+        "source_event_id": entry.source_event_id,
+    }
+
+
+class MongoAccountRepository:
+    def __init__(self, database: AsyncDatabase[Document], uow: UnitOfWork, rules: LoyaltyRules):
+        self.accounts: AsyncCollection[Document] = database["accounts"]
+        self.ledger: AsyncCollection[Document] = database["ledger"]
+        self.uow = uow
+        self.rules = rules
+
+    async def ensure_indexes(self) -> None:
+        for key in ("next_expiry_at", "next_notice_at", "tier_review_at", "birthday_key"):
+            await self.accounts.create_index(key)
+        await self.ledger.create_index(
+            [("customer_id", ASCENDING), ("seq", DESCENDING)], unique=True
+        )
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        return await self.uow.unprocessed(events)
+
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]:
+        cursor = self.accounts.find({"_id": {"$in": list(customer_ids)}})
+        return {doc["_id"]: from_document(doc) async for doc in cursor}
+
+    async def get(self, customer_id: str) -> Account | None:
+        doc = await self.accounts.find_one({"_id": customer_id})
+        return from_document(doc) if doc else None
+
+    async def due(self, sweep: str, now: datetime, limit: int) -> list[str]:
+        query: dict[str, Any]
+        if sweep == "expiry":
+            query = {"$or": [{"next_expiry_at": {"$lte": now}}, {"next_notice_at": {"$lte": now}}]}
+        elif sweep == "tiers":
+            query = {"tier_review_at": {"$lte": now}}
+        elif sweep == "birthdays":
+            keys = [_birthday_key(now.date())]
+            if (now.month, now.day) == (2, 28) and self.rules.is_birthday(
+                date(2000, 2, 29), now.date()
+            ):
+                keys.append("02-29")
+            query = {"birthday_key": {"$in": keys}, "birthday_years": {"$ne": now.year}}
+        else:
+            raise ValueError(f"no sweep {sweep!r}")
+        cursor = self.accounts.find(query, {"_id": 1}, sort=[("_id", ASCENDING)], limit=limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def save(
+        self,
+        accounts: Sequence[Account],
+        entries: Sequence[Entry],
+        applied: Sequence[CloudEvent[Any]],
+        outbound: Sequence[OutboundMessage],
+    ) -> None:
+        """One transaction: accounts (optimistic on `version`), ledger, inbox, outbox."""
+        operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
+        updates = 0
+        for account in accounts:
+            document = to_document(account, self.rules)
+            document["version"] = account.version + 1
+            if account.version == 0:
+                operations.append(InsertOne(document))
+            else:
+                updates += 1
+                operations.append(
+                    ReplaceOne({"_id": account.customer_id, "version": account.version}, document)
+                )
+        async with self.uow.commit(applied, outbound) as session:
+            if operations:
+                try:
+                    result = await self.accounts.bulk_write(
+                        operations, ordered=True, session=session
+                    )
+                except BulkWriteError as error:
+                    if only_duplicate_keys(error):
+                        raise ConcurrencyConflictError(
+                            "an account was created concurrently"
+                        ) from error
+                    raise
+                if result.matched_count != updates:
+                    raise ConcurrencyConflictError("an account was changed concurrently")
+            if entries:
+                try:
+                    await self.ledger.insert_many(
+                        [entry_document(e) for e in entries], ordered=True, session=session
+                    )
+                except (BulkWriteError, DuplicateKeyError) as error:
+                    raise ConcurrencyConflictError("a ledger entry exists already") from error
+        for account in accounts:
+            account.version += 1
+
+    # -- queries ------------------------------------------------------------------------------
+    async def ledger_page(
+        self, customer_id: str, before_seq: int | None, limit: int
+    ) -> list[Document]:
+        query: dict[str, Any] = {"customer_id": customer_id}
+        if before_seq is not None:
+            query["seq"] = {"$lt": before_seq}
+        cursor = self.ledger.find(query, sort=[("seq", DESCENDING)], limit=limit)
+        return [doc async for doc in cursor]
+
+    async def entry(self, entry_id: str) -> Document | None:
+        return await self.ledger.find_one({"_id": entry_id})
+
+    async def ledger_sum(self, customer_id: str) -> int:
+        total = 0
+        async for doc in self.ledger.find({"customer_id": customer_id}, {"points": 1}):
+            total += int(doc["points"])
+        return total
+
+    async def liability(self, now: datetime) -> Document:
+        """Outstanding points by expiry month, and the recorded debt."""
+        by_month: dict[str, int] = {}
+        accounts = debt = 0
+        expiring_30d = 0
+        horizon = now + timedelta(days=30)
+        cursor = self.accounts.find(
+            {"$or": [{"balance": {"$ne": 0}}, {"debt": {"$gt": 0}}]},
+            {"lots": 1, "debt": 1},
+        )
+        async for doc in cursor:
+            accounts += 1
+            debt += int(doc.get("debt", 0))
+            for lot in doc.get("lots", []):
+                if lot["remaining"] > 0:
+                    by_month[lot["expiry_month"]] = by_month.get(lot["expiry_month"], 0) + int(
+                        lot["remaining"]
+                    )
+                    if lot["expires_at"] <= horizon:
+                        expiring_30d += int(lot["remaining"])
+        return {
+            "accounts": accounts,
+            "outstanding_points": sum(by_month.values()),
+            "debt_points": debt,
+            "expiring_within_30_days": expiring_30d,
+            "by_expiry_month": dict(sorted(by_month.items())),
+        }

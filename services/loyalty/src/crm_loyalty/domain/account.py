@@ -1,0 +1,469 @@
+"""A customer's points account: lots, orders, debt, tier — and the ledger entries it writes.
+
+Every change of points is an `Entry` (append-only in the ledger); the balance is the sum of the
+entries, and equals the lots' remaining points minus the recorded debt. Policies (README):
+
+- Earned points form a lot that expires `lot_lifetime_months` later; spending takes the lots with
+  the earliest expiry first.
+- A refund reverses the points of the refunded part (cumulative, rounded so that a full refund
+  reverses exactly what was earned); a cancellation reverses all of the order's points. The
+  points come off the order's own lot first, then the earliest-expiring other lots; what is still
+  missing (points already spent) becomes **debt**: the balance goes negative and later earnings
+  repay it first. Points of the order that already expired are not taken a second time.
+- A redemption or a negative adjustment never takes more than the balance.
+- Tiers follow qualifying points: points earned on orders placed in the rolling window, less their
+  reversals — never the spendable balance. Earning can only promote; the daily sweep also demotes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from crm_loyalty.domain.rules import LoyaltyRules, Tier, floor_points, tier_rank
+
+EntryKind = Literal["earn", "bonus", "redeem", "reverse", "expire", "adjust"]
+LotKind = Literal["order", "welcome", "birthday", "goodwill"]
+
+
+class InsufficientPointsError(Exception):
+    """A redemption or negative adjustment larger than the balance."""
+
+    def __init__(self, wanted: int, balance: int) -> None:
+        super().__init__(f"{wanted} points asked, the balance is {balance}")
+        self.wanted = wanted
+        self.balance = balance
+
+
+@dataclass
+class Lot:
+    lot_id: str
+    kind: LotKind
+    earned_at: datetime
+    expires_at: datetime
+    points: int
+    remaining: int
+    order_id: str | None = None
+    expired: int = 0
+    reversed: int = 0
+    notified: bool = False
+
+
+@dataclass
+class OrderPoints:
+    order_id: str
+    placed_at: datetime | None  # None: a refund or cancellation arrived before the order
+    amount: Decimal
+    points: int = 0
+    refunded: Decimal = Decimal(0)
+    reversed: int = 0
+    cancelled: bool = False
+    refunds: list[str] = field(default_factory=list)  # applied refund ids: each counts once
+
+    @property
+    def qualifying(self) -> int:
+        return self.points - self.reversed
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger line. `points` is signed; `balance` is the account balance after it."""
+
+    entry_id: str
+    customer_id: str
+    seq: int
+    kind: EntryKind
+    points: int
+    at: datetime
+    balance: int
+    debt: int
+    lots: dict[str, int] = field(default_factory=dict)
+    order_id: str | None = None
+    redemption_id: str | None = None
+    reason: str | None = None
+    expires_at: datetime | None = None
+    source_event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TierChanged:
+    tier: Tier
+    previous: Tier
+    qualifying_points: int
+    at: datetime
+    cause: str
+
+
+@dataclass(frozen=True)
+class ExpiringSoon:
+    lot_id: str
+    points: int
+    expires_at: datetime
+    at: datetime
+
+
+Change = Entry | TierChanged | ExpiringSoon
+
+
+@dataclass
+class Account:
+    customer_id: str
+    opened_at: datetime
+    enrolled_at: datetime | None = None
+    tier: Tier = "standard"
+    tier_since: datetime | None = None
+    tier_reviewed_at: datetime | None = None
+    tier_review_due: datetime | None = None  # a reversal lowered the qualifying points
+    lots: list[Lot] = field(default_factory=list)
+    orders: dict[str, OrderPoints] = field(default_factory=dict)
+    debt: int = 0
+    birthday: date | None = None
+    birthday_years: list[int] = field(default_factory=list)
+    redemptions: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> points, entry
+    entry_count: int = 0
+    version: int = 0
+
+    # -- figures ------------------------------------------------------------------------------
+    @property
+    def balance(self) -> int:
+        return sum(lot.remaining for lot in self.lots) - self.debt
+
+    def qualifying_points(self, now: datetime, rules: LoyaltyRules) -> int:
+        start = rules.window_start(now)
+        return sum(
+            o.qualifying
+            for o in self.orders.values()
+            if o.placed_at is not None and start < o.placed_at <= now
+        )
+
+    def expiring(self, now: datetime, rules: LoyaltyRules) -> list[Lot]:
+        horizon = now + timedelta(days=rules.expiring_notice_days)
+        return sorted(
+            (lot for lot in self.lots if lot.remaining > 0 and lot.expires_at <= horizon),
+            key=_spend_order,
+        )
+
+    def next_expiry_at(self) -> datetime | None:
+        return min((lot.expires_at for lot in self.lots if lot.remaining > 0), default=None)
+
+    def next_notice_at(self, rules: LoyaltyRules) -> datetime | None:
+        notice = timedelta(days=rules.expiring_notice_days)
+        return min(
+            (
+                lot.expires_at - notice
+                for lot in self.lots
+                if lot.remaining > 0 and not lot.notified
+            ),
+            default=None,
+        )
+
+    def tier_review_at(self, rules: LoyaltyRules) -> datetime | None:
+        """When the qualifying points can next fall below the tier: an order leaves the window
+        after the last review, or a reversal happened. None for standard (nothing to demote)."""
+        if self.tier == "standard":
+            return None
+        window = timedelta(days=rules.qualifying_window_days)
+        since = self.tier_reviewed_at or self.opened_at
+        candidates = [
+            o.placed_at + window
+            for o in self.orders.values()
+            if o.placed_at is not None and o.qualifying > 0 and o.placed_at + window > since
+        ]
+        if self.tier_review_due is not None:
+            candidates.append(self.tier_review_due)
+        return min(candidates, default=None)
+
+    # -- inbound facts ------------------------------------------------------------------------
+    def enrol(self, at: datetime, rules: LoyaltyRules, birthday: date | None) -> list[Change]:
+        if birthday is not None:
+            self.birthday = birthday
+        if self.enrolled_at is not None:
+            return []
+        self.enrolled_at = at
+        if rules.welcome_bonus <= 0:
+            return []
+        return [
+            self._credit(
+                f"welcome/{self.customer_id}", "bonus", "welcome", rules.welcome_bonus, at, rules
+            )
+        ]
+
+    def set_birthday(self, birthday: date | None) -> None:
+        self.birthday = birthday
+
+    def place_order(
+        self,
+        order_id: str,
+        amount: Decimal,
+        currency: str,
+        channel: str | None,
+        at: datetime,
+        rules: LoyaltyRules,
+        entry_id: str,
+    ) -> list[Change]:
+        known = self.orders.get(order_id)
+        if known is not None and known.placed_at is not None:
+            return []  # the same order again (another event id): it earned already
+        points = rules.order_points(amount, currency, channel, at, self.tier)
+        order = OrderPoints(order_id, at, amount, points)
+        if known is not None:  # refunded or cancelled before we saw it: earn what is left
+            order.refunded, order.cancelled = min(amount, known.refunded), known.cancelled
+            order.refunds = known.refunds
+            order.reversed = points - self._kept(order)
+        self.orders[order_id] = order
+        kept = order.points - order.reversed
+        changes: list[Change] = []
+        if kept > 0:
+            changes.append(
+                self._credit(entry_id, "earn", "order", kept, at, rules, order_id=order_id)
+            )
+        changes.extend(self._review_tier(at, rules, cause=entry_id, promote_only=True))
+        return changes
+
+    def refund(
+        self,
+        order_id: str,
+        amount: Decimal,
+        at: datetime,
+        entry_id: str,
+        refund_id: str,
+    ) -> list[Change]:
+        """`refund_id` (the event id) makes a refund count once even if delivered again."""
+        order = self.orders.get(order_id) or OrderPoints(order_id, None, Decimal(0))
+        self.orders[order_id] = order
+        if refund_id in order.refunds:
+            return []
+        order.refunds.append(refund_id)
+        if order.placed_at is None:  # before its order: reconciled when the order arrives
+            order.refunded += amount
+            return []
+        order.refunded = min(order.amount, order.refunded + amount)
+        return self._reverse(order, "refund", at, entry_id)
+
+    def cancel(self, order_id: str, at: datetime, entry_id: str) -> list[Change]:
+        order = self.orders.get(order_id)
+        if order is None or order.placed_at is None:
+            stub = order or OrderPoints(order_id, None, Decimal(0))
+            stub.cancelled = True
+            self.orders[order_id] = stub
+            return []
+        order.cancelled = True
+        return self._reverse(order, "cancellation", at, entry_id)
+
+    # -- actions ------------------------------------------------------------------------------
+    def redeem(self, redemption_id: str, points: int, at: datetime) -> Entry:
+        if points <= 0:
+            raise ValueError("a redemption takes a positive number of points")
+        if points > self.balance:
+            raise InsufficientPointsError(points, self.balance)
+        entry_id = f"redeem/{self.customer_id}/{redemption_id}"
+        taken = self._take(points)
+        self.redemptions[redemption_id] = (points, entry_id)
+        return self._entry(entry_id, "redeem", -points, at, lots=taken, redemption_id=redemption_id)
+
+    def adjust(
+        self, key: str, points: int, reason: str, at: datetime, rules: LoyaltyRules
+    ) -> Entry:
+        entry_id = f"adjust/{self.customer_id}/{key}"
+        if points > 0:
+            return self._credit(entry_id, "adjust", "goodwill", points, at, rules, reason=reason)
+        if points == 0:
+            raise ValueError("an adjustment changes the balance: points may not be 0")
+        if -points > self.balance:
+            raise InsufficientPointsError(-points, self.balance)
+        return self._entry(entry_id, "adjust", points, at, lots=self._take(-points), reason=reason)
+
+    # -- time ---------------------------------------------------------------------------------
+    def expire(self, now: datetime) -> list[Change]:
+        """Expire every lot due at `now`: one entry per lot."""
+        changes: list[Change] = []
+        for lot in sorted(self.lots, key=_spend_order):
+            if lot.remaining > 0 and lot.expires_at <= now:
+                points, lot.expired, lot.remaining = lot.remaining, lot.expired + lot.remaining, 0
+                changes.append(
+                    self._entry(
+                        f"expire/{lot.lot_id}",
+                        "expire",
+                        -points,
+                        lot.expires_at,
+                        lots={lot.lot_id: -points},
+                        expires_at=lot.expires_at,
+                    )
+                )
+        return changes
+
+    def notify_expiring(self, now: datetime, rules: LoyaltyRules) -> list[Change]:
+        """Once per lot, `expiring_notice_days` ahead of its expiry."""
+        notices: list[Change] = []
+        for lot in self.expiring(now, rules):
+            if not lot.notified and lot.expires_at > now:
+                lot.notified = True
+                notices.append(ExpiringSoon(lot.lot_id, lot.remaining, lot.expires_at, now))
+        return notices
+
+    def celebrate_birthday(self, today: date, at: datetime, rules: LoyaltyRules) -> list[Change]:
+        if (
+            self.birthday is None
+            or rules.birthday_bonus <= 0
+            or today.year in self.birthday_years
+            or not rules.is_birthday(self.birthday, today)
+        ):
+            return []
+        self.birthday_years.append(today.year)
+        entry_id = f"birthday/{self.customer_id}/{today.year}"
+        return [self._credit(entry_id, "bonus", "birthday", rules.birthday_bonus, at, rules)]
+
+    def review_tier(self, now: datetime, rules: LoyaltyRules) -> list[Change]:
+        return self._review_tier(now, rules, cause=f"review@{now.isoformat()}", promote_only=False)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _review_tier(
+        self, now: datetime, rules: LoyaltyRules, *, cause: str, promote_only: bool
+    ) -> list[Change]:
+        qualifying = self.qualifying_points(now, rules)
+        tier = rules.tier_for(qualifying)
+        if not promote_only:
+            self.tier_reviewed_at, self.tier_review_due = now, None
+        if tier == self.tier or (promote_only and tier_rank(tier) < tier_rank(self.tier)):
+            return []
+        previous, self.tier, self.tier_since = self.tier, tier, now
+        return [TierChanged(tier, previous, qualifying, now, cause)]
+
+    @staticmethod
+    def _kept(order: OrderPoints) -> int:
+        """Points the order keeps after its refunds: rounded down, so a full refund keeps 0."""
+        if order.cancelled or order.amount <= 0:
+            return 0
+        share = (order.amount - order.refunded) / order.amount
+        return max(0, floor_points(order.points * share))
+
+    def _reverse(
+        self,
+        order: OrderPoints,
+        reason: Literal["refund", "cancellation"],
+        at: datetime,
+        entry_id: str,
+    ) -> list[Change]:
+        to_reverse = (order.points - order.reversed) - self._kept(order)
+        if to_reverse <= 0:
+            return []
+        order.reversed += to_reverse
+        if self.tier != "standard":
+            self.tier_review_due = min(at, self.tier_review_due or at)
+        lot = next((lot for lot in self.lots if lot.lot_id == self._order_lot(order)), None)
+        if lot is None:
+            return []
+        # Points of this order that already expired left the balance once; not again.
+        effective = min(to_reverse, lot.points - lot.expired - lot.reversed)
+        if effective <= 0:
+            return []
+        lot.reversed += effective
+        from_lot = min(effective, lot.remaining)
+        lot.remaining -= from_lot
+        taken = {lot.lot_id: -from_lot} if from_lot else {}
+        missing = effective - from_lot
+        from_others = min(missing, sum(other.remaining for other in self.lots))
+        for lot_id, delta in self._take(from_others).items():
+            taken[lot_id] = taken.get(lot_id, 0) + delta
+        self.debt += missing - from_others
+        return [
+            self._entry(
+                entry_id,
+                "reverse",
+                -effective,
+                at,
+                lots=taken,
+                order_id=order.order_id,
+                reason=reason,
+            )
+        ]
+
+    def _order_lot(self, order: OrderPoints) -> str | None:
+        return next(
+            (
+                lot.lot_id
+                for lot in self.lots
+                if lot.kind == "order" and lot.order_id == order.order_id
+            ),
+            None,
+        )
+
+    def _take(self, points: int) -> dict[str, int]:
+        """Take points from the lots, earliest expiry first."""
+        taken: dict[str, int] = {}
+        for lot in sorted(self.lots, key=_spend_order):
+            if points <= 0:
+                break
+            part = min(points, lot.remaining)
+            if part > 0:
+                lot.remaining -= part
+                taken[lot.lot_id] = -part
+                points -= part
+        if points > 0:
+            raise AssertionError("took more points than the lots hold")
+        return taken
+
+    def _credit(
+        self,
+        entry_id: str,
+        kind: EntryKind,
+        lot_kind: LotKind,
+        points: int,
+        at: datetime,
+        rules: LoyaltyRules,
+        *,
+        order_id: str | None = None,
+        reason: str | None = None,
+    ) -> Entry:
+        """New points: a lot; they repay recorded debt first."""
+        repaid = min(self.debt, points)
+        self.debt -= repaid
+        expires_at = rules.expires_at(at)
+        lot = Lot(entry_id, lot_kind, at, expires_at, points, points - repaid, order_id)
+        self.lots.append(lot)
+        return self._entry(
+            entry_id,
+            kind,
+            points,
+            at,
+            lots={entry_id: points - repaid} if points - repaid else {},
+            order_id=order_id,
+            reason=reason or (lot_kind if kind == "bonus" else None),
+            expires_at=expires_at,
+        )
+
+    def _entry(
+        self,
+        entry_id: str,
+        kind: EntryKind,
+        points: int,
+        at: datetime,
+        *,
+        lots: dict[str, int],
+        order_id: str | None = None,
+        redemption_id: str | None = None,
+        reason: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Entry:
+        self.entry_count += 1
+        return Entry(
+            entry_id=entry_id,
+            customer_id=self.customer_id,
+            seq=self.entry_count,
+            kind=kind,
+            points=points,
+            at=at,
+            balance=self.balance,
+            debt=self.debt,
+            lots=lots,
+            order_id=order_id,
+            redemption_id=redemption_id,
+            reason=reason,
+            expires_at=expires_at,
+        )
+
+
+def _spend_order(lot: Lot) -> tuple[datetime, datetime, str]:
+    return (lot.expires_at, lot.earned_at, lot.lot_id)

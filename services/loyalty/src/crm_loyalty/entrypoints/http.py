@@ -1,0 +1,294 @@
+"""The loyalty API (port 8083): balances, ledger, redemptions, goodwill adjustments, liability."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm_loyalty.adapters.mongo import MongoAccountRepository
+from crm_loyalty.domain.account import Account, Change, Entry, InsufficientPointsError
+from crm_loyalty.domain.rules import LoyaltyRules, Tier
+from crm_loyalty.handlers import to_message
+from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\s]+$",
+        description="Chosen by the caller; a retry with the same key returns the first result.",
+    ),
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+T = TypeVar("T")
+
+
+class ExpiringView(BaseModel):
+    points: int
+    expires_at: datetime
+
+
+class AccountView(BaseModel):
+    customer_id: str
+    balance: int = Field(description="The sum of the ledger; negative when debt is recorded.")
+    debt: int
+    tier: Tier
+    tier_since: datetime | None
+    qualifying_points: int = Field(description="Earned on orders in the rolling window.")
+    next_tier: Tier | None
+    points_to_next_tier: int | None
+    expiring_soon: list[ExpiringView]
+    enrolled_at: datetime | None
+
+
+class EntryView(BaseModel):
+    entry_id: str
+    seq: int
+    kind: str
+    points: int
+    at: datetime
+    balance: int
+    order_id: str | None
+    redemption_id: str | None
+    reason: str | None
+    expires_at: datetime | None
+
+
+class RedemptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: int = Field(gt=0, le=100_000_000)
+
+
+class RedemptionView(BaseModel):
+    redemption_id: str
+    points: int
+    balance: int
+    entry_id: str
+
+
+class AdjustmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: int = Field(ge=-100_000_000, le=100_000_000, description="Not 0; negative deducts.")
+    reason: str = Field(min_length=1, max_length=200, description="e.g. service recovery")
+
+
+class AdjustmentView(BaseModel):
+    points: int
+    reason: str
+    balance: int
+    entry_id: str
+
+
+def account_view(account: Account, now: datetime, rules: LoyaltyRules) -> AccountView:
+    qualifying = account.qualifying_points(now, rules)
+    nxt = rules.next_tier(account.tier)
+    return AccountView(
+        customer_id=account.customer_id,
+        balance=account.balance,
+        debt=account.debt,
+        tier=account.tier,
+        tier_since=account.tier_since,
+        qualifying_points=qualifying,
+        next_tier=nxt,
+        points_to_next_tier=(
+            max(0, rules.tier_thresholds.get(nxt, 0) - qualifying) if nxt is not None else None
+        ),
+        expiring_soon=[
+            ExpiringView(points=lot.remaining, expires_at=lot.expires_at)
+            for lot in account.expiring(now, rules)
+            if lot.expires_at > now
+        ],
+        enrolled_at=account.enrolled_at,
+    )
+
+
+def entry_view(doc: dict[str, Any]) -> EntryView:
+    return EntryView(
+        entry_id=doc["_id"],
+        seq=doc["seq"],
+        kind=doc["kind"],
+        points=doc["points"],
+        at=doc["at"],
+        balance=doc["balance"],
+        order_id=doc.get("order_id"),
+        redemption_id=doc.get("redemption_id"),
+        reason=doc.get("reason"),
+        expires_at=doc.get("expires_at"),
+    )
+
+
+async def with_retries(action: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Re-run an action that lost an optimistic-concurrency race (the consumer wrote first)."""
+    for _ in range(attempts - 1):
+        try:
+            return await action()
+        except ConcurrencyConflictError:
+            log.info("concurrent change, retrying")
+    return await action()
+
+
+def accounts_router(
+    repository: MongoAccountRepository,
+    auth: Authenticator,
+    rules: LoyaltyRules,
+    clock: Callable[[], datetime],
+) -> APIRouter:
+    router = APIRouter(tags=["accounts"])
+    reader = auth.require("agent", "supervisor", "ops", "integration")
+    redeemer = auth.require("agent", "supervisor", "integration")
+    supervisor = auth.require("supervisor")
+    reporter = auth.require("supervisor", "ops")
+
+    async def load(customer_id: str) -> Account:
+        account = await repository.get(customer_id)
+        if account is None:
+            raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
+        return account
+
+    async def save(account: Account, changes: list[Change]) -> None:
+        entries = [c for c in changes if isinstance(c, Entry)]
+        await repository.save(
+            [account], entries, [], [to_message(account, change) for change in changes]
+        )
+
+    @router.get("/accounts/{customer_id}", summary="Balance, tier, progress, points expiring.")
+    async def get_account(
+        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
+    ) -> AccountView:
+        return account_view(await load(customer_id), clock(), rules)
+
+    @router.get("/accounts/{customer_id}/ledger", summary="The ledger, newest first, by cursor.")
+    async def get_ledger(
+        customer_id: CustomerId,
+        principal: Annotated[Principal, Depends(reader)],
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[EntryView]:
+        await load(customer_id)
+        position = decode_cursor(cursor)
+        before = None
+        if position is not None:
+            if not isinstance(position.get("seq"), int):
+                raise HTTPException(400, "the cursor is not valid; start again without one")
+            before = position["seq"]
+        items = [entry_view(d) for d in await repository.ledger_page(customer_id, before, limit)]
+        next_cursor = encode_cursor({"seq": items[-1].seq}) if len(items) == limit else None
+        return Page[EntryView](items=items, next_cursor=next_cursor)
+
+    @router.post(
+        "/accounts/{customer_id}/redemptions",
+        status_code=201,
+        summary="Spend points (earliest-expiring first). Never overdraws: 409 if short.",
+        responses={
+            200: {"description": "A retry with the same Idempotency-Key: the first result."},
+            409: {"description": "Not enough points, or the key was used for another amount."},
+        },
+    )
+    async def redeem(
+        customer_id: CustomerId,
+        request: RedemptionRequest,
+        key: IdempotencyKey,
+        response: Response,
+        principal: Annotated[Principal, Depends(redeemer)],
+    ) -> RedemptionView:
+        async def attempt() -> RedemptionView:
+            account = await load(customer_id)
+            if key in account.redemptions:
+                points, entry_id = account.redemptions[key]
+                if points != request.points:
+                    raise HTTPException(
+                        409,
+                        f"Idempotency-Key {key!r} was used for a redemption of {points} points",
+                    )
+                first = await repository.entry(entry_id)
+                response.status_code = 200
+                return RedemptionView(
+                    redemption_id=key,
+                    points=points,
+                    balance=first["balance"] if first else account.balance,
+                    entry_id=entry_id,
+                )
+            now = clock()
+            changes: list[Change] = list(account.expire(now))  # never spend expired points
+            try:
+                entry = account.redeem(key, request.points, now)
+            except InsufficientPointsError as exc:
+                if changes:
+                    await save(account, changes)
+                raise HTTPException(
+                    409, f"not enough points: {exc.wanted} asked, the balance is {exc.balance}"
+                ) from exc
+            await save(account, [*changes, entry])
+            return RedemptionView(
+                redemption_id=key,
+                points=request.points,
+                balance=entry.balance,
+                entry_id=entry.entry_id,
+            )
+
+        return await with_retries(attempt)
+
+    @router.post(
+        "/accounts/{customer_id}/adjustments",
+        status_code=201,
+        summary="Goodwill points (service recovery) or a correction, with a reason. Supervisor.",
+        responses={200: {"description": "A retry with the same Idempotency-Key."}},
+    )
+    async def adjust(
+        customer_id: CustomerId,
+        request: AdjustmentRequest,
+        key: IdempotencyKey,
+        response: Response,
+        principal: Annotated[Principal, Depends(supervisor)],
+    ) -> AdjustmentView:
+        if request.points == 0:
+            raise HTTPException(422, "points may not be 0")
+        reason = f"{request.reason} (by {principal.token_id})"
+
+        async def attempt() -> AdjustmentView:
+            now = clock()
+            account = await repository.get(customer_id) or Account(customer_id, now)
+            entry_id = f"adjust/{customer_id}/{key}"
+            existing = await repository.entry(entry_id)
+            if existing is not None:
+                if existing["points"] != request.points:
+                    raise HTTPException(
+                        409, f"Idempotency-Key {key!r} was used for another adjustment"
+                    )
+                response.status_code = 200
+                return AdjustmentView(
+                    points=existing["points"],
+                    reason=existing["reason"],
+                    balance=existing["balance"],
+                    entry_id=entry_id,
+                )
+            changes: list[Change] = list(account.expire(now))
+            try:
+                entry = account.adjust(key, request.points, reason, now, rules)
+            except InsufficientPointsError as exc:
+                raise HTTPException(
+                    409, f"cannot deduct {exc.wanted} points: the balance is {exc.balance}"
+                ) from exc
+            await save(account, [*changes, entry])
+            return AdjustmentView(
+                points=entry.points, reason=reason, balance=entry.balance, entry_id=entry_id
+            )
+
+        return await with_retries(attempt)
+
+    @router.get("/reports/liability", summary="Outstanding points and their expiry profile.")
+    async def liability(principal: Annotated[Principal, Depends(reporter)]) -> dict[str, Any]:
+        return await repository.liability(clock())
+
+    return router

@@ -1,0 +1,261 @@
+"""Use cases: inbound events, API actions and sweeps -> ledger entries and `loyalty.v1` events.
+
+Plain async functions over an `AccountRepository`: the unit tests call them with an in-memory one.
+"""
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from crm_contracts import CloudEvent, new_event
+from crm_contracts.loyalty import v1 as loyalty_v1
+from crm_contracts.members import v1 as members_v1
+from crm_contracts.orders import v1 as orders_v1
+from crm_contracts.topics import LOYALTY, MEMBERS, ORDERS
+from crm_loyalty.domain.account import Account, Change, Entry, ExpiringSoon, TierChanged
+from crm_loyalty.domain.rules import LoyaltyRules
+from crm_runtime.outbox import OutboundMessage
+
+SOURCE = "crm/loyalty"
+Clock = Callable[[], datetime]
+
+TOPICS = (MEMBERS.name, ORDERS.name)
+CONSUMED_TYPES = (
+    members_v1.CUSTOMER_REGISTERED,
+    members_v1.CUSTOMER_PROFILE_UPDATED,
+    members_v1.CUSTOMER_ERASURE_REQUESTED,
+    *orders_v1.EVENTS,
+)
+
+
+class AccountRepository(Protocol):
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
+
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]: ...
+
+    async def due(self, sweep: str, now: datetime, limit: int) -> list[str]: ...
+
+    async def save(
+        self,
+        accounts: Sequence[Account],
+        entries: Sequence[Entry],
+        applied: Sequence[CloudEvent[Any]],
+        outbound: Sequence[OutboundMessage],
+    ) -> None: ...
+
+
+async def apply_events(
+    events: Sequence[CloudEvent[Any]], repository: AccountRepository, *, rules: LoyaltyRules
+) -> int:
+    """Apply a batch in order and persist it in one transaction; returns how many were new."""
+    fresh = await repository.unprocessed(events)
+    if not fresh:
+        return 0
+    accounts = await repository.load(sorted({event.subject for event in fresh}))
+    touched: dict[str, Account] = {}
+    changes: list[tuple[Account, Change]] = []
+    for event in fresh:
+        account = accounts.get(event.subject)
+        if account is None:
+            account = accounts[event.subject] = Account(event.subject, event.time)
+        for change in apply_event(account, event, rules):
+            changes.append((account, _with_source(change, event.id)))
+        touched[account.customer_id] = account
+    await _save(repository, list(touched.values()), changes, applied=fresh)
+    return len(fresh)
+
+
+def apply_event(account: Account, event: CloudEvent[Any], rules: LoyaltyRules) -> list[Change]:
+    data = event.data
+    match data:
+        case members_v1.CustomerRegistered():
+            return account.enrol(event.time, rules, data.birthday)
+        case members_v1.CustomerProfileUpdated():
+            if "birthday" in data.model_fields_set:
+                account.set_birthday(data.birthday)
+            return []
+        case members_v1.CustomerErasureRequested():
+            account.set_birthday(None)  # the only personal data we hold
+            return []
+        case orders_v1.OrderPlaced():
+            return account.place_order(
+                data.order_id,
+                data.amount,
+                data.currency,
+                data.channel,
+                event.time,
+                rules,
+                entry_id=f"{event.id}/earn",
+            )
+        case orders_v1.OrderRefunded():
+            return account.refund(
+                data.order_id,
+                data.amount,
+                event.time,
+                entry_id=f"{event.id}/reverse",
+                refund_id=event.id,
+            )
+        case orders_v1.OrderCancelled():
+            return account.cancel(data.order_id, event.time, entry_id=f"{event.id}/reverse")
+        case _:
+            raise TypeError(f"loyalty does not apply {event.type}")
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+async def expiry_sweep(now: datetime, repository: AccountRepository, *, rules: LoyaltyRules) -> int:
+    """Expire due lots and announce lots expiring within the notice period (once per lot)."""
+
+    def step(account: Account) -> list[Change]:
+        return [*account.expire(now), *account.notify_expiring(now, rules)]
+
+    return await _sweep("expiry", now, repository, step)
+
+
+async def tier_sweep(now: datetime, repository: AccountRepository, *, rules: LoyaltyRules) -> int:
+    """Re-evaluate tiers whose qualifying points may have fallen: this is where demotions happen."""
+    return await _sweep("tiers", now, repository, lambda a: a.review_tier(now, rules))
+
+
+async def birthday_sweep(
+    now: datetime, repository: AccountRepository, *, rules: LoyaltyRules
+) -> int:
+    """The birthday bonus, once a year, on the birthday (UTC date of `now`)."""
+    today = now.date()
+    return await _sweep(
+        "birthdays", now, repository, lambda a: a.celebrate_birthday(today, now, rules)
+    )
+
+
+async def _sweep(
+    name: str,
+    now: datetime,
+    repository: AccountRepository,
+    step: Callable[[Account], list[Change]],
+    batch: int = 200,
+) -> int:
+    changed = 0
+    seen: set[str] = set()
+    while True:
+        due = [i for i in await repository.due(name, now, batch) if i not in seen]
+        if not due:
+            return changed
+        seen.update(due)
+        accounts = await repository.load(due)
+        changes = [(account, c) for account in accounts.values() for c in step(account)]
+        await _save(repository, list(accounts.values()), changes, applied=[])
+        changed += len({a.customer_id for a, _ in changes})
+
+
+async def _save(
+    repository: AccountRepository,
+    accounts: Sequence[Account],
+    changes: Sequence[tuple[Account, Change]],
+    applied: Sequence[CloudEvent[Any]],
+) -> None:
+    entries = [c for _, c in changes if isinstance(c, Entry)]
+    outbound = [to_message(account, change) for account, change in changes]
+    await repository.save(accounts, entries, applied, outbound)
+
+
+def _with_source(change: Change, event_id: str) -> Change:
+    if isinstance(change, Entry):
+        return Entry(**{**change.__dict__, "source_event_id": event_id})
+    return change
+
+
+# -- outbound -------------------------------------------------------------------------------
+def change_id(change: Change) -> str:
+    """A stable id per change: the same change can never be announced under two ids."""
+    match change:
+        case Entry():
+            return change.entry_id
+        case ExpiringSoon():
+            return f"expiring/{change.lot_id}"
+        case TierChanged():
+            return f"tier/{change.cause}/{change.tier}"
+
+
+def to_message(account: Account, change: Change) -> OutboundMessage:
+    event_type, data, at = _contract(change)
+    event = new_event(
+        event_type,
+        source=SOURCE,
+        subject=account.customer_id,
+        data=data,
+        id=str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"loyalty/{account.customer_id}/{change_id(change)}")
+        ),
+        time=at,
+    )
+    return OutboundMessage(LOYALTY.name, event)
+
+
+def _contract(change: Change) -> tuple[str, Any, datetime]:
+    match change:
+        case TierChanged():
+            return (
+                loyalty_v1.TIER_CHANGED,
+                loyalty_v1.TierChanged(
+                    tier=change.tier,
+                    previous_tier=change.previous,
+                    qualifying_points=max(0, change.qualifying_points),
+                ),
+                change.at,
+            )
+        case ExpiringSoon():
+            return (
+                loyalty_v1.POINTS_EXPIRING_SOON,
+                loyalty_v1.PointsExpiringSoon(points=change.points, expires_at=change.expires_at),
+                change.at,
+            )
+        case Entry(kind="earn" | "bonus"):
+            reason = "order" if change.kind == "earn" else (change.reason or "welcome")
+            return (
+                loyalty_v1.POINTS_EARNED,
+                loyalty_v1.PointsEarned(
+                    points=change.points,
+                    reason=reason,
+                    order_id=change.order_id,
+                    expires_at=change.expires_at,
+                    balance=change.balance,
+                ),
+                change.at,
+            )
+        case Entry(kind="redeem"):
+            return (
+                loyalty_v1.POINTS_REDEEMED,
+                loyalty_v1.PointsRedeemed(
+                    points=-change.points,
+                    redemption_id=change.redemption_id or "",
+                    balance=change.balance,
+                ),
+                change.at,
+            )
+        case Entry(kind="reverse"):
+            return (
+                loyalty_v1.POINTS_REVERSED,
+                loyalty_v1.PointsReversed(
+                    points=-change.points,
+                    order_id=change.order_id or "",
+                    reason="cancellation" if change.reason == "cancellation" else "refund",
+                    balance=change.balance,
+                ),
+                change.at,
+            )
+        case Entry(kind="expire"):
+            return (
+                loyalty_v1.POINTS_EXPIRED,
+                loyalty_v1.PointsExpired(points=-change.points, balance=change.balance),
+                change.at,
+            )
+        case Entry():
+            return (
+                loyalty_v1.POINTS_ADJUSTED,
+                loyalty_v1.PointsAdjusted(
+                    points=change.points,
+                    reason=change.reason or "adjustment",
+                    balance=change.balance,
+                ),
+                change.at,
+            )

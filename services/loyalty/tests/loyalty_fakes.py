@@ -1,0 +1,66 @@
+"""An in-memory account repository: the unit tests' stand-in for MongoDB."""
+
+import copy
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from crm_contracts import CloudEvent
+from crm_loyalty.domain.account import Account, Entry
+from crm_loyalty.domain.rules import LoyaltyRules
+from crm_runtime.outbox import OutboundMessage
+
+
+class InMemoryAccounts:
+    def __init__(self, rules: LoyaltyRules | None = None) -> None:
+        self.rules = rules or LoyaltyRules()
+        self.accounts: dict[str, Account] = {}
+        self.ledger: dict[str, Entry] = {}
+        self.processed: set[str] = set()
+        self.outbox: list[OutboundMessage] = []
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        fresh, seen = [], set(self.processed)
+        for event in events:
+            if event.id not in seen:
+                seen.add(event.id)
+                fresh.append(event)
+        return fresh
+
+    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]:
+        return {i: copy.deepcopy(self.accounts[i]) for i in customer_ids if i in self.accounts}
+
+    async def due(self, sweep: str, now: datetime, limit: int) -> list[str]:
+        def is_due(account: Account) -> bool:
+            if sweep == "expiry":
+                times = [account.next_expiry_at(), account.next_notice_at(self.rules)]
+                return any(t is not None and t <= now for t in times)
+            if sweep == "tiers":
+                review = account.tier_review_at(self.rules)
+                return review is not None and review <= now
+            birthday: date | None = account.birthday
+            return birthday is not None and self.rules.is_birthday(birthday, now.date())
+
+        return sorted(i for i, a in self.accounts.items() if is_due(a))[:limit]
+
+    async def save(
+        self,
+        accounts: Sequence[Account],
+        entries: Sequence[Entry],
+        applied: Sequence[CloudEvent[Any]],
+        outbound: Sequence[OutboundMessage],
+    ) -> None:
+        for entry in entries:
+            assert entry.entry_id not in self.ledger, f"ledger entry {entry.entry_id} written twice"
+        for account in accounts:
+            account.version += 1
+            self.accounts[account.customer_id] = copy.deepcopy(account)
+        self.ledger.update((e.entry_id, e) for e in entries)
+        self.processed.update(e.id for e in applied)
+        self.outbox.extend(outbound)
+
+    def sum_of_ledger(self, customer_id: str) -> int:
+        return sum(e.points for e in self.ledger.values() if e.customer_id == customer_id)
+
+    def published(self, customer_id: str) -> list[str]:
+        return [m.event.type for m in self.outbox if m.event.subject == customer_id]
