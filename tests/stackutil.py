@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
@@ -137,6 +138,35 @@ async def collect(
     return kept
 
 
+async def commit_at_end(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    """Commit `group`'s offsets at the log end of every (non-internal) topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if not t.startswith("__")]
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        await consumer.commit(ends)
+        return ends
+    finally:
+        await consumer.stop()
+
+
 # -- services as processes -------------------------------------------------------------------
 @dataclass
 class ServiceProcess:
@@ -148,9 +178,14 @@ class ServiceProcess:
 
     @staticmethod
     def isolated(name: str, stack: Stack, **env: str) -> ServiceProcess:
-        """A service with its own database and consumer group, so tests do not see each other."""
+        """A service with its own database and consumer group, so tests do not see each other.
+
+        The new group's offsets are committed at the current end of every topic first: the
+        service reads only what is produced from now on, not the history earlier tests left
+        on the shared broker (50,000 orders from a replay test would otherwise come first)."""
         tag = uuid.uuid4().hex[:8]
         prefix = f"CRM_{name.upper()}_"
+        asyncio.run(commit_at_end(stack.bootstrap, f"{name}-t{tag}"))
         return ServiceProcess(
             name,
             stack,
@@ -208,10 +243,21 @@ class ServiceProcess:
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.url + path, headers=AUTH, params=params, timeout=10)
 
-    def post(self, path: str, json: Any = None, **params: Any) -> httpx.Response:
+    def post(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> httpx.Response:
         """POST with query `params` (pass them here: a query written into `path` is dropped)."""
         return httpx.post(
-            self.url + path, headers=AUTH, json=json, params=params or None, timeout=30
+            self.url + path,
+            headers={**AUTH, **(headers or {})},
+            json=json,
+            params=params or None,
+            timeout=30,
         )
 
     def metric(self, name: str) -> float:

@@ -173,7 +173,8 @@ class KafkaNode:
                 _kafka_java(
                     classpath,
                     "kafka.tools.StorageTool",
-                    ["format", "-t", cluster_id, "-c", str(config), "--standalone"],
+                    # `=`: a base64url id may begin with "-", which would read as an option.
+                    ["format", f"--cluster-id={cluster_id}", "-c", str(config), "--standalone"],
                     log4j,
                 ),
                 check=True,

@@ -77,7 +77,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
         for customer, figures in expected.items():
             doc = actual[customer]
             assert doc["order_count"] == figures.order_count, customer
-            assert doc["total_spent"].to_decimal() == figures.total, customer
+            assert doc["net_spent"].to_decimal() == figures.total, customer
             assert doc["first_order_at"] == figures.first, customer
             assert doc["last_order_at"] == figures.last, customer
         assert counted() == ORDERS, "nothing counted twice"
