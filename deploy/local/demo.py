@@ -239,6 +239,27 @@ def metric(port: int, name: str) -> float:
     )
 
 
+def handled(port: int) -> float:
+    """Events a service has applied, skipped as not its business, or dead-lettered."""
+    return sum(
+        metric(port, name)
+        for name in (
+            "crm_events_processed_total",
+            "crm_events_ignored_total",
+            "crm_dlq_messages_total",
+        )
+    )
+
+
+def await_handled(name: str, port: int, target: float) -> None:
+    with tqdm(total=int(target), desc=f"{name} applying events", unit="ev") as bar:
+        bar.update(int(handled(port)))
+        deadline = time.monotonic() + 300
+        while bar.n < target and time.monotonic() < deadline:
+            time.sleep(0.25)
+            bar.update(int(handled(port)) - bar.n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=300)
@@ -247,28 +268,23 @@ def main() -> None:
     local = stack.LocalStack()
     traffic = generate(args.customers, args.seed)
     by_type = Counter(sent.event_type for _, sent in traffic)
-    archive_port = local.services["archive"]
-    before = metric(archive_port, "crm_events_processed_total")
+    archive_port, loyalty_port = local.services["archive"], local.services["loyalty"]
+    before = {port: handled(port) for port in (archive_port, loyalty_port)}
+    archive_before = metric(archive_port, "crm_events_processed_total")
     dlq_before = metric(archive_port, "crm_dlq_messages_total")
     started = time.monotonic()
     asyncio.run(send(local.bootstrap(), traffic))
-    orders = sum(n for t, n in by_type.items() if t.startswith("order."))
-    with tqdm(total=orders, desc="archive applying orders", unit="ev") as bar:
-        done = 0.0
-        deadline = time.monotonic() + 120
-        while done < orders and time.monotonic() < deadline:
-            now_done = metric(archive_port, "crm_events_processed_total") - before
-            now_done += metric(archive_port, "crm_dlq_messages_total") - dlq_before
-            bar.update(int(now_done - done))
-            done = now_done
-            time.sleep(0.25)
+    # The archive consumes every topic the demo sends to; loyalty members and orders.
+    await_handled("archive", archive_port, before[archive_port] + len(traffic))
+    loyalty_expected = sum(1 for _, sent in traffic if sent.topic in ("members.v1", "orders.v1"))
+    await_handled("loyalty", loyalty_port, before[loyalty_port] + loyalty_expected)
     elapsed = time.monotonic() - started
     print("\nSent (CloudEvents, keyed by customer id):")
     for event_type, count in sorted(by_type.items()):
         print(f"  {event_type:<28} {count:>6}")
     print(f"  {'total':<28} {len(traffic):>6}   in {elapsed:.1f} s")
     print(f"\nArchive (http://127.0.0.1:{archive_port}):")
-    applied = metric(archive_port, "crm_events_processed_total") - before
+    applied = metric(archive_port, "crm_events_processed_total") - archive_before
     dead = metric(archive_port, "crm_dlq_messages_total") - dlq_before
     print(f"  events applied         {applied:>8.0f}")
     print(f"  dead letters           {dead:>8.0f}")
@@ -279,10 +295,39 @@ def main() -> None:
         ),
         default=None,
     )
+    segments = get(f"http://127.0.0.1:{archive_port}/segments/summary")
+    print("\nSegments (GET /segments/summary):")
+    for dimension, counts in segments.items():
+        print(f"  {dimension:<8} " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     if biggest:
         record = get(f"http://127.0.0.1:{archive_port}/customers/{biggest}")
+        value = record["value"]
         print(f"\nMost frequent buyer, GET /customers/{biggest}:")
-        print("  " + json.dumps(record, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+        print(
+            f"  grade {record['grade']}, stage {record['stage']}, "
+            f"churn risk {record['churn_risk']['reasons'] or 'none'}"
+        )
+        print(
+            f"  {value['order_count']} orders, net {value['net_spent']} {value['currency']}, "
+            f"AOV {value['average_order_value']}, RFM {value['rfm']['r']}{value['rfm']['f']}"
+            f"{value['rfm']['m']}, NPS {value['nps']}, CSAT {value['csat']}"
+        )
+        points = get(f"http://127.0.0.1:{loyalty_port}/accounts/{biggest}")
+        print(f"\nTheir points, GET :{loyalty_port}/accounts/{biggest}:")
+        progress = (
+            f"{points['points_to_next_tier']} more to {points['next_tier']}"
+            if points["next_tier"]
+            else "the top tier"
+        )
+        print(
+            f"  balance {points['balance']}, tier {points['tier']} "
+            f"({points['qualifying_points']} qualifying points; {progress})"
+        )
+    liability = get(f"http://127.0.0.1:{loyalty_port}/reports/liability")
+    print(
+        f"\nPoints liability (GET /reports/liability): {liability['outstanding_points']} points "
+        f"outstanding over {liability['accounts']} accounts, {liability['debt_points']} in debt"
+    )
     print(
         f"\nTry: curl -H 'Authorization: Bearer {stack.DEV_TOKEN}' http://127.0.0.1:{archive_port}/customers/{biggest}"
     )
