@@ -17,18 +17,15 @@ import statistics
 import time
 from decimal import Decimal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from benchutil import metric, print_table, private_stack, rss_mb
-from stackutil import order_placed, produce
+from stackutil import order_placed, produce, topic_partitions
 
 
 async def latencies(bootstrap: str, run: str, count: int) -> list[float]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    await consumer.topics()
-    partitions = [
-        TopicPartition("loyalty.v1", p) for p in consumer.partitions_for_topic("loyalty.v1") or ()
-    ]
+    partitions = await topic_partitions(bootstrap, ["loyalty.v1"])
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     for partition in partitions:

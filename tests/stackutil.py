@@ -138,20 +138,31 @@ async def collect(
     return kept
 
 
-async def commit_at_end(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    """Commit `group`'s offsets at the log end of every (non-internal) topic."""
+async def topic_partitions(
+    bootstrap: str, topics: Iterable[str] | None = None
+) -> list[TopicPartition]:
+    """The partitions of `topics` (default: every non-internal topic), from the admin API."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        topics = [t for t in await admin.list_topics() if not t.startswith("__")]
-        described = await admin.describe_topics(topics)
+        names = (
+            list(topics)
+            if topics is not None
+            else [t for t in await admin.list_topics() if not t.startswith("__")]
+        )
+        described = await admin.describe_topics(names)
     finally:
         await admin.close()
-    partitions = [
+    return [
         TopicPartition(topic["topic"], partition["partition"])
         for topic in described
         for partition in topic["partitions"]
     ]
+
+
+async def commit_at_end(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    """Commit `group`'s offsets at the log end of every (non-internal) topic."""
+    partitions = await topic_partitions(bootstrap)
     if not partitions:
         return {}
     consumer = AIOKafkaConsumer(
