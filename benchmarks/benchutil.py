@@ -1,13 +1,17 @@
 """Shared by the benchmark scripts: a private stack, metrics, memory, a printed table."""
 
+import asyncio
 import contextlib
+import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "deploy" / "local"), str(ROOT / "tests")]
 
 import stack  # noqa: E402
-from stackutil import free_port  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from stackutil import free_port, topic_partitions  # noqa: E402
+
+Probe = tuple[str, str, bytes, str]
+"""(topic, key, value, match id) of one probe message."""
 
 
 @dataclass
@@ -86,3 +94,64 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
     print("|" + "|".join("-" * (width + 2) for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(f"{v!s:>{width}}" for v in row) + " |")
+
+
+async def latencies(
+    bootstrap: str,
+    probes: Sequence[Probe],
+    out_topic: str,
+    matches: Callable[[dict[str, object]], str | None],
+    *,
+    interval_s: float = 0.05,
+    timeout_s: float = 120,
+) -> list[float]:
+    """Send each probe (one every `interval_s`) and time it until the first event on `out_topic`
+    for which `matches(event)` returns its match id. Returns the seconds of those answered."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    partitions = await topic_partitions(bootstrap, [out_topic])
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+
+    async def receive() -> None:
+        while len(seen) < len(probes):
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    found = matches(json.loads(record.value))
+                    if found in sent:
+                        seen.setdefault(found, now)
+
+    receiver = asyncio.create_task(receive())
+    try:
+        for topic, key, value, match_id in probes:
+            sent[match_id] = time.monotonic()
+            await producer.send_and_wait(topic, value, key=key.encode())
+            await asyncio.sleep(interval_s)
+        await asyncio.wait_for(receiver, timeout=timeout_s)
+    finally:
+        receiver.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return [seen[m] - sent[m] for m in sent if m in seen]
+
+
+def latency_row(times: list[float]) -> tuple[int, str, str, str]:
+    """(count, p50 ms, p95 ms, max ms)."""
+    ordered = sorted(times)
+    if not ordered:
+        return (0, "-", "-", "-")
+    q = [ordered[0]] * 99 if len(ordered) == 1 else statistics.quantiles(ordered, n=100)
+    return (
+        len(ordered),
+        f"{q[49] * 1000:.0f}",
+        f"{q[94] * 1000:.0f}",
+        f"{ordered[-1] * 1000:.0f}",
+    )

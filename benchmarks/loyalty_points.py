@@ -11,56 +11,13 @@ Prints a table.
 
 import argparse
 import asyncio
-import json
 import random
-import statistics
 import time
 from decimal import Decimal
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from benchutil import metric, print_table, private_stack, rss_mb
-from stackutil import order_placed, produce, topic_partitions
-
-
-async def latencies(bootstrap: str, run: str, count: int) -> list[float]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    partitions = await topic_partitions(bootstrap, ["loyalty.v1"])
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for partition in partitions:
-        await consumer.position(partition)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    sent: dict[str, float] = {}
-    seen: dict[str, float] = {}
-
-    async def receive() -> None:
-        while len(seen) < count:
-            batches = await consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
-            for records in batches.values():
-                for record in records:
-                    event = json.loads(record.value)
-                    order = event["data"].get("order_id")
-                    if event["type"] == "points.earned" and order in sent:
-                        seen.setdefault(order, now)
-
-    receiver = asyncio.create_task(receive())
-    try:
-        for n in range(count):
-            customer, order = f"{run}-lat-{n % 50}", f"{run}-lat-o{n}"
-            sent[order] = time.monotonic()
-            await producer.send_and_wait(
-                "orders.v1", order_placed(customer, order, "88.00"), key=customer.encode()
-            )
-            await asyncio.sleep(0.05)
-        await asyncio.wait_for(receiver, timeout=120)
-    finally:
-        receiver.cancel()
-        await producer.stop()
-        await consumer.stop()
-    return [seen[o] - sent[o] for o in sent if o in seen]
+from benchutil import latencies, latency_row, metric, print_table, private_stack, rss_mb
+from stackutil import order_placed, produce
 
 
 def main() -> None:
@@ -78,7 +35,21 @@ def main() -> None:
                 "CRM_LOYALTY_CONSUMER_GROUP": f"{run}-a",
             },
         )
-        times = sorted(asyncio.run(latencies(bench.bootstrap, run, args.latency_orders)))
+        probes = [
+            (
+                "orders.v1",
+                f"{run}-lat-{n % 50}",
+                order_placed(f"{run}-lat-{n % 50}", f"{run}-lat-o{n}", "88.00"),
+                f"{run}-lat-o{n}",
+            )
+            for n in range(args.latency_orders)
+        ]
+
+        def earned(event: dict[str, Any]) -> str | None:
+            data = event.get("data") or {}
+            return data.get("order_id") if event.get("type") == "points.earned" else None
+
+        times = asyncio.run(latencies(bench.bootstrap, probes, "loyalty.v1", earned))
         proc.terminate()
 
         rng = random.Random(1)
@@ -103,18 +74,10 @@ def main() -> None:
             done = metric(port, "crm_events_processed_total")
             peak = max(peak, rss_mb(proc.pid))
         elapsed = time.monotonic() - begin
-        quantile = statistics.quantiles(times, n=100) if len(times) > 1 else times * 99
         print_table(
             "Loyalty: order.placed -> points.earned",
             ("orders timed", "p50 ms", "p95 ms", "max ms"),
-            [
-                (
-                    len(times),
-                    f"{quantile[49] * 1000:.0f}",
-                    f"{quantile[94] * 1000:.0f}",
-                    f"{times[-1] * 1000:.0f}",
-                )
-            ],
+            [latency_row(times)],
         )
         print_table(
             "Loyalty ingest",

@@ -271,6 +271,9 @@ class ServiceProcess:
             timeout=30,
         )
 
+    def put(self, path: str, json: Any) -> httpx.Response:
+        return httpx.put(self.url + path, headers=AUTH, json=json, timeout=30)
+
     def metric(self, name: str) -> float:
         """Sum of a metric's samples on /metrics."""
         total = 0.0

@@ -230,6 +230,20 @@ def get(url: str) -> Any:
     return json.loads(body) if body[:1] in b"[{" else body.decode()
 
 
+def put(url: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={
+            "Authorization": f"Bearer {stack.DEV_TOKEN}",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def metric(port: int, name: str) -> float:
     text = get(f"http://127.0.0.1:{port}/metrics")
     return sum(
@@ -258,6 +272,12 @@ def await_handled(name: str, port: int, target: float) -> None:
         while bar.n < target and time.monotonic() < deadline:
             time.sleep(0.25)
             bar.update(int(handled(port)) - bar.n)
+    # Services also read other services' events (tickets reads archive.v1): wait until quiet.
+    settled, last = 0, handled(port)
+    while settled < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = handled(port)
+        settled, last = (settled + 1, now) if now == last else (0, now)
 
 
 def main() -> None:
@@ -269,7 +289,14 @@ def main() -> None:
     traffic = generate(args.customers, args.seed)
     by_type = Counter(sent.event_type for _, sent in traffic)
     archive_port, loyalty_port = local.services["archive"], local.services["loyalty"]
-    before = {port: handled(port) for port in (archive_port, loyalty_port)}
+    tickets_port = local.services["tickets"]
+    for n, queue in enumerate(["product", "delivery", "service", "billing", "general"] * 2):
+        put(
+            f"http://127.0.0.1:{tickets_port}/agents/agent-{n + 1}",
+            {"name": f"Agent {n + 1}", "queues": [queue], "capacity": 20},
+        )
+    ports = (archive_port, loyalty_port, tickets_port)
+    before = {port: handled(port) for port in ports}
     archive_before = metric(archive_port, "crm_events_processed_total")
     dlq_before = metric(archive_port, "crm_dlq_messages_total")
     started = time.monotonic()
@@ -278,6 +305,8 @@ def main() -> None:
     await_handled("archive", archive_port, before[archive_port] + len(traffic))
     loyalty_expected = sum(1 for _, sent in traffic if sent.topic in ("members.v1", "orders.v1"))
     await_handled("loyalty", loyalty_port, before[loyalty_port] + loyalty_expected)
+    tickets_expected = sum(1 for _, sent in traffic if sent.topic == "callcenter.v1")
+    await_handled("tickets", tickets_port, before[tickets_port] + tickets_expected)
     elapsed = time.monotonic() - started
     print("\nSent (CloudEvents, keyed by customer id):")
     for event_type, count in sorted(by_type.items()):
@@ -323,6 +352,12 @@ def main() -> None:
             f"  balance {points['balance']}, tier {points['tier']} "
             f"({points['qualifying_points']} qualifying points; {progress})"
         )
+    sla = get(f"http://127.0.0.1:{tickets_port}/reports/sla?since=2000-01-01T00:00:00Z")
+    print(
+        f"\nTickets (GET /reports/sla): {sla['all']['tickets']} opened from complaints, "
+        f"{sla['all']['breached']} past their SLA (historical complaints nobody answered); "
+        "by priority: " + ", ".join(f"{p} {v['tickets']}" for p, v in sla["by_priority"].items())
+    )
     liability = get(f"http://127.0.0.1:{loyalty_port}/reports/liability")
     print(
         f"\nPoints liability (GET /reports/liability): {liability['outstanding_points']} points "

@@ -1,0 +1,297 @@
+"""Tickets, agents and customer grades in MongoDB (`crm_tickets`).
+
+`tickets` holds each ticket with its comments, history and status log (optimistic concurrency on
+`version`) and `next_check_at` for the SLA sweep; `agents` the agents; `customers` the grade the
+archive last announced. Tickets are saved in one transaction with the inbox and the outbox.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from crm_contracts import CloudEvent
+from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.outbox import OutboundMessage
+from crm_runtime.sweeps import Clock
+from crm_runtime.uow import UnitOfWork
+from crm_tickets.domain.rules import TicketRules
+from crm_tickets.domain.ticket import OPEN, Change, Comment, SlaState, Survey, Ticket
+from crm_tickets.handlers import Agent
+
+
+def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
+    sla = ticket.sla_view(now, rules)
+    return {
+        "_id": ticket.ticket_id,
+        "customer_id": ticket.customer_id,
+        "opened_at": ticket.opened_at,
+        "channel": ticket.channel,
+        "category": ticket.category,
+        "severity": ticket.severity,
+        "priority": ticket.priority,
+        "queue": ticket.queue,
+        "status": ticket.status,
+        "complaint_id": ticket.complaint_id,
+        "order_id": ticket.order_id,
+        "description": ticket.description,
+        "assignee": ticket.assignee,
+        "comments": [
+            {"id": c.comment_id, "at": c.at, "author": c.author, "text": c.text, "public": c.public}
+            for c in ticket.comments
+        ],
+        "root_causes": ticket.root_causes,
+        "history": [
+            {"at": h.at, "actor": h.actor, "action": h.action, "details": h.details}
+            for h in ticket.history
+        ],
+        "status_log": [{"at": at, "status": status} for at, status in ticket.status_log],
+        "first_response_at": ticket.first_response_at,
+        "resolved_at": ticket.resolved_at,
+        "closed_at": ticket.closed_at,
+        "sla": {k: {"warned": v.warned, "breached": v.breached} for k, v in ticket.sla.items()},
+        "breached": any(v.breached for v in ticket.sla.values()),
+        "escalated": ticket.escalated,
+        "survey": (
+            {
+                "id": ticket.survey.survey_id,
+                "at": ticket.survey.at,
+                "csat": ticket.survey.csat,
+                "nps": ticket.survey.nps,
+            }
+            if ticket.survey
+            else None
+        ),
+        "flagged_for_review": ticket.flagged_for_review,
+        # Figures for reports (business seconds), and when the sweep should look again.
+        "first_response_s": sla["first_response"]["elapsed_s"]
+        if ticket.first_response_at
+        else None,
+        "resolution_s": sla["resolution"]["elapsed_s"] if ticket.resolved_at else None,
+        "next_check_at": ticket.next_check_at(now, rules),
+        "version": ticket.version,
+    }
+
+
+def from_document(doc: Document) -> Ticket:
+    survey = doc.get("survey")
+    return Ticket(
+        ticket_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        opened_at=doc["opened_at"],
+        channel=doc["channel"],
+        category=doc["category"],
+        severity=doc["severity"],
+        priority=doc["priority"],
+        queue=doc["queue"],
+        status=doc["status"],
+        complaint_id=doc.get("complaint_id"),
+        order_id=doc.get("order_id"),
+        description=doc.get("description", ""),
+        assignee=doc.get("assignee"),
+        comments=[
+            Comment(c["id"], c["at"], c["author"], c["text"], c["public"])
+            for c in doc.get("comments", [])
+        ],
+        root_causes=list(doc.get("root_causes", [])),
+        history=[
+            Change(h["at"], h["actor"], h["action"], dict(h.get("details", {})))
+            for h in doc.get("history", [])
+        ],
+        status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
+        first_response_at=doc.get("first_response_at"),
+        resolved_at=doc.get("resolved_at"),
+        closed_at=doc.get("closed_at"),
+        sla={k: SlaState(v["warned"], v["breached"]) for k, v in doc.get("sla", {}).items()},
+        escalated=doc.get("escalated", False),
+        survey=Survey(survey["id"], survey["at"], survey["csat"], survey["nps"])
+        if survey
+        else None,
+        flagged_for_review=doc.get("flagged_for_review", False),
+        version=doc["version"],
+    )
+
+
+def agent_document(agent: Agent) -> Document:
+    return {
+        "_id": agent.agent_id,
+        "name": agent.name,
+        "queues": agent.queues,
+        "capacity": agent.capacity,
+        "active": agent.active,
+        "last_assigned_at": agent.last_assigned_at,
+    }
+
+
+def agent_from_document(doc: Document) -> Agent:
+    return Agent(
+        doc["_id"],
+        doc.get("name", ""),
+        list(doc.get("queues", [])),
+        doc.get("capacity", 0),
+        doc.get("active", True),
+        doc.get("last_assigned_at"),
+    )
+
+
+class MongoTicketRepository:
+    def __init__(
+        self, database: AsyncDatabase[Document], uow: UnitOfWork, rules: TicketRules, clock: Clock
+    ) -> None:
+        self.tickets: AsyncCollection[Document] = database["tickets"]
+        self.agents_: AsyncCollection[Document] = database["agents"]
+        self.customers: AsyncCollection[Document] = database["customers"]
+        self.uow = uow
+        self.rules = rules
+        self.clock = clock
+
+    async def ensure_indexes(self) -> None:
+        for key in ("status", "priority", "queue", "assignee", "customer_id", "next_check_at"):
+            await self.tickets.create_index(key)
+        await self.tickets.create_index("opened_at")
+        await self.agents_.create_index("queues")
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        return await self.uow.unprocessed(events)
+
+    async def load(self, ticket_ids: Sequence[str]) -> dict[str, Ticket]:
+        cursor = self.tickets.find({"_id": {"$in": list(ticket_ids)}})
+        return {doc["_id"]: from_document(doc) async for doc in cursor}
+
+    async def get(self, ticket_id: str) -> Ticket | None:
+        doc = await self.tickets.find_one({"_id": ticket_id})
+        return from_document(doc) if doc else None
+
+    async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
+        return {doc["_id"]: doc["grade"] async for doc in cursor}
+
+    async def agents(self, queue: str) -> list[Agent]:
+        cursor = self.agents_.find({"queues": queue}, sort=[("_id", ASCENDING)])
+        return [agent_from_document(doc) async for doc in cursor]
+
+    async def all_agents(self) -> list[Agent]:
+        cursor = self.agents_.find({}, sort=[("_id", ASCENDING)])
+        return [agent_from_document(doc) async for doc in cursor]
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        doc = await self.agents_.find_one({"_id": agent_id})
+        return agent_from_document(doc) if doc else None
+
+    async def put_agent(self, agent: Agent) -> None:
+        await self.agents_.replace_one({"_id": agent.agent_id}, agent_document(agent), upsert=True)
+
+    async def open_load(self, agent_ids: Sequence[str]) -> dict[str, int]:
+        loads = dict.fromkeys(agent_ids, 0)
+        cursor = self.tickets.find(
+            {"assignee": {"$in": list(agent_ids)}, "status": {"$in": sorted(OPEN)}},
+            {"assignee": 1},
+        )
+        async for doc in cursor:
+            loads[doc["assignee"]] = loads.get(doc["assignee"], 0) + 1
+        return loads
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        cursor = self.tickets.find(
+            {"next_check_at": {"$lte": now}},
+            {"_id": 1},
+            sort=[("next_check_at", ASCENDING)],
+            limit=limit,
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def unassigned(self, limit: int) -> list[str]:
+        cursor = self.tickets.find(
+            {"status": "new", "assignee": None},
+            {"_id": 1},
+            sort=[("opened_at", ASCENDING)],
+            limit=limit,
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def save(
+        self,
+        tickets: Sequence[Ticket],
+        applied: Sequence[CloudEvent[Any]],
+        outbound: Sequence[OutboundMessage],
+        *,
+        grades: dict[str, str] | None = None,
+        agents: Sequence[Agent] = (),
+    ) -> None:
+        """One transaction: tickets (optimistic on `version`), grades, agents, inbox, outbox."""
+        now = self.clock()
+        operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
+        updates = 0
+        for ticket in tickets:
+            document = to_document(ticket, now, self.rules)
+            document["version"] = ticket.version + 1
+            if ticket.version == 0:
+                operations.append(InsertOne(document))
+            else:
+                updates += 1
+                operations.append(
+                    ReplaceOne({"_id": ticket.ticket_id, "version": ticket.version}, document)
+                )
+        async with self.uow.commit(applied, outbound) as session:
+            if operations:
+                try:
+                    result = await self.tickets.bulk_write(
+                        operations, ordered=True, session=session
+                    )
+                except BulkWriteError as error:
+                    if only_duplicate_keys(error):
+                        raise ConcurrencyConflictError(
+                            "a ticket was created concurrently"
+                        ) from error
+                    raise
+                if result.matched_count != updates:
+                    raise ConcurrencyConflictError("a ticket was changed concurrently")
+            if grades:
+                await self.customers.bulk_write(
+                    [
+                        UpdateOne({"_id": c}, {"$set": {"grade": g}}, upsert=True)
+                        for c, g in grades.items()
+                    ],
+                    session=session,
+                )
+            for agent in agents:
+                await self.agents_.update_one(
+                    {"_id": agent.agent_id},
+                    {"$set": {"last_assigned_at": agent.last_assigned_at}},
+                    session=session,
+                )
+        for ticket in tickets:
+            ticket.version += 1
+
+    # -- queries ------------------------------------------------------------------------------
+    async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:
+        query = dict(filters)
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.tickets.find(
+            query,
+            {"history": 0, "comments": 0, "status_log": 0, "description": 0},
+            sort=[("_id", ASCENDING)],
+            limit=limit,
+        )
+        return [doc async for doc in cursor]
+
+    async def in_period(self, since: datetime, until: datetime) -> list[Document]:
+        cursor = self.tickets.find(
+            {"opened_at": {"$gte": since, "$lt": until}},
+            {
+                "priority": 1,
+                "category": 1,
+                "root_causes": 1,
+                "breached": 1,
+                "first_response_s": 1,
+                "resolution_s": 1,
+                "status": 1,
+            },
+        )
+        return [doc async for doc in cursor]

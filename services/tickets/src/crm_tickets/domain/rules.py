@@ -1,0 +1,64 @@
+"""Ticket rules as data: priority, queues, SLA targets, warning share, auto-close, reopen window.
+
+Documented with examples in the service README. Pure code.
+"""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from crm_tickets.domain.calendar import BusinessCalendar
+
+Priority = Literal["P1", "P2", "P3", "P4"]
+SlaTarget = Literal["first_response", "resolution"]
+PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3", "P4")
+SEVERITY_PRIORITY: dict[str, Priority] = {
+    "critical": "P1",
+    "high": "P2",
+    "medium": "P3",
+    "low": "P4",
+}
+SUPERVISOR_QUEUE = "supervisors"
+
+
+@dataclass(frozen=True)
+class TicketRules:
+    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    # Business seconds per priority: (first response, resolution).
+    targets: dict[Priority, tuple[int, int]] = field(
+        default_factory=lambda: {
+            "P1": (30 * 60, 4 * 3600),
+            "P2": (2 * 3600, 9 * 3600),
+            "P3": (4 * 3600, 27 * 3600),
+            "P4": (9 * 3600, 45 * 3600),
+        }
+    )
+    warning_share: float = 0.8
+    default_severity: str = "medium"
+    default_category: str = "other"
+    queues: dict[str, str] = field(
+        default_factory=lambda: {
+            "product": "product",
+            "delivery": "delivery",
+            "service": "service",
+            "billing": "billing",
+            "other": "general",
+        }
+    )
+    vip_grades: frozenset[str] = frozenset({"vip"})
+    auto_close_days: int = 7
+    reopen_days: int = 7
+    low_csat: int = 2
+
+    def priority(self, severity: str, grade: str | None) -> Priority:
+        """Severity sets the base (critical P1 … low P4); a VIP's ticket is one level higher."""
+        base = SEVERITY_PRIORITY.get(severity, "P3")
+        if grade in self.vip_grades:
+            return PRIORITIES[max(0, PRIORITIES.index(base) - 1)]
+        return base
+
+    def queue(self, category: str) -> str:
+        return self.queues.get(category, self.queues.get("other", "general"))
+
+    def target(self, priority: Priority, which: SlaTarget) -> int:
+        first, resolution = self.targets[priority]
+        return first if which == "first_response" else resolution

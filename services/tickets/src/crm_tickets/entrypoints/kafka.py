@@ -1,0 +1,25 @@
+"""The tickets' Kafka subscriber: complaints and surveys from the call center, grades from the
+archive."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from crm_contracts import CloudEvent
+from crm_runtime.runtime import Runtime
+from crm_tickets import handlers
+from crm_tickets.domain.rules import TicketRules
+from crm_tickets.handlers import Clock, TicketRepository
+
+
+def subscribe(
+    runtime: Runtime, repository: TicketRepository, rules: TicketRules, clock: Clock
+) -> None:
+    async def handle(events: Sequence[CloudEvent[Any]]) -> int:
+        return await handlers.apply_events(events, repository, rules=rules, clock=clock)
+
+    runtime.consume(
+        handlers.TOPICS,
+        handle,
+        accepted_types=handlers.CONSUMED_TYPES,
+        description="Complaints open tickets, surveys record CSAT/NPS, grades set priorities.",
+    )
