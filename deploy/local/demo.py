@@ -253,6 +253,18 @@ def metric(port: int, name: str) -> float:
     )
 
 
+def notification_statuses(port: int, pages: int = 40) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    cursor = ""
+    for _ in range(pages):
+        page = get(f"http://127.0.0.1:{port}/notifications?limit=500&cursor={cursor}")
+        counts.update(item["status"] for item in page["items"])
+        if not page["next_cursor"]:
+            break
+        cursor = page["next_cursor"]
+    return counts
+
+
 def handled(port: int) -> float:
     """Events a service has applied, skipped as not its business, or dead-lettered."""
     return sum(
@@ -289,13 +301,13 @@ def main() -> None:
     traffic = generate(args.customers, args.seed)
     by_type = Counter(sent.event_type for _, sent in traffic)
     archive_port, loyalty_port = local.services["archive"], local.services["loyalty"]
-    tickets_port = local.services["tickets"]
+    tickets_port, notify_port = local.services["tickets"], local.services["notify"]
     for n, queue in enumerate(["product", "delivery", "service", "billing", "general"] * 2):
         put(
             f"http://127.0.0.1:{tickets_port}/agents/agent-{n + 1}",
             {"name": f"Agent {n + 1}", "queues": [queue], "capacity": 20},
         )
-    ports = (archive_port, loyalty_port, tickets_port)
+    ports = (archive_port, loyalty_port, tickets_port, notify_port)
     before = {port: handled(port) for port in ports}
     archive_before = metric(archive_port, "crm_events_processed_total")
     dlq_before = metric(archive_port, "crm_dlq_messages_total")
@@ -307,6 +319,8 @@ def main() -> None:
     await_handled("loyalty", loyalty_port, before[loyalty_port] + loyalty_expected)
     tickets_expected = sum(1 for _, sent in traffic if sent.topic == "callcenter.v1")
     await_handled("tickets", tickets_port, before[tickets_port] + tickets_expected)
+    members = sum(1 for _, sent in traffic if sent.topic == "members.v1")
+    await_handled("notify", notify_port, before.get(notify_port, 0.0) + members)
     elapsed = time.monotonic() - started
     print("\nSent (CloudEvents, keyed by customer id):")
     for event_type, count in sorted(by_type.items()):
@@ -357,6 +371,13 @@ def main() -> None:
         f"\nTickets (GET /reports/sla): {sla['all']['tickets']} opened from complaints, "
         f"{sla['all']['breached']} past their SLA (historical complaints nobody answered); "
         "by priority: " + ", ".join(f"{p} {v['tickets']}" for p, v in sla["by_priority"].items())
+    )
+    time.sleep(3)  # let the delivery worker catch up
+    statuses = notification_statuses(notify_port)
+    print(
+        "\nNotifications (GET /notifications): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+        + f"; the mail catcher's maildir is {local.root / 'mail'}"
     )
     liability = get(f"http://127.0.0.1:{loyalty_port}/reports/liability")
     print(

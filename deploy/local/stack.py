@@ -285,6 +285,17 @@ def service_env(
     }
 
 
+MAIL_PORT = 2525
+"""The local mail catcher (aiosmtpd): notify's default SMTP server; mail lands in .local/mail."""
+
+
+def start_mail_catcher(root: Path, port: int = MAIL_PORT) -> subprocess.Popen[bytes]:
+    maildir = root / "mail"
+    maildir.mkdir(parents=True, exist_ok=True)
+    args = ["-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Mailbox", str(maildir)]
+    return spawn([sys.executable, "-m", "aiosmtpd", *args], root / "logs" / "mail.log", cwd=ROOT)
+
+
 def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
 
@@ -345,6 +356,11 @@ class LocalStack:
                 raise RuntimeError(f"port {self.mongo_port} is taken by a process we did not start")
             print(f"starting SecantusDB on 127.0.0.1:{self.mongo_port} ...", flush=True)
             self._record("secantusdb", mongo.start())
+        if not os.environ.get("CRM_NOTIFY_SMTP_HOST") and not self._running("mail"):
+            if port_open(MAIL_PORT):
+                raise RuntimeError(f"port {MAIL_PORT} is taken by a process we did not start")
+            print(f"starting the mail catcher on 127.0.0.1:{MAIL_PORT} ...", flush=True)
+            self._record("mail", start_mail_catcher(self.root))
         created = provision_topics(self.bootstrap())
         if created:
             print(f"created topics: {', '.join(created)}", flush=True)
@@ -365,10 +381,11 @@ class LocalStack:
         for name, port in self.services.items():
             print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
         print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
+        print(f"  mail:        {self.root / 'mail'}  (what notify sent, as a maildir)")
         print(f"  logs:        {self.root / 'logs'}")
 
     def down(self) -> None:
-        for name in [*self.services, "secantusdb", "kafka"]:
+        for name in [*self.services, "mail", "secantusdb", "kafka"]:
             pid = self._running(name)
             if pid:
                 print(f"stopping {name} (pid {pid})", flush=True)
@@ -376,7 +393,7 @@ class LocalStack:
                 (self.pids / f"{name}.pid").unlink(missing_ok=True)
 
     def status(self) -> None:
-        for name in ["kafka", "secantusdb", *self.services]:
+        for name in ["kafka", "secantusdb", "mail", *self.services]:
             pid = self._running(name)
             print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'stopped'}")
 

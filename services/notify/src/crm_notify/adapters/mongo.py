@@ -1,0 +1,262 @@
+"""Preferences, notifications and digests in MongoDB (`crm_notify`).
+
+`preferences` holds what we know of a customer for messaging (addresses: personal data);
+`notifications` each message with its status history (`_id` derives from cause and template:
+the unique key that makes a redelivered trigger send nothing more); `digests` the points earned
+per customer and day until the digest goes out. Batches are saved in one transaction with the
+inbox and the outbox.
+"""
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from crm_contracts import CloudEvent
+from crm_notify.domain.notification import Notification, StatusChange
+from crm_notify.domain.policy import Preferences
+from crm_notify.handlers import Batch, Digest
+from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.outbox import OutboundMessage
+from crm_runtime.uow import UnitOfWork
+
+
+def preferences_document(p: Preferences) -> Document:
+    return {
+        "_id": p.customer_id,
+        "name": p.name,
+        "email": p.email,
+        "phone": p.phone,
+        "birthday": p.birthday.isoformat() if p.birthday else None,
+        "birthday_key": f"{p.birthday.month:02d}-{p.birthday.day:02d}" if p.birthday else None,
+        "locale": p.locale,
+        "time_zone": p.time_zone,
+        "consents": p.consents,
+        "opted_out": p.opted_out,
+        "registered": p.registered,
+    }
+
+
+def preferences_from(doc: Document) -> Preferences:
+    return Preferences(
+        customer_id=doc["_id"],
+        name=doc.get("name"),
+        email=doc.get("email"),
+        phone=doc.get("phone"),
+        birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
+        locale=doc.get("locale", "zh-CN"),
+        time_zone=doc.get("time_zone", "Asia/Shanghai"),
+        consents=doc.get("consents", {}),
+        opted_out=list(doc.get("opted_out", [])),
+        registered=doc.get("registered", False),
+    )
+
+
+def notification_document(n: Notification) -> Document:
+    return {
+        "_id": n.notification_id,
+        "customer_id": n.customer_id,
+        "template": n.template,
+        "purpose": n.purpose,
+        "cause": n.cause,
+        "created_at": n.created_at,
+        "locale": n.locale,
+        "channel": n.channel,
+        "to": n.to,
+        "subject": n.subject,
+        "body": n.body,
+        "status": n.status,
+        "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at,
+        "provider": n.provider,
+        "version": n.version,
+    }
+
+
+def notification_from(doc: Document) -> Notification:
+    return Notification(
+        notification_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        template=doc["template"],
+        purpose=doc["purpose"],
+        cause=doc["cause"],
+        created_at=doc["created_at"],
+        locale=doc.get("locale", "zh-CN"),
+        channel=doc.get("channel"),
+        to=doc.get("to"),
+        subject=doc.get("subject", ""),
+        body=doc.get("body", ""),
+        status=doc["status"],
+        history=[StatusChange(h["at"], h["status"], h.get("reason")) for h in doc["history"]],
+        attempts=doc.get("attempts", 0),
+        next_attempt_at=doc.get("next_attempt_at"),
+        provider=doc.get("provider"),
+        version=doc["version"],
+    )
+
+
+class MongoNotifyRepository:
+    def __init__(self, database: AsyncDatabase[Document], uow: UnitOfWork) -> None:
+        self.preferences_: AsyncCollection[Document] = database["preferences"]
+        self.notifications: AsyncCollection[Document] = database["notifications"]
+        self.digests_: AsyncCollection[Document] = database["digests"]
+        self.uow = uow
+
+    async def ensure_indexes(self) -> None:
+        await self.notifications.create_index(
+            [("status", ASCENDING), ("next_attempt_at", ASCENDING)]
+        )
+        await self.notifications.create_index(
+            [("customer_id", ASCENDING), ("created_at", ASCENDING)]
+        )
+        await self.preferences_.create_index("birthday_key")
+        await self.digests_.create_index("day")
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        return await self.uow.unprocessed(events)
+
+    async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}})
+        return {doc["_id"]: preferences_from(doc) async for doc in cursor}
+
+    async def put_preferences(self, preferences: Preferences) -> None:
+        await self.preferences_.replace_one(
+            {"_id": preferences.customer_id}, preferences_document(preferences), upsert=True
+        )
+
+    async def existing(self, notification_ids: Sequence[str]) -> set[str]:
+        cursor = self.notifications.find({"_id": {"$in": list(notification_ids)}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
+    async def counted_since(self, customer_id: str, since: datetime) -> int:
+        return await self.notifications.count_documents(
+            {
+                "customer_id": customer_id,
+                "created_at": {"$gte": since},
+                "purpose": "marketing",
+                "status": {"$ne": "suppressed"},
+            }
+        )
+
+    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]:
+        cursor = self.digests_.find({"_id": {"$in": list(ids)}})
+        return {doc["_id"]: _digest(doc) async for doc in cursor}
+
+    async def digests_before(self, day: date, limit: int) -> list[Digest]:
+        cursor = self.digests_.find({"day": {"$lt": day.isoformat()}}, limit=limit)
+        return [_digest(doc) async for doc in cursor]
+
+    async def delete_digests(self, ids: Sequence[str]) -> None:
+        await self.digests_.delete_many({"_id": {"$in": list(ids)}})
+
+    async def with_birthday(self, month: int, day: int) -> list[Preferences]:
+        keys = [f"{month:02d}-{day:02d}"]
+        if (month, day) == (2, 28):
+            keys.append("02-29")  # celebrated on the 28th when the year has no 29th
+        cursor = self.preferences_.find({"birthday_key": {"$in": keys}, "registered": True})
+        return [preferences_from(doc) async for doc in cursor]
+
+    async def registered(self, after: str | None, limit: int) -> list[Preferences]:
+        query: dict[str, Any] = {"registered": True}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.preferences_.find(query, sort=[("_id", ASCENDING)], limit=limit)
+        return [preferences_from(doc) async for doc in cursor]
+
+    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None:
+        async with self.uow.commit(applied, batch.outbound) as session:
+            for preferences in batch.preferences.values():
+                await self.preferences_.replace_one(
+                    {"_id": preferences.customer_id},
+                    preferences_document(preferences),
+                    upsert=True,
+                    session=session,
+                )
+            if batch.notifications:
+                try:
+                    await self.notifications.bulk_write(
+                        [InsertOne(notification_document(n)) for n in batch.notifications],
+                        ordered=True,
+                        session=session,
+                    )
+                except BulkWriteError as error:
+                    if only_duplicate_keys(error):
+                        raise ConcurrencyConflictError("a notification exists already") from error
+                    raise
+            for digest in batch.digests.values():
+                await self.digests_.replace_one(
+                    {"_id": digest.digest_id},
+                    {
+                        "_id": digest.digest_id,
+                        "customer_id": digest.customer_id,
+                        "day": digest.day.isoformat(),
+                        "points": digest.points,
+                        "orders": digest.orders,
+                        "balance": digest.balance,
+                    },
+                    upsert=True,
+                    session=session,
+                )
+            for customer_id in batch.erased:
+                await self.notifications.update_many(
+                    {"customer_id": customer_id},
+                    {"$set": {"to": None, "subject": "", "body": ""}},
+                    session=session,
+                )
+
+    async def due(self, now: datetime, limit: int) -> list[Notification]:
+        cursor = self.notifications.find(
+            {"status": {"$in": ["queued", "deferred"]}, "next_attempt_at": {"$lte": now}},
+            sort=[("next_attempt_at", ASCENDING)],
+            limit=limit,
+        )
+        return [notification_from(doc) async for doc in cursor]
+
+    async def save_delivery(
+        self, notification: Notification, outbound: Sequence[OutboundMessage]
+    ) -> None:
+        document = notification_document(notification)
+        document["version"] = notification.version + 1
+        async with self.uow.commit([], outbound) as session:
+            result = await self.notifications.bulk_write(
+                [
+                    ReplaceOne(
+                        {"_id": notification.notification_id, "version": notification.version},
+                        document,
+                    )
+                ],
+                session=session,
+            )
+            if result.matched_count != 1:
+                raise ConcurrencyConflictError("a notification was changed concurrently")
+        notification.version += 1
+
+    # -- queries ------------------------------------------------------------------------------
+    async def get(self, notification_id: str) -> Notification | None:
+        doc = await self.notifications.find_one({"_id": notification_id})
+        return notification_from(doc) if doc else None
+
+    async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:
+        query = dict(filters)
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.notifications.find(
+            query, {"body": 0, "to": 0}, sort=[("_id", ASCENDING)], limit=limit
+        )
+        return [doc async for doc in cursor]
+
+
+def _digest(doc: Document) -> Digest:
+    return Digest(
+        doc["customer_id"],
+        date.fromisoformat(doc["day"]),
+        doc.get("points", 0),
+        doc.get("orders", 0),
+        doc.get("balance", 0),
+    )

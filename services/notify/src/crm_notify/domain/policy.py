@@ -1,0 +1,123 @@
+"""Who hears about what, over which channel, and when: preferences, consent, quiet hours, caps.
+
+Pure code. `decide` answers for one intended message: send now, defer until a time, or suppress
+(with the reason). The rules are documented with examples in the service README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+Channel = Literal["email", "sms", "webhook"]
+Purpose = Literal["transactional", "marketing", "staff"]
+Status = Literal["queued", "deferred", "sent", "failed", "suppressed"]
+
+
+@dataclass
+class Preferences:
+    """What we know of a customer for messaging: addresses, locale, zone, consents, opt-outs."""
+
+    customer_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birthday: date | None = None
+    locale: str = "zh-CN"
+    time_zone: str = "Asia/Shanghai"
+    consents: dict[str, dict[str, bool]] = field(default_factory=dict)
+    opted_out: list[str] = field(default_factory=list)
+    registered: bool = False
+
+    def address(self, channel: Channel) -> str | None:
+        return self.email if channel == "email" else self.phone if channel == "sms" else None
+
+    def consents_to(self, channel: Channel, purpose: Purpose) -> bool:
+        """Transactional: unless refused for the channel. Marketing: only an explicit opt-in."""
+        given = self.consents.get(channel, {})
+        if purpose == "marketing":
+            return given.get("marketing", False) is True
+        return given.get("transactional", True) is not False
+
+
+@dataclass(frozen=True)
+class NotifyRules:
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
+    daily_cap: int = 3
+    """Messages per customer per local day, transactional ones not counted."""
+    channels: dict[str, tuple[Channel, ...]] = field(
+        default_factory=lambda: {"transactional": ("email", "sms"), "marketing": ("email", "sms")}
+    )
+    max_attempts: int = 8
+    retry_initial_s: float = 5.0
+    retry_max_s: float = 900.0
+
+    def is_quiet(self, local: time) -> bool:
+        if self.quiet_start > self.quiet_end:  # over midnight: 21:00-09:00
+            return local >= self.quiet_start or local < self.quiet_end
+        return self.quiet_start <= local < self.quiet_end
+
+    def quiet_ends(self, now: datetime, zone: ZoneInfo) -> datetime:
+        """The first moment at or after `now` outside quiet hours, in the customer's zone."""
+        local = now.astimezone(zone)
+        if not self.is_quiet(local.time()):
+            return now
+        end = datetime.combine(local.date(), self.quiet_end, tzinfo=zone)
+        if end <= local:
+            end += timedelta(days=1)
+        return end
+
+    def retry_delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.retry_max_s, self.retry_initial_s * 2 ** (attempts - 1)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["send", "defer", "suppress"]
+    channel: Channel | None = None
+    reason: str | None = None
+    send_at: datetime | None = None
+
+
+def zone_of(preferences: Preferences) -> ZoneInfo:
+    try:
+        return ZoneInfo(preferences.time_zone)
+    except (KeyError, ValueError):
+        return ZoneInfo("Asia/Shanghai")
+
+
+def decide(
+    preferences: Preferences | None,
+    purpose: Purpose,
+    now: datetime,
+    sent_today: int,
+    rules: NotifyRules,
+) -> Decision:
+    """For a customer message: the first channel with an address, consent and no opt-out; then
+    the daily cap; then quiet hours (marketing is deferred, transactional is not)."""
+    if preferences is None or not preferences.registered:
+        return Decision("suppress", reason="unknown_customer")
+    refusals = []
+    chosen: Channel | None = None
+    for channel in rules.channels.get(purpose, ("email",)):
+        if channel in preferences.opted_out:
+            refusals.append(f"{channel}:opted_out")
+        elif not preferences.consents_to(channel, purpose):
+            refusals.append(f"{channel}:no_consent")
+        elif preferences.address(channel) is None:
+            refusals.append(f"{channel}:no_address")
+        else:
+            chosen = channel
+            break
+    if chosen is None:
+        return Decision("suppress", reason=", ".join(refusals) or "no_channel")
+    if purpose != "transactional" and sent_today >= rules.daily_cap:
+        return Decision("suppress", chosen, reason="daily_cap")
+    if purpose == "marketing":
+        start = rules.quiet_ends(now, zone_of(preferences))
+        if start > now:
+            return Decision("defer", chosen, reason="quiet_hours", send_at=start)
+    return Decision("send", chosen, send_at=now)

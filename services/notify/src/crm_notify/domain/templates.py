@@ -1,0 +1,174 @@
+"""Message templates per trigger and locale (zh-CN default, en), rendered in a Jinja2 sandbox.
+
+A template that refers to a variable the caller did not give is an error (`TemplateError`), never
+a half-filled message. Pure code (Jinja2 is a library, not I/O).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+Locale = Literal["zh-CN", "en"]
+LOCALES: tuple[Locale, ...] = ("zh-CN", "en")
+DEFAULT_LOCALE: Locale = "zh-CN"
+
+
+class RenderError(Exception):
+    """A template could not be rendered (a missing variable, a syntax error)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    subject: dict[Locale, str]
+    body: dict[Locale, str]
+    sample: dict[str, Any]
+    """Variables for `POST /templates/{name}/preview`."""
+
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in [
+        Template(
+            "welcome",
+            {"zh-CN": "欢迎加入，{{ name }}", "en": "Welcome, {{ name }}"},
+            {
+                "zh-CN": "{{ name }}，您好！感谢注册，我们很高兴为您服务。",
+                "en": "Hello {{ name }}, thank you for registering. We are glad to have you.",
+            },
+            {"name": "李雷"},
+        ),
+        Template(
+            "ticket_ack",
+            {
+                "zh-CN": "我们已收到您的反馈（工单 {{ ticket_id }}）",
+                "en": "We received your complaint (ticket {{ ticket_id }})",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！您的反馈已登记为工单 {{ ticket_id }}，"
+                "我们会尽快处理并与您联系。",
+                "en": "Hello {{ name }}, your complaint is ticket {{ ticket_id }}. "
+                "We are on it and will get back to you soon.",
+            },
+            {"name": "李雷", "ticket_id": "T-1a2b3c4d5e6f"},
+        ),
+        Template(
+            "survey_invite",
+            {
+                "zh-CN": "工单 {{ ticket_id }} 已解决，请为我们的服务打分",
+                "en": "Ticket {{ ticket_id }} is resolved: how did we do?",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！您的工单 {{ ticket_id }} 已处理完毕。"
+                "请花一分钟告诉我们您是否满意。",
+                "en": "Hello {{ name }}, ticket {{ ticket_id }} is resolved. "
+                "Please take a minute to tell us how we did.",
+            },
+            {"name": "李雷", "ticket_id": "T-1a2b3c4d5e6f"},
+        ),
+        Template(
+            "tier_changed",
+            {"zh-CN": "您的会员等级已变为 {{ tier }}", "en": "Your tier is now {{ tier }}"},
+            {
+                "zh-CN": "{{ name }}，您好！您的会员等级已由 {{ previous_tier }} 变为 {{ tier }}。",
+                "en": "Hello {{ name }}, your tier changed from {{ previous_tier }} to {{ tier }}.",
+            },
+            {"name": "李雷", "tier": "gold", "previous_tier": "silver"},
+        ),
+        Template(
+            "points_expiring",
+            {
+                "zh-CN": "您有 {{ points }} 积分即将过期",
+                "en": "{{ points }} of your points expire soon",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！您有 {{ points }} 积分将于 {{ expires_on }} 过期，"
+                "记得及时使用。",
+                "en": "Hello {{ name }}, {{ points }} points expire on {{ expires_on }}. "
+                "Use them before then.",
+            },
+            {"name": "李雷", "points": 300, "expires_on": "2027-01-31"},
+        ),
+        Template(
+            "points_digest",
+            {
+                "zh-CN": "今日积分：+{{ points }}",
+                "en": "Your points today: +{{ points }}",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！您在 {{ day }} 通过 {{ orders }} 笔订单获得 "
+                "{{ points }} 积分，当前余额 {{ balance }}。",
+                "en": "Hello {{ name }}, on {{ day }} you earned {{ points }} points with "
+                "{{ orders }} orders. Your balance is {{ balance }}.",
+            },
+            {"name": "李雷", "points": 120, "orders": 2, "balance": 860, "day": "2026-11-23"},
+        ),
+        Template(
+            "retention",
+            {"zh-CN": "{{ name }}，好久不见", "en": "We miss you, {{ name }}"},
+            {
+                "zh-CN": "{{ name }}，您好！好久不见，我们为您准备了专属优惠，期待您再次光临。",
+                "en": "Hello {{ name }}, it has been a while. We have a welcome-back offer "
+                "waiting for you.",
+            },
+            {"name": "李雷"},
+        ),
+        Template(
+            "birthday",
+            {"zh-CN": "生日快乐，{{ name }}！", "en": "Happy birthday, {{ name }}!"},
+            {
+                "zh-CN": "{{ name }}，祝您生日快乐！愿您新的一岁一切顺利。",
+                "en": "Happy birthday, {{ name }}! All the best for the year ahead.",
+            },
+            {"name": "李雷"},
+        ),
+        Template(
+            "holiday",
+            {"zh-CN": "{{ holiday }}快乐", "en": "Happy {{ holiday }}"},
+            {
+                "zh-CN": "{{ name }}，您好！祝您{{ holiday }}快乐，阖家幸福。",
+                "en": "Hello {{ name }}, we wish you a happy {{ holiday }}.",
+            },
+            {"name": "李雷", "holiday": "春节"},
+        ),
+        Template(
+            "sla_alert",
+            {
+                "zh-CN": "SLA 超时：工单 {{ ticket_id }}（{{ priority }}）",
+                "en": "SLA breached: ticket {{ ticket_id }} ({{ priority }})",
+            },
+            {
+                "zh-CN": "工单 {{ ticket_id }}（{{ priority }}）的 {{ target }} 已超时，"
+                "已转入主管队列。",
+                "en": "Ticket {{ ticket_id }} ({{ priority }}) breached its {{ target }} target "
+                "and is in the supervisors' queue.",
+            },
+            {"ticket_id": "T-1a2b3c4d5e6f", "priority": "P1", "target": "first_response"},
+        ),
+    ]
+}
+
+_environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def render(name: str, locale: str, variables: dict[str, Any]) -> Rendered:
+    template = TEMPLATES.get(name)
+    if template is None:
+        raise RenderError(f"no template {name!r}")
+    chosen: Locale = "en" if locale == "en" else DEFAULT_LOCALE
+    try:
+        subject = _environment.from_string(template.subject[chosen]).render(variables)
+        body = _environment.from_string(template.body[chosen]).render(variables)
+    except UndefinedError as exc:
+        raise RenderError(f"template {name!r} ({chosen}): {exc.message}") from exc
+    except TemplateError as exc:
+        raise RenderError(f"template {name!r} ({chosen}) is broken: {exc}") from exc
+    return Rendered(subject.strip(), body.strip())

@@ -1,0 +1,192 @@
+"""The notify API (port 8084): notifications and their history, preferences, template preview."""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm_notify.adapters.mongo import MongoNotifyRepository
+from crm_notify.domain.notification import Notification
+from crm_notify.domain.policy import Preferences, Status, zone_of
+from crm_notify.domain.templates import LOCALES, TEMPLATES, Locale, RenderError, render
+from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+ChannelName = Literal["email", "sms"]
+
+
+class PreferencesView(BaseModel):
+    customer_id: str
+    registered: bool
+    locale: str
+    time_zone: str
+    consents: dict[str, dict[str, bool]]
+    opted_out: list[str]
+    has_email: bool
+    has_phone: bool
+
+
+class PreferencesUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    locale: Locale | None = None
+    time_zone: str | None = Field(default=None, max_length=64)
+    opted_out: list[ChannelName] | None = Field(default=None, description="Channels refused.")
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    locale: Locale = "zh-CN"
+    variables: dict[str, Any] | None = Field(
+        default=None, description="Omit to use the template's sample data."
+    )
+
+
+def preferences_view(p: Preferences) -> PreferencesView:
+    return PreferencesView(
+        customer_id=p.customer_id,
+        registered=p.registered,
+        locale=p.locale,
+        time_zone=p.time_zone,
+        consents=p.consents,
+        opted_out=p.opted_out,
+        has_email=p.email is not None,
+        has_phone=p.phone is not None,
+    )
+
+
+def notification_view(n: Notification) -> dict[str, Any]:
+    return {
+        "id": n.notification_id,
+        "customer_id": n.customer_id,
+        "template": n.template,
+        "purpose": n.purpose,
+        "locale": n.locale,
+        "channel": n.channel,
+        "to": n.to,
+        "subject": n.subject,
+        "body": n.body,
+        "status": n.status,
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at,
+        "provider": n.provider,
+        "cause": n.cause,
+        "created_at": n.created_at,
+        "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
+    }
+
+
+def notify_router(
+    repository: MongoNotifyRepository, auth: Authenticator, clock: Callable[[], datetime]
+) -> APIRouter:
+    router = APIRouter()
+    reader = auth.require("agent", "supervisor", "ops")
+    agent = auth.require("agent", "supervisor")
+    ops = auth.require("ops", "supervisor")
+
+    @router.get("/notifications", tags=["notifications"], summary="Paged by cursor.")
+    async def list_notifications(
+        principal: Annotated[Principal, Depends(reader)],
+        customer_id: Annotated[str | None, Query(max_length=128)] = None,
+        status: Status | None = None,
+        template: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        filters: dict[str, Any] = {}
+        for name, value in (
+            ("customer_id", customer_id),
+            ("status", status),
+            ("template", template),
+        ):
+            if value is not None:
+                filters[name] = value
+        position = decode_cursor(cursor)
+        after = str(position.get("id")) if position else None
+        docs = await repository.find(filters, after, limit)
+        items = [
+            {
+                "id": d["_id"],
+                "customer_id": d["customer_id"],
+                "template": d["template"],
+                "purpose": d["purpose"],
+                "channel": d.get("channel"),
+                "status": d["status"],
+                "attempts": d.get("attempts", 0),
+                "created_at": d["created_at"],
+                "reason": d["history"][-1].get("reason") if d.get("history") else None,
+            }
+            for d in docs
+        ]
+        next_cursor = encode_cursor({"id": items[-1]["id"]}) if len(items) == limit else None
+        return Page[dict[str, Any]](items=items, next_cursor=next_cursor)
+
+    @router.get("/notifications/{notification_id}", tags=["notifications"])
+    async def get_notification(
+        notification_id: Annotated[str, Path(max_length=64)],
+        principal: Annotated[Principal, Depends(reader)],
+    ) -> dict[str, Any]:
+        notification = await repository.get(notification_id)
+        if notification is None:
+            raise HTTPException(404, f"no notification {notification_id!r}")
+        return notification_view(notification)
+
+    @router.get("/preferences/{customer_id}", tags=["preferences"])
+    async def get_preferences(
+        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
+    ) -> PreferencesView:
+        found = (await repository.preferences([customer_id])).get(customer_id)
+        if found is None:
+            raise HTTPException(404, f"no preferences for customer {customer_id!r}")
+        return preferences_view(found)
+
+    @router.put(
+        "/preferences/{customer_id}", tags=["preferences"], summary="Locale, zone, opt-outs."
+    )
+    async def put_preferences(
+        customer_id: CustomerId,
+        update: PreferencesUpdate,
+        principal: Annotated[Principal, Depends(agent)],
+    ) -> PreferencesView:
+        found = (await repository.preferences([customer_id])).get(customer_id)
+        if found is None:
+            raise HTTPException(404, f"no preferences for customer {customer_id!r}")
+        if update.locale is not None:
+            found.locale = update.locale
+        if update.time_zone is not None:
+            found.time_zone = update.time_zone
+            if zone_of(found).key != update.time_zone:
+                raise HTTPException(422, f"unknown time zone {update.time_zone!r}")
+        if update.opted_out is not None:
+            found.opted_out = sorted(set(update.opted_out))
+        await repository.put_preferences(found)
+        return preferences_view(found)
+
+    @router.post("/templates/{name}/preview", tags=["templates"], summary="Render (ops).")
+    async def preview(
+        name: Annotated[str, Path(max_length=64)],
+        request: PreviewRequest,
+        principal: Annotated[Principal, Depends(ops)],
+    ) -> dict[str, Any]:
+        template = TEMPLATES.get(name)
+        if template is None:
+            raise HTTPException(404, f"no template {name!r}; known: {sorted(TEMPLATES)}")
+        variables = template.sample if request.variables is None else request.variables
+        try:
+            rendered = render(name, request.locale, variables)
+        except RenderError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return {
+            "template": name,
+            "locale": request.locale,
+            "locales": list(LOCALES),
+            "subject": rendered.subject,
+            "body": rendered.body,
+        }
+
+    return router

@@ -1,0 +1,115 @@
+"""In-memory stand-ins for the notify repository and the channels: the unit tests' world."""
+
+import copy
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from crm_contracts import CloudEvent
+from crm_notify.domain.notification import Notification
+from crm_notify.domain.policy import Preferences
+from crm_notify.handlers import Batch, DeliveryError, Digest
+from crm_runtime.outbox import OutboundMessage
+
+
+class InMemoryNotify:
+    def __init__(self) -> None:
+        self.prefs: dict[str, Preferences] = {}
+        self.notifications: dict[str, Notification] = {}
+        self.digests_: dict[str, Digest] = {}
+        self.processed: set[str] = set()
+        self.outbox: list[OutboundMessage] = []
+
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        return [e for e in events if e.id not in self.processed]
+
+    async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        return {c: copy.deepcopy(self.prefs[c]) for c in customer_ids if c in self.prefs}
+
+    async def existing(self, notification_ids: Sequence[str]) -> set[str]:
+        return {i for i in notification_ids if i in self.notifications}
+
+    async def counted_since(self, customer_id: str, since: datetime) -> int:
+        return sum(
+            1
+            for n in self.notifications.values()
+            if n.customer_id == customer_id
+            and n.created_at >= since
+            and n.purpose == "marketing"
+            and n.status != "suppressed"
+        )
+
+    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]:
+        return {i: copy.deepcopy(self.digests_[i]) for i in ids if i in self.digests_}
+
+    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None:
+        for p in batch.preferences.values():
+            self.prefs[p.customer_id] = copy.deepcopy(p)
+        for n in batch.notifications:
+            assert n.notification_id not in self.notifications, "a notification made twice"
+            self.notifications[n.notification_id] = copy.deepcopy(n)
+        for d in batch.digests.values():
+            self.digests_[d.digest_id] = copy.deepcopy(d)
+        for customer_id in batch.erased:
+            for n in self.notifications.values():
+                if n.customer_id == customer_id:
+                    n.redact()
+        self.processed.update(e.id for e in applied)
+        self.outbox.extend(batch.outbound)
+
+    async def due(self, now: datetime, limit: int) -> list[Notification]:
+        due = [
+            copy.deepcopy(n)
+            for n in self.notifications.values()
+            if n.status in ("queued", "deferred")
+            and n.next_attempt_at is not None
+            and n.next_attempt_at <= now
+        ]
+        return sorted(due, key=lambda n: n.next_attempt_at or now)[:limit]
+
+    async def save_delivery(
+        self, notification: Notification, outbound: Sequence[OutboundMessage]
+    ) -> None:
+        self.notifications[notification.notification_id] = copy.deepcopy(notification)
+        self.outbox.extend(outbound)
+
+    async def with_birthday(self, month: int, day: int) -> list[Preferences]:
+        return [
+            copy.deepcopy(p)
+            for p in self.prefs.values()
+            if p.registered and p.birthday and (p.birthday.month, p.birthday.day) == (month, day)
+        ]
+
+    async def registered(self, after: str | None, limit: int) -> list[Preferences]:
+        ids = sorted(
+            i for i, p in self.prefs.items() if p.registered and (after is None or i > after)
+        )
+        return [copy.deepcopy(self.prefs[i]) for i in ids[:limit]]
+
+    async def digests_before(self, day: date, limit: int) -> list[Digest]:
+        return [copy.deepcopy(d) for d in self.digests_.values() if d.day < day][:limit]
+
+    async def delete_digests(self, ids: Sequence[str]) -> None:
+        for i in ids:
+            self.digests_.pop(i, None)
+
+    def by_template(self, template: str) -> list[Notification]:
+        return [n for n in self.notifications.values() if n.template == template]
+
+
+class FakeSenders:
+    """Records what is sent; fails the next `failures` attempts (or for good when permanent)."""
+
+    def __init__(self, failures: int = 0, *, permanent: bool = False) -> None:
+        self.failures = failures
+        self.permanent = permanent
+        self.sent: list[Notification] = []
+        self.attempts = 0
+
+    async def send(self, notification: Notification) -> str:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise DeliveryError("connection refused", permanent=self.permanent)
+        self.sent.append(notification)
+        return "fake"

@@ -1,0 +1,255 @@
+"""Notify on the real stack with a real SMTP server (aiosmtpd) and a local HTTP server standing in
+for the SMS provider: one correct zh-CN email per ticket, suppression without consent, marketing
+deferred from 23:00 to 09:00 (injected clock), retries through an SMTP outage with nothing lost or
+doubled, SMS through the provider adapter."""
+
+import asyncio
+import email
+import email.policy
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiosmtpd.controller import Controller
+from stackutil import ServiceProcess, Stack, cloud_event, eventually, free_port, produce, unique
+
+pytestmark = pytest.mark.e2e
+SH = ZoneInfo("Asia/Shanghai")
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mailbox = Mailbox()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+class SmsProvider:
+    """A local HTTP server standing in for the SMS provider's API."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/sms"
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sms() -> Iterator[SmsProvider]:
+    provider = SmsProvider()
+    yield provider
+    provider.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def notify(stack: Stack, smtp: SmtpServer, sms: SmsProvider) -> Iterator[ServiceProcess]:
+    service = ServiceProcess.isolated(
+        "notify",
+        stack,
+        smtp_host="127.0.0.1",
+        smtp_port=str(smtp.port),
+        sms_url=sms.url,
+        retry_initial_s="1",
+        retry_max_s="2",
+        deliver_interval_s="0.5",
+        clock_override_enabled="true",
+    ).start()
+    yield service
+    service.stop()
+
+
+def send(stack: Stack, topic: str, *messages: tuple[str, bytes]) -> None:
+    asyncio.run(produce(stack.bootstrap, topic, messages))
+
+
+def register(stack: Stack, customer: str, **fields: Any) -> None:
+    send(
+        stack,
+        "members.v1",
+        (customer, cloud_event("customer.registered", customer, {"name": "李雷", **fields})),
+    )
+
+
+def ticket_opened(customer: str, ticket_id: str, event_id: str | None = None) -> bytes:
+    return cloud_event(
+        "ticket.opened",
+        customer,
+        {
+            "ticket_id": ticket_id,
+            "channel": "phone",
+            "category": "delivery",
+            "severity": "high",
+            "priority": "P2",
+            "queue": "delivery",
+        },
+        event_id=event_id,
+    )
+
+
+def notifications(notify: ServiceProcess, customer: str, template: str) -> list[dict[str, Any]]:
+    items = notify.get("/notifications", customer_id=customer, template=template).json()["items"]
+    return [notify.get(f"/notifications/{i['id']}").json() for i in items]
+
+
+def test_ticket_opened_twice_sends_exactly_one_chinese_email(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    customer = unique("mail")
+    address = f"{customer}@example.com"
+    register(stack, customer, email=address)
+    ticket_id = unique("T")
+    event = ticket_opened(customer, ticket_id, event_id=unique("ev"))
+    send(stack, "tickets.v1", (customer, event), (customer, event))
+    subject = f"我们已收到您的反馈（工单 {ticket_id}）"
+    eventually(lambda: any(m["Subject"] == subject for m in smtp.mailbox.to(address)), timeout=30)
+    send(stack, "tickets.v1", (customer, event))  # once more, later
+    eventually(lambda: notifications(notify, customer, "welcome")[0]["status"] == "sent")
+    acks = [m for m in smtp.mailbox.to(address) if m["Subject"] == subject]
+    assert len(acks) == 1
+    body = acks[0].get_content()
+    assert "李雷，您好！您的反馈已登记为工单" in body
+    assert acks[0]["Message-ID"].startswith("<N-")
+    [ack] = notifications(notify, customer, "ticket_ack")
+    assert [h["status"] for h in ack["history"]] == ["queued", "sent"]
+
+
+def test_without_consent_nothing_is_sent_and_a_suppressed_record_says_why(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    customer = unique("nocon")
+    address = f"{customer}@example.com"
+    register(stack, customer, email=address, consents={"email": {"transactional": False}})
+    send(stack, "tickets.v1", (customer, ticket_opened(customer, unique("T"))))
+    found = eventually(lambda: notifications(notify, customer, "ticket_ack"), timeout=30)
+    assert found[0]["status"] == "suppressed"
+    assert found[0]["history"][-1]["reason"] == "email:no_consent, sms:no_address"
+    assert smtp.mailbox.to(address) == []
+
+
+def test_a_birthday_greeting_due_at_23_00_is_deferred_and_sent_at_09_00(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    day = (datetime.now(UTC) + timedelta(days=10)).date()
+    if (day.month, day.day) == (2, 29):
+        day += timedelta(days=1)
+    customer = unique("bday")
+    address = f"{customer}@example.com"
+    register(
+        stack,
+        customer,
+        email=address,
+        birthday=date(1990, day.month, day.day).isoformat(),
+        consents={"email": {"transactional": True, "marketing": True}},
+    )
+    eventually(lambda: notify.get(f"/preferences/{customer}").status_code == 200, timeout=30)
+    late = datetime.combine(day, time(23, 0), tzinfo=SH)
+    assert notify.post("/ops/sweeps/care", at=late.isoformat()).status_code == 200
+    [greeting] = notifications(notify, customer, "birthday")
+    morning = datetime.combine(day + timedelta(days=1), time(9, 0), tzinfo=SH)
+    assert greeting["status"] == "deferred"
+    assert datetime.fromisoformat(greeting["next_attempt_at"]) == morning
+    before = (morning - timedelta(minutes=1)).isoformat()
+    assert notify.post("/ops/sweeps/deliver", at=before).status_code == 200
+    assert notifications(notify, customer, "birthday")[0]["status"] == "deferred"
+    assert notify.post("/ops/sweeps/deliver", at=morning.isoformat()).status_code == 200
+    assert notifications(notify, customer, "birthday")[0]["status"] == "sent"
+    assert [m["Subject"] for m in smtp.mailbox.to(address) if "生日" in m["Subject"]] == [
+        "生日快乐，李雷！"
+    ]
+
+
+def test_an_smtp_outage_is_retried_and_delivers_once_when_the_server_returns(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    customer = unique("outage")
+    address = f"{customer}@example.com"
+    register(stack, customer, email=address)
+    eventually(lambda: smtp.mailbox.to(address), timeout=30)  # the welcome got through
+    smtp.stop()
+    try:
+        ticket_id = unique("T")
+        send(stack, "tickets.v1", (customer, ticket_opened(customer, ticket_id)))
+        retried = eventually(
+            lambda: [
+                n for n in notifications(notify, customer, "ticket_ack") if n["attempts"] >= 2
+            ],
+            timeout=30,
+        )
+        assert retried[0]["status"] == "queued"
+        assert "retry" in retried[0]["history"][-1]["reason"]
+    finally:
+        smtp.start()
+    subject = f"我们已收到您的反馈（工单 {ticket_id}）"
+    eventually(lambda: any(m["Subject"] == subject for m in smtp.mailbox.to(address)), timeout=30)
+    [ack] = notifications(notify, customer, "ticket_ack")
+    assert ack["status"] == "sent"
+    assert len([m for m in smtp.mailbox.to(address) if m["Subject"] == subject]) == 1
+
+
+def test_a_customer_with_only_a_phone_gets_an_sms_through_the_provider(
+    stack: Stack, notify: ServiceProcess, sms: SmsProvider
+) -> None:
+    customer = unique("sms")
+    register(stack, customer, phone="+86 138 0013 8000")
+    ticket_id = unique("T")
+    send(stack, "tickets.v1", (customer, ticket_opened(customer, ticket_id)))
+    texts = eventually(lambda: [r for r in sms.received if ticket_id in r["text"]], timeout=30)
+    assert texts[0]["to"] == "+86 138 0013 8000"
+    assert texts[0]["id"].startswith("N-")
