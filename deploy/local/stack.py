@@ -291,7 +291,8 @@ MAIL_PORT = 2525
 
 def start_mail_catcher(root: Path, port: int = MAIL_PORT) -> subprocess.Popen[bytes]:
     maildir = root / "mail"
-    maildir.mkdir(parents=True, exist_ok=True)
+    for part in ("tmp", "new", "cur"):  # a Maildir: the catcher does not create these itself
+        (maildir / part).mkdir(parents=True, exist_ok=True)
     args = ["-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Mailbox", str(maildir)]
     return spawn([sys.executable, "-m", "aiosmtpd", *args], root / "logs" / "mail.log", cwd=ROOT)
 

@@ -1,10 +1,12 @@
 """Runtime pieces on the real MongoDB-wire server: leases, inbox, duplicate-tolerant inserts."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from stackutil import Stack, unique
@@ -12,7 +14,7 @@ from stackutil import Stack, unique
 from crm_contracts import new_event
 from crm_contracts.orders.v1 import OrderCancelled
 from crm_runtime.mongo import Inbox, insert_ignoring_duplicates, transaction
-from crm_runtime.sweeps import Leases
+from crm_runtime.sweeps import Leases, SweepRunner
 
 
 @pytest.fixture
@@ -62,3 +64,25 @@ async def test_the_inbox_filters_applied_and_repeated_events(
     async with transaction(client) as session:
         await inbox.mark(events[:2], session)
     assert [e.id for e in await inbox.unprocessed(events)] == ["c"]
+
+
+async def test_an_on_demand_sweep_waits_for_the_running_one_in_the_same_process(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """The lease is re-entrant for its holder, so without the in-process lock a manual run
+    (POST /ops/sweeps) overlapped the periodic run of the same sweep."""
+    active, overlaps = 0, 0
+
+    async def job(now: datetime) -> int:
+        nonlocal active, overlaps
+        active += 1
+        overlaps += active > 1
+        await asyncio.sleep(0.2)
+        active -= 1
+        return 1
+
+    runner = SweepRunner("test", Leases(database, "replica-1"), CollectorRegistry())
+    runner.add("deliver", 1.0, job)
+    results = await asyncio.gather(runner.run_once("deliver"), runner.run_once("deliver"))
+    assert list(results) == [1, 1]
+    assert overlaps == 0

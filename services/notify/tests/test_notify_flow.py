@@ -78,6 +78,13 @@ async def test_a_ticket_opened_twice_gives_one_chinese_acknowledgement() -> None
     assert [m.event.type for m in repo.outbox] == [notify_v1.NOTIFICATION_SENT] * 2
 
 
+async def test_a_second_registration_does_not_welcome_again() -> None:
+    repo = InMemoryNotify()
+    await run(repo, registered("c1"))
+    await run(repo, registered("c1"))  # another event id, e.g. from a second shop
+    assert len(repo.by_template("welcome")) == 1
+
+
 async def test_without_consent_nothing_is_sent_and_the_suppression_says_why() -> None:
     repo = InMemoryNotify()
     refused = {"email": members_v1.Consent(transactional=False)}

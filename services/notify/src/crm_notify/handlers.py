@@ -21,6 +21,7 @@ from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ARCHIVE, LOYALTY, MEMBERS, NOTIFY, TICKETS
 from crm_notify.domain.notification import Intent, Notification
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,10 @@ async def apply_events(
         if isinstance(event.data, loyalty_v1.PointsEarned):
             await _add_to_digest(batch, repository, preferences, event)
             continue
+        was_registered = preferences.registered
         update_preferences(preferences, event, batch)
+        if isinstance(event.data, members_v1.CustomerRegistered) and was_registered:
+            continue  # registered again (another source): one welcome per customer
         for intent in intents_for(event):
             await _notify(batch, repository, preferences, intent, rules, staff, now)
     await repository.save(batch, fresh)
@@ -292,7 +296,14 @@ async def deliver(
             notification.sent(now, provider)
             sent += 1
         final = notification.status in ("sent", "failed")
-        await repository.save_delivery(notification, [outcome(notification, now)] if final else [])
+        try:
+            await repository.save_delivery(
+                notification, [outcome(notification, now)] if final else []
+            )
+        except ConcurrencyConflictError:
+            log.warning(
+                "notification changed while sending", extra={"id": notification.notification_id}
+            )
     return sent
 
 

@@ -77,6 +77,9 @@ class SweepRunner:
         self.leases = leases
         self.clock = clock
         self.sweeps: dict[str, Sweep] = {}
+        # The lease keeps other replicas out; this keeps an on-demand run (POST /ops/sweeps)
+        # from overlapping the periodic run of the same sweep in this process: it waits.
+        self._running: dict[str, asyncio.Lock] = {}
         self.runs = Counter(
             "crm_sweep_runs",
             "Sweep runs, by sweep and outcome (ok, failed, skipped: another replica held it).",
@@ -98,9 +101,14 @@ class SweepRunner:
 
     def add(self, name: str, interval_s: float, job: SweepJob) -> None:
         self.sweeps[name] = Sweep(name, interval_s, job)
+        self._running[name] = asyncio.Lock()
 
     async def run_once(self, name: str, now: datetime | None = None) -> int | None:
         """Run a sweep now if this replica gets the lease; None when another replica holds it."""
+        async with self._running[name]:
+            return await self._run_once(name, now)
+
+    async def _run_once(self, name: str, now: datetime | None) -> int | None:
         sweep = self.sweeps[name]
         lease = f"sweep:{self.service}:{name}"
         if not await self.leases.acquire(lease, ttl_s=max(60.0, sweep.interval_s * 2)):
