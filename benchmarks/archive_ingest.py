@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from benchutil import metric, print_table, private_stack, rss_mb
+from benchutil import print_table, private_stack, time_ingest
 from stackutil import order_placed, produce
 
 
@@ -43,13 +43,7 @@ def main() -> None:
                 "CRM_ARCHIVE_BATCH_MAX_RECORDS": str(args.batch),
             },
         )
-        begin = time.monotonic()
-        peak = done = 0.0
-        while done < args.orders:
-            time.sleep(0.2)
-            done = metric(port, "crm_events_processed_total")
-            peak = max(peak, rss_mb(proc.pid))
-        elapsed = time.monotonic() - begin
+        elapsed, peak = time_ingest(port, proc.pid, args.orders)
         print_table(
             "Archive ingest",
             ("orders", "customers", "batch", "seconds", "events/s", "peak RSS MB"),

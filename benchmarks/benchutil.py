@@ -68,6 +68,17 @@ def private_stack() -> Iterator[BenchStack]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def time_ingest(port: int, pid: int, total: float) -> tuple[float, float]:
+    """Wait until the service on `port` has applied `total` events: (seconds, peak RSS MB)."""
+    begin = time.monotonic()
+    peak = done = 0.0
+    while done < total:
+        time.sleep(0.2)
+        done = metric(port, "crm_events_processed_total")
+        peak = max(peak, rss_mb(pid))
+    return time.monotonic() - begin, peak
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()

@@ -16,7 +16,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from benchutil import latencies, latency_row, metric, print_table, private_stack, rss_mb
+from benchutil import latencies, latency_row, print_table, private_stack, time_ingest
 from stackutil import order_placed, produce
 
 
@@ -67,13 +67,7 @@ def main() -> None:
             },
         )
         total = args.orders + args.latency_orders  # the new group reads the latency orders too
-        begin = time.monotonic()
-        peak = done = 0.0
-        while done < total:
-            time.sleep(0.2)
-            done = metric(port, "crm_events_processed_total")
-            peak = max(peak, rss_mb(proc.pid))
-        elapsed = time.monotonic() - begin
+        elapsed, peak = time_ingest(port, proc.pid, total)
         print_table(
             "Loyalty: order.placed -> points.earned",
             ("orders timed", "p50 ms", "p95 ms", "max ms"),

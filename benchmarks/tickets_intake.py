@@ -16,7 +16,7 @@ import time
 import urllib.request
 from typing import Any
 
-from benchutil import latencies, latency_row, metric, print_table, private_stack, rss_mb
+from benchutil import latencies, latency_row, print_table, private_stack, time_ingest
 from stackutil import DEV_TOKEN, cloud_event, produce
 
 CATEGORIES = ["product", "delivery", "service", "billing", "other"]
@@ -89,13 +89,7 @@ def main() -> None:
         }
         port, proc = bench.start_service("tickets", env)
         total = args.complaints + args.latency_complaints
-        begin = time.monotonic()
-        peak = done = 0.0
-        while done < total:
-            time.sleep(0.2)
-            done = metric(port, "crm_events_processed_total")
-            peak = max(peak, rss_mb(proc.pid))
-        elapsed = time.monotonic() - begin
+        elapsed, peak = time_ingest(port, proc.pid, total)
         print_table(
             "Tickets: complaint.reported -> ticket.opened (assigned)",
             ("complaints timed", "p50 ms", "p95 ms", "max ms"),

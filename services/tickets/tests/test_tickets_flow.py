@@ -160,3 +160,22 @@ async def test_a_resolved_ticket_closes_itself_after_the_auto_close_period() -> 
     assert repo.tickets[ticket.ticket_id].status == "closed"
     with pytest.raises(InvalidTransitionError, match="only a resolved ticket"):
         repo.tickets[ticket.ticket_id].reopen(None, "a1", T0, RULES)
+
+
+async def test_a_survey_before_its_ticket_is_kept_and_lands_when_the_ticket_opens() -> None:
+    repo = repo_with_agents()
+    ticket_id = complaint_ticket_id("k1")
+    survey = callcenter_v1.SurveyAnswered(survey_id="s1", ticket_id=ticket_id, csat=4, nps=8)
+    await run(repo, ev(callcenter_v1.SURVEY_ANSWERED, "c1", survey))
+    assert repo.tickets == {}
+    await run(repo, complaint("c1", "k1"))
+    ticket = repo.tickets[ticket_id]
+    assert ticket.survey is not None
+    assert (ticket.survey.csat, ticket.survey.nps) == (4, 8)
+    assert [h.action for h in ticket.history] == ["opened", "survey"]
+    assert repo.pending == {}
+    # Both in one batch, survey first: the same record.
+    other = complaint_ticket_id("k2")
+    early = callcenter_v1.SurveyAnswered(survey_id="s2", ticket_id=other, csat=1)
+    await run(repo, ev(callcenter_v1.SURVEY_ANSWERED, "c2", early), complaint("c2", "k2"))
+    assert repo.tickets[other].flagged_for_review

@@ -9,7 +9,7 @@ from crm_contracts import CloudEvent
 from crm_runtime.outbox import OutboundMessage
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Ticket
-from crm_tickets.handlers import Agent
+from crm_tickets.handlers import Agent, PendingSurvey
 
 
 class InMemoryTickets:
@@ -21,6 +21,7 @@ class InMemoryTickets:
         self.agents_: dict[str, Agent] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
+        self.pending: dict[str, PendingSurvey] = {}
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
@@ -57,6 +58,9 @@ class InMemoryTickets:
                 due.append(ticket.ticket_id)
         return sorted(due)[:limit]
 
+    async def pending_surveys(self, ticket_ids: Sequence[str]) -> dict[str, PendingSurvey]:
+        return {i: self.pending[i] for i in ticket_ids if i in self.pending}
+
     async def unassigned(self, limit: int) -> list[str]:
         return sorted(
             t.ticket_id for t in self.tickets.values() if t.status == "new" and t.assignee is None
@@ -70,6 +74,8 @@ class InMemoryTickets:
         *,
         grades: dict[str, str] | None = None,
         agents: Sequence[Agent] = (),
+        pending: Sequence[PendingSurvey] = (),
+        settled: Sequence[str] = (),
     ) -> None:
         for ticket in tickets:
             ticket.version += 1
@@ -77,6 +83,9 @@ class InMemoryTickets:
         self.grades_.update(grades or {})
         for agent in agents:
             self.agents_[agent.agent_id].last_assigned_at = agent.last_assigned_at
+        self.pending.update((p.ticket_id, p) for p in pending)
+        for ticket_id in settled:
+            self.pending.pop(ticket_id, None)
         self.processed.update(e.id for e in applied)
         self.outbox.extend(outbound)
 

@@ -1,9 +1,13 @@
 """Which failures are transient (retry, never drop) and which mean the message is bad (DLQ)."""
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiokafka import errors as kafka_errors
 from pymongo import errors as mongo_errors
+
+T = TypeVar("T")
 
 
 class TransientError(Exception):
@@ -51,3 +55,14 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _KAFKA_TRANSIENT):
         return True
     return isinstance(exc, kafka_errors.KafkaError) and bool(getattr(exc, "retriable", False))
+
+
+async def retry_on_conflict(action: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """Redo an HTTP action that lost an optimistic-concurrency race (e.g. to the consumer):
+    it reads the record again and reapplies the change. The last conflict propagates (a 503)."""
+    for _ in range(attempts - 1):
+        try:
+            return await action()
+        except ConcurrencyConflictError:
+            await asyncio.sleep(0)
+    return await action()

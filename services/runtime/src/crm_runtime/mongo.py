@@ -11,13 +11,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import AsyncMongoClient, InsertOne
+from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
+from crm_runtime.errors import ConcurrencyConflictError
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
@@ -107,3 +108,38 @@ async def transaction(client: AsyncMongoClient[Document]) -> AsyncIterator[Async
     """A session with a transaction that commits when the block exits cleanly."""
     async with client.start_session() as session, await session.start_transaction():
         yield session
+
+
+async def save_versioned(
+    collection: AsyncCollection[Document],
+    documents: Sequence[tuple[Document, int]],
+    session: AsyncClientSession,
+    *,
+    what: str,
+) -> None:
+    """Write aggregates with optimistic concurrency, inside the caller's transaction.
+
+    Each item is (the new document, the version it was read at; 0 = new). A new one is inserted
+    with version 1; a known one replaces the stored document only if that still has the version
+    read. Anyone else's write in between raises `ConcurrencyConflictError` (transient: the batch
+    or request is redone), so no update is ever lost.
+    """
+    operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
+    updates = 0
+    for document, version in documents:
+        document = {**document, "version": version + 1}
+        if version == 0:
+            operations.append(InsertOne(document))
+        else:
+            updates += 1
+            operations.append(ReplaceOne({"_id": document["_id"], "version": version}, document))
+    if not operations:
+        return
+    try:
+        result = await collection.bulk_write(operations, ordered=True, session=session)
+    except BulkWriteError as error:
+        if only_duplicate_keys(error):
+            raise ConcurrencyConflictError(f"a {what} was created concurrently") from error
+        raise
+    if result.matched_count != updates:
+        raise ConcurrencyConflictError(f"a {what} was changed concurrently")

@@ -3,7 +3,6 @@
 Plain async functions over a `TicketRepository`: the unit tests call them with an in-memory one.
 """
 
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from crm_tickets.domain.ticket import (
     TicketEvent,
 )
 
-log = logging.getLogger(__name__)
 SOURCE = "crm/tickets"
 Clock = Callable[[], datetime]
 
@@ -55,6 +53,19 @@ class Agent:
     last_assigned_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class PendingSurvey:
+    """A survey that arrived before its ticket (possible: ticket ids derive from complaint ids);
+    kept until the ticket opens."""
+
+    ticket_id: str
+    survey_id: str
+    csat: int | None
+    nps: int | None
+    at: datetime
+    event_id: str
+
+
 class TicketRepository(Protocol):
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
 
@@ -68,6 +79,8 @@ class TicketRepository(Protocol):
 
     async def due(self, now: datetime, limit: int) -> list[str]: ...
 
+    async def pending_surveys(self, ticket_ids: Sequence[str]) -> dict[str, PendingSurvey]: ...
+
     async def unassigned(self, limit: int) -> list[str]: ...
 
     async def save(
@@ -78,6 +91,8 @@ class TicketRepository(Protocol):
         *,
         grades: dict[str, str] | None = None,
         agents: Sequence[Agent] = (),
+        pending: Sequence[PendingSurvey] = (),
+        settled: Sequence[str] = (),
     ) -> None: ...
 
 
@@ -135,6 +150,8 @@ async def apply_events(
     ]
     tickets = await repository.load(sorted({*complaint_ids, *survey_ids}))
     known_grades = await repository.grades(sorted({e.subject for e in fresh}))
+    pending = await repository.pending_surveys(sorted(set(complaint_ids)))
+    settled: list[str] = []
     assigner = Assigner(repository)
     touched: dict[str, Ticket] = {}
     outbound: list[OutboundMessage] = []
@@ -165,12 +182,26 @@ async def apply_events(
                 agent = await assigner.pick(ticket.queue, event.time)
                 if agent is not None:
                     changes += ticket.assign(agent.agent_id, "system", event.time, manual=False)
+                early = pending.pop(ticket_id, None)
+                if early is not None:
+                    changes += ticket.record_survey(
+                        early.survey_id, early.csat, early.nps, early.at, rules
+                    )
+                    settled.append(ticket_id)
                 tickets[ticket_id] = touched[ticket_id] = ticket
                 outbound += to_messages(ticket, changes, event.id)
             case callcenter_v1.SurveyAnswered():
                 surveyed = tickets.get(data.ticket_id or "")
                 if surveyed is None:
-                    log.info("survey for no known ticket: ignored here")
+                    if data.ticket_id:  # its ticket may still come: keep it until then
+                        pending[data.ticket_id] = PendingSurvey(
+                            data.ticket_id,
+                            data.survey_id,
+                            data.csat,
+                            data.nps,
+                            event.time,
+                            event.id,
+                        )
                     continue
                 changes = surveyed.record_survey(
                     data.survey_id, data.csat, data.nps, event.time, rules
@@ -186,6 +217,8 @@ async def apply_events(
         outbound,
         grades=grades,
         agents=list(assigner.touched.values()),
+        pending=[p for p in pending.values() if p.event_id in {e.id for e in fresh}],
+        settled=settled,
     )
     return len(fresh)
 

@@ -6,10 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from crm_archive.adapters.pii import (
     lookup_key_for_query,
@@ -20,8 +19,7 @@ from crm_archive.adapters.pii import (
 from crm_archive.domain.customer import Customer, Order, Survey
 from crm_archive.handlers import TimelineEntry
 from crm_contracts import CloudEvent
-from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
@@ -182,32 +180,9 @@ class MongoCustomerRepository:
         outbound: Sequence[OutboundMessage],
     ) -> None:
         """One transaction: customers (optimistic on `version`), timeline, inbox, outbox."""
-        operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
-        updates = 0
-        for customer in customers:
-            document = to_document(customer, self.base_currency)
-            document["version"] = customer.version + 1
-            if customer.version == 0:
-                operations.append(InsertOne(document))
-            else:
-                updates += 1
-                operations.append(
-                    ReplaceOne({"_id": customer.id, "version": customer.version}, document)
-                )
+        documents = [(to_document(c, self.base_currency), c.version) for c in customers]
         async with self.uow.commit(applied, outbound) as session:
-            if operations:
-                try:
-                    result = await self.customers.bulk_write(
-                        operations, ordered=True, session=session
-                    )
-                except BulkWriteError as error:
-                    if only_duplicate_keys(error):
-                        raise ConcurrencyConflictError(
-                            "a customer was created concurrently"
-                        ) from error
-                    raise
-                if result.matched_count != updates:
-                    raise ConcurrencyConflictError("a customer was changed concurrently")
+            await save_versioned(self.customers, documents, session, what="customer")
             if timeline:
                 await self.timeline.insert_many(
                     [timeline_document(e) for e in timeline], session=session

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -21,7 +21,7 @@ from crm_contracts import CloudEvent
 from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
@@ -206,32 +206,9 @@ class MongoAccountRepository:
         outbound: Sequence[OutboundMessage],
     ) -> None:
         """One transaction: accounts (optimistic on `version`), ledger, inbox, outbox."""
-        operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
-        updates = 0
-        for account in accounts:
-            document = to_document(account, self.rules)
-            document["version"] = account.version + 1
-            if account.version == 0:
-                operations.append(InsertOne(document))
-            else:
-                updates += 1
-                operations.append(
-                    ReplaceOne({"_id": account.customer_id, "version": account.version}, document)
-                )
+        documents = [(to_document(a, self.rules), a.version) for a in accounts]
         async with self.uow.commit(applied, outbound) as session:
-            if operations:
-                try:
-                    result = await self.accounts.bulk_write(
-                        operations, ordered=True, session=session
-                    )
-                except BulkWriteError as error:
-                    if only_duplicate_keys(error):
-                        raise ConcurrencyConflictError(
-                            "an account was created concurrently"
-                        ) from error
-                    raise
-                if result.matched_count != updates:
-                    raise ConcurrencyConflictError("an account was changed concurrently")
+            await save_versioned(self.accounts, documents, session, what="account")
             if entries:
                 try:
                     await self.ledger.insert_many(

@@ -1,9 +1,8 @@
 """The loyalty API (port 8083): balances, ledger, redemptions, goodwill adjustments, liability."""
 
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,10 +12,9 @@ from crm_loyalty.domain.account import Account, Change, Entry, InsufficientPoint
 from crm_loyalty.domain.rules import LoyaltyRules, Tier
 from crm_loyalty.handlers import to_message
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.errors import retry_on_conflict
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 
-log = logging.getLogger(__name__)
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 IdempotencyKey = Annotated[
     str,
@@ -29,7 +27,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-T = TypeVar("T")
 
 
 class ExpiringView(BaseModel):
@@ -126,16 +123,6 @@ def entry_view(doc: dict[str, Any]) -> EntryView:
         reason=doc.get("reason"),
         expires_at=doc.get("expires_at"),
     )
-
-
-async def with_retries(action: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Re-run an action that lost an optimistic-concurrency race (the consumer wrote first)."""
-    for _ in range(attempts - 1):
-        try:
-            return await action()
-        except ConcurrencyConflictError:
-            log.info("concurrent change, retrying")
-    return await action()
 
 
 def accounts_router(
@@ -237,7 +224,7 @@ def accounts_router(
                 entry_id=entry.entry_id,
             )
 
-        return await with_retries(attempt)
+        return await retry_on_conflict(attempt)
 
     @router.post(
         "/accounts/{customer_id}/adjustments",
@@ -285,7 +272,7 @@ def accounts_router(
                 points=entry.points, reason=reason, balance=entry.balance, entry_id=entry_id
             )
 
-        return await with_retries(attempt)
+        return await retry_on_conflict(attempt)
 
     @router.get("/reports/liability", summary="Outstanding points and their expiry profile.")
     async def liability(principal: Annotated[Principal, Depends(reporter)]) -> dict[str, Any]:

@@ -9,20 +9,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
-from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.sweeps import Clock
 from crm_runtime.uow import UnitOfWork
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Change, Comment, SlaState, Survey, Ticket
-from crm_tickets.handlers import Agent
+from crm_tickets.handlers import Agent, PendingSurvey
 
 
 def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
@@ -146,6 +144,7 @@ class MongoTicketRepository:
         self.tickets: AsyncCollection[Document] = database["tickets"]
         self.agents_: AsyncCollection[Document] = database["agents"]
         self.customers: AsyncCollection[Document] = database["customers"]
+        self.pending: AsyncCollection[Document] = database["pending_surveys"]
         self.uow = uow
         self.rules = rules
         self.clock = clock
@@ -166,6 +165,20 @@ class MongoTicketRepository:
     async def get(self, ticket_id: str) -> Ticket | None:
         doc = await self.tickets.find_one({"_id": ticket_id})
         return from_document(doc) if doc else None
+
+    async def pending_surveys(self, ticket_ids: Sequence[str]) -> dict[str, PendingSurvey]:
+        cursor = self.pending.find({"_id": {"$in": list(ticket_ids)}})
+        return {
+            doc["_id"]: PendingSurvey(
+                doc["_id"],
+                doc["survey_id"],
+                doc.get("csat"),
+                doc.get("nps"),
+                doc["at"],
+                doc["event_id"],
+            )
+            async for doc in cursor
+        }
 
     async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
         cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
@@ -222,35 +235,14 @@ class MongoTicketRepository:
         *,
         grades: dict[str, str] | None = None,
         agents: Sequence[Agent] = (),
+        pending: Sequence[PendingSurvey] = (),
+        settled: Sequence[str] = (),
     ) -> None:
         """One transaction: tickets (optimistic on `version`), grades, agents, inbox, outbox."""
         now = self.clock()
-        operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
-        updates = 0
-        for ticket in tickets:
-            document = to_document(ticket, now, self.rules)
-            document["version"] = ticket.version + 1
-            if ticket.version == 0:
-                operations.append(InsertOne(document))
-            else:
-                updates += 1
-                operations.append(
-                    ReplaceOne({"_id": ticket.ticket_id, "version": ticket.version}, document)
-                )
+        documents = [(to_document(t, now, self.rules), t.version) for t in tickets]
         async with self.uow.commit(applied, outbound) as session:
-            if operations:
-                try:
-                    result = await self.tickets.bulk_write(
-                        operations, ordered=True, session=session
-                    )
-                except BulkWriteError as error:
-                    if only_duplicate_keys(error):
-                        raise ConcurrencyConflictError(
-                            "a ticket was created concurrently"
-                        ) from error
-                    raise
-                if result.matched_count != updates:
-                    raise ConcurrencyConflictError("a ticket was changed concurrently")
+            await save_versioned(self.tickets, documents, session, what="ticket")
             if grades:
                 await self.customers.bulk_write(
                     [
@@ -259,6 +251,22 @@ class MongoTicketRepository:
                     ],
                     session=session,
                 )
+            for survey in pending:
+                await self.pending.replace_one(
+                    {"_id": survey.ticket_id},
+                    {
+                        "_id": survey.ticket_id,
+                        "survey_id": survey.survey_id,
+                        "csat": survey.csat,
+                        "nps": survey.nps,
+                        "at": survey.at,
+                        "event_id": survey.event_id,
+                    },
+                    upsert=True,
+                    session=session,
+                )
+            if settled:
+                await self.pending.delete_many({"_id": {"$in": list(settled)}}, session=session)
             for agent in agents:
                 await self.agents_.update_one(
                     {"_id": agent.agent_id},

@@ -1,24 +1,21 @@
 """The tickets API (port 8082): intake, the status machine, agents, SLA and root-cause reports."""
 
-import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.errors import retry_on_conflict
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from crm_tickets.adapters.mongo import MongoTicketRepository
 from crm_tickets.domain.rules import PRIORITIES, Priority, TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError, Status, Ticket, TicketEvent
 from crm_tickets.handlers import Agent, Assigner, to_messages
 
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 TicketId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\s]+$")]
 AgentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -130,16 +127,6 @@ def ticket_view(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, 
     }
 
 
-async def with_retries(action: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Re-run an action that lost an optimistic-concurrency race."""
-    for _ in range(attempts - 1):
-        try:
-            return await action()
-        except ConcurrencyConflictError:
-            log.info("concurrent change, retrying")
-    return await action()
-
-
 def tickets_router(
     repository: MongoTicketRepository,
     auth: Authenticator,
@@ -176,7 +163,7 @@ def tickets_router(
             await repository.save([ticket], [], to_messages(ticket, changes, cause))
             return ticket_view(ticket, now, rules)
 
-        return await with_retries(attempt)
+        return await retry_on_conflict(attempt)
 
     # -- tickets ------------------------------------------------------------------------------
     @router.post("/tickets", status_code=201, tags=["tickets"], summary="Manual intake.")
