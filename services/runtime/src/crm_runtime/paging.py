@@ -38,3 +38,23 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not isinstance(position, dict):
         raise HTTPException(400, "the cursor is not valid; start again without one")
     return position
+
+
+def after_id(cursor: str | None) -> str | None:
+    """For lists sorted by `_id`: the id to continue after (None: from the start)."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    if not isinstance(position.get("id"), str):
+        raise HTTPException(400, "the cursor is not valid; start again without one")
+    return str(position["id"])
+
+
+def id_cursor(last_id: str | None, returned: int, limit: int) -> str | None:
+    """The next cursor of an id-sorted list: only when the page came back full."""
+    return encode_cursor({"id": last_id}) if last_id is not None and returned == limit else None
+
+
+def present(**filters: object) -> dict[str, object]:
+    """Query filters from optional parameters: the ones given."""
+    return {name: value for name, value in filters.items() if value is not None}

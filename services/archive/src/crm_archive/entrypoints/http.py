@@ -13,7 +13,15 @@ from crm_archive.domain.customer import Customer
 from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
 from crm_archive.handlers import TimelineEntry, to_messages
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from crm_runtime.paging import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Page,
+    after_id,
+    decode_cursor,
+    encode_cursor,
+    id_cursor,
+)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -268,9 +276,7 @@ def customers_router(
             filters["at_risk"] = at_risk
         if q is not None:
             filters.update(repository.lookup_filter(q))
-        position = decode_cursor(cursor)
-        after = str(position.get("id")) if position else None
-        docs = await repository.find(filters, after, limit)
+        docs = await repository.find(filters, after_id(cursor), limit)
         items = [
             CustomerSummary(
                 id=d["_id"],
@@ -284,7 +290,7 @@ def customers_router(
             )
             for d in docs
         ]
-        next_cursor = encode_cursor({"id": items[-1].id}) if len(items) == limit else None
+        next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
         return Page[CustomerSummary](items=items, next_cursor=next_cursor)
 
     @router.get("/segments/summary", summary="How many customers in each grade and stage.")

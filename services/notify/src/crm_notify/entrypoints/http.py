@@ -12,7 +12,7 @@ from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import Preferences, Status, zone_of
 from crm_notify.domain.templates import LOCALES, TEMPLATES, Locale, RenderError, render
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -98,17 +98,8 @@ def notify_router(
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[dict[str, Any]]:
-        filters: dict[str, Any] = {}
-        for name, value in (
-            ("customer_id", customer_id),
-            ("status", status),
-            ("template", template),
-        ):
-            if value is not None:
-                filters[name] = value
-        position = decode_cursor(cursor)
-        after = str(position.get("id")) if position else None
-        docs = await repository.find(filters, after, limit)
+        filters = present(customer_id=customer_id, status=status, template=template)
+        docs = await repository.find(filters, after_id(cursor), limit)
         items = [
             {
                 "id": d["_id"],
@@ -123,7 +114,7 @@ def notify_router(
             }
             for d in docs
         ]
-        next_cursor = encode_cursor({"id": items[-1]["id"]}) if len(items) == limit else None
+        next_cursor = id_cursor(items[-1]["id"] if items else None, len(items), limit)
         return Page[dict[str, Any]](items=items, next_cursor=next_cursor)
 
     @router.get("/notifications/{notification_id}", tags=["notifications"])

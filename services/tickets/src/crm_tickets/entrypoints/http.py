@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.errors import retry_on_conflict
-from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
 from crm_tickets.adapters.mongo import MongoTicketRepository
 from crm_tickets.domain.rules import PRIORITIES, Priority, TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError, Status, Ticket, TicketEvent
@@ -229,21 +229,16 @@ def tickets_router(
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[dict[str, Any]]:
-        filters: dict[str, Any] = {}
-        for name, value in (
-            ("status", status),
-            ("priority", priority),
-            ("queue", queue),
-            ("assignee", assignee),
-            ("customer_id", customer_id),
-            ("breached", breached),
-            ("flagged_for_review", flagged),
-        ):
-            if value is not None:
-                filters[name] = value
-        position = decode_cursor(cursor)
-        after = str(position.get("id")) if position else None
-        docs = await repository.find(filters, after, limit)
+        filters = present(
+            status=status,
+            priority=priority,
+            queue=queue,
+            assignee=assignee,
+            customer_id=customer_id,
+            breached=breached,
+            flagged_for_review=flagged,
+        )
+        docs = await repository.find(filters, after_id(cursor), limit)
         items = [
             {
                 "id": d["_id"],
@@ -259,7 +254,7 @@ def tickets_router(
             }
             for d in docs
         ]
-        next_cursor = encode_cursor({"id": items[-1]["id"]}) if len(items) == limit else None
+        next_cursor = id_cursor(items[-1]["id"] if items else None, len(items), limit)
         return Page[dict[str, Any]](items=items, next_cursor=next_cursor)
 
     @router.post("/tickets/{ticket_id}/assign", tags=["tickets"], summary="Manual assignment.")
