@@ -10,7 +10,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,19 +73,9 @@ def time_ingest(port: int, pid: int, total: float) -> tuple[float, float]:
     peak = done = 0.0
     while done < total:
         time.sleep(0.2)
-        done = metric(port, "crm_events_processed_total")
+        done = stack.metric(port, "crm_events_processed_total")
         peak = max(peak, rss_mb(pid))
     return time.monotonic() - begin, peak
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
 
 
 def rss_mb(pid: int) -> float:

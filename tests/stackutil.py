@@ -108,6 +108,11 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | Non
         await producer.stop()
 
 
+def send(stack: Stack, topic: str, *messages: tuple[str | None, bytes]) -> None:
+    """Produce (key, value) pairs and wait until the broker has them."""
+    asyncio.run(produce(stack.bootstrap, topic, messages))
+
+
 async def collect(
     bootstrap: str,
     topic: str,
@@ -276,11 +281,7 @@ class ServiceProcess:
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples on /metrics."""
-        total = 0.0
-        for line in httpx.get(self.url + "/metrics", timeout=10).text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return local_stack.metric(self.port, name)
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2) -> Any:

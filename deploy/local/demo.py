@@ -244,15 +244,6 @@ def put(url: str, body: Any) -> Any:
         return json.loads(response.read())
 
 
-def metric(port: int, name: str) -> float:
-    text = get(f"http://127.0.0.1:{port}/metrics")
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
-    )
-
-
 def notification_statuses(port: int, pages: int = 40) -> Counter[str]:
     counts: Counter[str] = Counter()
     cursor = ""
@@ -267,13 +258,8 @@ def notification_statuses(port: int, pages: int = 40) -> Counter[str]:
 
 def handled(port: int) -> float:
     """Events a service has applied, skipped as not its business, or dead-lettered."""
-    return sum(
-        metric(port, name)
-        for name in (
-            "crm_events_processed_total",
-            "crm_events_ignored_total",
-            "crm_dlq_messages_total",
-        )
+    return stack.metric(
+        port, "crm_events_processed_total", "crm_events_ignored_total", "crm_dlq_messages_total"
     )
 
 
@@ -309,8 +295,8 @@ def main() -> None:
         )
     ports = (archive_port, loyalty_port, tickets_port, notify_port)
     before = {port: handled(port) for port in ports}
-    archive_before = metric(archive_port, "crm_events_processed_total")
-    dlq_before = metric(archive_port, "crm_dlq_messages_total")
+    archive_before = stack.metric(archive_port, "crm_events_processed_total")
+    dlq_before = stack.metric(archive_port, "crm_dlq_messages_total")
     started = time.monotonic()
     asyncio.run(send(local.bootstrap(), traffic))
     # The archive consumes every topic the demo sends to; loyalty members and orders.
@@ -320,15 +306,15 @@ def main() -> None:
     tickets_expected = sum(1 for _, sent in traffic if sent.topic == "callcenter.v1")
     await_handled("tickets", tickets_port, before[tickets_port] + tickets_expected)
     members = sum(1 for _, sent in traffic if sent.topic == "members.v1")
-    await_handled("notify", notify_port, before.get(notify_port, 0.0) + members)
+    await_handled("notify", notify_port, before[notify_port] + members)
     elapsed = time.monotonic() - started
     print("\nSent (CloudEvents, keyed by customer id):")
     for event_type, count in sorted(by_type.items()):
         print(f"  {event_type:<28} {count:>6}")
     print(f"  {'total':<28} {len(traffic):>6}   in {elapsed:.1f} s")
     print(f"\nArchive (http://127.0.0.1:{archive_port}):")
-    applied = metric(archive_port, "crm_events_processed_total") - archive_before
-    dead = metric(archive_port, "crm_dlq_messages_total") - dlq_before
+    applied = stack.metric(archive_port, "crm_events_processed_total") - archive_before
+    dead = stack.metric(archive_port, "crm_dlq_messages_total") - dlq_before
     print(f"  events applied         {applied:>8.0f}")
     print(f"  dead letters           {dead:>8.0f}")
     biggest = max(

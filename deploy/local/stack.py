@@ -301,6 +301,18 @@ def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Po
     return spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
 
 
+def metric(port: int, *names: str) -> float:
+    """The sum of the samples of `names` on a local service's /metrics (one fetch)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        for name in names
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
 def service_ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:

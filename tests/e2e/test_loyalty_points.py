@@ -15,7 +15,7 @@ from stackutil import (
     collect,
     eventually,
     order_placed,
-    produce,
+    send,
     unique,
 )
 
@@ -34,10 +34,6 @@ def loyalty(stack: Stack) -> Iterator[ServiceProcess]:
     ).start()
     yield service
     service.stop()
-
-
-def send(stack: Stack, topic: str, *messages: tuple[str, bytes]) -> None:
-    asyncio.run(produce(stack.bootstrap, topic, messages))
 
 
 def account(loyalty: ServiceProcess, customer: str, check: Any = bool) -> dict[str, Any]:

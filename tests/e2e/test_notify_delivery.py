@@ -3,7 +3,6 @@ for the SMS provider: one correct zh-CN email per ticket, suppression without co
 deferred from 23:00 to 09:00 (injected clock), retries through an SMTP outage with nothing lost or
 doubled, SMS through the provider adapter."""
 
-import asyncio
 import email
 import email.policy
 import json
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
-from stackutil import ServiceProcess, Stack, cloud_event, eventually, free_port, produce, unique
+from stackutil import ServiceProcess, Stack, cloud_event, eventually, free_port, send, unique
 
 pytestmark = pytest.mark.e2e
 SH = ZoneInfo("Asia/Shanghai")
@@ -113,10 +112,6 @@ def notify(stack: Stack, smtp: SmtpServer, sms: SmsProvider) -> Iterator[Service
     ).start()
     yield service
     service.stop()
-
-
-def send(stack: Stack, topic: str, *messages: tuple[str, bytes]) -> None:
-    asyncio.run(produce(stack.bootstrap, topic, messages))
 
 
 def register(stack: Stack, customer: str, **fields: Any) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from stackutil import ServiceProcess, Stack, cloud_event, collect, eventually, produce, unique
+from stackutil import ServiceProcess, Stack, cloud_event, collect, eventually, send, unique
 
 pytestmark = pytest.mark.e2e
 ALWAYS_OPEN = {
@@ -26,10 +26,6 @@ def tickets(stack: Stack) -> Iterator[ServiceProcess]:
     ).start()
     yield service
     service.stop()
-
-
-def send(stack: Stack, topic: str, *messages: tuple[str, bytes]) -> None:
-    asyncio.run(produce(stack.bootstrap, topic, messages))
 
 
 def complaint(customer: str, complaint_id: str, severity: str, category: str = "delivery") -> bytes:
@@ -71,10 +67,6 @@ def published(stack: Stack, ticket_id: str, until: Any) -> list[str]:
     return [json.loads(r.value)["type"] for r in records]
 
 
-def post(service: ServiceProcess, path: str, body: Any) -> Any:
-    return service.post(path, body)
-
-
 def test_complaint_to_assigned_ticket_to_resolution_to_survey_with_vip_priority(
     stack: Stack, tickets: ServiceProcess
 ) -> None:
@@ -94,13 +86,13 @@ def test_complaint_to_assigned_ticket_to_resolution_to_survey_with_vip_priority(
     ticket_id = ticket["id"]
 
     assert (
-        post(tickets, f"/tickets/{ticket_id}/status", {"status": "in_progress"}).status_code == 200
+        tickets.post(f"/tickets/{ticket_id}/status", {"status": "in_progress"}).status_code == 200
     )
-    reply = post(
-        tickets, f"/tickets/{ticket_id}/comment", {"text": "已补发 / resent", "public": True}
+    reply = tickets.post(
+        f"/tickets/{ticket_id}/comment", {"text": "已补发 / resent", "public": True}
     )
     assert reply.json()["first_response_at"] is not None
-    resolved = post(tickets, f"/tickets/{ticket_id}/resolve", {"root_causes": ["carrier-lost"]})
+    resolved = tickets.post(f"/tickets/{ticket_id}/resolve", {"root_causes": ["carrier-lost"]})
     assert resolved.status_code == 200, resolved.text
     assert resolved.json()["status"] == "resolved"
 
@@ -177,12 +169,12 @@ def test_a_duplicate_complaint_opens_one_ticket_and_bad_requests_are_4xx(
     listed = tickets.get("/tickets", customer_id=customer).json()["items"]
     assert sorted(t["priority"] for t in listed) == ["P4", "P4"]
     ticket_id = ticket["id"]
-    closing = post(tickets, f"/tickets/{ticket_id}/status", {"status": "closed"})
+    closing = tickets.post(f"/tickets/{ticket_id}/status", {"status": "closed"})
     assert closing.status_code == 409
     assert "cannot become closed" in closing.json()["message"]
-    assert post(tickets, f"/tickets/{ticket_id}/resolve", {"root_causes": []}).status_code == 422
+    assert tickets.post(f"/tickets/{ticket_id}/resolve", {"root_causes": []}).status_code == 422
     assert tickets.get("/tickets/T-nothing").status_code == 404
-    assert post(tickets, f"/tickets/{ticket_id}/assign", {"assignee": "ghost"}).status_code == 422
-    manual = post(tickets, "/tickets", {"customer_id": customer, "description": "walk-in"})
+    assert tickets.post(f"/tickets/{ticket_id}/assign", {"assignee": "ghost"}).status_code == 422
+    manual = tickets.post("/tickets", {"customer_id": customer, "description": "walk-in"})
     assert manual.status_code == 201
     assert manual.json()["priority"] == "P3"

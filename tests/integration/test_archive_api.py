@@ -16,7 +16,7 @@ from stackutil import (
     collect,
     eventually,
     order_placed,
-    produce,
+    send,
     unique,
 )
 
@@ -28,10 +28,6 @@ def archive(stack: Stack) -> Iterator[ServiceProcess]:
     service = ServiceProcess.isolated("archive", stack).start()
     yield service
     service.stop()
-
-
-def send(stack: Stack, topic: str, *messages: tuple[str, bytes]) -> None:
-    asyncio.run(produce(stack.bootstrap, topic, messages))
 
 
 def record(archive: ServiceProcess, customer: str, check: Any = bool) -> dict[str, Any]:

@@ -84,7 +84,7 @@ async def test_tickets_are_assigned_round_robin_within_capacity() -> None:
     mine = next(t for t in repo.tickets.values() if t.assignee == "a1")
     mine.resolve(["carrier"], "a1", T0)
     repo.tickets[mine.ticket_id] = mine
-    assert await assignment_sweep(T0, repo, rules=RULES) == 1
+    assert await assignment_sweep(T0, repo) == 1
     assert sorted(t.assignee or "-" for t in repo.tickets.values()) == ["a1", "a1", "a2", "a2"]
 
 

@@ -3,6 +3,7 @@
 Plain async functions over an `AccountRepository`: the unit tests call them with an in-memory one.
 """
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -53,7 +54,6 @@ async def apply_events(
     if not fresh:
         return 0
     accounts = await repository.load(sorted({event.subject for event in fresh}))
-    touched: dict[str, Account] = {}
     changes: list[tuple[Account, Change]] = []
     for event in fresh:
         account = accounts.get(event.subject)
@@ -61,8 +61,7 @@ async def apply_events(
             account = accounts[event.subject] = Account(event.subject, event.time)
         for change in apply_event(account, event, rules):
             changes.append((account, _with_source(change, event.id)))
-        touched[account.customer_id] = account
-    await _save(repository, list(touched.values()), changes, applied=fresh)
+    await save_changes(repository, list(accounts.values()), changes, applied=fresh)
     return len(fresh)
 
 
@@ -143,11 +142,11 @@ async def _sweep(
         seen.update(due)
         accounts = await repository.load(due)
         changes = [(account, c) for account in accounts.values() for c in step(account)]
-        await _save(repository, list(accounts.values()), changes, applied=[])
+        await save_changes(repository, list(accounts.values()), changes, applied=[])
         changed += len({a.customer_id for a, _ in changes})
 
 
-async def _save(
+async def save_changes(
     repository: AccountRepository,
     accounts: Sequence[Account],
     changes: Sequence[tuple[Account, Change]],
@@ -160,7 +159,7 @@ async def _save(
 
 def _with_source(change: Change, event_id: str) -> Change:
     if isinstance(change, Entry):
-        return Entry(**{**change.__dict__, "source_event_id": event_id})
+        return dataclasses.replace(change, source_event_id=event_id)
     return change
 
 

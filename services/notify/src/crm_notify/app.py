@@ -103,5 +103,5 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
         runtime,
         title="CRM notify",
         description="Messages to customers and staff: templates, channels, consent, quiet hours.",
-        routers=[notify_router(repository, runtime.auth, clock)],
+        routers=[notify_router(repository, runtime.auth)],
     )

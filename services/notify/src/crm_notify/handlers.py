@@ -26,7 +26,6 @@ from crm_runtime.outbox import OutboundMessage
 
 log = logging.getLogger(__name__)
 SOURCE = "crm/notify"
-STAFF = "staff"
 
 TOPICS = (MEMBERS.name, TICKETS.name, LOYALTY.name, ARCHIVE.name)
 CONSUMED_TYPES = (
@@ -65,6 +64,13 @@ class Batch:
     outbound: list[OutboundMessage] = field(default_factory=list)
     digests: dict[str, Digest] = field(default_factory=dict)
     erased: list[str] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)
+    """Notification ids that exist already or were made in this batch (fetched up front)."""
+
+    async def fetch_known(self, repository: "NotifyRepository", intents: Sequence[Intent]) -> None:
+        ids = [Notification.id_for(i.cause, i.template) for i in intents]
+        if ids:
+            self.known |= await repository.existing(ids)
 
 
 class NotifyRepository(Protocol):
@@ -190,6 +196,7 @@ async def apply_events(
         return 0
     batch = Batch()
     batch.preferences = await repository.preferences(sorted({e.subject for e in fresh}))
+    await batch.fetch_known(repository, [i for e in fresh for i in intents_for(e)])
     for event in fresh:
         preferences = batch.preferences.setdefault(event.subject, Preferences(event.subject))
         if isinstance(event.data, loyalty_v1.PointsEarned):
@@ -212,7 +219,7 @@ async def _add_to_digest(
     if data.reason != "order" or data.points <= 0:
         return
     day = event.time.astimezone(zone_of(preferences)).date()
-    digest_id = f"{preferences.customer_id}/{day.isoformat()}"
+    digest_id = Digest(preferences.customer_id, day).digest_id
     if digest_id not in batch.digests:
         known = await repository.digests([digest_id])
         batch.digests[digest_id] = known.get(digest_id) or Digest(preferences.customer_id, day)
@@ -230,12 +237,12 @@ async def _notify(
     rules: NotifyRules,
     staff: Staff,
     now: datetime,
-) -> Notification | None:
+) -> None:
+    """Decide and make one message, unless it exists (the same trigger again: one message).
+    The caller has fetched the existing ids into `batch.known`."""
     notification_id = Notification.id_for(intent.cause, intent.template)
-    if notification_id in {n.notification_id for n in batch.notifications}:
-        return None
-    if await repository.existing([notification_id]):
-        return None  # the same trigger again: one message
+    if notification_id in batch.known:
+        return
     if intent.purpose == "staff":
         decision = (
             Decision("send", "webhook", send_at=now)
@@ -243,9 +250,11 @@ async def _notify(
             else Decision("suppress", "webhook", reason="no staff webhook configured")
         )
     else:
-        zone = zone_of(preferences)
-        midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
-        counted = await repository.counted_since(preferences.customer_id, midnight)
+        counted = 0
+        if intent.purpose != "transactional":  # the daily cap counts only these
+            zone = zone_of(preferences)
+            midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
+            counted = await repository.counted_since(preferences.customer_id, midnight)
         counted += sum(
             1
             for n in batch.notifications
@@ -258,9 +267,9 @@ async def _notify(
         preferences.customer_id, intent, decision, preferences, now, staff_address=staff.address
     )
     batch.notifications.append(notification)
+    batch.known.add(notification_id)
     if notification.status == "suppressed":
         batch.outbound.append(outcome(notification, now))
-    return notification
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -354,9 +363,13 @@ async def care_sweep(
     apply. Idempotent: one message per customer per birthday year / holiday."""
     batch = Batch()
     today = now.astimezone(ZoneInfo(zone_name)).date()
-    for preferences in await repository.with_birthday(today.month, today.day):
-        batch.preferences[preferences.customer_id] = preferences
-        intent = Intent("birthday", "marketing", f"birthday/{preferences.customer_id}/{today.year}")
+    celebrated = await repository.with_birthday(today.month, today.day)
+    greetings = [
+        (p, Intent("birthday", "marketing", f"birthday/{p.customer_id}/{today.year}"))
+        for p in celebrated
+    ]
+    await batch.fetch_known(repository, [intent for _, intent in greetings])
+    for preferences, intent in greetings:
         await _notify(batch, repository, preferences, intent, rules, Staff(None), now)
     holiday = holidays.get(today)
     if holiday:
@@ -365,14 +378,23 @@ async def care_sweep(
             page = await repository.registered(after, 500)
             if not page:
                 break
-            for preferences in page:
-                batch.preferences.setdefault(preferences.customer_id, preferences)
-                cause = f"holiday/{today.isoformat()}/{preferences.customer_id}"
-                intent = Intent("holiday", "marketing", cause, {"holiday": holiday})
+            wishes = [
+                (
+                    p,
+                    Intent(
+                        "holiday",
+                        "marketing",
+                        f"holiday/{today}/{p.customer_id}",
+                        {"holiday": holiday},
+                    ),
+                )
+                for p in page
+            ]
+            await batch.fetch_known(repository, [intent for _, intent in wishes])
+            for preferences, intent in wishes:
                 await _notify(batch, repository, preferences, intent, rules, Staff(None), now)
             after = page[-1].customer_id
     made = len(batch.notifications)
-    batch.preferences = {}  # read, not changed
     if made:
         await repository.save(batch, [])
     return made
@@ -386,24 +408,26 @@ async def digest_sweep(now: datetime, repository: NotifyRepository, *, rules: No
         if not digests:
             return made
         batch = Batch()
-        batch.preferences = await repository.preferences(sorted({d.customer_id for d in digests}))
-        for digest in digests:
-            preferences = batch.preferences.get(digest.customer_id) or Preferences(
-                digest.customer_id
-            )
-            intent = Intent(
-                "points_digest",
-                "transactional",
-                f"digest/{digest.digest_id}",
-                {
-                    "points": digest.points,
-                    "orders": digest.orders,
-                    "balance": digest.balance,
-                    "day": digest.day.isoformat(),
-                },
-            )
+        known = await repository.preferences(sorted({d.customer_id for d in digests}))
+        summaries = [(d, _digest_intent(d)) for d in digests]
+        await batch.fetch_known(repository, [intent for _, intent in summaries])
+        for digest, intent in summaries:
+            preferences = known.get(digest.customer_id) or Preferences(digest.customer_id)
             await _notify(batch, repository, preferences, intent, rules, Staff(None), now)
-        batch.preferences = {}
         await repository.save(batch, [])
         await repository.delete_digests([d.digest_id for d in digests])
         made += len(digests)
+
+
+def _digest_intent(digest: Digest) -> Intent:
+    return Intent(
+        "points_digest",
+        "transactional",
+        f"digest/{digest.digest_id}",
+        {
+            "points": digest.points,
+            "orders": digest.orders,
+            "balance": digest.balance,
+            "day": digest.day.isoformat(),
+        },
+    )

@@ -40,19 +40,29 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     return position
 
 
-def after_id(cursor: str | None) -> str | None:
-    """For lists sorted by `_id`: the id to continue after (None: from the start)."""
+def after_key(cursor: str | None, key: str, kind: type[T]) -> T | None:
+    """For lists sorted by `key`: the value to continue after (None: from the start)."""
     position = decode_cursor(cursor)
     if position is None:
         return None
-    if not isinstance(position.get("id"), str):
+    value = position.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
         raise HTTPException(400, "the cursor is not valid; start again without one")
-    return str(position["id"])
+    return value
+
+
+def key_cursor(key: str, last: object, returned: int, limit: int) -> str | None:
+    """The next cursor of a keyed list: only when the page came back full."""
+    return encode_cursor({key: last}) if last is not None and returned == limit else None
+
+
+def after_id(cursor: str | None) -> str | None:
+    """For lists sorted by `_id`."""
+    return after_key(cursor, "id", str)
 
 
 def id_cursor(last_id: str | None, returned: int, limit: int) -> str | None:
-    """The next cursor of an id-sorted list: only when the page came back full."""
-    return encode_cursor({"id": last_id}) if last_id is not None and returned == limit else None
+    return key_cursor("id", last_id, returned, limit)
 
 
 def present(**filters: object) -> dict[str, object]:

@@ -26,7 +26,7 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
         return await handlers.sla_sweep(now, repository, rules=rules)
 
     async def assignment(now: datetime) -> int:
-        return await handlers.assignment_sweep(now, repository, rules=rules)
+        return await handlers.assignment_sweep(now, repository)
 
     runtime.every("sla", settings.sla_interval_s, sla)
     runtime.every("assignment", settings.assignment_interval_s, assignment)

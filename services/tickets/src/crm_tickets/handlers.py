@@ -96,9 +96,13 @@ class TicketRepository(Protocol):
     ) -> None: ...
 
 
+def derived_ticket_id(kind: str, key: str) -> str:
+    """The same source key always maps to the same ticket id: it can open only one ticket."""
+    return "T-" + uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}/{key}").hex[:12]
+
+
 def complaint_ticket_id(complaint_id: str) -> str:
-    """The same complaint always maps to the same ticket id: it can open only one ticket."""
-    return "T-" + uuid.uuid5(uuid.NAMESPACE_URL, f"complaint/{complaint_id}").hex[:12]
+    return derived_ticket_id("complaint", complaint_id)
 
 
 class Assigner:
@@ -109,10 +113,12 @@ class Assigner:
         self.repository = repository
         self.loads: dict[str, int] = {}
         self.touched: dict[str, Agent] = {}
+        self.queues: dict[str, list[Agent]] = {}
 
     async def pick(self, queue: str, at: datetime) -> Agent | None:
-        agents = [a for a in await self.repository.agents(queue) if a.active]
-        agents = [self.touched.get(a.agent_id, a) for a in agents]
+        if queue not in self.queues:
+            self.queues[queue] = [a for a in await self.repository.agents(queue) if a.active]
+        agents = [self.touched.get(a.agent_id, a) for a in self.queues[queue]]
         unknown = [a.agent_id for a in agents if a.agent_id not in self.loads]
         if unknown:
             self.loads.update(await self.repository.open_load(unknown))
@@ -208,6 +214,7 @@ async def apply_events(
                 )
                 touched[surveyed.ticket_id] = surveyed
                 outbound += to_messages(surveyed, changes, event.id)
+    fresh_ids = {e.id for e in fresh}
     now = clock()
     for ticket in touched.values():
         outbound += to_messages(ticket, ticket.review(now, rules), f"{now.isoformat()}/review")
@@ -217,7 +224,7 @@ async def apply_events(
         outbound,
         grades=grades,
         agents=list(assigner.touched.values()),
-        pending=[p for p in pending.values() if p.event_id in {e.id for e in fresh}],
+        pending=[p for p in pending.values() if p.event_id in fresh_ids],
         settled=settled,
     )
     return len(fresh)
@@ -243,9 +250,7 @@ async def sla_sweep(
         await repository.save(list(tickets.values()), [], outbound)
 
 
-async def assignment_sweep(
-    now: datetime, repository: TicketRepository, *, rules: TicketRules, batch: int = 200
-) -> int:
+async def assignment_sweep(now: datetime, repository: TicketRepository, *, batch: int = 200) -> int:
     """Assign waiting `new` tickets when an agent of their queue has room."""
     tickets = await repository.load(await repository.unassigned(batch))
     assigner = Assigner(repository)

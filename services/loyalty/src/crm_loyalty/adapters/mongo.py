@@ -15,7 +15,7 @@ from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
 from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
@@ -176,6 +176,9 @@ class MongoAccountRepository:
         cursor = self.accounts.find({"_id": {"$in": list(customer_ids)}})
         return {doc["_id"]: from_document(doc) async for doc in cursor}
 
+    async def exists(self, customer_id: str) -> bool:
+        return await self.accounts.find_one({"_id": customer_id}, {"_id": 1}) is not None
+
     async def get(self, customer_id: str) -> Account | None:
         doc = await self.accounts.find_one({"_id": customer_id})
         return from_document(doc) if doc else None
@@ -214,7 +217,7 @@ class MongoAccountRepository:
                     await self.ledger.insert_many(
                         [entry_document(e) for e in entries], ordered=True, session=session
                     )
-                except (BulkWriteError, DuplicateKeyError) as error:
+                except BulkWriteError as error:
                     raise ConcurrencyConflictError("a ledger entry exists already") from error
         for account in accounts:
             account.version += 1
@@ -231,12 +234,6 @@ class MongoAccountRepository:
 
     async def entry(self, entry_id: str) -> Document | None:
         return await self.ledger.find_one({"_id": entry_id})
-
-    async def ledger_sum(self, customer_id: str) -> int:
-        total = 0
-        async for doc in self.ledger.find({"customer_id": customer_id}, {"points": 1}):
-            total += int(doc["points"])
-        return total
 
     async def liability(self, now: datetime) -> Document:
         """Outstanding points by expiry month, and the recorded debt."""

@@ -139,9 +139,10 @@ class Account:
         )
 
     def expiring(self, now: datetime, rules: LoyaltyRules) -> list[Lot]:
+        """Lots with points that expire after `now`, within the notice period."""
         horizon = now + timedelta(days=rules.expiring_notice_days)
         return sorted(
-            (lot for lot in self.lots if lot.remaining > 0 and lot.expires_at <= horizon),
+            (lot for lot in self.lots if lot.remaining > 0 and now < lot.expires_at <= horizon),
             key=_spend_order,
         )
 
@@ -298,7 +299,7 @@ class Account:
         """Once per lot, `expiring_notice_days` ahead of its expiry."""
         notices: list[Change] = []
         for lot in self.expiring(now, rules):
-            if not lot.notified and lot.expires_at > now:
+            if not lot.notified:
                 lot.notified = True
                 notices.append(ExpiringSoon(lot.lot_id, lot.remaining, lot.expires_at, now))
         return notices
@@ -352,7 +353,10 @@ class Account:
         order.reversed += to_reverse
         if self.tier != "standard":
             self.tier_review_due = min(at, self.tier_review_due or at)
-        lot = next((lot for lot in self.lots if lot.lot_id == self._order_lot(order)), None)
+        lot = next(
+            (lot for lot in self.lots if lot.kind == "order" and lot.order_id == order.order_id),
+            None,
+        )
         if lot is None:
             return []
         # Points of this order that already expired left the balance once; not again.
@@ -379,16 +383,6 @@ class Account:
                 reason=reason,
             )
         ]
-
-    def _order_lot(self, order: OrderPoints) -> str | None:
-        return next(
-            (
-                lot.lot_id
-                for lot in self.lots
-                if lot.kind == "order" and lot.order_id == order.order_id
-            ),
-            None,
-        )
 
     def _take(self, points: int) -> dict[str, int]:
         """Take points from the lots, earliest expiry first."""

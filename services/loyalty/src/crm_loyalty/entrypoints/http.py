@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Resp
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_loyalty.adapters.mongo import MongoAccountRepository
-from crm_loyalty.domain.account import Account, Change, Entry, InsufficientPointsError
+from crm_loyalty.domain.account import Account, Change, InsufficientPointsError
 from crm_loyalty.domain.rules import LoyaltyRules, Tier
-from crm_loyalty.handlers import to_message
+from crm_loyalty.handlers import save_changes
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.errors import retry_on_conflict
-from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 IdempotencyKey = Annotated[
@@ -104,7 +104,6 @@ def account_view(account: Account, now: datetime, rules: LoyaltyRules) -> Accoun
         expiring_soon=[
             ExpiringView(points=lot.remaining, expires_at=lot.expires_at)
             for lot in account.expiring(now, rules)
-            if lot.expires_at > now
         ],
         enrolled_at=account.enrolled_at,
     )
@@ -144,10 +143,7 @@ def accounts_router(
         return account
 
     async def save(account: Account, changes: list[Change]) -> None:
-        entries = [c for c in changes if isinstance(c, Entry)]
-        await repository.save(
-            [account], entries, [], [to_message(account, change) for change in changes]
-        )
+        await save_changes(repository, [account], [(account, c) for c in changes], applied=[])
 
     @router.get("/accounts/{customer_id}", summary="Balance, tier, progress, points expiring.")
     async def get_account(
@@ -162,15 +158,11 @@ def accounts_router(
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[EntryView]:
-        await load(customer_id)
-        position = decode_cursor(cursor)
-        before = None
-        if position is not None:
-            if not isinstance(position.get("seq"), int):
-                raise HTTPException(400, "the cursor is not valid; start again without one")
-            before = position["seq"]
+        if not await repository.exists(customer_id):
+            raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
+        before = after_key(cursor, "seq", int)
         items = [entry_view(d) for d in await repository.ledger_page(customer_id, before, limit)]
-        next_cursor = encode_cursor({"seq": items[-1].seq}) if len(items) == limit else None
+        next_cursor = key_cursor("seq", items[-1].seq if items else None, len(items), limit)
         return Page[EntryView](items=items, next_cursor=next_cursor)
 
     @router.post(

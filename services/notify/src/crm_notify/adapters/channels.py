@@ -133,11 +133,10 @@ def webhook_sender(url: str, secret: str, *, timeout_s: float = 10.0) -> Send:
         }
         raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         stamp = str(int(time.time()))
-        digest = hmac.new(secret.encode(), f"{stamp}.{raw}".encode(), hashlib.sha256).hexdigest()
         headers = {
             "Content-Type": "application/json",
             "X-CRM-Timestamp": stamp,
-            "X-CRM-Signature": f"sha256={digest}",
+            "X-CRM-Signature": sign(secret, stamp, raw.encode()),
         }
         await _post(notification.to or url, raw, headers, timeout_s)
 

@@ -11,17 +11,15 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
 from crm_notify.domain.notification import Notification, StatusChange
 from crm_notify.domain.policy import Preferences
 from crm_notify.handlers import Batch, Digest
-from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, only_duplicate_keys
+from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
@@ -171,41 +169,31 @@ class MongoNotifyRepository:
 
     async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None:
         async with self.uow.commit(applied, batch.outbound) as session:
-            for preferences in batch.preferences.values():
-                await self.preferences_.replace_one(
-                    {"_id": preferences.customer_id},
-                    preferences_document(preferences),
-                    upsert=True,
+            if batch.preferences:
+                await self.preferences_.bulk_write(
+                    [
+                        ReplaceOne({"_id": p.customer_id}, preferences_document(p), upsert=True)
+                        for p in batch.preferences.values()
+                    ],
                     session=session,
                 )
-            if batch.notifications:
-                try:
-                    await self.notifications.bulk_write(
-                        [InsertOne(notification_document(n)) for n in batch.notifications],
-                        ordered=True,
-                        session=session,
-                    )
-                except BulkWriteError as error:
-                    if only_duplicate_keys(error):
-                        raise ConcurrencyConflictError("a notification exists already") from error
-                    raise
-            for digest in batch.digests.values():
-                await self.digests_.replace_one(
-                    {"_id": digest.digest_id},
-                    {
-                        "_id": digest.digest_id,
-                        "customer_id": digest.customer_id,
-                        "day": digest.day.isoformat(),
-                        "points": digest.points,
-                        "orders": digest.orders,
-                        "balance": digest.balance,
-                    },
-                    upsert=True,
+            await save_versioned(
+                self.notifications,
+                [(notification_document(n), n.version) for n in batch.notifications],
+                session,
+                what="notification",
+            )
+            if batch.digests:
+                await self.digests_.bulk_write(
+                    [
+                        ReplaceOne({"_id": d.digest_id}, _digest_document(d), upsert=True)
+                        for d in batch.digests.values()
+                    ],
                     session=session,
                 )
-            for customer_id in batch.erased:
+            if batch.erased:
                 await self.notifications.update_many(
-                    {"customer_id": customer_id},
+                    {"customer_id": {"$in": batch.erased}},
                     {"$set": {"to": None, "subject": "", "body": ""}},
                     session=session,
                 )
@@ -222,19 +210,13 @@ class MongoNotifyRepository:
         self, notification: Notification, outbound: Sequence[OutboundMessage]
     ) -> None:
         document = notification_document(notification)
-        document["version"] = notification.version + 1
         async with self.uow.commit([], outbound) as session:
-            result = await self.notifications.bulk_write(
-                [
-                    ReplaceOne(
-                        {"_id": notification.notification_id, "version": notification.version},
-                        document,
-                    )
-                ],
-                session=session,
+            await save_versioned(
+                self.notifications,
+                [(document, notification.version)],
+                session,
+                what="notification",
             )
-            if result.matched_count != 1:
-                raise ConcurrencyConflictError("a notification was changed concurrently")
         notification.version += 1
 
     # -- queries ------------------------------------------------------------------------------
@@ -250,6 +232,17 @@ class MongoNotifyRepository:
             query, {"body": 0, "to": 0}, sort=[("_id", ASCENDING)], limit=limit
         )
         return [doc async for doc in cursor]
+
+
+def _digest_document(digest: Digest) -> Document:
+    return {
+        "_id": digest.digest_id,
+        "customer_id": digest.customer_id,
+        "day": digest.day.isoformat(),
+        "points": digest.points,
+        "orders": digest.orders,
+        "balance": digest.balance,
+    }
 
 
 def _digest(doc: Document) -> Digest:

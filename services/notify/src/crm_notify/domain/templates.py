@@ -4,10 +4,12 @@ A template that refers to a variable the caller did not give is an error (`Templ
 a half-filled message. Pure code (Jinja2 is a library, not I/O).
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import Template as JinjaTemplate
 from jinja2.sandbox import SandboxedEnvironment
 
 Locale = Literal["zh-CN", "en"]
@@ -159,14 +161,20 @@ TEMPLATES: dict[str, Template] = {
 _environment = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> JinjaTemplate:
+    """Templates are constants: compile each once."""
+    return _environment.from_string(source)
+
+
 def render(name: str, locale: str, variables: dict[str, Any]) -> Rendered:
     template = TEMPLATES.get(name)
     if template is None:
         raise RenderError(f"no template {name!r}")
     chosen: Locale = "en" if locale == "en" else DEFAULT_LOCALE
     try:
-        subject = _environment.from_string(template.subject[chosen]).render(variables)
-        body = _environment.from_string(template.body[chosen]).render(variables)
+        subject = _compiled(template.subject[chosen]).render(variables)
+        body = _compiled(template.body[chosen]).render(variables)
     except UndefinedError as exc:
         raise RenderError(f"template {name!r} ({chosen}): {exc.message}") from exc
     except TemplateError as exc:

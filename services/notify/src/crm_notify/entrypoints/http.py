@@ -1,7 +1,5 @@
 """The notify API (port 8084): notifications and their history, preferences, template preview."""
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -81,9 +79,7 @@ def notification_view(n: Notification) -> dict[str, Any]:
     }
 
 
-def notify_router(
-    repository: MongoNotifyRepository, auth: Authenticator, clock: Callable[[], datetime]
-) -> APIRouter:
+def notify_router(repository: MongoNotifyRepository, auth: Authenticator) -> APIRouter:
     router = APIRouter()
     reader = auth.require("agent", "supervisor", "ops")
     agent = auth.require("agent", "supervisor")

@@ -24,7 +24,6 @@ from crm_tickets.handlers import Agent, PendingSurvey
 
 
 def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
-    sla = ticket.sla_view(now, rules)
     return {
         "_id": ticket.ticket_id,
         "customer_id": ticket.customer_id,
@@ -67,10 +66,10 @@ def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
         ),
         "flagged_for_review": ticket.flagged_for_review,
         # Figures for reports (business seconds), and when the sweep should look again.
-        "first_response_s": sla["first_response"]["elapsed_s"]
-        if ticket.first_response_at
-        else None,
-        "resolution_s": sla["resolution"]["elapsed_s"] if ticket.resolved_at else None,
+        "first_response_s": (
+            ticket.elapsed("first_response", now, rules) if ticket.first_response_at else None
+        ),
+        "resolution_s": ticket.elapsed("resolution", now, rules) if ticket.resolved_at else None,
         "next_check_at": ticket.next_check_at(now, rules),
         "version": ticket.version,
     }

@@ -130,7 +130,6 @@ class Change:
 class SlaState:
     warned: bool = False
     breached: bool = False
-    due_at: datetime | None = None
 
 
 @dataclass
@@ -334,15 +333,18 @@ class Ticket:
                 continue
             limit = rules.target(self.priority, target)
             elapsed = self.elapsed(target, now, rules)
-            due_at = self._due_at(target, now, rules, elapsed)
             if elapsed >= limit * rules.warning_share and not state.warned:
                 state.warned = True
                 self._log(now, "system", "sla_warning", target=target, elapsed_s=elapsed)
-                events.append(SlaWarning(target, due_at, elapsed))
+                events.append(
+                    SlaWarning(target, self._due_at(target, now, rules, elapsed), elapsed)
+                )
             if elapsed >= limit:
                 state.breached = True
                 self._log(now, "system", "sla_breached", target=target, elapsed_s=elapsed)
-                events.append(SlaBreached(target, due_at, elapsed))
+                events.append(
+                    SlaBreached(target, self._due_at(target, now, rules, elapsed), elapsed)
+                )
                 if self.queue != SUPERVISOR_QUEUE:
                     previous = self.queue
                     self.queue, self.escalated = SUPERVISOR_QUEUE, True

@@ -14,7 +14,7 @@ from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_curs
 from crm_tickets.adapters.mongo import MongoTicketRepository
 from crm_tickets.domain.rules import PRIORITIES, Priority, TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError, Status, Ticket, TicketEvent
-from crm_tickets.handlers import Agent, Assigner, to_messages
+from crm_tickets.handlers import Agent, Assigner, derived_ticket_id, to_messages
 
 TicketId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\s]+$")]
 AgentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
@@ -175,15 +175,14 @@ def tickets_router(
             Header(alias="Idempotency-Key", max_length=100, description="Retries open one ticket."),
         ] = None,
     ) -> dict[str, Any]:
-        ticket_id = (
-            "T-" + uuid.uuid5(uuid.NAMESPACE_URL, f"manual/{key}").hex[:12]
-            if key
-            else "T-" + uuid.uuid4().hex[:12]
-        )
-        existing = await repository.get(ticket_id)
         now = clock()
-        if existing is not None:
-            return ticket_view(existing, now, rules)
+        if key:
+            ticket_id = derived_ticket_id("manual", key)
+            existing = await repository.get(ticket_id)
+            if existing is not None:
+                return ticket_view(existing, now, rules)
+        else:
+            ticket_id = "T-" + uuid.uuid4().hex[:12]
         grade = (await repository.grades([request.customer_id])).get(request.customer_id)
         ticket, changes = Ticket.open(
             ticket_id,
@@ -316,20 +315,25 @@ def tickets_router(
         )
 
     # -- agents -------------------------------------------------------------------------------
-    async def agent_view(agent: Agent) -> AgentView:
-        load_ = (await repository.open_load([agent.agent_id])).get(agent.agent_id, 0)
+    def agent_view(agent: Agent, open_tickets: int) -> AgentView:
         return AgentView(
             id=agent.agent_id,
             name=agent.name,
             queues=agent.queues,
             capacity=agent.capacity,
             active=agent.active,
-            open_tickets=load_,
+            open_tickets=open_tickets,
         )
+
+    async def with_load(agent: Agent) -> AgentView:
+        loads = await repository.open_load([agent.agent_id])
+        return agent_view(agent, loads.get(agent.agent_id, 0))
 
     @router.get("/agents", tags=["agents"], summary="Agents, their queues, capacity and load.")
     async def list_agents(principal: Annotated[Principal, Depends(reader)]) -> list[AgentView]:
-        return [await agent_view(a) for a in await repository.all_agents()]
+        agents = await repository.all_agents()
+        loads = await repository.open_load([a.agent_id for a in agents])
+        return [agent_view(a, loads.get(a.agent_id, 0)) for a in agents]
 
     @router.get("/agents/{agent_id}", tags=["agents"])
     async def get_agent(
@@ -338,7 +342,7 @@ def tickets_router(
         agent = await repository.agent(agent_id)
         if agent is None:
             raise HTTPException(404, f"no agent {agent_id!r}")
-        return await agent_view(agent)
+        return await with_load(agent)
 
     @router.put("/agents/{agent_id}", tags=["agents"], summary="Create or replace (supervisor).")
     async def put_agent(
@@ -356,7 +360,7 @@ def tickets_router(
             existing.last_assigned_at if existing else None,
         )
         await repository.put_agent(agent)
-        return await agent_view(agent)
+        return await with_load(agent)
 
     @router.delete("/agents/{agent_id}", tags=["agents"], summary="Deactivate (supervisor).")
     async def delete_agent(
@@ -367,7 +371,7 @@ def tickets_router(
             raise HTTPException(404, f"no agent {agent_id!r}")
         agent.active = False
         await repository.put_agent(agent)
-        return await agent_view(agent)
+        return await with_load(agent)
 
     # -- reports ------------------------------------------------------------------------------
     def period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
