@@ -12,12 +12,17 @@ from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.orders import v1 as orders_v1
+from crm_contracts.privacy import v1 as privacy_v1
 from crm_contracts.tickets import v1 as tickets_v1
 
 DEFAULT_PARTITIONS = 12
 SERVICES = ("archive", "tickets", "loyalty", "notify")
 CUSTOMER_KEY = "customer id (= CloudEvents subject)"
 WEEK_MS = 7 * 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+PII_RETENTION_MS = 30 * DAY_MS
+"""Inbound topics that carry personal data in plaintext keep it 30 days (docs/privacy.md): long
+enough to replay a month after an incident, short enough that an erasure reaches the log too."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,8 @@ class Topic:
     partitions: int = DEFAULT_PARTITIONS
     key: str = CUSTOMER_KEY
     retention_ms: int = -1
-    """-1 keeps events forever (replayable history); DLQs keep two weeks."""
+    """-1 keeps events forever (replayable history); topics with personal data in plaintext keep
+    30 days, DLQs two weeks."""
     description: str = ""
 
 
@@ -43,16 +49,20 @@ ORDERS = Topic(
 MEMBERS = Topic(
     "members.v1",
     producer="member system (external)",
-    consumers=("archive", "loyalty", "notify"),
+    consumers=("archive", "tickets", "loyalty", "notify"),
     event_types=tuple(members_v1.EVENTS),
-    description="Registrations, profile and consent changes, erasure requests.",
+    retention_ms=PII_RETENTION_MS,
+    description="Registrations, profile and consent changes, erasure requests. Carries "
+    "personal data in plaintext: kept 30 days.",
 )
 CALLCENTER = Topic(
     "callcenter.v1",
     producer="call-center system (external)",
     consumers=("archive", "tickets"),
     event_types=tuple(callcenter_v1.EVENTS),
-    description="Contacts, complaints and survey answers.",
+    retention_ms=PII_RETENTION_MS,
+    description="Contacts, complaints and survey answers. Free text may hold personal data: "
+    "kept 30 days.",
 )
 ARCHIVE = Topic(
     "archive.v1",
@@ -84,7 +94,15 @@ NOTIFY = Topic(
 )
 
 INBOUND: tuple[Topic, ...] = (ORDERS, MEMBERS, CALLCENTER)
-OUTBOUND: tuple[Topic, ...] = (ARCHIVE, TICKETS, LOYALTY, NOTIFY)
+PRIVACY = Topic(
+    "privacy.v1",
+    producer="archive, tickets, loyalty, notify",
+    consumers=("archive",),
+    event_types=tuple(privacy_v1.EVENTS),
+    description="Each service's confirmation that it erased a customer.",
+)
+
+OUTBOUND: tuple[Topic, ...] = (ARCHIVE, TICKETS, LOYALTY, NOTIFY, PRIVACY)
 
 
 def dlq_topic_name(service: str) -> str:

@@ -1,0 +1,1 @@
+"""Events every service publishes about personal data (topic `privacy.v1`)."""
