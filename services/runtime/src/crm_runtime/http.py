@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -18,11 +19,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi import get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crm_runtime.auth import Principal
 from crm_runtime.errors import is_transient
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
 from crm_runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,58 @@ def create_http_app(
             raise HTTPException(409, f"sweep {name!r} is running on another replica")
         return {"sweep": name, "changed": changed, "at": (at or runtime.sweeps.clock()).isoformat()}
 
+    @app.get(
+        "/audit/pii-reads",
+        tags=["operations"],
+        summary="Who read which customer's personal data, newest first (ops).",
+    )
+    async def pii_reads(
+        principal: Annotated[Principal, Depends(ops)],
+        customer_id: Annotated[str | None, Query(max_length=128)] = None,
+        actor: Annotated[str | None, Query(max_length=64, description="token id")] = None,
+        since: Annotated[AwareDatetime | None, Query(description="RFC 3339 with zone")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page[PiiRead]:
+        docs = await runtime.audit.find(
+            customer_id=customer_id,
+            actor=actor,
+            since=since,
+            before_id=after_id(cursor),
+            limit=limit,
+        )
+        items = [PiiRead.model_validate(doc) for doc in docs]
+        return Page[PiiRead](
+            items=items, next_cursor=id_cursor(docs[-1]["_id"] if docs else None, len(docs), limit)
+        )
+
+    @app.post(
+        "/ops/keys/rewrap",
+        tags=["operations"],
+        summary="Key rotation: re-wrap data keys still under an old master key (ops).",
+    )
+    async def rewrap(
+        principal: Annotated[Principal, Depends(ops)],
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    ) -> dict[str, Any]:
+        done = await runtime.keys.rewrap(limit)
+        return {"rewrapped": done, "current_master_key": runtime.keys.ring.current}
+
     for router in routers:
         app.include_router(router)
     return app
+
+
+class PiiRead(BaseModel):
+    """One read of a customer's personal data."""
+
+    id: str = Field(validation_alias="_id")
+    at: datetime
+    service: str
+    actor: str = Field(description="The first 12 hex digits of the token's SHA-256.")
+    roles: list[str]
+    customer_id: str
+    route: str
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -19,6 +19,12 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
 from prometheus_client import CollectorRegistry
 
 from crm_runtime.consumer import BatchConsumer
@@ -29,9 +35,31 @@ from crm_runtime.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """TLS and SASL from the environment (`KAFKA_SECURITY_PROTOCOL`...; deploy/SECURITY.md)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = settings.kafka_ssl_context()
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    kinds: dict[str, type[SASLPlaintext] | type[SASLScram256] | type[SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    return kinds[settings.kafka_sasl_mechanism](
+        settings.kafka_sasl_username,
+        settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        use_ssl=protocol == "SASL_SSL",
+    )
+
+
 def create_broker(settings: ServiceSettings, registry: CollectorRegistry) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),
         client_id=f"crm-{settings.service}",
         enable_idempotence=True,
         acks="all",

@@ -24,9 +24,11 @@ Document = dict[str, Any]
 DUPLICATE_KEY = 11000
 
 
-def create_client(url: str, *, app_name: str) -> AsyncMongoClient[Document]:
+def create_client(url: str, *, app_name: str, **options: Any) -> AsyncMongoClient[Document]:
+    """`options`: TLS and credentials (`ServiceSettings.mongodb_options()`)."""
     return AsyncMongoClient(
         url,
+        **options,
         appname=app_name,
         tz_aware=True,
         serverSelectionTimeoutMS=5000,

@@ -13,8 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
+from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator
 from crm_runtime.consumer import Backoff, BatchConsumer, BatchHandler
+from crm_runtime.crypto import CustomerKeys
 from crm_runtime.dlq import DeadLetters
 from crm_runtime.errors import is_transient
 from crm_runtime.health import Health
@@ -39,8 +41,12 @@ class Runtime:
         self.health = Health()
         self.auth = Authenticator(settings.api_tokens, settings.api_token_hashes)
         self.broker: KafkaBroker = create_broker(settings, self.registry)
-        self.mongo = create_client(settings.mongodb_url, app_name=f"crm-{self.service}")
+        self.mongo = create_client(
+            settings.mongodb_url, app_name=f"crm-{self.service}", **settings.mongodb_options()
+        )
         self.db = self.mongo[settings.database]
+        self.keys = CustomerKeys(self.db, settings.key_ring())
+        self.audit = PiiAudit(self.db, self.service)
         self.inbox = Inbox(self.db)
         self.outbox = Outbox(self.db)
         self.relay = OutboxRelay(
@@ -56,7 +62,11 @@ class Runtime:
             self._send, service=self.service, consumer_group=settings.consumer_group
         )
         self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
-        self._startup: list[StartupStep] = [self.outbox.ensure_indexes]
+        self._startup: list[StartupStep] = [
+            self.outbox.ensure_indexes,
+            self.keys.ensure_indexes,
+            self.audit.ensure_indexes,
+        ]
         self._subscriber: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()

@@ -1,13 +1,18 @@
 """Configuration from the environment.
 
 `KAFKA_BOOTSTRAP_SERVERS` and `MONGODB_URL` are shared by every service; everything else is
-`CRM_<SERVICE>_<NAME>` (for example `CRM_ARCHIVE_HTTP_PORT`). `CRM_API_TOKENS` is shared too.
+`CRM_<SERVICE>_<NAME>` (for example `CRM_ARCHIVE_HTTP_PORT`). `CRM_API_TOKENS`, the keys
+(`CRM_MASTER_KEYS_FILE`...) and the transport security (`KAFKA_SECURITY_PROTOCOL`...) are shared
+too: `deploy/SECURITY.md` describes them.
 """
 
+import ssl
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crm_runtime.crypto import KeyRing
 
 ROLES = ("agent", "supervisor", "ops", "integration")
 
@@ -61,6 +66,113 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("CRM_API_TOKEN_HASHES", "api_token_hashes"),
         description='JSON: {"<sha256 hex of token>": ["agent"]}: no secret in the environment.',
     )
+
+    master_keys_file: str = Field(
+        default="",
+        validation_alias=AliasChoices("CRM_MASTER_KEYS_FILE", "master_keys_file"),
+        description='A secret file: {"current": id, "keys": {id: base64}, "index_key": base64}.',
+    )
+    master_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("CRM_MASTER_KEYS", "master_keys"),
+        description='JSON {"<key id>": "<base64 of 32 bytes>"}: added to the file\'s keys.',
+    )
+    master_key_id: str = Field(
+        default="",
+        validation_alias=AliasChoices("CRM_MASTER_KEY_ID", "master_key_id"),
+        description="The master key that wraps new data keys (rotation: set the new id).",
+    )
+    index_key: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("CRM_INDEX_KEY", "index_key"),
+        description="Base64 of 32 bytes: the key of the phone/email lookup hashes. Never rotate.",
+    )
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol"),
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        default="SCRAM-SHA-512",
+        validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism"),
+    )
+    kafka_sasl_username: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username")
+    )
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password"),
+    )
+    kafka_ssl_cafile: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile")
+    )
+    kafka_ssl_certfile: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_SSL_CERTFILE", "kafka_ssl_certfile")
+    )
+    kafka_ssl_keyfile: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_SSL_KEYFILE", "kafka_ssl_keyfile")
+    )
+    mongodb_tls_ca_file: str = Field(
+        default="",
+        validation_alias=AliasChoices("MONGODB_TLS_CA_FILE", "mongodb_tls_ca_file"),
+        description="Turns TLS on for MongoDB (or put tls=true&tlsCAFile=... in MONGODB_URL).",
+    )
+    mongodb_tls_certificate_key_file: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "MONGODB_TLS_CERTIFICATE_KEY_FILE", "mongodb_tls_certificate_key_file"
+        ),
+        description="Client certificate and key (PEM) for x.509 or mutual TLS.",
+    )
+    mongodb_username: str = Field(
+        default="", validation_alias=AliasChoices("MONGODB_USERNAME", "mongodb_username")
+    )
+    mongodb_password: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("MONGODB_PASSWORD", "mongodb_password"),
+    )
+
+    def key_ring(self) -> KeyRing:
+        return KeyRing.from_config(
+            keys={name: key.get_secret_value() for name, key in self.master_keys.items()},
+            current=self.master_key_id,
+            index_key=self.index_key.get_secret_value(),
+            keys_file=self.master_keys_file,
+        )
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile or None)
+        return context
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security options for a plain aiokafka client (the CLIs, the rebuild)."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        context = self.kafka_ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if self.kafka_security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options
+
+    def mongodb_options(self) -> dict[str, Any]:
+        """TLS and credentials for MongoDB beside what `MONGODB_URL` says."""
+        options: dict[str, Any] = {}
+        if self.mongodb_tls_ca_file:
+            options["tls"] = True
+            options["tlsCAFile"] = self.mongodb_tls_ca_file
+        if self.mongodb_tls_certificate_key_file:
+            options["tls"] = True
+            options["tlsCertificateKeyFile"] = self.mongodb_tls_certificate_key_file
+        if self.mongodb_username:
+            options["username"] = self.mongodb_username
+            options["password"] = self.mongodb_password.get_secret_value()
+        return options
 
     def model_post_init(self, context: Any) -> None:
         if not self.database:
