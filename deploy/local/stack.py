@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -207,12 +208,14 @@ def kafka_ready(bootstrap: str) -> bool:
 
 
 def provision_topics(bootstrap: str) -> list[str]:
-    """Create every topic of the registry that does not exist yet (idempotent)."""
+    """Create every topic of the registry that does not exist yet, and set every topic's
+    retention to the registry's (idempotent)."""
     sys.path.insert(0, str(ROOT / "contracts" / "src"))
     from crm_contracts.topics import ALL_TOPICS
 
     async def create() -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
@@ -231,6 +234,15 @@ def provision_topics(bootstrap: str) -> list[str]:
                         for t in missing
                     ]
                 )
+            resources = [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, t.name, {"retention.ms": str(t.retention_ms)}
+                )
+                for t in ALL_TOPICS
+                if t.name in existing
+            ]
+            if resources:
+                await admin.alter_configs(resources)
             return [t.name for t in missing]
         finally:
             await admin.close()
@@ -271,6 +283,26 @@ class MongoNode:
 
 
 # -- the services ----------------------------------------------------------------------------
+def dev_keys_file() -> Path:
+    """The local stack's master and index keys (made once, random, 0600; never for production).
+
+    Every service and every test of this checkout reads the same file, so they can open each
+    other's test data; `make clean-local` forgets it, and with it every sealed field."""
+    path = LOCAL / "keys.json"
+    if not path.exists():
+        sys.path.insert(0, str(ROOT / "services" / "runtime" / "src"))
+        from crm_runtime.crypto import new_key_file_content
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"keys.{os.getpid()}.json")
+        draft.write_text(json.dumps(new_key_file_content()))
+        draft.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)  # the first writer wins; everyone reads the winner's keys
+        draft.unlink()
+    return path
+
+
 def service_env(
     name: str, port: int, bootstrap: str, mongodb_url: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -279,6 +311,7 @@ def service_env(
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "MONGODB_URL": mongodb_url,
         "CRM_API_TOKENS": f'{{"{DEV_TOKEN}": ["agent", "supervisor", "ops", "integration"]}}',
+        "CRM_MASTER_KEYS_FILE": os.environ.get("CRM_MASTER_KEYS_FILE", str(dev_keys_file())),
         f"{prefix}HTTP_PORT": str(port),
         "PYTHONUNBUFFERED": "1",
         **(extra or {}),

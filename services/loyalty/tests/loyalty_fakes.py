@@ -18,6 +18,7 @@ class InMemoryAccounts:
         self.ledger: dict[str, Entry] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
+        self.erased: set[str] = set()
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
@@ -49,7 +50,10 @@ class InMemoryAccounts:
         entries: Sequence[Entry],
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
+        *,
+        erased: Sequence[str] = (),
     ) -> None:
+        self.erased.update(erased)
         for entry in entries:
             assert entry.entry_id not in self.ledger, f"ledger entry {entry.entry_id} written twice"
         for account in accounts:

@@ -278,3 +278,22 @@ async def test_a_refund_of_spent_points_takes_other_points_before_recording_debt
     acc = account(repo, "c1")
     assert (acc.balance, acc.debt) == (-70, 70)
     assert [lot.remaining for lot in acc.lots] == [0, 0]
+
+
+async def test_an_erasure_forgets_the_birthday_keeps_the_points_and_confirms_once() -> None:
+    repo = InMemoryAccounts(RULES)
+    await run(repo, registered("c1", birthday=date(1990, 5, 4)), placed("c1", "o1", "100.00"))
+    erase = ev(
+        members_v1.CUSTOMER_ERASURE_REQUESTED,
+        "c1",
+        T0 + timedelta(hours=1),
+        members_v1.CustomerErasureRequested(),
+    )
+    await run(repo, erase)
+    await run(repo, erase)  # redelivered
+    assert account(repo, "c1").birthday is None
+    assert account(repo, "c1").balance == 100
+    assert repo.erased == {"c1"}
+    confirmations = [m.event for m in repo.outbox if m.event.type == "customer.erasure_completed"]
+    assert [(e.subject, e.data.service) for e in confirmations] == [("c1", "loyalty")]
+    assert "ledger figures" in confirmations[0].data.kept

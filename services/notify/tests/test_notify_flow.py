@@ -209,8 +209,11 @@ async def test_erasure_redacts_what_was_sent_and_forgets_the_addresses() -> None
     await run(repo, registered("c1"), opened("c1"))
     erase = ev(members_v1.CUSTOMER_ERASURE_REQUESTED, "c1", members_v1.CustomerErasureRequested())
     await run(repo, erase)
+    await run(repo, erase)  # redelivered: the inbox drops it
     assert all(n.to is None and n.body == "" for n in repo.notifications.values())
     assert repo.prefs["c1"].email is None
+    confirmations = [m.event for m in repo.outbox if m.event.type == "customer.erasure_completed"]
+    assert [(e.subject, e.data.service) for e in confirmations] == [("c1", "notify")]
 
 
 async def test_the_secondary_provider_takes_over_after_repeated_failures() -> None:

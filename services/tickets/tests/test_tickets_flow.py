@@ -11,6 +11,7 @@ from tickets_fakes import InMemoryTickets
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
+from crm_contracts.members import v1 as members_v1
 from crm_tickets.domain.calendar import BusinessCalendar
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError
@@ -179,3 +180,19 @@ async def test_a_survey_before_its_ticket_is_kept_and_lands_when_the_ticket_open
     early = callcenter_v1.SurveyAnswered(survey_id="s2", ticket_id=other, csat=1)
     await run(repo, ev(callcenter_v1.SURVEY_ANSWERED, "c2", early), complaint("c2", "k2"))
     assert repo.tickets[other].flagged_for_review
+
+
+async def test_an_erasure_request_drops_the_texts_keeps_the_ticket_and_confirms_once() -> None:
+    repo = repo_with_agents(Agent("a1", "Agent 1", ["delivery"], 5))
+    await run(repo, complaint("c1", "K-1"), complaint("c2", "K-2"))
+    erase = ev(
+        members_v1.CUSTOMER_ERASURE_REQUESTED, "c1", members_v1.CustomerErasureRequested()
+    )
+    await run(repo, erase)
+    await run(repo, erase)  # redelivered: the inbox drops it
+    erased = repo.tickets[complaint_ticket_id("K-1")]
+    assert erased.description == "" and erased.priority and erased.category == "delivery"
+    assert repo.tickets[complaint_ticket_id("K-2")].description.startswith("包裹破损")
+    assert repo.erased == {"c1"}
+    confirmations = [m.event for m in repo.outbox if m.event.type == "customer.erasure_completed"]
+    assert [(e.subject, e.data.service) for e in confirmations] == [("c1", "tickets")]

@@ -21,6 +21,7 @@ class InMemoryTickets:
         self.agents_: dict[str, Agent] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
+        self.erased: set[str] = set()
         self.pending: dict[str, PendingSurvey] = {}
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
@@ -76,10 +77,17 @@ class InMemoryTickets:
         agents: Sequence[Agent] = (),
         pending: Sequence[PendingSurvey] = (),
         settled: Sequence[str] = (),
+        erased: Sequence[str] = (),
     ) -> None:
         for ticket in tickets:
             ticket.version += 1
             self.tickets[ticket.ticket_id] = copy.deepcopy(ticket)
+        self.erased.update(erased)
+        for stored in self.tickets.values():  # what the real store's shredded key amounts to
+            if stored.customer_id in self.erased:
+                stored.description = ""
+                for comment in stored.comments:
+                    comment.text = ""
         self.grades_.update(grades or {})
         for agent in agents:
             self.agents_[agent.agent_id].last_assigned_at = agent.last_assigned_at

@@ -18,7 +18,9 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
     settings = settings or ArchiveSettings()
     rules = settings.rules()
     runtime = Runtime(settings, clock)
-    repository = MongoCustomerRepository(runtime.db, runtime.uow, settings.base_currency)
+    repository = MongoCustomerRepository(
+        runtime.db, runtime.uow, settings.base_currency, runtime.keys
+    )
     runtime.on_startup(repository.ensure_indexes)
     kafka.subscribe(runtime, repository, clock, rules)
 
@@ -30,5 +32,5 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
         runtime,
         title="CRM archive",
         description="The customer ledger (客户档案): profile, timeline, value, grade, stage, risk.",
-        routers=[customers_router(repository, runtime.auth, rules, clock)],
+        routers=[customers_router(repository, runtime.auth, runtime.audit, rules, clock)],
     )

@@ -27,14 +27,23 @@ from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
+from crm_contracts.privacy import v1 as privacy_v1
 from crm_contracts.tickets import v1 as tickets_v1
-from crm_contracts.topics import ARCHIVE, CALLCENTER, LOYALTY, MEMBERS, ORDERS, TICKETS
+from crm_contracts.topics import ARCHIVE, CALLCENTER, LOYALTY, MEMBERS, ORDERS, PRIVACY, TICKETS
 from crm_runtime.outbox import OutboundMessage
+from crm_runtime.privacy import erasure_confirmation
 
 SOURCE = "crm/archive"
 Clock = Callable[[], datetime]
 
-TOPICS = (MEMBERS.name, ORDERS.name, CALLCENTER.name, TICKETS.name, LOYALTY.name)
+TOPICS = (
+    MEMBERS.name,
+    ORDERS.name,
+    CALLCENTER.name,
+    TICKETS.name,
+    LOYALTY.name,
+    PRIVACY.name,
+)
 CONSUMED_TYPES = (
     *members_v1.EVENTS,
     *orders_v1.EVENTS,
@@ -42,7 +51,9 @@ CONSUMED_TYPES = (
     tickets_v1.TICKET_OPENED,
     tickets_v1.TICKET_RESOLVED,
     loyalty_v1.TIER_CHANGED,
+    privacy_v1.CUSTOMER_ERASURE_COMPLETED,
 )
+KEPT_AFTER_ERASURE = ("order figures", "value and grade", "timeline without personal data")
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,8 @@ async def apply_events(
     touched: dict[str, Customer] = {}
     timeline: list[TimelineEntry] = []
     last_cause: dict[str, str] = {}
+    now = clock()
+    outbound: list[OutboundMessage] = []
     for event in fresh:
         customer = customers.get(event.subject)
         if customer is None:
@@ -97,8 +110,9 @@ async def apply_events(
         timeline.append(apply_event(customer, event))
         touched[event.subject] = customer
         last_cause[event.subject] = event.id
-    now = clock()
-    outbound: list[OutboundMessage] = []
+        if event.type == members_v1.CUSTOMER_ERASURE_REQUESTED:
+            # Saved with the erasure (and the key's destruction) in the batch's transaction.
+            outbound.append(erasure_confirmation("archive", event, now, KEPT_AFTER_ERASURE))
     for customer in touched.values():
         outbound.extend(
             to_messages(customer, customer.evaluate(now, rules), last_cause[customer.id], now)
@@ -138,7 +152,10 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
             customer.change_consent(at, data.channel, data.purpose, data.granted)
             summary = {"channel": data.channel, "purpose": data.purpose, "granted": data.granted}
         case members_v1.CustomerErasureRequested():
-            customer.erase(at)
+            customer.erase(at, event.id)
+        case privacy_v1.CustomerErasureCompleted():
+            customer.confirm_erasure(data.service, data.completed_at)
+            summary = {"service": data.service}
         case orders_v1.OrderPlaced():
             customer.place_order(data.order_id, at, data.amount, data.currency)
             summary = {

@@ -23,13 +23,18 @@ from crm_archive import handlers
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.settings import ArchiveSettings
 from crm_contracts import CloudEvent, EventDecodeError, decode_event
+from crm_runtime.crypto import CustomerKeys
 from crm_runtime.mongo import Inbox, create_client
 from crm_runtime.outbox import Outbox
 from crm_runtime.uow import UnitOfWork
 
 
-async def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def topic_partitions(
+    settings: ArchiveSettings, topics: Sequence[str]
+) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options()
+    )
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -46,21 +51,28 @@ async def rebuild(
     settings: ArchiveSettings, database: str, *, drop: bool, at: datetime | None, batch: int = 1000
 ) -> dict[str, int]:
     rules = settings.rules()
-    client = create_client(settings.mongodb_url, app_name="crm-archive-rebuild")
+    client = create_client(
+        settings.mongodb_url, app_name="crm-archive-rebuild", **settings.mongodb_options()
+    )
     if drop:
         await client.drop_database(database)
     db = client[database]
     # The rebuilt outbox is left unsent: live consumers already had these events.
     uow = UnitOfWork(client, Inbox(db), Outbox(db))
-    repository = MongoCustomerRepository(db, uow, settings.base_currency)
+    keys = CustomerKeys(db, settings.key_ring())
+    await keys.ensure_indexes()
+    repository = MongoCustomerRepository(db, uow, settings.base_currency, keys)
     await repository.ensure_indexes()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        **settings.kafka_client_options(),
     )
     await consumer.start()
     applied = skipped = 0
     try:
-        partitions = await topic_partitions(settings.kafka_bootstrap_servers, handlers.TOPICS)
+        partitions = await topic_partitions(settings, handlers.TOPICS)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)

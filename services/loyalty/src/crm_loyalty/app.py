@@ -18,9 +18,9 @@ def build_app(settings: LoyaltySettings | None = None, *, clock: Clock = utc_now
     settings = settings or LoyaltySettings()
     rules = settings.rules()
     runtime = Runtime(settings, clock)
-    repository = MongoAccountRepository(runtime.db, runtime.uow, rules)
+    repository = MongoAccountRepository(runtime.db, runtime.uow, rules, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
-    kafka.subscribe(runtime, repository, rules)
+    kafka.subscribe(runtime, repository, rules, clock)
 
     async def expiry(now: datetime) -> int:
         return await handlers.expiry_sweep(now, repository, rules=rules)

@@ -6,7 +6,7 @@ Plain async functions over an `AccountRepository`: the unit tests call them with
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from crm_contracts import CloudEvent, new_event
@@ -17,9 +17,15 @@ from crm_contracts.topics import LOYALTY, MEMBERS, ORDERS
 from crm_loyalty.domain.account import Account, Change, Entry, ExpiringSoon, TierChanged
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.outbox import OutboundMessage
+from crm_runtime.privacy import erasure_confirmation
 
 SOURCE = "crm/loyalty"
 Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 TOPICS = (MEMBERS.name, ORDERS.name)
 CONSUMED_TYPES = (
@@ -28,6 +34,7 @@ CONSUMED_TYPES = (
     members_v1.CUSTOMER_ERASURE_REQUESTED,
     *orders_v1.EVENTS,
 )
+KEPT_AFTER_ERASURE = ("ledger figures", "points balance and lots")
 
 
 class AccountRepository(Protocol):
@@ -43,11 +50,19 @@ class AccountRepository(Protocol):
         entries: Sequence[Entry],
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
-    ) -> None: ...
+        *,
+        erased: Sequence[str] = (),
+    ) -> None:
+        """`erased`: customers whose personal data (birthday, reasons) goes now."""
+        ...
 
 
 async def apply_events(
-    events: Sequence[CloudEvent[Any]], repository: AccountRepository, *, rules: LoyaltyRules
+    events: Sequence[CloudEvent[Any]],
+    repository: AccountRepository,
+    *,
+    rules: LoyaltyRules,
+    clock: Clock = utc_now,
 ) -> int:
     """Apply a batch in order and persist it in one transaction; returns how many were new."""
     fresh = await repository.unprocessed(events)
@@ -55,13 +70,24 @@ async def apply_events(
         return 0
     accounts = await repository.load(sorted({event.subject for event in fresh}))
     changes: list[tuple[Account, Change]] = []
+    confirmations: list[OutboundMessage] = []
     for event in fresh:
         account = accounts.get(event.subject)
         if account is None:
             account = accounts[event.subject] = Account(event.subject, event.time)
         for change in apply_event(account, event, rules):
             changes.append((account, _with_source(change, event.id)))
-    await save_changes(repository, list(accounts.values()), changes, applied=fresh)
+        if event.type == members_v1.CUSTOMER_ERASURE_REQUESTED:
+            confirmations.append(
+                erasure_confirmation("loyalty", event, clock(), KEPT_AFTER_ERASURE)
+            )
+    await save_changes(
+        repository,
+        list(accounts.values()),
+        changes,
+        applied=fresh,
+        confirmations=confirmations,
+    )
     return len(fresh)
 
 
@@ -151,10 +177,13 @@ async def save_changes(
     accounts: Sequence[Account],
     changes: Sequence[tuple[Account, Change]],
     applied: Sequence[CloudEvent[Any]],
+    confirmations: Sequence[OutboundMessage] = (),
 ) -> None:
+    """`confirmations`: erasure confirmations; their customers are erased in the same write."""
     entries = [c for _, c in changes if isinstance(c, Entry)]
     outbound = [to_message(account, change) for account, change in changes]
-    await repository.save(accounts, entries, applied, outbound)
+    erased = [message.event.subject for message in confirmations]
+    await repository.save(accounts, entries, applied, [*outbound, *confirmations], erased=erased)
 
 
 def _with_source(change: Change, event_id: str) -> Change:

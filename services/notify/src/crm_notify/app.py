@@ -75,7 +75,7 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     settings = settings or NotifySettings()
     rules = settings.rules()
     runtime = Runtime(settings, clock)
-    repository = MongoNotifyRepository(runtime.db, runtime.uow)
+    repository = MongoNotifyRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     staff = Staff(settings.staff_webhook_url)
     kafka.subscribe(runtime, repository, rules, staff, clock)
@@ -103,5 +103,5 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
         runtime,
         title="CRM notify",
         description="Messages to customers and staff: templates, channels, consent, quiet hours.",
-        routers=[notify_router(repository, runtime.auth)],
+        routers=[notify_router(repository, runtime.auth, runtime.audit)],
     )

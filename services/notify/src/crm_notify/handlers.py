@@ -23,11 +23,13 @@ from crm_notify.domain.notification import Intent, Notification
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
+from crm_runtime.privacy import erasure_confirmation
 
 log = logging.getLogger(__name__)
 SOURCE = "crm/notify"
 
 TOPICS = (MEMBERS.name, TICKETS.name, LOYALTY.name, ARCHIVE.name)
+KEPT_AFTER_ERASURE = ("that messages were sent, and their status history",)
 CONSUMED_TYPES = (
     *members_v1.EVENTS,
     tickets_v1.TICKET_OPENED,
@@ -204,6 +206,8 @@ async def apply_events(
             continue
         was_registered = preferences.registered
         update_preferences(preferences, event, batch)
+        if isinstance(event.data, members_v1.CustomerErasureRequested):
+            batch.outbound.append(erasure_confirmation("notify", event, now, KEPT_AFTER_ERASURE))
         if isinstance(event.data, members_v1.CustomerRegistered) and was_registered:
             continue  # registered again (another source): one welcome per customer
         for intent in intents_for(event):

@@ -18,7 +18,7 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
     settings = settings or TicketsSettings()
     rules = settings.rules()
     runtime = Runtime(settings, clock)
-    repository = MongoTicketRepository(runtime.db, runtime.uow, rules, clock)
+    repository = MongoTicketRepository(runtime.db, runtime.uow, rules, clock, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     kafka.subscribe(runtime, repository, rules, clock)
 
@@ -34,5 +34,5 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
         runtime,
         title="CRM tickets",
         description="Complaint handling (投诉管理): tickets, SLA clocks, escalation, satisfaction.",
-        routers=[tickets_router(repository, runtime.auth, rules, clock)],
+        routers=[tickets_router(repository, runtime.auth, runtime.audit, rules, clock)],
     )

@@ -12,9 +12,11 @@ from typing import Any, Protocol
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
+from crm_contracts.members import v1 as members_v1
 from crm_contracts.tickets import v1 as tickets_v1
-from crm_contracts.topics import ARCHIVE, CALLCENTER, TICKETS
+from crm_contracts.topics import ARCHIVE, CALLCENTER, MEMBERS, TICKETS
 from crm_runtime.outbox import OutboundMessage
+from crm_runtime.privacy import erasure_confirmation
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import (
     OPEN,
@@ -35,12 +37,14 @@ from crm_tickets.domain.ticket import (
 SOURCE = "crm/tickets"
 Clock = Callable[[], datetime]
 
-TOPICS = (CALLCENTER.name, ARCHIVE.name)
+TOPICS = (CALLCENTER.name, ARCHIVE.name, MEMBERS.name)
 CONSUMED_TYPES = (
     callcenter_v1.COMPLAINT_REPORTED,
     callcenter_v1.SURVEY_ANSWERED,
     archive_v1.CUSTOMER_GRADE_CHANGED,
+    members_v1.CUSTOMER_ERASURE_REQUESTED,
 )
+KEPT_AFTER_ERASURE = ("ticket figures", "SLA times", "categories and root causes")
 
 
 @dataclass
@@ -93,7 +97,10 @@ class TicketRepository(Protocol):
         agents: Sequence[Agent] = (),
         pending: Sequence[PendingSurvey] = (),
         settled: Sequence[str] = (),
-    ) -> None: ...
+        erased: Sequence[str] = (),
+    ) -> None:
+        """`erased`: customers whose personal data (descriptions, comments) goes now."""
+        ...
 
 
 def derived_ticket_id(kind: str, key: str) -> str:
@@ -161,9 +168,13 @@ async def apply_events(
     assigner = Assigner(repository)
     touched: dict[str, Ticket] = {}
     outbound: list[OutboundMessage] = []
+    erased: list[str] = []
     for event in fresh:
         data = event.data
         match data:
+            case members_v1.CustomerErasureRequested():
+                erased.append(event.subject)
+                outbound.append(erasure_confirmation("tickets", event, clock(), KEPT_AFTER_ERASURE))
             case archive_v1.CustomerGradeChanged():
                 grades[event.subject] = data.grade
                 known_grades[event.subject] = data.grade
@@ -226,6 +237,7 @@ async def apply_events(
         agents=list(assigner.touched.values()),
         pending=[p for p in pending.values() if p.event_id in fresh_ids],
         settled=settled,
+        erased=erased,
     )
     return len(fresh)
 

@@ -19,6 +19,7 @@ from crm_archive.adapters.pii import (
 from crm_archive.domain.customer import Customer, Order, Survey
 from crm_archive.handlers import TimelineEntry
 from crm_contracts import CloudEvent
+from crm_runtime.crypto import CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
@@ -32,7 +33,9 @@ def _decimal(value: Any) -> Decimal:
     return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
-def to_document(customer: Customer, base_currency: str) -> Document:
+def to_document(
+    customer: Customer, base_currency: str, cipher: FieldCipher, ring: KeyRing
+) -> Document:
     active = customer.active_orders()
     times = [o.placed_at for o in active if o.placed_at is not None]
     net = sum((o.net for o in active if o.currency == base_currency), Decimal(0))
@@ -41,12 +44,16 @@ def to_document(customer: Customer, base_currency: str) -> Document:
         "first_seen_at": customer.first_seen_at,
         "last_event_at": customer.last_event_at,
         "registered_at": customer.registered_at,
-        "pii": profile_to_document(customer.profile),
-        "lookup": lookup_keys(customer.profile),
+        "pii": profile_to_document(customer.profile, cipher),
+        "lookup": lookup_keys(customer.profile, ring) if not cipher.shredded else {},
         "tags": customer.tags,
         "consents": customer.consents,
         "account_owner": customer.account_owner,
         "erased_at": customer.erased_at,
+        "erasure": {
+            "request_id": customer.erasure_request_id,
+            "confirmations": customer.erasure_confirmations,
+        },
         "orders": [
             {
                 "id": o.order_id,
@@ -81,17 +88,19 @@ def to_document(customer: Customer, base_currency: str) -> Document:
     }
 
 
-def from_document(doc: Document) -> Customer:
+def from_document(doc: Document, cipher: FieldCipher) -> Customer:
     return Customer(
         id=doc["_id"],
         first_seen_at=doc["first_seen_at"],
         last_event_at=doc["last_event_at"],
         registered_at=doc.get("registered_at"),
-        profile=profile_from_document(doc.get("pii")),
+        profile=profile_from_document(doc.get("pii"), cipher),
         tags=list(doc.get("tags", [])),
         consents=doc.get("consents", {}),
         account_owner=doc.get("account_owner"),
         erased_at=doc.get("erased_at"),
+        erasure_request_id=doc.get("erasure", {}).get("request_id"),
+        erasure_confirmations=dict(doc.get("erasure", {}).get("confirmations", {})),
         orders={
             o["id"]: Order(
                 o["id"],
@@ -130,12 +139,17 @@ def timeline_document(entry: TimelineEntry) -> Document:
 
 class MongoCustomerRepository:
     def __init__(
-        self, database: AsyncDatabase[Document], uow: UnitOfWork, base_currency: str
+        self,
+        database: AsyncDatabase[Document],
+        uow: UnitOfWork,
+        base_currency: str,
+        keys: CustomerKeys,
     ) -> None:
         self.customers: AsyncCollection[Document] = database["customers"]
         self.timeline: AsyncCollection[Document] = database["timeline"]
         self.uow = uow
         self.base_currency = base_currency
+        self.keys = keys
 
     async def ensure_indexes(self) -> None:
         for keys in (
@@ -157,11 +171,12 @@ class MongoCustomerRepository:
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
         cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
-        return {doc["_id"]: from_document(doc) async for doc in cursor}
+        docs = [doc async for doc in cursor]
+        ciphers = await self.keys.ciphers(doc["_id"] for doc in docs)
+        return {doc["_id"]: from_document(doc, ciphers[doc["_id"]]) for doc in docs}
 
     async def get(self, customer_id: str) -> Customer | None:
-        doc = await self.customers.find_one({"_id": customer_id})
-        return from_document(doc) if doc else None
+        return (await self.load([customer_id])).get(customer_id)
 
     async def due_for_review(self, now: datetime, limit: int) -> list[str]:
         cursor = self.customers.find(
@@ -179,9 +194,20 @@ class MongoCustomerRepository:
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
     ) -> None:
-        """One transaction: customers (optimistic on `version`), timeline, inbox, outbox."""
-        documents = [(to_document(c, self.base_currency), c.version) for c in customers]
+        """One transaction: customers (optimistic on `version`), timeline, inbox, outbox, and
+        the destruction of erased customers' data keys."""
+        erased = [c.id for c in customers if c.erased_at is not None]
+        ciphers = await self.keys.ciphers(
+            (c.id for c in customers if c.erased_at is None), create=True
+        )
+        shredded = FieldCipher("", None)
+        ring = self.keys.ring
+        documents = [
+            (to_document(c, self.base_currency, ciphers.get(c.id, shredded), ring), c.version)
+            for c in customers
+        ]
         async with self.uow.commit(applied, outbound) as session:
+            await self.keys.destroy(erased, session=session)
             await save_versioned(self.customers, documents, session, what="customer")
             if timeline:
                 await self.timeline.insert_many(
@@ -199,11 +225,11 @@ class MongoCustomerRepository:
         return [doc async for doc in cursor]
 
     def lookup_filter(self, q: str) -> dict[str, Any]:
-        field, value = lookup_key_for_query(q)
+        field, value = lookup_key_for_query(q, self.keys.ring)
         return {field: value}
 
     async def same_contact(self, customer: Customer) -> list[Document]:
-        keys = {k: v for k, v in lookup_keys(customer.profile).items() if v}
+        keys = {k: v for k, v in lookup_keys(customer.profile, self.keys.ring).items() if v}
         if not keys:
             return []
         query = {"$or": [{f"lookup.{k}": v} for k, v in keys.items()], "_id": {"$ne": customer.id}}

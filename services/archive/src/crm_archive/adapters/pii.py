@@ -1,7 +1,7 @@
 """The one place where the archive's personal data is written to and read from documents.
 
-Today the fields are stored as they are, and phone/email lookups use normalised values; the
-privacy issue replaces these three functions with field encryption and keyed hashes.
+Every personal field is sealed with the customer's data key (`crm_runtime.crypto`); phone and
+email lookups are keyed hashes of the normalised values. `source` (a channel name) stays plain.
 """
 
 import re
@@ -9,6 +9,9 @@ from datetime import date
 from typing import Any
 
 from crm_archive.domain.customer import Profile
+from crm_runtime.crypto import FieldCipher, KeyRing
+
+SEALED = ("name", "phone", "email", "birthday", "gender", "city")
 
 
 def normalise_phone(phone: str) -> str:
@@ -20,42 +23,46 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def profile_to_document(profile: Profile) -> dict[str, Any]:
-    return {
+def profile_to_document(profile: Profile, cipher: FieldCipher) -> dict[str, Any]:
+    plain = {
         "name": profile.name,
         "phone": profile.phone,
         "email": profile.email,
         "birthday": profile.birthday.isoformat() if profile.birthday else None,
         "gender": profile.gender,
         "city": profile.city,
+    }
+    return {
+        **{name: cipher.seal(name, value) for name, value in plain.items()},
         "source": profile.source,
     }
 
 
-def profile_from_document(document: dict[str, Any] | None) -> Profile:
+def profile_from_document(document: dict[str, Any] | None, cipher: FieldCipher) -> Profile:
     document = document or {}
-    birthday = document.get("birthday")
+    opened = {name: cipher.open(name, document.get(name)) for name in SEALED}
+    birthday = opened["birthday"]
     return Profile(
-        name=document.get("name"),
-        phone=document.get("phone"),
-        email=document.get("email"),
+        name=opened["name"],
+        phone=opened["phone"],
+        email=opened["email"],
         birthday=date.fromisoformat(birthday) if birthday else None,
-        gender=document.get("gender"),
-        city=document.get("city"),
+        gender=opened["gender"],
+        city=opened["city"],
         source=document.get("source"),
     )
 
 
-def lookup_keys(profile: Profile) -> dict[str, str | None]:
-    """What `GET /customers?q=` and duplicate detection search by."""
+def lookup_keys(profile: Profile, ring: KeyRing) -> dict[str, str | None]:
+    """What `GET /customers?q=` and duplicate detection search by: keyed hashes."""
     return {
-        "phone": normalise_phone(profile.phone) if profile.phone else None,
-        "email": normalise_email(profile.email) if profile.email else None,
+        "phone": ring.blind("phone", normalise_phone(profile.phone)) if profile.phone else None,
+        "email": ring.blind("email", normalise_email(profile.email)) if profile.email else None,
     }
 
 
-def lookup_key_for_query(q: str) -> tuple[str, str]:
+def lookup_key_for_query(q: str, ring: KeyRing) -> tuple[str, str]:
     """(field, value) to search for a phone number or an email address typed by an agent."""
     if "@" in q:
-        return "lookup.email", normalise_email(q)
-    return "lookup.phone", normalise_phone(q)
+        return "lookup.email", ring.blind("email", normalise_email(q))
+    return "lookup.phone", ring.blind("phone", normalise_phone(q))

@@ -135,6 +135,9 @@ class Customer:
     consents: dict[str, dict[str, bool]] = field(default_factory=dict)
     account_owner: str | None = None
     erased_at: datetime | None = None
+    erasure_request_id: str | None = None
+    erasure_confirmations: dict[str, datetime] = field(default_factory=dict)
+    """Service -> when it confirmed the erasure (`customer.erasure_completed`)."""
     orders: dict[str, Order] = field(default_factory=dict)
     complaints: dict[str, datetime] = field(default_factory=dict)
     surveys: dict[str, Survey] = field(default_factory=dict)
@@ -171,6 +174,9 @@ class Customer:
         self.seen(at)
         if self.registered_at is not None and at >= self.registered_at:
             return  # a later duplicate registration changes nothing
+        if self.erased_at is not None:
+            self.registered_at = at
+            return  # an erased customer's personal data is not taken in again
         self.registered_at = at
         self.profile = profile
         self.tags = list(tags)
@@ -190,6 +196,8 @@ class Customer:
                 if value != self.account_owner:
                     self.account_owner = value  # type: ignore[assignment]
                     changed.append(name)
+            elif self.erased_at is not None:
+                continue  # an erased customer's personal data is not taken in again
             elif getattr(self.profile, name) != value:
                 setattr(self.profile, name, value)
                 changed.append(name)
@@ -203,13 +211,19 @@ class Customer:
             current[purpose] = granted
             self.pending.append(ProfileChanged(("consents",)))
 
-    def erase(self, at: datetime) -> None:
-        """Forget the person (PIPL / GDPR): personal fields go, figures stay."""
+    def erase(self, at: datetime, request_id: str) -> None:
+        """Forget the person (PIPL / GDPR): personal fields and tags go, figures stay."""
         self.seen(at)
         if self.erased_at is None:
             self.erased_at = at
+            self.erasure_request_id = request_id
             self.profile = Profile()
+            self.tags = []
             self.pending.append(ProfileChanged(("erased",)))
+
+    def confirm_erasure(self, service: str, at: datetime) -> None:
+        """A service confirmed it forgot the customer (not an interaction: `seen` is untouched)."""
+        self.erasure_confirmations.setdefault(service, at)
 
     def place_order(self, order_id: str, at: datetime, amount: Decimal, currency: str) -> None:
         self.seen(at)

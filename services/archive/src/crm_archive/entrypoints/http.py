@@ -12,6 +12,8 @@ from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
 from crm_archive.handlers import TimelineEntry, to_messages
+from crm_contracts.topics import SERVICES
+from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import (
     DEFAULT_LIMIT,
@@ -180,9 +182,27 @@ def view(
     )
 
 
+ERASING_SERVICES = SERVICES
+
+
+class ServiceErasure(BaseModel):
+    confirmed_at: datetime | None = Field(
+        description="When the service confirmed (`customer.erasure_completed`); null: pending."
+    )
+
+
+class ErasureView(BaseModel):
+    customer_id: str
+    requested_at: datetime | None = Field(description="Null while only confirmations arrived.")
+    request_event_id: str | None
+    services: dict[str, ServiceErasure]
+    complete: bool = Field(description="Every service confirmed.")
+
+
 def customers_router(
     repository: MongoCustomerRepository,
     auth: Authenticator,
+    audit: PiiAudit,
     rules: ArchiveRules,
     clock: Callable[[], datetime],
 ) -> APIRouter:
@@ -218,7 +238,31 @@ def customers_router(
         customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
     ) -> CustomerView:
         customer = await load(customer_id)
+        await audit.record(principal, "GET /customers/{customer_id}", [customer.id])
         return view(customer, clock(), rules, await duplicate_of(customer))
+
+    @router.get(
+        "/customers/{customer_id}/erasure",
+        summary="An erasure request and each service's confirmation (PIPL / GDPR).",
+        responses={404: {"description": "No such customer, or no erasure requested."}},
+    )
+    async def get_erasure(
+        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
+    ) -> ErasureView:
+        customer = await load(customer_id)
+        if customer.erased_at is None and not customer.erasure_confirmations:
+            raise HTTPException(404, f"no erasure was requested for {customer_id!r}")
+        services = {
+            name: ServiceErasure(confirmed_at=customer.erasure_confirmations.get(name))
+            for name in ERASING_SERVICES
+        }
+        return ErasureView(
+            customer_id=customer.id,
+            requested_at=customer.erased_at,
+            request_event_id=customer.erasure_request_id,
+            services=services,
+            complete=all(s.confirmed_at is not None for s in services.values()),
+        )
 
     @router.get("/customers/{customer_id}/timeline", summary="Every interaction, paged by cursor.")
     async def get_timeline(
@@ -311,6 +355,7 @@ def customers_router(
         customer = await load(customer_id)
         now = clock()
         customer.update_profile(now, changes)
+        await audit.record(principal, "PATCH /customers/{customer_id}", [customer.id])
         events = customer.evaluate(now, rules)
         action_id = f"patch-{uuid.uuid4()}"
         entry = TimelineEntry(
@@ -333,6 +378,7 @@ def customers_router(
         customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
     ) -> dict[str, Any]:
         customer = await load(customer_id)
+        await audit.record(principal, "GET /customers/{customer_id}/export", [customer.id])
         timeline = await repository.timeline_page(customer_id, None, 1_000_000, False)
         return {
             "customer": view(customer, clock(), rules, await duplicate_of(customer)).model_dump(

@@ -20,6 +20,7 @@ from pymongo.errors import BulkWriteError
 from crm_contracts import CloudEvent
 from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
+from crm_runtime.crypto import CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
@@ -30,11 +31,14 @@ def _decimal(value: Any) -> Decimal:
     return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
-def _birthday_key(day: date) -> str:
+def _month_day(day: date) -> str:
     return f"{day.month:02d}-{day.day:02d}"
 
 
-def to_document(account: Account, rules: LoyaltyRules) -> Document:
+def to_document(
+    account: Account, rules: LoyaltyRules, cipher: FieldCipher, ring: KeyRing
+) -> Document:
+    """The birthday is sealed; the birthday sweep finds accounts by a keyed hash of MM-DD."""
     return {
         "_id": account.customer_id,
         "opened_at": account.opened_at,
@@ -45,8 +49,14 @@ def to_document(account: Account, rules: LoyaltyRules) -> Document:
         "tier_review_due": account.tier_review_due,
         "debt": account.debt,
         "balance": account.balance,
-        "birthday": account.birthday.isoformat() if account.birthday else None,
-        "birthday_key": _birthday_key(account.birthday) if account.birthday else None,
+        "birthday": cipher.seal(
+            "birthday", account.birthday.isoformat() if account.birthday else None
+        ),
+        "birthday_key": (
+            ring.blind("birthday", _month_day(account.birthday))
+            if account.birthday and not cipher.shredded
+            else None
+        ),
         "birthday_years": account.birthday_years,
         "lots": [
             {
@@ -90,7 +100,7 @@ def to_document(account: Account, rules: LoyaltyRules) -> Document:
     }
 
 
-def from_document(doc: Document) -> Account:
+def from_document(doc: Document, cipher: FieldCipher) -> Account:
     return Account(
         customer_id=doc["_id"],
         opened_at=doc["opened_at"],
@@ -128,7 +138,7 @@ def from_document(doc: Document) -> Account:
             for o in doc.get("orders", [])
         },
         debt=doc.get("debt", 0),
-        birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
+        birthday=_date(cipher.open("birthday", doc.get("birthday"))),
         birthday_years=list(doc.get("birthday_years", [])),
         redemptions={r["key"]: (r["points"], r["entry_id"]) for r in doc.get("redemptions", [])},
         entry_count=doc.get("entry_count", 0),
@@ -136,7 +146,12 @@ def from_document(doc: Document) -> Account:
     )
 
 
-def entry_document(entry: Entry) -> Document:
+def _date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
+    """The reason is free text typed by staff: sealed (after erasure the figures stay)."""
     return {
         "_id": entry.entry_id,
         "customer_id": entry.customer_id,
@@ -149,14 +164,21 @@ def entry_document(entry: Entry) -> Document:
         "lots": [{"lot": lot, "points": points} for lot, points in entry.lots.items()],
         "order_id": entry.order_id,
         "redemption_id": entry.redemption_id,
-        "reason": entry.reason,
+        "reason": cipher.seal("reason", entry.reason),
         "expires_at": entry.expires_at,
         "source_event_id": entry.source_event_id,
     }
 
 
 class MongoAccountRepository:
-    def __init__(self, database: AsyncDatabase[Document], uow: UnitOfWork, rules: LoyaltyRules):
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        uow: UnitOfWork,
+        rules: LoyaltyRules,
+        keys: CustomerKeys,
+    ):
+        self.keys = keys
         self.accounts: AsyncCollection[Document] = database["accounts"]
         self.ledger: AsyncCollection[Document] = database["ledger"]
         self.uow = uow
@@ -174,14 +196,15 @@ class MongoAccountRepository:
 
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]:
         cursor = self.accounts.find({"_id": {"$in": list(customer_ids)}})
-        return {doc["_id"]: from_document(doc) async for doc in cursor}
+        docs = [doc async for doc in cursor]
+        ciphers = await self.keys.ciphers(doc["_id"] for doc in docs)
+        return {doc["_id"]: from_document(doc, ciphers[doc["_id"]]) for doc in docs}
 
     async def exists(self, customer_id: str) -> bool:
         return await self.accounts.find_one({"_id": customer_id}, {"_id": 1}) is not None
 
     async def get(self, customer_id: str) -> Account | None:
-        doc = await self.accounts.find_one({"_id": customer_id})
-        return from_document(doc) if doc else None
+        return (await self.load([customer_id])).get(customer_id)
 
     async def due(self, sweep: str, now: datetime, limit: int) -> list[str]:
         query: dict[str, Any]
@@ -190,11 +213,12 @@ class MongoAccountRepository:
         elif sweep == "tiers":
             query = {"tier_review_at": {"$lte": now}}
         elif sweep == "birthdays":
-            keys = [_birthday_key(now.date())]
+            days = [_month_day(now.date())]
             if (now.month, now.day) == (2, 28) and self.rules.is_birthday(
                 date(2000, 2, 29), now.date()
             ):
-                keys.append("02-29")
+                days.append("02-29")
+            keys = [self.keys.ring.blind("birthday", day) for day in days]
             query = {"birthday_key": {"$in": keys}, "birthday_years": {"$ne": now.year}}
         else:
             raise ValueError(f"no sweep {sweep!r}")
@@ -207,15 +231,36 @@ class MongoAccountRepository:
         entries: Sequence[Entry],
         applied: Sequence[CloudEvent[Any]],
         outbound: Sequence[OutboundMessage],
+        *,
+        erased: Sequence[str] = (),
     ) -> None:
-        """One transaction: accounts (optimistic on `version`), ledger, inbox, outbox."""
-        documents = [(to_document(a, self.rules), a.version) for a in accounts]
+        """One transaction: accounts (optimistic on `version`), ledger, inbox, outbox, and the
+        erasure of `erased` customers (data keys destroyed, reasons dropped)."""
+        ciphers = await self.keys.ciphers(
+            ({a.customer_id for a in accounts} | {e.customer_id for e in entries}) - set(erased),
+            create=True,
+        )
+        shredded = FieldCipher("", None)
+        ring = self.keys.ring
+        documents = [
+            (to_document(a, self.rules, ciphers.get(a.customer_id, shredded), ring), a.version)
+            for a in accounts
+        ]
         async with self.uow.commit(applied, outbound) as session:
             await save_versioned(self.accounts, documents, session, what="account")
+            if erased:
+                await self.keys.destroy(erased, session=session)
+                await self.ledger.update_many(
+                    {"customer_id": {"$in": list(erased)}},
+                    {"$set": {"reason": None}},
+                    session=session,
+                )
             if entries:
                 try:
                     await self.ledger.insert_many(
-                        [entry_document(e) for e in entries], ordered=True, session=session
+                        [entry_document(e, ciphers.get(e.customer_id, shredded)) for e in entries],
+                        ordered=True,
+                        session=session,
                     )
                 except BulkWriteError as error:
                     raise ConcurrencyConflictError("a ledger entry exists already") from error
@@ -230,10 +275,19 @@ class MongoAccountRepository:
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
         cursor = self.ledger.find(query, sort=[("seq", DESCENDING)], limit=limit)
-        return [doc async for doc in cursor]
+        return await self._opened([doc async for doc in cursor])
 
     async def entry(self, entry_id: str) -> Document | None:
-        return await self.ledger.find_one({"_id": entry_id})
+        doc = await self.ledger.find_one({"_id": entry_id})
+        return (await self._opened([doc]))[0] if doc else None
+
+    async def _opened(self, entries: list[Document]) -> list[Document]:
+        """Ledger documents with their reasons opened."""
+        ciphers = await self.keys.ciphers(doc["customer_id"] for doc in entries)
+        return [
+            {**doc, "reason": ciphers[doc["customer_id"]].open("reason", doc.get("reason"))}
+            for doc in entries
+        ]
 
     async def liability(self, now: datetime) -> Document:
         """Outstanding points by expiry month, and the recorded debt."""

@@ -248,7 +248,7 @@ def accounts_router(
                 response.status_code = 200
                 return AdjustmentView(
                     points=existing["points"],
-                    reason=existing["reason"],
+                    reason=existing["reason"] or "",
                     balance=existing["balance"],
                     entry_id=entry_id,
                 )

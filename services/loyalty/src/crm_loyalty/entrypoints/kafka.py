@@ -6,13 +6,15 @@ from typing import Any
 from crm_contracts import CloudEvent
 from crm_loyalty import handlers
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_loyalty.handlers import AccountRepository
+from crm_loyalty.handlers import AccountRepository, Clock
 from crm_runtime.runtime import Runtime
 
 
-def subscribe(runtime: Runtime, repository: AccountRepository, rules: LoyaltyRules) -> None:
+def subscribe(
+    runtime: Runtime, repository: AccountRepository, rules: LoyaltyRules, clock: Clock
+) -> None:
     async def handle(events: Sequence[CloudEvent[Any]]) -> int:
-        return await handlers.apply_events(events, repository, rules=rules)
+        return await handlers.apply_events(events, repository, rules=rules, clock=clock)
 
     runtime.consume(
         handlers.TOPICS,

@@ -19,19 +19,29 @@ from crm_contracts import CloudEvent
 from crm_notify.domain.notification import Notification, StatusChange
 from crm_notify.domain.policy import Preferences
 from crm_notify.handlers import Batch, Digest
+from crm_runtime.crypto import CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
 
-def preferences_document(p: Preferences) -> Document:
+def _month_day(month: int, day: int) -> str:
+    return f"{month:02d}-{day:02d}"
+
+
+def preferences_document(p: Preferences, cipher: FieldCipher, ring: KeyRing) -> Document:
+    """Addresses, name and birthday sealed; the care sweep finds birthdays by a keyed hash."""
     return {
         "_id": p.customer_id,
-        "name": p.name,
-        "email": p.email,
-        "phone": p.phone,
-        "birthday": p.birthday.isoformat() if p.birthday else None,
-        "birthday_key": f"{p.birthday.month:02d}-{p.birthday.day:02d}" if p.birthday else None,
+        "name": cipher.seal("name", p.name),
+        "email": cipher.seal("email", p.email),
+        "phone": cipher.seal("phone", p.phone),
+        "birthday": cipher.seal("birthday", p.birthday.isoformat() if p.birthday else None),
+        "birthday_key": (
+            ring.blind("birthday", _month_day(p.birthday.month, p.birthday.day))
+            if p.birthday and not cipher.shredded
+            else None
+        ),
         "locale": p.locale,
         "time_zone": p.time_zone,
         "consents": p.consents,
@@ -40,13 +50,14 @@ def preferences_document(p: Preferences) -> Document:
     }
 
 
-def preferences_from(doc: Document) -> Preferences:
+def preferences_from(doc: Document, cipher: FieldCipher) -> Preferences:
+    birthday = cipher.open("birthday", doc.get("birthday"))
     return Preferences(
         customer_id=doc["_id"],
-        name=doc.get("name"),
-        email=doc.get("email"),
-        phone=doc.get("phone"),
-        birthday=date.fromisoformat(doc["birthday"]) if doc.get("birthday") else None,
+        name=cipher.open("name", doc.get("name")),
+        email=cipher.open("email", doc.get("email")),
+        phone=cipher.open("phone", doc.get("phone")),
+        birthday=date.fromisoformat(birthday) if birthday else None,
         locale=doc.get("locale", "zh-CN"),
         time_zone=doc.get("time_zone", "Asia/Shanghai"),
         consents=doc.get("consents", {}),
@@ -55,7 +66,8 @@ def preferences_from(doc: Document) -> Preferences:
     )
 
 
-def notification_document(n: Notification) -> Document:
+def notification_document(n: Notification, cipher: FieldCipher) -> Document:
+    """Address, subject and body sealed with the customer's key (a staff alert's too)."""
     return {
         "_id": n.notification_id,
         "customer_id": n.customer_id,
@@ -65,9 +77,9 @@ def notification_document(n: Notification) -> Document:
         "created_at": n.created_at,
         "locale": n.locale,
         "channel": n.channel,
-        "to": n.to,
-        "subject": n.subject,
-        "body": n.body,
+        "to": cipher.seal("to", n.to),
+        "subject": cipher.seal("subject", n.subject),
+        "body": cipher.seal("body", n.body),
         "status": n.status,
         "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
         "attempts": n.attempts,
@@ -77,7 +89,7 @@ def notification_document(n: Notification) -> Document:
     }
 
 
-def notification_from(doc: Document) -> Notification:
+def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
     return Notification(
         notification_id=doc["_id"],
         customer_id=doc["customer_id"],
@@ -87,9 +99,9 @@ def notification_from(doc: Document) -> Notification:
         created_at=doc["created_at"],
         locale=doc.get("locale", "zh-CN"),
         channel=doc.get("channel"),
-        to=doc.get("to"),
-        subject=doc.get("subject", ""),
-        body=doc.get("body", ""),
+        to=cipher.open("to", doc.get("to")),
+        subject=cipher.open("subject", doc.get("subject")) or "",
+        body=cipher.open("body", doc.get("body")) or "",
         status=doc["status"],
         history=[StatusChange(h["at"], h["status"], h.get("reason")) for h in doc["history"]],
         attempts=doc.get("attempts", 0),
@@ -100,7 +112,10 @@ def notification_from(doc: Document) -> Notification:
 
 
 class MongoNotifyRepository:
-    def __init__(self, database: AsyncDatabase[Document], uow: UnitOfWork) -> None:
+    def __init__(
+        self, database: AsyncDatabase[Document], uow: UnitOfWork, keys: CustomerKeys
+    ) -> None:
+        self.keys = keys
         self.preferences_: AsyncCollection[Document] = database["preferences"]
         self.notifications: AsyncCollection[Document] = database["notifications"]
         self.digests_: AsyncCollection[Document] = database["digests"]
@@ -119,14 +134,25 @@ class MongoNotifyRepository:
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
 
+    async def _preferences_from(self, docs: list[Document]) -> list[Preferences]:
+        ciphers = await self.keys.ciphers(doc["_id"] for doc in docs)
+        return [preferences_from(doc, ciphers[doc["_id"]]) for doc in docs]
+
+    async def _notifications_from(self, docs: list[Document]) -> list[Notification]:
+        ciphers = await self.keys.ciphers(doc["customer_id"] for doc in docs)
+        return [notification_from(doc, ciphers[doc["customer_id"]]) for doc in docs]
+
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
         cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}})
-        return {doc["_id"]: preferences_from(doc) async for doc in cursor}
+        found = await self._preferences_from([doc async for doc in cursor])
+        return {p.customer_id: p for p in found}
 
     async def put_preferences(self, preferences: Preferences) -> None:
-        await self.preferences_.replace_one(
-            {"_id": preferences.customer_id}, preferences_document(preferences), upsert=True
-        )
+        cipher = (await self.keys.ciphers([preferences.customer_id], create=True))[
+            preferences.customer_id
+        ]
+        document = preferences_document(preferences, cipher, self.keys.ring)
+        await self.preferences_.replace_one({"_id": preferences.customer_id}, document, upsert=True)
 
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
         cursor = self.notifications.find({"_id": {"$in": list(notification_ids)}}, {"_id": 1})
@@ -154,32 +180,48 @@ class MongoNotifyRepository:
         await self.digests_.delete_many({"_id": {"$in": list(ids)}})
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]:
-        keys = [f"{month:02d}-{day:02d}"]
+        days = [_month_day(month, day)]
         if (month, day) == (2, 28):
-            keys.append("02-29")  # celebrated on the 28th when the year has no 29th
+            days.append("02-29")  # celebrated on the 28th when the year has no 29th
+        keys = [self.keys.ring.blind("birthday", d) for d in days]
         cursor = self.preferences_.find({"birthday_key": {"$in": keys}, "registered": True})
-        return [preferences_from(doc) async for doc in cursor]
+        return await self._preferences_from([doc async for doc in cursor])
 
     async def registered(self, after: str | None, limit: int) -> list[Preferences]:
         query: dict[str, Any] = {"registered": True}
         if after is not None:
             query["_id"] = {"$gt": after}
         cursor = self.preferences_.find(query, sort=[("_id", ASCENDING)], limit=limit)
-        return [preferences_from(doc) async for doc in cursor]
+        return await self._preferences_from([doc async for doc in cursor])
 
     async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None:
+        """One transaction; erased customers' keys are destroyed and their messages redacted."""
+        erased = set(batch.erased)
+        ciphers = await self.keys.ciphers(
+            {*batch.preferences, *(n.customer_id for n in batch.notifications)} - erased,
+            create=True,
+        )
+        shredded = FieldCipher("", None)
+        ring = self.keys.ring
         async with self.uow.commit(applied, batch.outbound) as session:
             if batch.preferences:
                 await self.preferences_.bulk_write(
                     [
-                        ReplaceOne({"_id": p.customer_id}, preferences_document(p), upsert=True)
+                        ReplaceOne(
+                            {"_id": p.customer_id},
+                            preferences_document(p, ciphers.get(p.customer_id, shredded), ring),
+                            upsert=True,
+                        )
                         for p in batch.preferences.values()
                     ],
                     session=session,
                 )
             await save_versioned(
                 self.notifications,
-                [(notification_document(n), n.version) for n in batch.notifications],
+                [
+                    (notification_document(n, ciphers.get(n.customer_id, shredded)), n.version)
+                    for n in batch.notifications
+                ],
                 session,
                 what="notification",
             )
@@ -192,9 +234,10 @@ class MongoNotifyRepository:
                     session=session,
                 )
             if batch.erased:
+                await self.keys.destroy(batch.erased, session=session)
                 await self.notifications.update_many(
                     {"customer_id": {"$in": batch.erased}},
-                    {"$set": {"to": None, "subject": "", "body": ""}},
+                    {"$set": {"to": None, "subject": None, "body": None}},
                     session=session,
                 )
 
@@ -204,12 +247,14 @@ class MongoNotifyRepository:
             sort=[("next_attempt_at", ASCENDING)],
             limit=limit,
         )
-        return [notification_from(doc) async for doc in cursor]
+        return await self._notifications_from([doc async for doc in cursor])
 
     async def save_delivery(
         self, notification: Notification, outbound: Sequence[OutboundMessage]
     ) -> None:
-        document = notification_document(notification)
+        customer_id = notification.customer_id
+        cipher = (await self.keys.ciphers([customer_id], create=True))[customer_id]
+        document = notification_document(notification, cipher)
         async with self.uow.commit([], outbound) as session:
             await save_versioned(
                 self.notifications,
@@ -222,14 +267,14 @@ class MongoNotifyRepository:
     # -- queries ------------------------------------------------------------------------------
     async def get(self, notification_id: str) -> Notification | None:
         doc = await self.notifications.find_one({"_id": notification_id})
-        return notification_from(doc) if doc else None
+        return (await self._notifications_from([doc]))[0] if doc else None
 
     async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:
         query = dict(filters)
         if after is not None:
             query["_id"] = {"$gt": after}
         cursor = self.notifications.find(
-            query, {"body": 0, "to": 0}, sort=[("_id", ASCENDING)], limit=limit
+            query, {"body": 0, "to": 0, "subject": 0}, sort=[("_id", ASCENDING)], limit=limit
         )
         return [doc async for doc in cursor]
 

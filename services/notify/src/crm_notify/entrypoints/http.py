@@ -9,6 +9,7 @@ from crm_notify.adapters.mongo import MongoNotifyRepository
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import Preferences, Status, zone_of
 from crm_notify.domain.templates import LOCALES, TEMPLATES, Locale, RenderError, render
+from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
 
@@ -79,7 +80,9 @@ def notification_view(n: Notification) -> dict[str, Any]:
     }
 
 
-def notify_router(repository: MongoNotifyRepository, auth: Authenticator) -> APIRouter:
+def notify_router(
+    repository: MongoNotifyRepository, auth: Authenticator, audit: PiiAudit
+) -> APIRouter:
     router = APIRouter()
     reader = auth.require("agent", "supervisor", "ops")
     agent = auth.require("agent", "supervisor")
@@ -121,6 +124,9 @@ def notify_router(repository: MongoNotifyRepository, auth: Authenticator) -> API
         notification = await repository.get(notification_id)
         if notification is None:
             raise HTTPException(404, f"no notification {notification_id!r}")
+        await audit.record(
+            principal, "GET /notifications/{notification_id}", [notification.customer_id]
+        )
         return notification_view(notification)
 
     @router.get("/preferences/{customer_id}", tags=["preferences"])

@@ -14,6 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent
+from crm_runtime.crypto import CustomerKeys, FieldCipher
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.sweeps import Clock
@@ -23,7 +24,9 @@ from crm_tickets.domain.ticket import OPEN, Change, Comment, SlaState, Survey, T
 from crm_tickets.handlers import Agent, PendingSurvey
 
 
-def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
+def to_document(ticket: Ticket, now: datetime, rules: TicketRules, cipher: FieldCipher) -> Document:
+    """Description and comment texts (free text: may hold personal data) are sealed with the
+    customer's data key."""
     return {
         "_id": ticket.ticket_id,
         "customer_id": ticket.customer_id,
@@ -36,10 +39,16 @@ def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
         "status": ticket.status,
         "complaint_id": ticket.complaint_id,
         "order_id": ticket.order_id,
-        "description": ticket.description,
+        "description": cipher.seal("description", ticket.description),
         "assignee": ticket.assignee,
         "comments": [
-            {"id": c.comment_id, "at": c.at, "author": c.author, "text": c.text, "public": c.public}
+            {
+                "id": c.comment_id,
+                "at": c.at,
+                "author": c.author,
+                "text": cipher.seal(f"comment/{c.comment_id}", c.text),
+                "public": c.public,
+            }
             for c in ticket.comments
         ],
         "root_causes": ticket.root_causes,
@@ -75,7 +84,8 @@ def to_document(ticket: Ticket, now: datetime, rules: TicketRules) -> Document:
     }
 
 
-def from_document(doc: Document) -> Ticket:
+def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
+    """A shredded key (the customer was erased) opens nothing: texts come back empty."""
     survey = doc.get("survey")
     return Ticket(
         ticket_id=doc["_id"],
@@ -89,10 +99,16 @@ def from_document(doc: Document) -> Ticket:
         status=doc["status"],
         complaint_id=doc.get("complaint_id"),
         order_id=doc.get("order_id"),
-        description=doc.get("description", ""),
+        description=cipher.open("description", doc.get("description")) or "",
         assignee=doc.get("assignee"),
         comments=[
-            Comment(c["id"], c["at"], c["author"], c["text"], c["public"])
+            Comment(
+                c["id"],
+                c["at"],
+                c["author"],
+                cipher.open(f"comment/{c['id']}", c.get("text")) or "",
+                c["public"],
+            )
             for c in doc.get("comments", [])
         ],
         root_causes=list(doc.get("root_causes", [])),
@@ -138,8 +154,14 @@ def agent_from_document(doc: Document) -> Agent:
 
 class MongoTicketRepository:
     def __init__(
-        self, database: AsyncDatabase[Document], uow: UnitOfWork, rules: TicketRules, clock: Clock
+        self,
+        database: AsyncDatabase[Document],
+        uow: UnitOfWork,
+        rules: TicketRules,
+        clock: Clock,
+        keys: CustomerKeys,
     ) -> None:
+        self.keys = keys
         self.tickets: AsyncCollection[Document] = database["tickets"]
         self.agents_: AsyncCollection[Document] = database["agents"]
         self.customers: AsyncCollection[Document] = database["customers"]
@@ -159,11 +181,12 @@ class MongoTicketRepository:
 
     async def load(self, ticket_ids: Sequence[str]) -> dict[str, Ticket]:
         cursor = self.tickets.find({"_id": {"$in": list(ticket_ids)}})
-        return {doc["_id"]: from_document(doc) async for doc in cursor}
+        docs = [doc async for doc in cursor]
+        ciphers = await self.keys.ciphers(doc["customer_id"] for doc in docs)
+        return {doc["_id"]: from_document(doc, ciphers[doc["customer_id"]]) for doc in docs}
 
     async def get(self, ticket_id: str) -> Ticket | None:
-        doc = await self.tickets.find_one({"_id": ticket_id})
-        return from_document(doc) if doc else None
+        return (await self.load([ticket_id])).get(ticket_id)
 
     async def pending_surveys(self, ticket_ids: Sequence[str]) -> dict[str, PendingSurvey]:
         cursor = self.pending.find({"_id": {"$in": list(ticket_ids)}})
@@ -236,12 +259,24 @@ class MongoTicketRepository:
         agents: Sequence[Agent] = (),
         pending: Sequence[PendingSurvey] = (),
         settled: Sequence[str] = (),
+        erased: Sequence[str] = (),
     ) -> None:
-        """One transaction: tickets (optimistic on `version`), grades, agents, inbox, outbox."""
+        """One transaction: tickets (optimistic on `version`), grades, agents, inbox, outbox,
+        and the erasure of `erased` customers (data keys destroyed, texts dropped)."""
         now = self.clock()
-        documents = [(to_document(t, now, self.rules), t.version) for t in tickets]
+        ciphers = await self.keys.ciphers(
+            (t.customer_id for t in tickets if t.customer_id not in erased), create=True
+        )
+        shredded = FieldCipher("", None)
+        documents = [
+            (to_document(t, now, self.rules, ciphers.get(t.customer_id, shredded)), t.version)
+            for t in tickets
+        ]
         async with self.uow.commit(applied, outbound) as session:
             await save_versioned(self.tickets, documents, session, what="ticket")
+            if erased:
+                await self.keys.destroy(erased, session=session)
+                await self._drop_texts(erased, session)
             if grades:
                 await self.customers.bulk_write(
                     [
@@ -274,6 +309,17 @@ class MongoTicketRepository:
                 )
         for ticket in tickets:
             ticket.version += 1
+
+    async def _drop_texts(self, customer_ids: Sequence[str], session: Any) -> None:
+        """Beyond the shredded key: no sealed text of an erased customer is kept at all."""
+        query = {"customer_id": {"$in": list(customer_ids)}}
+        async for doc in self.tickets.find(query, {"comments": 1}, session=session):
+            comments = [{**c, "text": None} for c in doc.get("comments", [])]
+            await self.tickets.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {"description": None, "comments": comments}},
+                session=session,
+            )
 
     # -- queries ------------------------------------------------------------------------------
     async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.errors import retry_on_conflict
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
@@ -130,6 +131,7 @@ def ticket_view(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, 
 def tickets_router(
     repository: MongoTicketRepository,
     auth: Authenticator,
+    audit: PiiAudit,
     rules: TicketRules,
     clock: Callable[[], datetime],
 ) -> APIRouter:
@@ -147,10 +149,16 @@ def tickets_router(
         return ticket
 
     async def act(
-        ticket_id: str, action: Callable[[Ticket, datetime], list[TicketEvent]]
+        principal: Principal,
+        route: str,
+        ticket_id: str,
+        action: Callable[[Ticket, datetime], list[TicketEvent]],
     ) -> dict[str, Any]:
+        """Apply an agent's action; the answer shows the ticket's texts, so it is audited."""
+
         async def attempt() -> dict[str, Any]:
             ticket = await load(ticket_id)
+            await audit.record(principal, route, [ticket.customer_id])
             now = clock()
             try:
                 changes = action(ticket, now)
@@ -213,7 +221,9 @@ def tickets_router(
     async def get_ticket(
         ticket_id: TicketId, principal: Annotated[Principal, Depends(reader)]
     ) -> dict[str, Any]:
-        return ticket_view(await load(ticket_id), clock(), rules)
+        ticket = await load(ticket_id)
+        await audit.record(principal, "GET /tickets/{ticket_id}", [ticket.customer_id])
+        return ticket_view(ticket, clock(), rules)
 
     @router.get("/tickets", tags=["tickets"], summary="Find tickets; paged by cursor.")
     async def list_tickets(
@@ -265,6 +275,8 @@ def tickets_router(
         if await repository.agent(request.assignee) is None:
             raise HTTPException(422, f"no agent {request.assignee!r}; create it under /agents")
         return await act(
+            principal,
+            "POST /tickets/{ticket_id}/assign",
             ticket_id,
             lambda t, now: t.assign(request.assignee, principal.token_id, now, manual=True),
         )
@@ -277,6 +289,8 @@ def tickets_router(
     ) -> dict[str, Any]:
         comment_id = uuid.uuid4().hex[:12]
         return await act(
+            principal,
+            "POST /tickets/{ticket_id}/comment",
             ticket_id,
             lambda t, now: t.comment(
                 comment_id, principal.token_id, request.text, now, public=request.public
@@ -290,7 +304,10 @@ def tickets_router(
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
         return await act(
-            ticket_id, lambda t, now: t.change_status(request.status, principal.token_id, now)
+            principal,
+            "POST /tickets/{ticket_id}/status",
+            ticket_id,
+            lambda t, now: t.change_status(request.status, principal.token_id, now),
         )
 
     @router.post("/tickets/{ticket_id}/resolve", tags=["tickets"], summary="With root causes.")
@@ -300,6 +317,8 @@ def tickets_router(
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
         return await act(
+            principal,
+            "POST /tickets/{ticket_id}/resolve",
             ticket_id,
             lambda t, now: t.resolve(request.root_causes, principal.token_id, now, request.summary),
         )
@@ -311,7 +330,10 @@ def tickets_router(
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
         return await act(
-            ticket_id, lambda t, now: t.reopen(request.reason, principal.token_id, now, rules)
+            principal,
+            "POST /tickets/{ticket_id}/reopen",
+            ticket_id,
+            lambda t, now: t.reopen(request.reason, principal.token_id, now, rules),
         )
 
     # -- agents -------------------------------------------------------------------------------
