@@ -3,57 +3,28 @@ for the SMS provider: one correct zh-CN email per ticket, suppression without co
 deferred from 23:00 to 09:00 (injected clock), retries through an SMTP outage with nothing lost or
 doubled, SMS through the provider adapter."""
 
-import email
-import email.policy
 import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
-from stackutil import ServiceProcess, Stack, cloud_event, eventually, free_port, send, unique
+from stackutil import (
+    ServiceProcess,
+    SmtpServer,
+    Stack,
+    cloud_event,
+    eventually,
+    free_port,
+    send,
+    unique,
+)
 
 pytestmark = pytest.mark.e2e
 SH = ZoneInfo("Asia/Shanghai")
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
-
-
-class SmtpServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.mailbox = Mailbox()
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 class SmsProvider:

@@ -13,6 +13,7 @@ from stackutil import Stack, unique
 
 from crm_contracts import new_event
 from crm_contracts.orders.v1 import OrderCancelled
+from crm_runtime.crypto import CustomerKeys, KeyRing
 from crm_runtime.mongo import Inbox, insert_ignoring_duplicates, transaction
 from crm_runtime.sweeps import Leases, SweepRunner
 
@@ -86,3 +87,54 @@ async def test_an_on_demand_sweep_waits_for_the_running_one_in_the_same_process(
     results = await asyncio.gather(runner.run_once("deliver"), runner.run_once("deliver"))
     assert list(results) == [1, 1]
     assert overlaps == 0
+
+
+def key_ring(current: str = "k1", **extra: bytes) -> KeyRing:
+    return KeyRing({"k1": b"1" * 32, **extra}, current, b"i" * 32)
+
+
+async def test_one_data_key_per_customer_even_when_two_writers_race(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    first, second = CustomerKeys(database, key_ring()), CustomerKeys(database, key_ring())
+    a, b = await asyncio.gather(
+        first.ciphers(["c1", "c2"], create=True), second.ciphers(["c1"], create=True)
+    )
+    assert a["c1"].key == b["c1"].key
+    assert a["c1"].key != a["c2"].key
+    sealed = a["c1"].seal("name", "Li Lei")
+    assert (await second.ciphers(["c1"]))["c1"].open("name", sealed) == "Li Lei"
+    assert (await first.ciphers(["nobody"]))["nobody"].shredded, "reading makes no key"
+    assert await database["data_keys"].count_documents({}) == 2
+
+
+async def test_a_destroyed_key_stays_destroyed_and_nothing_is_sealed_for_that_customer_again(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    keys = CustomerKeys(database, key_ring())
+    sealed = (await keys.ciphers(["c1"], create=True))["c1"].seal("phone", "13800138000")
+    await keys.destroy(["c1", "never-seen"])
+    after = await keys.ciphers(["c1", "never-seen"], create=True)
+    assert after["c1"].shredded
+    assert after["never-seen"].shredded
+    assert after["c1"].open("phone", sealed) is None
+    assert after["c1"].seal("phone", "13800138000") is None
+    stored = await database["data_keys"].find_one({"_id": "c1"})
+    assert stored is not None
+    assert stored["wrapped"] is None
+    assert stored["destroyed_at"]
+
+
+async def test_rotation_rewraps_every_data_key_under_the_new_master_key(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    old = CustomerKeys(database, key_ring())
+    before = await old.ciphers([f"c{i}" for i in range(5)], create=True)
+    rotated = CustomerKeys(database, key_ring("k2", k2=b"2" * 32))
+    assert await rotated.rewrap(limit=3) == 3
+    assert await rotated.rewrap() == 2
+    assert await rotated.rewrap() == 0
+    assert await database["data_keys"].count_documents({"key_id": "k2"}) == 5
+    only_new = CustomerKeys(database, KeyRing({"k2": b"2" * 32}, "k2", b"i" * 32))
+    after = await only_new.ciphers(list(before))
+    assert all(after[c].key == before[c].key for c in before), "same data keys, new wrapping"
