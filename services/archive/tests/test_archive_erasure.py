@@ -32,7 +32,7 @@ def confirmed(customer: str, service: str) -> CloudEvent[Any]:
         customer,
         T0 + timedelta(days=1, seconds=2),
         privacy_v1.CustomerErasureCompleted(
-            service=service,  # type: ignore[arg-type]
+            service=service,
             request_event_id="erase-1",
             completed_at=T0 + timedelta(days=1, seconds=1),
         ),
@@ -49,8 +49,10 @@ async def test_erasure_forgets_the_person_keeps_the_figures_and_confirms_once() 
     await run(repo, erasure("c1"))
     await run(repo, erasure("c1"))  # redelivered: no second confirmation
     customer = repo.customers["c1"]
-    assert customer.profile.name is None and customer.profile.phone is None
-    assert customer.profile.email is None and customer.tags == []
+    assert customer.profile.name is None
+    assert customer.profile.phone is None
+    assert customer.profile.email is None
+    assert customer.tags == []
     assert customer.value(T0 + timedelta(days=1), RULES).order_count == 1
     confirmations = [
         m.event for m in repo.outbox if m.event.type == privacy_v1.CUSTOMER_ERASURE_COMPLETED

@@ -22,16 +22,15 @@ def b64(key: bytes) -> str:
 
 def ring(*names: str, current: str | None = None) -> KeyRing:
     keys = {name: b64(os.urandom(32)) for name in names}
-    return KeyRing.from_config(
-        keys=keys, current=current or names[-1], index_key=b64(b"i" * 32)
-    )
+    return KeyRing.from_config(keys=keys, current=current or names[-1], index_key=b64(b"i" * 32))
 
 
 def test_a_sealed_field_opens_to_the_same_text_and_does_not_contain_it() -> None:
     cipher = FieldCipher("c-1", os.urandom(32))
     sealed = cipher.seal("name", "张三 13800138000")
     assert sealed is not None
-    assert "13800138000".encode() not in sealed and "张三".encode() not in sealed
+    assert b"13800138000" not in sealed
+    assert "张三".encode() not in sealed
     assert cipher.open("name", sealed) == "张三 13800138000"
     assert cipher.seal("name", "same") != cipher.seal("name", "same")  # a fresh nonce each time
 
@@ -130,7 +129,8 @@ def test_kafka_sasl_scram_over_tls_and_mongodb_tls_come_from_the_environment(
     settings = Settings()
     security = broker_security(settings)
     assert isinstance(security, SASLScram512)
-    assert security.use_ssl and security.ssl_context is not None
+    assert security.use_ssl
+    assert security.ssl_context is not None
     options = settings.kafka_client_options()
     assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
@@ -141,7 +141,8 @@ def test_kafka_sasl_scram_over_tls_and_mongodb_tls_come_from_the_environment(
         "username": "crm_archive",
         "password": "m0ngo",
     }
-    assert "s3cret" not in repr(settings) and "m0ngo" not in repr(settings)
+    assert "s3cret" not in repr(settings)
+    assert "m0ngo" not in repr(settings)
 
 
 def test_plaintext_is_the_default_and_tls_alone_needs_no_credentials(
@@ -151,4 +152,5 @@ def test_plaintext_is_the_default_and_tls_alone_needs_no_credentials(
     assert Settings().mongodb_options() == {}
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
     security = broker_security(Settings())
-    assert type(security) is BaseSecurity and security.use_ssl
+    assert type(security) is BaseSecurity
+    assert security.use_ssl

@@ -185,13 +185,13 @@ async def test_a_survey_before_its_ticket_is_kept_and_lands_when_the_ticket_open
 async def test_an_erasure_request_drops_the_texts_keeps_the_ticket_and_confirms_once() -> None:
     repo = repo_with_agents(Agent("a1", "Agent 1", ["delivery"], 5))
     await run(repo, complaint("c1", "K-1"), complaint("c2", "K-2"))
-    erase = ev(
-        members_v1.CUSTOMER_ERASURE_REQUESTED, "c1", members_v1.CustomerErasureRequested()
-    )
+    erase = ev(members_v1.CUSTOMER_ERASURE_REQUESTED, "c1", members_v1.CustomerErasureRequested())
     await run(repo, erase)
     await run(repo, erase)  # redelivered: the inbox drops it
     erased = repo.tickets[complaint_ticket_id("K-1")]
-    assert erased.description == "" and erased.priority and erased.category == "delivery"
+    assert erased.description == ""
+    assert erased.priority
+    assert erased.category == "delivery"
     assert repo.tickets[complaint_ticket_id("K-2")].description.startswith("包裹破损")
     assert repo.erased == {"c1"}
     confirmations = [m.event for m in repo.outbox if m.event.type == "customer.erasure_completed"]

@@ -23,6 +23,23 @@ from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Change, Comment, SlaState, Survey, Ticket
 from crm_tickets.handlers import Agent, PendingSurvey
 
+FREE_TEXT_DETAILS = frozenset({"reason"})
+"""History details typed by people (a reopening's reason): sealed like the comments."""
+
+
+def _seal(details: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+    return {
+        k: cipher.seal(f"history/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
+        for k, v in details.items()
+    }
+
+
+def _open(details: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+    return {
+        k: cipher.open(f"history/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
+        for k, v in details.items()
+    }
+
 
 def to_document(ticket: Ticket, now: datetime, rules: TicketRules, cipher: FieldCipher) -> Document:
     """Description and comment texts (free text: may hold personal data) are sealed with the
@@ -53,7 +70,7 @@ def to_document(ticket: Ticket, now: datetime, rules: TicketRules, cipher: Field
         ],
         "root_causes": ticket.root_causes,
         "history": [
-            {"at": h.at, "actor": h.actor, "action": h.action, "details": h.details}
+            {"at": h.at, "actor": h.actor, "action": h.action, "details": _seal(h.details, cipher)}
             for h in ticket.history
         ],
         "status_log": [{"at": at, "status": status} for at, status in ticket.status_log],
@@ -113,7 +130,7 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
         ],
         root_causes=list(doc.get("root_causes", [])),
         history=[
-            Change(h["at"], h["actor"], h["action"], dict(h.get("details", {})))
+            Change(h["at"], h["actor"], h["action"], _open(h.get("details", {}), cipher))
             for h in doc.get("history", [])
         ],
         status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
@@ -313,11 +330,22 @@ class MongoTicketRepository:
     async def _drop_texts(self, customer_ids: Sequence[str], session: Any) -> None:
         """Beyond the shredded key: no sealed text of an erased customer is kept at all."""
         query = {"customer_id": {"$in": list(customer_ids)}}
-        async for doc in self.tickets.find(query, {"comments": 1}, session=session):
+        projection = {"comments": 1, "history": 1}
+        async for doc in self.tickets.find(query, projection, session=session):
             comments = [{**c, "text": None} for c in doc.get("comments", [])]
+            history = [
+                {
+                    **h,
+                    "details": {
+                        **h["details"],
+                        **dict.fromkeys(FREE_TEXT_DETAILS & h["details"].keys()),
+                    },
+                }
+                for h in doc.get("history", [])
+            ]
             await self.tickets.update_one(
                 {"_id": doc["_id"]},
-                {"$set": {"description": None, "comments": comments}},
+                {"$set": {"description": None, "comments": comments, "history": history}},
                 session=session,
             )
 
