@@ -169,6 +169,13 @@ class FieldCipher:
         return None if text is None else json.loads(text)
 
 
+def cipher_from_document(ring: KeyRing, doc: Document) -> FieldCipher:
+    """The cipher a `data_keys` document holds (a tombstone: a shredded one)."""
+    if doc.get("wrapped") is None:
+        return FieldCipher(doc["_id"], None)
+    return FieldCipher(doc["_id"], ring.unwrap(doc["key_id"], doc["wrapped"], doc["_id"]))
+
+
 class CustomerKeys:
     """The `data_keys` collection: one wrapped data key per customer, or its tombstone."""
 
@@ -180,10 +187,7 @@ class CustomerKeys:
         await self.collection.create_index("key_id")
 
     def _cipher(self, doc: Document) -> FieldCipher:
-        if doc.get("wrapped") is None:
-            return FieldCipher(doc["_id"], None)
-        key = self.ring.unwrap(doc["key_id"], doc["wrapped"], doc["_id"])
-        return FieldCipher(doc["_id"], key)
+        return cipher_from_document(self.ring, doc)
 
     async def ciphers(
         self,
