@@ -14,6 +14,7 @@ import json
 import random
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -370,9 +371,55 @@ def main() -> None:
         f"\nPoints liability (GET /reports/liability): {liability['outstanding_points']} points "
         f"outstanding over {liability['accounts']} accounts, {liability['debt_points']} in debt"
     )
+    show_privacy(local, traffic, biggest, archive_port)
     print(
         f"\nTry: curl -H 'Authorization: Bearer {stack.DEV_TOKEN}' http://127.0.0.1:{archive_port}/customers/{biggest}"
     )
+
+
+def show_privacy(
+    local: stack.LocalStack,
+    traffic: list[tuple[datetime, Sent]],
+    reader: str | None,
+    archive_port: int,
+) -> None:
+    """One registered customer asks to be forgotten: every service confirms; reads are audited."""
+    registered = [s.key for _, s in traffic if s.event_type == "customer.registered"]
+    leaving = next((key for key in reversed(registered) if key != reader), None)
+    if leaving is None:
+        return
+    now = datetime.now(UTC)
+    reason = {"reason": "demo: 个人信息删除请求"}
+    request = event("customer.erasure_requested", leaving, now, reason)
+    started = time.monotonic()
+    asyncio.run(
+        send(
+            local.bootstrap(),
+            [(now, Sent("members.v1", leaving, request, "customer.erasure_requested"))],
+        )
+    )
+    base = f"http://127.0.0.1:{archive_port}"
+    status: dict[str, Any] = {}
+    while time.monotonic() - started < 30:
+        try:
+            status = get(f"{base}/customers/{leaving}/erasure")
+        except urllib.error.HTTPError:
+            status = {}
+        if status.get("complete"):
+            break
+        time.sleep(0.2)
+    confirmed = sorted(k for k, v in status.get("services", {}).items() if v["confirmed_at"])
+    print(
+        f"\nErasure of {leaving} (GET /customers/{leaving}/erasure): confirmed by "
+        f"{', '.join(confirmed) or 'nobody yet'} in {time.monotonic() - started:.2f} s; "
+        f"profile now {get(f'{base}/customers/{leaving}')['profile']}"
+    )
+    if reader:
+        reads = get(f"{base}/audit/pii-reads?customer_id={reader}")["items"]
+        print(
+            f"Audit (GET /audit/pii-reads?customer_id={reader}): "
+            + "; ".join(f"{r['at'][:19]} {r['actor']} {r['route']}" for r in reads[:3])
+        )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,13 @@ def test_a_sealed_value_does_not_open_as_another_customer_or_field_or_with_anoth
         FieldCipher("c-1", os.urandom(32)).open("email", sealed)
 
 
+def test_a_value_stored_before_encryption_reads_as_it_is_and_is_sealed_when_written() -> None:
+    cipher = FieldCipher("c-1", os.urandom(32))
+    assert cipher.open("name", "Li Lei") == "Li Lei"
+    assert isinstance(cipher.seal("name", cipher.open("name", "Li Lei")), bytes)
+    assert FieldCipher("c-1", None).open("name", "Li Lei") is None, "erased: not even legacy"
+
+
 def test_a_shredded_key_seals_nothing_and_opens_nothing() -> None:
     sealed = FieldCipher("c-1", os.urandom(32)).seal("name", "Li Lei")
     shredded = FieldCipher("c-1", None)

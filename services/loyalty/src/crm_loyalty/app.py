@@ -38,5 +38,5 @@ def build_app(settings: LoyaltySettings | None = None, *, clock: Clock = utc_now
         runtime,
         title="CRM loyalty",
         description="Points (积分): an append-only ledger, tiers, redemption, expiry, refunds.",
-        routers=[accounts_router(repository, runtime.auth, rules, clock)],
+        routers=[accounts_router(repository, runtime.auth, runtime.audit, rules, clock)],
     )

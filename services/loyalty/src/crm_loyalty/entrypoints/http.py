@@ -11,6 +11,7 @@ from crm_loyalty.adapters.mongo import MongoAccountRepository
 from crm_loyalty.domain.account import Account, Change, InsufficientPointsError
 from crm_loyalty.domain.rules import LoyaltyRules, Tier
 from crm_loyalty.handlers import save_changes
+from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.errors import retry_on_conflict
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
@@ -127,6 +128,7 @@ def entry_view(doc: dict[str, Any]) -> EntryView:
 def accounts_router(
     repository: MongoAccountRepository,
     auth: Authenticator,
+    audit: PiiAudit,
     rules: LoyaltyRules,
     clock: Callable[[], datetime],
 ) -> APIRouter:
@@ -161,7 +163,10 @@ def accounts_router(
         if not await repository.exists(customer_id):
             raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
         before = after_key(cursor, "seq", int)
-        items = [entry_view(d) for d in await repository.ledger_page(customer_id, before, limit)]
+        entries = await repository.ledger_page(customer_id, before, limit)
+        if any(d.get("reason") for d in entries):  # staff-typed reasons may name the person
+            await audit.record(principal, "GET /accounts/{customer_id}/ledger", [customer_id])
+        items = [entry_view(d) for d in entries]
         next_cursor = key_cursor("seq", items[-1].seq if items else None, len(items), limit)
         return Page[EntryView](items=items, next_cursor=next_cursor)
 
