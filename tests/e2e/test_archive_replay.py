@@ -31,7 +31,7 @@ from stackutil import (
 )
 
 from crm_archive.adapters.pii import SEALED
-from crm_runtime.crypto import FieldCipher, KeyRing, cipher_from_document
+from crm_runtime.crypto import SHREDDED, KeyRing, cipher_from_document
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SCALE = float(os.environ.get("CRM_TEST_SCALE", "1"))
@@ -206,7 +206,7 @@ def opened(db: Any, docs: dict[str, dict[str, Any]], ring: KeyRing) -> None:
         for key in db["data_keys"].find({"_id": {"$in": list(docs)}})
     }
     for customer, doc in docs.items():
-        cipher = ciphers.get(customer, FieldCipher(customer, None))
+        cipher = ciphers.get(customer, SHREDDED)
         doc["pii"] = {
             field: cipher.open(field, value) if field in SEALED else value
             for field, value in doc["pii"].items()

@@ -104,7 +104,9 @@ async def test_one_data_key_per_customer_even_when_two_writers_race(
     assert a["c1"].key != a["c2"].key
     sealed = a["c1"].seal("name", "Li Lei")
     assert (await second.ciphers(["c1"]))["c1"].open("name", sealed) == "Li Lei"
-    assert (await first.ciphers(["nobody"]))["nobody"].shredded, "reading makes no key"
+    nobody = (await first.ciphers(["nobody"]))["nobody"]
+    assert nobody.key is None, "reading makes no key"
+    assert not nobody.destroyed, "no key yet is not an erasure: old plaintext still reads"
     assert await database["data_keys"].count_documents({}) == 2
 
 
@@ -131,10 +133,24 @@ async def test_rotation_rewraps_every_data_key_under_the_new_master_key(
     old = CustomerKeys(database, key_ring())
     before = await old.ciphers([f"c{i}" for i in range(5)], create=True)
     rotated = CustomerKeys(database, key_ring("k2", k2=b"2" * 32))
-    assert await rotated.rewrap(limit=3) == 3
-    assert await rotated.rewrap() == 2
-    assert await rotated.rewrap() == 0
+    assert await rotated.rewrap(limit=3) == (3, 0)
+    assert await rotated.rewrap() == (2, 0)
+    assert await rotated.rewrap() == (0, 0)
     assert await database["data_keys"].count_documents({"key_id": "k2"}) == 5
     only_new = CustomerKeys(database, KeyRing({"k2": b"2" * 32}, "k2", b"i" * 32))
     after = await only_new.ciphers(list(before))
     assert all(after[c].key == before[c].key for c in before), "same data keys, new wrapping"
+
+
+async def test_a_key_under_a_master_key_no_longer_held_is_counted_and_does_not_block_rotation(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    await CustomerKeys(database, KeyRing({"k0": b"0" * 32}, "k0", b"i" * 32)).ciphers(
+        ["lost"], create=True
+    )
+    await CustomerKeys(database, key_ring()).ciphers(["c1", "c2"], create=True)
+    rotated = CustomerKeys(database, key_ring("k2", k2=b"2" * 32))
+    assert await rotated.rewrap(limit=1) == (1, 0)  # c1
+    assert await rotated.rewrap() == (1, 1)  # c2 re-wrapped, "lost" counted
+    assert await rotated.rewrap() == (0, 0), "the unknown master key is skipped from now on"
+    assert await database["data_keys"].count_documents({"key_id": "k2"}) == 2

@@ -85,3 +85,12 @@ async def test_each_service_confirmation_is_recorded_once() -> None:
     assert sorted(customer.erasure_confirmations) == ["archive", "tickets"]
     assert customer.erasure_confirmations["tickets"] == T0 + timedelta(days=1, seconds=1)
     assert customer.erasure_request_id == "erase-1"
+
+
+async def test_in_a_rebuild_without_the_request_the_archive_confirmation_erases_again() -> None:
+    repo = InMemoryCustomers()  # members.v1 kept 30 days: the request may be gone, not this
+    await run(repo, registered("c1", T0), confirmed("c1", "archive"))
+    customer = repo.customers["c1"]
+    assert customer.erased_at is not None
+    assert customer.profile.name is None
+    assert customer.erasure_request_id == "erase-1"

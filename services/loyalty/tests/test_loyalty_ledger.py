@@ -13,7 +13,13 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_loyalty.domain.account import Account, InsufficientPointsError
 from crm_loyalty.domain.rules import LoyaltyRules, Promotion, add_months
-from crm_loyalty.handlers import apply_events, birthday_sweep, expiry_sweep, tier_sweep
+from crm_loyalty.handlers import (
+    apply_events,
+    birthday_sweep,
+    expiry_sweep,
+    tier_sweep,
+    to_message,
+)
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -297,3 +303,12 @@ async def test_an_erasure_forgets_the_birthday_keeps_the_points_and_confirms_onc
     confirmations = [m.event for m in repo.outbox if m.event.type == "customer.erasure_completed"]
     assert [(e.subject, e.data.service) for e in confirmations] == [("c1", "loyalty")]
     assert "ledger figures" in confirmations[0].data.kept
+
+
+def test_an_adjustment_publishes_its_kind_and_keeps_the_staff_text_in_the_ledger() -> None:
+    account = Account("c1", T0)
+    goodwill = account.adjust("k1", 50, "张三投诉补偿 (by a1)", T0, RULES)
+    correction = account.adjust("k2", -20, "重复发放 (by a1)", T0, RULES)
+    assert goodwill.reason == "张三投诉补偿 (by a1)"
+    published = [to_message(account, entry).event.data for entry in (goodwill, correction)]
+    assert [(d.points, d.reason) for d in published] == [(50, "goodwill"), (-20, "correction")]

@@ -50,12 +50,14 @@ def test_a_value_stored_before_encryption_reads_as_it_is_and_is_sealed_when_writ
     cipher = FieldCipher("c-1", os.urandom(32))
     assert cipher.open("name", "Li Lei") == "Li Lei"
     assert isinstance(cipher.seal("name", cipher.open("name", "Li Lei")), bytes)
-    assert FieldCipher("c-1", None).open("name", "Li Lei") is None, "erased: not even legacy"
+    assert FieldCipher("c-1", None).open("name", "Li Lei") == "Li Lei", "no key yet: still read"
+    erased = FieldCipher("c-1", None, destroyed=True)
+    assert erased.open("name", "Li Lei") is None, "erased: not even old plaintext"
 
 
 def test_a_shredded_key_seals_nothing_and_opens_nothing() -> None:
     sealed = FieldCipher("c-1", os.urandom(32)).seal("name", "Li Lei")
-    shredded = FieldCipher("c-1", None)
+    shredded = FieldCipher("c-1", None, destroyed=True)
     assert shredded.shredded
     assert shredded.seal("name", "Li Lei") is None
     assert shredded.open("name", sealed) is None

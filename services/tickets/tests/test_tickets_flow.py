@@ -21,6 +21,7 @@ from crm_tickets.handlers import (
     assignment_sweep,
     complaint_ticket_id,
     sla_sweep,
+    to_messages,
 )
 
 pytestmark = pytest.mark.unit
@@ -128,9 +129,11 @@ async def test_the_status_machine_refuses_invalid_moves_with_a_reason() -> None:
     ticket.resolve(["packaging"], "a1", T0)
     with pytest.raises(InvalidTransitionError):
         ticket.resolve(["again"], "a1", T0)
-    ticket.reopen("still broken", "a1", T0, RULES)
+    changes = ticket.reopen("张三 says still broken", "a1", T0, RULES)
     assert ticket.status == "in_progress"
     assert [h.action for h in ticket.history] == ["opened", "assigned", "resolved", "reopened"]
+    [reopened] = [m.event for m in to_messages(ticket, changes, "c") if "reopened" in m.event.type]
+    assert reopened.data.reason is None, "free text is not published on a topic kept forever"
 
 
 async def test_an_unanswered_p1_warns_breaches_and_goes_to_the_supervisors() -> None:

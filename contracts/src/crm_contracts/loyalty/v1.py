@@ -54,7 +54,12 @@ class PointsExpired(_Payload):
 
 class PointsAdjusted(_Payload):
     points: int = Field(description="Positive (goodwill) or negative.")
-    reason: str = Field(min_length=1, max_length=200)
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        description="`goodwill` (points added) or `correction` (points taken); the staff's own "
+        "text may hold personal data and stays in the ledger (sealed).",
+    )
     balance: int
 
 

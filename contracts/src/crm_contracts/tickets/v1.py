@@ -84,7 +84,11 @@ class TicketClosed(_Payload):
 
 
 class TicketReopened(_Payload):
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Not filled: the agent's reason is free text that may hold personal data; "
+        "it stays on the ticket (sealed).",
+    )
 
 
 class TicketCsatRecorded(_Payload):

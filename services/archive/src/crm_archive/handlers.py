@@ -154,7 +154,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         case members_v1.CustomerErasureRequested():
             customer.erase(at, event.id)
         case privacy_v1.CustomerErasureCompleted():
-            customer.confirm_erasure(data.service, data.completed_at)
+            customer.confirm_erasure(data.service, data.completed_at, data.request_event_id)
             summary = {"service": data.service}
         case orders_v1.OrderPlaced():
             customer.place_order(data.order_id, at, data.amount, data.currency)

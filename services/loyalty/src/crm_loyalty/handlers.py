@@ -282,7 +282,8 @@ def _contract(change: Change) -> tuple[str, Any, datetime]:
                 loyalty_v1.POINTS_ADJUSTED,
                 loyalty_v1.PointsAdjusted(
                     points=change.points,
-                    reason=change.reason or "adjustment",
+                    # The staff's text may name the customer: it stays in the ledger, sealed.
+                    reason="goodwill" if change.points > 0 else "correction",
                     balance=change.balance,
                 ),
                 change.at,

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -133,50 +134,56 @@ class KeyRing:
 
 @dataclass(frozen=True)
 class FieldCipher:
-    """One customer's data key: seals and opens that customer's fields."""
+    """One customer's data key: seals and opens that customer's fields.
+
+    `field` names the value's place (e.g. `N-42/body`): it is the associated data with the
+    customer id, so a sealed value moved to another customer, record or field does not open."""
 
     customer_id: str
     key: bytes | None
-    """None once the key is destroyed (erasure): nothing opens, nothing is sealed."""
+    """None when the customer has no key yet (read-only use) or it was destroyed."""
+    destroyed: bool = False
+    """The customer was erased: nothing opens (not even old plaintext), nothing is sealed."""
 
     @property
     def shredded(self) -> bool:
-        return self.key is None
+        return self.destroyed
 
     def _aad(self, field: str) -> bytes:
         return f"{self.customer_id}/{field}".encode()
 
     def seal(self, field: str, value: str | None) -> bytes | None:
-        if value is None or self.key is None:
+        if value is None or self.key is None or self.destroyed:
             return None
         nonce = os.urandom(NONCE_BYTES)
         return VERSION + nonce + AESGCM(self.key).encrypt(nonce, value.encode(), self._aad(field))
 
     def open(self, field: str, sealed: Any) -> str | None:
-        """The plaintext, or None if there is none or the key is shredded. A `str` is a value
+        """The plaintext, or None if there is none or the key was destroyed. A `str` is a value
         written before encryption was introduced: read as it is, sealed at its next write."""
-        if sealed is None or self.key is None:
+        if sealed is None or self.destroyed:
             return None
         if isinstance(sealed, str):
             return sealed
+        if self.key is None:
+            return None
         blob = bytes(sealed)
         if blob[:1] != VERSION:
             raise ValueError(f"{field}: not a sealed value")
         nonce, sealed_text = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
         return AESGCM(self.key).decrypt(nonce, sealed_text, self._aad(field)).decode()
 
-    def seal_json(self, field: str, value: Any) -> bytes | None:
-        return None if value is None else self.seal(field, json.dumps(value, ensure_ascii=False))
 
-    def open_json(self, field: str, sealed: Any) -> Any:
-        text = self.open(field, sealed)
-        return None if text is None else json.loads(text)
+SHREDDED = FieldCipher("", None, destroyed=True)
+"""What a save uses for a customer erased in the same batch."""
+NO_KEY = FieldCipher("", None)
+"""For a record with nothing to seal or open (no key is read or made for it)."""
 
 
 def cipher_from_document(ring: KeyRing, doc: Document) -> FieldCipher:
     """The cipher a `data_keys` document holds (a tombstone: a shredded one)."""
     if doc.get("wrapped") is None:
-        return FieldCipher(doc["_id"], None)
+        return FieldCipher(doc["_id"], None, destroyed=True)
     return FieldCipher(doc["_id"], ring.unwrap(doc["key_id"], doc["wrapped"], doc["_id"]))
 
 
@@ -186,6 +193,8 @@ class CustomerKeys:
     def __init__(self, database: AsyncDatabase[Document], ring: KeyRing) -> None:
         self.collection: AsyncCollection[Document] = database["data_keys"]
         self.ring = ring
+        self._failed: set[str] = set()
+        """Master key ids seen in `rewrap` that this service does not hold."""
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index("key_id")
@@ -227,7 +236,7 @@ class CustomerKeys:
         return {
             customer_id: self._cipher(found[customer_id])
             if customer_id in found
-            else FieldCipher(customer_id, None)
+            else FieldCipher(customer_id, None)  # no key yet: opens old plaintext only
             for customer_id in wanted
         }
 
@@ -251,12 +260,24 @@ class CustomerKeys:
             session=session,
         )
 
-    async def rewrap(self, limit: int = 1000) -> int:
-        """Re-wrap up to `limit` data keys still under an old master key (key rotation)."""
-        query = {"wrapped": {"$ne": None}, "key_id": {"$ne": self.ring.current}}
+    async def rewrap(self, limit: int = 1000) -> tuple[int, int]:
+        """Re-wrap up to `limit` data keys still under an old master key (key rotation).
+        Returns (re-wrapped, failed): a key that does not unwrap (its master key is not
+        configured) is counted and skipped, so it cannot block the others."""
+        query = {
+            "wrapped": {"$ne": None},
+            "key_id": {"$ne": self.ring.current, "$nin": sorted(self._failed)},
+        }
         operations = []
-        async for doc in self.collection.find(query, limit=limit):
-            key = self.ring.unwrap(doc["key_id"], doc["wrapped"], doc["_id"])
+        failed = 0
+        async for doc in self.collection.find(query, sort=[("_id", 1)], limit=limit):
+            try:
+                key = self.ring.unwrap(doc["key_id"], doc["wrapped"], doc["_id"])
+            except (KeyConfigError, InvalidTag):
+                failed += 1
+                if doc["key_id"] not in self.ring.master_keys:
+                    self._failed.add(doc["key_id"])
+                continue
             key_id, wrapped = self.ring.wrap(key, doc["_id"])
             operations.append(
                 UpdateOne(
@@ -266,4 +287,4 @@ class CustomerKeys:
             )
         if operations:
             await self.collection.bulk_write(operations)
-        return len(operations)
+        return len(operations), failed

@@ -156,8 +156,12 @@ def create_http_app(
         principal: Annotated[Principal, Depends(ops)],
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> dict[str, Any]:
-        done = await runtime.keys.rewrap(limit)
-        return {"rewrapped": done, "current_master_key": runtime.keys.ring.current}
+        done, failed = await runtime.keys.rewrap(limit)
+        return {
+            "rewrapped": done,
+            "failed": failed,
+            "current_master_key": runtime.keys.ring.current,
+        }
 
     for router in routers:
         app.include_router(router)

@@ -357,9 +357,9 @@ def _contract(ticket: Ticket, change: TicketEvent) -> tuple[str, Any]:
         case Closed():
             return tickets_v1.TICKET_CLOSED, tickets_v1.TicketClosed(ticket_id=t, auto=change.auto)
         case Reopened():
-            return tickets_v1.TICKET_REOPENED, tickets_v1.TicketReopened(
-                ticket_id=t, reason=change.reason
-            )
+            # The reason is free text that may name the customer: it stays on the ticket (sealed)
+            # and is not published on a topic kept forever.
+            return tickets_v1.TICKET_REOPENED, tickets_v1.TicketReopened(ticket_id=t)
         case CsatRecorded():
             return tickets_v1.TICKET_CSAT_RECORDED, tickets_v1.TicketCsatRecorded(
                 ticket_id=t,

@@ -11,6 +11,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_archive.adapters.pii import (
+    SEALED,
+    has_personal_data,
     lookup_key_for_query,
     lookup_keys,
     profile_from_document,
@@ -19,7 +21,7 @@ from crm_archive.adapters.pii import (
 from crm_archive.domain.customer import Customer, Order, Survey
 from crm_archive.handlers import TimelineEntry
 from crm_contracts import CloudEvent
-from crm_runtime.crypto import CustomerKeys, FieldCipher, KeyRing
+from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
@@ -172,8 +174,10 @@ class MongoCustomerRepository:
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
         cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
         docs = [doc async for doc in cursor]
-        ciphers = await self.keys.ciphers(doc["_id"] for doc in docs)
-        return {doc["_id"]: from_document(doc, ciphers[doc["_id"]]) for doc in docs}
+        # Stubs (orders only) hold no personal data: no key to read for them.
+        sealed = [doc["_id"] for doc in docs if any(doc.get("pii", {}).get(f) for f in SEALED)]
+        ciphers = await self.keys.ciphers(sealed)
+        return {doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs}
 
     async def get(self, customer_id: str) -> Customer | None:
         return (await self.load([customer_id])).get(customer_id)
@@ -197,13 +201,24 @@ class MongoCustomerRepository:
         """One transaction: customers (optimistic on `version`), timeline, inbox, outbox, and
         the destruction of erased customers' data keys."""
         erased = [c.id for c in customers if c.erased_at is not None]
+        if erased:  # only those not yet shredded: a tombstone keeps its first `destroyed_at`
+            known = await self.keys.ciphers(erased)
+            erased = [customer_id for customer_id in erased if not known[customer_id].destroyed]
         ciphers = await self.keys.ciphers(
-            (c.id for c in customers if c.erased_at is None), create=True
+            (c.id for c in customers if c.erased_at is None and has_personal_data(c.profile)),
+            create=True,
         )
-        shredded = FieldCipher("", None)
         ring = self.keys.ring
         documents = [
-            (to_document(c, self.base_currency, ciphers.get(c.id, shredded), ring), c.version)
+            (
+                to_document(
+                    c,
+                    self.base_currency,
+                    SHREDDED if c.erased_at is not None else ciphers.get(c.id, NO_KEY),
+                    ring,
+                ),
+                c.version,
+            )
             for c in customers
         ]
         async with self.uow.commit(applied, outbound) as session:

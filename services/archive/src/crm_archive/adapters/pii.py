@@ -23,6 +23,11 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def has_personal_data(profile: Profile) -> bool:
+    """Whether there is anything to seal (a stub known only from orders has nothing)."""
+    return any(getattr(profile, name) is not None for name in SEALED)
+
+
 def profile_to_document(profile: Profile, cipher: FieldCipher) -> dict[str, Any]:
     plain = {
         "name": profile.name,

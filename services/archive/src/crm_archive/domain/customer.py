@@ -215,15 +215,23 @@ class Customer:
         """Forget the person (PIPL / GDPR): personal fields and tags go, figures stay."""
         self.seen(at)
         if self.erased_at is None:
-            self.erased_at = at
-            self.erasure_request_id = request_id
-            self.profile = Profile()
-            self.tags = []
+            self._forget(at, request_id)
             self.pending.append(ProfileChanged(("erased",)))
 
-    def confirm_erasure(self, service: str, at: datetime) -> None:
-        """A service confirmed it forgot the customer (not an interaction: `seen` is untouched)."""
+    def _forget(self, at: datetime, request_id: str) -> None:
+        self.erased_at = at
+        self.erasure_request_id = request_id
+        self.profile = Profile()
+        self.tags = []
+
+    def confirm_erasure(self, service: str, at: datetime, request_id: str) -> None:
+        """A service confirmed it forgot the customer (not an interaction: `seen` is untouched).
+
+        The archive's own confirmation is kept forever on `privacy.v1` while the request
+        (`members.v1`) is kept 30 days: in a rebuild it is what erases the customer again."""
         self.erasure_confirmations.setdefault(service, at)
+        if service == "archive" and self.erased_at is None:
+            self._forget(at, request_id)
 
     def place_order(self, order_id: str, at: datetime, amount: Decimal, currency: str) -> None:
         self.seen(at)

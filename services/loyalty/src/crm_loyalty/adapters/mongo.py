@@ -20,7 +20,7 @@ from pymongo.errors import BulkWriteError
 from crm_contracts import CloudEvent
 from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_runtime.crypto import CustomerKeys, FieldCipher, KeyRing
+from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
@@ -164,7 +164,7 @@ def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
         "lots": [{"lot": lot, "points": points} for lot, points in entry.lots.items()],
         "order_id": entry.order_id,
         "redemption_id": entry.redemption_id,
-        "reason": cipher.seal("reason", entry.reason),
+        "reason": cipher.seal(f"{entry.entry_id}/reason", entry.reason),
         "expires_at": entry.expires_at,
         "source_event_id": entry.source_event_id,
     }
@@ -197,8 +197,8 @@ class MongoAccountRepository:
     async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]:
         cursor = self.accounts.find({"_id": {"$in": list(customer_ids)}})
         docs = [doc async for doc in cursor]
-        ciphers = await self.keys.ciphers(doc["_id"] for doc in docs)
-        return {doc["_id"]: from_document(doc, ciphers[doc["_id"]]) for doc in docs}
+        ciphers = await self.keys.ciphers(doc["_id"] for doc in docs if doc.get("birthday"))
+        return {doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs}
 
     async def exists(self, customer_id: str) -> bool:
         return await self.accounts.find_one({"_id": customer_id}, {"_id": 1}) is not None
@@ -236,15 +236,18 @@ class MongoAccountRepository:
     ) -> None:
         """One transaction: accounts (optimistic on `version`), ledger, inbox, outbox, and the
         erasure of `erased` customers (data keys destroyed, reasons dropped)."""
-        ciphers = await self.keys.ciphers(
-            ({a.customer_id for a in accounts} | {e.customer_id for e in entries}) - set(erased),
-            create=True,
-        )
-        shredded = FieldCipher("", None)
+        # Keys only for what has something to seal: most accounts and entries have nothing.
+        sealing = {a.customer_id for a in accounts if a.birthday is not None} | {
+            e.customer_id for e in entries if e.reason is not None
+        }
+        ciphers = await self.keys.ciphers(sealing - set(erased), create=True)
+
+        def cipher(customer_id: str) -> FieldCipher:
+            return SHREDDED if customer_id in erased else ciphers.get(customer_id, NO_KEY)
+
         ring = self.keys.ring
         documents = [
-            (to_document(a, self.rules, ciphers.get(a.customer_id, shredded), ring), a.version)
-            for a in accounts
+            (to_document(a, self.rules, cipher(a.customer_id), ring), a.version) for a in accounts
         ]
         async with self.uow.commit(applied, outbound) as session:
             await save_versioned(self.accounts, documents, session, what="account")
@@ -258,7 +261,7 @@ class MongoAccountRepository:
             if entries:
                 try:
                     await self.ledger.insert_many(
-                        [entry_document(e, ciphers.get(e.customer_id, shredded)) for e in entries],
+                        [entry_document(e, cipher(e.customer_id)) for e in entries],
                         ordered=True,
                         session=session,
                     )
@@ -285,7 +288,12 @@ class MongoAccountRepository:
         """Ledger documents with their reasons opened."""
         ciphers = await self.keys.ciphers(doc["customer_id"] for doc in entries)
         return [
-            {**doc, "reason": ciphers[doc["customer_id"]].open("reason", doc.get("reason"))}
+            {
+                **doc,
+                "reason": ciphers[doc["customer_id"]].open(
+                    f"{doc['_id']}/reason", doc.get("reason")
+                ),
+            }
             for doc in entries
         ]
 

@@ -251,6 +251,8 @@ def accounts_router(
                         409, f"Idempotency-Key {key!r} was used for another adjustment"
                     )
                 response.status_code = 200
+                route = "POST /accounts/{customer_id}/adjustments"  # a replay reads the reason
+                await audit.record(principal, route, [customer_id])
                 return AdjustmentView(
                     points=existing["points"],
                     reason=existing["reason"] or "",

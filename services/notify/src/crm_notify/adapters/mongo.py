@@ -19,7 +19,7 @@ from crm_contracts import CloudEvent
 from crm_notify.domain.notification import Notification, StatusChange
 from crm_notify.domain.policy import Preferences
 from crm_notify.handlers import Batch, Digest
-from crm_runtime.crypto import CustomerKeys, FieldCipher, KeyRing
+from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
@@ -77,9 +77,9 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         "created_at": n.created_at,
         "locale": n.locale,
         "channel": n.channel,
-        "to": cipher.seal("to", n.to),
-        "subject": cipher.seal("subject", n.subject),
-        "body": cipher.seal("body", n.body),
+        "to": cipher.seal(f"{n.notification_id}/to", n.to),
+        "subject": cipher.seal(f"{n.notification_id}/subject", n.subject),
+        "body": cipher.seal(f"{n.notification_id}/body", n.body),
         "status": n.status,
         "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
         "attempts": n.attempts,
@@ -99,9 +99,9 @@ def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
         created_at=doc["created_at"],
         locale=doc.get("locale", "zh-CN"),
         channel=doc.get("channel"),
-        to=cipher.open("to", doc.get("to")),
-        subject=cipher.open("subject", doc.get("subject")) or "",
-        body=cipher.open("body", doc.get("body")) or "",
+        to=cipher.open(f"{doc['_id']}/to", doc.get("to")),
+        subject=cipher.open(f"{doc['_id']}/subject", doc.get("subject")) or "",
+        body=cipher.open(f"{doc['_id']}/body", doc.get("body")) or "",
         status=doc["status"],
         history=[StatusChange(h["at"], h["status"], h.get("reason")) for h in doc["history"]],
         attempts=doc.get("attempts", 0),
@@ -201,7 +201,7 @@ class MongoNotifyRepository:
             {*batch.preferences, *(n.customer_id for n in batch.notifications)} - erased,
             create=True,
         )
-        shredded = FieldCipher("", None)
+        shredded = SHREDDED
         ring = self.keys.ring
         async with self.uow.commit(applied, batch.outbound) as session:
             if batch.preferences:
@@ -237,7 +237,7 @@ class MongoNotifyRepository:
                 await self.keys.destroy(batch.erased, session=session)
                 await self.notifications.update_many(
                     {"customer_id": {"$in": batch.erased}},
-                    {"$set": {"to": None, "subject": None, "body": None}},
+                    {"$set": {"to": None, "subject": None, "body": None}, "$inc": {"version": 1}},
                     session=session,
                 )
 

@@ -14,7 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent
-from crm_runtime.crypto import CustomerKeys, FieldCipher
+from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.sweeps import Clock
@@ -27,16 +27,16 @@ FREE_TEXT_DETAILS = frozenset({"reason"})
 """History details typed by people (a reopening's reason): sealed like the comments."""
 
 
-def _seal(details: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+def _seal(details: dict[str, Any], cipher: FieldCipher, place: str) -> dict[str, Any]:
     return {
-        k: cipher.seal(f"history/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
+        k: cipher.seal(f"{place}/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
         for k, v in details.items()
     }
 
 
-def _open(details: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+def _open(details: dict[str, Any], cipher: FieldCipher, place: str) -> dict[str, Any]:
     return {
-        k: cipher.open(f"history/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
+        k: cipher.open(f"{place}/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
         for k, v in details.items()
     }
 
@@ -56,22 +56,27 @@ def to_document(ticket: Ticket, now: datetime, rules: TicketRules, cipher: Field
         "status": ticket.status,
         "complaint_id": ticket.complaint_id,
         "order_id": ticket.order_id,
-        "description": cipher.seal("description", ticket.description),
+        "description": cipher.seal(f"{ticket.ticket_id}/description", ticket.description),
         "assignee": ticket.assignee,
         "comments": [
             {
                 "id": c.comment_id,
                 "at": c.at,
                 "author": c.author,
-                "text": cipher.seal(f"comment/{c.comment_id}", c.text),
+                "text": cipher.seal(f"{ticket.ticket_id}/comment/{c.comment_id}", c.text),
                 "public": c.public,
             }
             for c in ticket.comments
         ],
         "root_causes": ticket.root_causes,
         "history": [
-            {"at": h.at, "actor": h.actor, "action": h.action, "details": _seal(h.details, cipher)}
-            for h in ticket.history
+            {
+                "at": h.at,
+                "actor": h.actor,
+                "action": h.action,
+                "details": _seal(h.details, cipher, f"{ticket.ticket_id}/history/{i}"),
+            }
+            for i, h in enumerate(ticket.history)
         ],
         "status_log": [{"at": at, "status": status} for at, status in ticket.status_log],
         "first_response_at": ticket.first_response_at,
@@ -116,22 +121,27 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
         status=doc["status"],
         complaint_id=doc.get("complaint_id"),
         order_id=doc.get("order_id"),
-        description=cipher.open("description", doc.get("description")) or "",
+        description=cipher.open(f"{doc['_id']}/description", doc.get("description")) or "",
         assignee=doc.get("assignee"),
         comments=[
             Comment(
                 c["id"],
                 c["at"],
                 c["author"],
-                cipher.open(f"comment/{c['id']}", c.get("text")) or "",
+                cipher.open(f"{doc['_id']}/comment/{c['id']}", c.get("text")) or "",
                 c["public"],
             )
             for c in doc.get("comments", [])
         ],
         root_causes=list(doc.get("root_causes", [])),
         history=[
-            Change(h["at"], h["actor"], h["action"], _open(h.get("details", {}), cipher))
-            for h in doc.get("history", [])
+            Change(
+                h["at"],
+                h["actor"],
+                h["action"],
+                _open(h.get("details", {}), cipher, f"{doc['_id']}/history/{i}"),
+            )
+            for i, h in enumerate(doc.get("history", []))
         ],
         status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
         first_response_at=doc.get("first_response_at"),
@@ -284,7 +294,7 @@ class MongoTicketRepository:
         ciphers = await self.keys.ciphers(
             (t.customer_id for t in tickets if t.customer_id not in erased), create=True
         )
-        shredded = FieldCipher("", None)
+        shredded = SHREDDED
         documents = [
             (to_document(t, now, self.rules, ciphers.get(t.customer_id, shredded)), t.version)
             for t in tickets
@@ -345,7 +355,11 @@ class MongoTicketRepository:
             ]
             await self.tickets.update_one(
                 {"_id": doc["_id"]},
-                {"$set": {"description": None, "comments": comments, "history": history}},
+                # The version moves: a save prepared before the erasure cannot write texts back.
+                {
+                    "$set": {"description": None, "comments": comments, "history": history},
+                    "$inc": {"version": 1},
+                },
                 session=session,
             )
 

@@ -158,7 +158,6 @@ def tickets_router(
 
         async def attempt() -> dict[str, Any]:
             ticket = await load(ticket_id)
-            await audit.record(principal, route, [ticket.customer_id])
             now = clock()
             try:
                 changes = action(ticket, now)
@@ -171,7 +170,9 @@ def tickets_router(
             await repository.save([ticket], [], to_messages(ticket, changes, cause))
             return ticket_view(ticket, now, rules)
 
-        return await retry_on_conflict(attempt)
+        view = await retry_on_conflict(attempt)
+        await audit.record(principal, route, [view["customer_id"]])
+        return view
 
     # -- tickets ------------------------------------------------------------------------------
     @router.post("/tickets", status_code=201, tags=["tickets"], summary="Manual intake.")
@@ -187,7 +188,8 @@ def tickets_router(
         if key:
             ticket_id = derived_ticket_id("manual", key)
             existing = await repository.get(ticket_id)
-            if existing is not None:
+            if existing is not None:  # the stored ticket, with what was added since: a read
+                await audit.record(principal, "POST /tickets", [existing.customer_id])
                 return ticket_view(existing, now, rules)
         else:
             ticket_id = "T-" + uuid.uuid4().hex[:12]
