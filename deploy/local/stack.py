@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -146,18 +147,28 @@ class KafkaNode:
     data: Path
     port: int = 9092
     controller_port: int = 9093
+    template: Path = HERE / "kafka" / "server.properties.template"
+    values: Mapping[str, str] = field(default_factory=dict)
+    """More placeholders of the template (a secured broker's ports and files)."""
+    format_args: tuple[str, ...] = ()
+    """More `StorageTool format` arguments (e.g. `--add-scram` users)."""
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+    """aiokafka security options to reach this broker (for the readiness probe)."""
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def config(self) -> Path:
-        template = (HERE / "kafka" / "server.properties.template").read_text()
+        template = self.template.read_text()
         path = self.data / "server.properties"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
             template.format(
-                log_dir=self.data / "kraft", port=self.port, controller_port=self.controller_port
+                log_dir=self.data / "kraft",
+                port=self.port,
+                controller_port=self.controller_port,
+                **self.values,
             )
         )
         return path
@@ -175,7 +186,14 @@ class KafkaNode:
                     classpath,
                     "kafka.tools.StorageTool",
                     # `=`: a base64url id may begin with "-", which would read as an option.
-                    ["format", f"--cluster-id={cluster_id}", "-c", str(config), "--standalone"],
+                    [
+                        "format",
+                        f"--cluster-id={cluster_id}",
+                        "-c",
+                        str(config),
+                        "--standalone",
+                        *self.format_args,
+                    ],
                     log4j,
                 ),
                 check=True,
@@ -183,15 +201,18 @@ class KafkaNode:
             )
         log = self.data / "kafka.log"
         proc = spawn(_kafka_java(classpath, "kafka.Kafka", [str(config)], log4j), log)
-        wait_for(lambda: kafka_ready(self.bootstrap), "Kafka", 120, proc, log)
+        ready = functools.partial(kafka_ready, self.bootstrap, **self.client_options)
+        wait_for(ready, "Kafka", 120, proc, log)
         return proc
 
 
-def kafka_ready(bootstrap: str) -> bool:
+def kafka_ready(bootstrap: str, **options: Any) -> bool:
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, **options
+        )
         try:
             await admin.start()
             await admin.describe_cluster()
@@ -207,7 +228,7 @@ def kafka_ready(bootstrap: str) -> bool:
     return asyncio.run(probe())
 
 
-def provision_topics(bootstrap: str) -> list[str]:
+def provision_topics(bootstrap: str, **options: Any) -> list[str]:
     """Create every topic of the registry that does not exist yet, and set every topic's
     retention to the registry's (idempotent)."""
     sys.path.insert(0, str(ROOT / "contracts" / "src"))
@@ -217,7 +238,7 @@ def provision_topics(bootstrap: str) -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
         await admin.start()
         try:
             existing = set(await admin.list_topics())

@@ -150,8 +150,13 @@ def _date(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
+STAFF_TEXT_KINDS = frozenset({"adjust"})
+"""Entries whose reason is free text typed by staff: sealed. Other reasons are fixed words."""
+
+
 def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
-    """The reason is free text typed by staff: sealed (after erasure the figures stay)."""
+    """An adjustment's reason is free text typed by staff: sealed (after erasure the figures
+    stay)."""
     return {
         "_id": entry.entry_id,
         "customer_id": entry.customer_id,
@@ -164,7 +169,11 @@ def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
         "lots": [{"lot": lot, "points": points} for lot, points in entry.lots.items()],
         "order_id": entry.order_id,
         "redemption_id": entry.redemption_id,
-        "reason": cipher.seal(f"{entry.entry_id}/reason", entry.reason),
+        "reason": (
+            cipher.seal(f"{entry.entry_id}/reason", entry.reason)
+            if entry.kind in STAFF_TEXT_KINDS
+            else entry.reason  # a fixed word: refund, cancellation, welcome, birthday
+        ),
         "expires_at": entry.expires_at,
         "source_event_id": entry.source_event_id,
     }
@@ -238,7 +247,7 @@ class MongoAccountRepository:
         erasure of `erased` customers (data keys destroyed, reasons dropped)."""
         # Keys only for what has something to seal: most accounts and entries have nothing.
         sealing = {a.customer_id for a in accounts if a.birthday is not None} | {
-            e.customer_id for e in entries if e.reason is not None
+            e.customer_id for e in entries if e.kind in STAFF_TEXT_KINDS and e.reason is not None
         }
         ciphers = await self.keys.ciphers(sealing - set(erased), create=True)
 
@@ -254,7 +263,10 @@ class MongoAccountRepository:
             if erased:
                 await self.keys.destroy(erased, session=session)
                 await self.ledger.update_many(
-                    {"customer_id": {"$in": list(erased)}},
+                    {
+                        "customer_id": {"$in": list(erased)},
+                        "kind": {"$in": sorted(STAFF_TEXT_KINDS)},
+                    },
                     {"$set": {"reason": None}},
                     session=session,
                 )
@@ -285,8 +297,9 @@ class MongoAccountRepository:
         return (await self._opened([doc]))[0] if doc else None
 
     async def _opened(self, entries: list[Document]) -> list[Document]:
-        """Ledger documents with their reasons opened."""
-        ciphers = await self.keys.ciphers(doc["customer_id"] for doc in entries)
+        """Ledger documents with their staff-typed reasons opened."""
+        sealed = [doc for doc in entries if doc["kind"] in STAFF_TEXT_KINDS]
+        ciphers = await self.keys.ciphers(doc["customer_id"] for doc in sealed)
         return [
             {
                 **doc,
@@ -294,6 +307,8 @@ class MongoAccountRepository:
                     f"{doc['_id']}/reason", doc.get("reason")
                 ),
             }
+            if doc["kind"] in STAFF_TEXT_KINDS
+            else doc
             for doc in entries
         ]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_loyalty.adapters.mongo import MongoAccountRepository
+from crm_loyalty.adapters.mongo import STAFF_TEXT_KINDS, MongoAccountRepository
 from crm_loyalty.domain.account import Account, Change, InsufficientPointsError
 from crm_loyalty.domain.rules import LoyaltyRules, Tier
 from crm_loyalty.handlers import save_changes
@@ -164,7 +164,8 @@ def accounts_router(
             raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
         before = after_key(cursor, "seq", int)
         entries = await repository.ledger_page(customer_id, before, limit)
-        if any(d.get("reason") for d in entries):  # staff-typed reasons may name the person
+        if any(d.get("reason") and d["kind"] in STAFF_TEXT_KINDS for d in entries):
+            # a staff-typed reason may name the person
             await audit.record(principal, "GET /accounts/{customer_id}/ledger", [customer_id])
         items = [entry_view(d) for d in entries]
         next_cursor = key_cursor("seq", items[-1].seq if items else None, len(items), limit)
