@@ -210,9 +210,7 @@ def kafka_ready(bootstrap: str, **options: Any) -> bool:
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=3000, **options
-        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **options)
         try:
             await admin.start()
             await admin.describe_cluster()
