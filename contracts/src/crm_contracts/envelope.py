@@ -6,7 +6,7 @@ order on every topic.
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +36,19 @@ class CloudEvent(BaseModel, Generic[DataT]):
         default=None, max_length=55, description="W3C trace context, when tracing."
     )
     data: DataT
+
+
+MAX_CLOCK_SKEW = timedelta(days=1)
+"""How far ahead of our clock an inbound event's `time` may be: source clocks drift, by minutes."""
+
+
+def check_not_in_the_future(event: "CloudEvent[Any]", now: datetime) -> None:
+    """For events from external systems: a `time` beyond the clock skew is an error.
+    (Our own services' events may carry a simulated clock in tests and demos.)"""
+    if event.time > now + MAX_CLOCK_SKEW:
+        raise EventDecodeError(
+            f"invalid event: time: {event.time.isoformat()} is more than a day in the future"
+        )
 
 
 class EventDecodeError(ValueError):
@@ -86,6 +99,8 @@ def decode_event(raw: bytes | str) -> CloudEvent[Any]:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventDecodeError(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise EventDecodeError("not JSON we accept: nested too deeply") from exc
     if not isinstance(document, dict):
         raise EventDecodeError("a CloudEvent must be a JSON object")
     event_type = document.get("type")

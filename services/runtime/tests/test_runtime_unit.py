@@ -200,6 +200,8 @@ async def test_readiness_is_red_while_retrying() -> None:
         (None, event_bytes("a"), "key"),
         (b"c2", event_bytes("a"), "key"),
         (b"c1", None, "tombstone"),
+        (b"c1", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"c1", b"\xff\xfe{}", "not JSON"),
         (
             b"c1",
             event_bytes("a").replace(b"order.placed", b"customer.erasure_requested"),
@@ -215,6 +217,45 @@ async def test_records_that_break_the_envelope_rules_are_dead_lettered(
     await consumer.process([record(0, value, key)])
     assert handler.persisted == []
     assert reason in sent[0][1]["x-dlq-reason"]
+
+
+async def test_a_decoder_crash_dead_letters_the_record_and_the_rest_flows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import crm_runtime.consumer as consumer_module
+
+    real = consumer_module.decode_event
+
+    def flaky(raw: bytes | str) -> CloudEvent[Any]:
+        if b"boom" in (raw if isinstance(raw, bytes) else raw.encode()):
+            raise KeyError("a bug")
+        return real(raw)
+
+    monkeypatch.setattr(consumer_module, "decode_event", flaky)
+    handler = Recorder()
+    consumer, sent, _ = make_consumer(handler)
+    await consumer.process([record(0, event_bytes("boom")), record(1, event_bytes("a"))])
+    assert handler.persisted == ["a"]
+    assert sent[0][1]["x-dlq-reason"] == "could not be decoded: KeyError"
+
+
+async def test_an_external_event_from_the_far_future_is_dead_lettered_our_own_are_not() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    def at(moment: datetime, event_id: str) -> bytes:
+        return event_bytes(event_id).replace(b"2026-01-01T00:00:00Z", moment.isoformat().encode())
+
+    now = datetime.now(UTC)
+    handler = Recorder()
+    consumer, sent, _ = make_consumer(handler)
+    drifted, future = at(now + timedelta(hours=2), "a"), at(now + timedelta(days=400), "b")
+    await consumer.process([record(0, drifted), record(1, future)])
+    assert handler.persisted == ["a"], "a source clock a little ahead is fine"
+    assert "more than a day in the future" in sent[0][1]["x-dlq-reason"]
+    # The services' own topics may carry a simulated clock (sweeps run as of another time).
+    from crm_runtime.consumer import EXTERNAL_TOPICS
+
+    assert {"orders.v1", "members.v1", "callcenter.v1"} == EXTERNAL_TOPICS
 
 
 async def test_valid_events_of_the_topic_that_we_do_not_use_are_skipped_not_dead_lettered() -> None:

@@ -1,9 +1,9 @@
 """`members.v1`: registrations, profile changes, consent and erasure requests."""
 
-from datetime import date
-from typing import Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from crm_contracts.types import Identifier, ShortText
 
@@ -16,6 +16,16 @@ ContactChannel = Literal["email", "sms", "phone", "wechat", "push"]
 ConsentPurpose = Literal["transactional", "marketing"]
 Gender = Literal["female", "male", "other", "undisclosed"]
 Phone = ShortText
+
+
+def _plausible_birthday(value: date) -> date:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    if not date(1900, 1, 1) <= value <= tomorrow:
+        raise ValueError("a birthday must be between 1900-01-01 and today")
+    return value
+
+
+Birthday = Annotated[date, AfterValidator(_plausible_birthday)]
 
 
 class _Payload(BaseModel):
@@ -33,7 +43,7 @@ class CustomerRegistered(_Payload):
     name: str = Field(min_length=1, max_length=200)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
     email: EmailStr | None = None
-    birthday: date | None = None
+    birthday: Birthday | None = None
     gender: Gender | None = None
     city: ShortText | None = None
     tags: list[ShortText] = Field(default_factory=list, max_length=50)
@@ -48,7 +58,7 @@ class CustomerProfileUpdated(_Payload):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
     email: EmailStr | None = None
-    birthday: date | None = None
+    birthday: Birthday | None = None
     gender: Gender | None = None
     city: ShortText | None = None
     tags: list[ShortText] | None = Field(default=None, max_length=50)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from crm_contracts import (
@@ -19,10 +20,15 @@ from crm_contracts import (
     decode_event,
     event_topic,
 )
+from crm_contracts.envelope import check_not_in_the_future
+from crm_contracts.topics import INBOUND
 from crm_runtime.dlq import DeadLetters, InboundRecord
 from crm_runtime.errors import is_transient
 from crm_runtime.health import Health
 from crm_runtime.metrics import RuntimeMetrics
+
+EXTERNAL_TOPICS = frozenset(topic.name for topic in INBOUND)
+"""Written by systems outside the suite: their events' times are checked against our clock."""
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,6 +84,11 @@ class BatchConsumer:
                 kind = "unknown_type" if isinstance(exc, UnknownEventTypeError) else "invalid"
                 await self._dead_letter(record, str(exc), exc, kind)
                 continue
+            except Exception as exc:  # a decoder bug must not stall the partition
+                log.exception("undecodable record", extra={"offset": record.offset})
+                reason = f"could not be decoded: {type(exc).__name__}"
+                await self._dead_letter(record, reason, exc, "invalid")
+                continue
             valid.append((record, event))
         if valid:
             await self._apply(valid)
@@ -101,6 +112,8 @@ class BatchConsumer:
                 "the Kafka key must equal the CloudEvents subject (the customer id); "
                 f"key is {'missing' if key is None else 'different'}"
             )
+        if record.topic in EXTERNAL_TOPICS:
+            check_not_in_the_future(event, datetime.now(UTC))
         return event
 
     async def _apply(self, items: list[tuple[InboundRecord, CloudEvent[Any]]]) -> None:
