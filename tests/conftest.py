@@ -42,9 +42,9 @@ def stack() -> Iterator[Stack]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/ need the stack; mark them integration unless they say e2e."""
+    """Tests under tests/ need the stack; mark them integration unless they say otherwise."""
     for item in items:
         if Path(item.path).is_relative_to(ROOT / "tests") and not any(
-            item.iter_markers(name) for name in ("e2e", "integration")
+            item.iter_markers(name) for name in ("e2e", "integration", "fault", "hostile")
         ):
             item.add_marker(pytest.mark.integration)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import httpx
@@ -339,3 +340,22 @@ class SmtpServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+
+# -- a stack the fault suite may stop and restart ------------------------------------------
+@dataclass
+class FaultStack(Stack):
+    kafka: local_stack.KafkaNode = field(default_factory=lambda: local_stack.KafkaNode(ROOT))
+    mongo: local_stack.MongoNode = field(default_factory=lambda: local_stack.MongoNode(ROOT))
+    processes: dict[str, Popen[bytes]] = field(default_factory=dict)
+
+    def stop(self, server: str) -> None:
+        """Stop `kafka` or `database` (SIGTERM, as an orchestrator would)."""
+        proc = self.processes.pop(server)
+        local_stack.stop_pid(proc.pid, timeout=30)
+        proc.wait(10)
+
+    def start(self, server: str) -> None:
+        """Start it again on the same port with the same data."""
+        node = self.kafka if server == "kafka" else self.mongo
+        self.processes[server] = node.start()
