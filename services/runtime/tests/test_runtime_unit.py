@@ -223,8 +223,7 @@ async def test_a_decoder_crash_dead_letters_the_record_and_the_rest_flows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import crm_runtime.consumer as consumer_module
-
-    real = consumer_module.decode_event
+    from crm_contracts import decode_event as real
 
     def flaky(raw: bytes | str) -> CloudEvent[Any]:
         if b"boom" in (raw if isinstance(raw, bytes) else raw.encode()):
