@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from stackutil import ServiceProcess, Stack, eventually, order_placed, produce, unique
+from stackutil import FaultStack, ServiceProcess, eventually, order_placed, produce, unique
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.fault, pytest.mark.slow]
 ORDERS = 10_000
 CUSTOMERS = 500
 
@@ -28,7 +28,7 @@ class Figures:
     last: datetime
 
 
-def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
+def test_sigkill_mid_stream_loses_and_doubles_nothing(faulty: FaultStack) -> None:
     rng = random.Random(20261122)
     run = unique("k")
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,12 +47,12 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(stack: Stack) -> None:
         figures.total += amount
         figures.first, figures.last = min(figures.first, at), max(figures.last, at)
 
-    archive = ServiceProcess.isolated("archive", stack, batch_max_records="200").start()
+    archive = ServiceProcess.isolated("archive", faulty, batch_max_records="200").start()
     database = archive.env["CRM_ARCHIVE_DATABASE"]
-    mongo: MongoClient[dict[str, Any]] = MongoClient(stack.mongodb_url, tz_aware=True)
+    mongo: MongoClient[dict[str, Any]] = MongoClient(faulty.mongodb_url, tz_aware=True)
     customers = mongo[database]["customers"]
     try:
-        asyncio.run(produce(stack.bootstrap, "orders.v1", messages))
+        asyncio.run(produce(faulty.bootstrap, "orders.v1", messages))
 
         def counted() -> int:
             rows = customers.aggregate(
