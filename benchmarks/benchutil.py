@@ -32,6 +32,8 @@ class BenchStack:
     mongodb_url: str
     workdir: Path
     pids: list[int]
+    store_pid: int | None = None
+    """The database server's process, when this stack started it."""
 
     def start_service(self, name: str, env: dict[str, str]) -> tuple[int, Any]:
         """Start a service on a free port with `env` (CRM_<NAME>_*); wait until ready."""
@@ -48,6 +50,7 @@ def private_stack() -> Iterator[BenchStack]:
     """Apache Kafka + SecantusDB on free ports (or KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL)."""
     workdir = Path(tempfile.mkdtemp(prefix="crm-bench-"))
     pids: list[int] = []
+    store_pid: int | None = None
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         mongodb_url = os.environ.get("MONGODB_URL", "")
@@ -57,25 +60,40 @@ def private_stack() -> Iterator[BenchStack]:
             bootstrap = node.bootstrap
         if not mongodb_url:
             mongo = stack.MongoNode(workdir / "db", free_port())
-            pids.append(mongo.start().pid)
+            store_pid = mongo.start().pid
+            pids.append(store_pid)
             mongodb_url = mongo.url
         stack.provision_topics(bootstrap)
-        yield BenchStack(bootstrap, mongodb_url, workdir, pids)
+        yield BenchStack(bootstrap, mongodb_url, workdir, pids, store_pid)
     finally:
         for pid in reversed(pids):
             stack.stop_pid(pid)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def time_ingest(port: int, pid: int, total: float) -> tuple[float, float]:
-    """Wait until the service on `port` has applied `total` events: (seconds, peak RSS MB)."""
+def time_ingest(
+    port: int,
+    pid: int,
+    total: float,
+    metric_names: Sequence[str] = ("crm_events_processed_total",),
+) -> tuple[float, float]:
+    """Wait until the service on `port` has counted `total` events in `metric_names` (default:
+    applied): (seconds, peak RSS MB)."""
     begin = time.monotonic()
     peak = done = 0.0
     while done < total:
         time.sleep(0.2)
-        done = stack.metric(port, "crm_events_processed_total")
+        done = stack.metric(port, *metric_names)
         peak = max(peak, rss_mb(pid))
     return time.monotonic() - begin, peak
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process has used so far (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -86,7 +104,11 @@ def rss_mb(pid: int) -> float:
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    store = "MONGODB_URL" if "MONGODB_URL" in os.environ else "SecantusDB (embedded)"
+    store = (
+        "MONGODB_URL"
+        if "MONGODB_URL" in os.environ
+        else f"SecantusDB {Path(os.environ.get('CRM_SECANTUSD') or 'secantusd-py').name}"
+    )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\n{title} ({machine}; store: {store})")
     width = max(11, *(len(h) for h in header))

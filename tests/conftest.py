@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stackutil import ROOT, Stack, free_port, local_stack
+from stackutil import ROOT, SmtpServer, Stack, free_port, local_stack
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +39,15 @@ def stack() -> Iterator[Stack]:
             proc.wait(10)
         if os.environ.get("CRM_KEEP_TEST_STACK") != "1":
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free port that keeps what it receives."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -280,7 +280,10 @@ class MongoNode:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self) -> subprocess.Popen[bytes]:
-        server = Path(sys.executable).with_name("secantusd-py")
+        # CRM_SECANTUSD: another build of the server, e.g. the Rust `secantusd-rs` (benchmarks).
+        server = Path(
+            os.environ.get("CRM_SECANTUSD") or Path(sys.executable).with_name("secantusd-py")
+        )
         log = self.data / "secantusdb.log"
         self.data.mkdir(parents=True, exist_ok=True)
         proc = spawn(

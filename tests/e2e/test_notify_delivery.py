@@ -54,14 +54,6 @@ class SmsProvider:
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def sms() -> Iterator[SmsProvider]:
     provider = SmsProvider()
     yield provider

@@ -57,14 +57,6 @@ PEOPLE = [person(name) for name in ("欧阳晓雨", "Marguerite Okonkwo", "司�
 
 
 @pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def suite(stack: Stack, smtp: SmtpServer) -> Iterator[dict[str, ServiceProcess]]:
     settings: dict[str, dict[str, str]] = {
         "archive": {},
@@ -135,6 +127,15 @@ def settled(suite: dict[str, ServiceProcess], smtp: SmtpServer, p: Person) -> st
     return str(items[0]["id"])
 
 
+def a_customer_everywhere(
+    stack: Stack, suite: dict[str, ServiceProcess], smtp: SmtpServer, name: str
+) -> tuple[Person, str]:
+    """A new person known to all four services; returns them and their ticket id."""
+    p = person(name)
+    live_through_the_suite(stack, p)
+    return p, settled(suite, smtp, p)
+
+
 async def dump(stack: Stack, databases: list[str]) -> dict[str, bytes]:
     """Every document of every collection, BSON-encoded: (database.collection) -> bytes."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongodb_url)
@@ -203,9 +204,7 @@ def test_no_plaintext_phone_email_or_name_in_any_database_or_log(
 def test_erasure_is_confirmed_by_every_service_within_10_s_and_nothing_personal_remains(
     stack: Stack, suite: dict[str, ServiceProcess], smtp: SmtpServer
 ) -> None:
-    p = person("慕容复")
-    live_through_the_suite(stack, p)
-    ticket_id = settled(suite, smtp, p)
+    p, ticket_id = a_customer_everywhere(stack, suite, smtp, "慕容复")
     archive = suite["archive"]
     assert archive.get(f"/customers/{p.customer_id}/erasure").status_code == 404
     before = suite["loyalty"].get(f"/accounts/{p.customer_id}").json()["balance"]
@@ -266,9 +265,7 @@ async def data_keys(stack: Stack, databases: list[str], customer_id: str) -> lis
 def test_every_read_of_personal_data_is_audited_and_only_ops_may_see_the_trail(
     stack: Stack, suite: dict[str, ServiceProcess], smtp: SmtpServer
 ) -> None:
-    p = person("上官婉儿")
-    live_through_the_suite(stack, p)
-    ticket_id = settled(suite, smtp, p)
+    p, ticket_id = a_customer_everywhere(stack, suite, smtp, "上官婉儿")
     archive, tickets = suite["archive"], suite["tickets"]
     agent = {"Authorization": f"Bearer {AGENT_TOKEN}"}
     assert httpx.get(f"{archive.url}/customers/{p.customer_id}", headers=agent).status_code == 200

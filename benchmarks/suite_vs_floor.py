@@ -1,0 +1,392 @@
+"""Each service's ingest beside a floor and a naive baseline; end-to-end latency at a fixed offered
+load; resident memory under that load. One run, one private stack, so the ratios hold on a noisy
+machine.
+
+    python benchmarks/suite_vs_floor.py [--orders 6000] [--complaints 1500] [--registrations 1000]
+                                        [--rate 200] [--seconds 30]
+    CRM_SECANTUSD=path/to/secantusd-rs python benchmarks/suite_vs_floor.py   # the Rust server
+
+- **Floor**: a minimal aiokafka consumer that parses the same JSON and does one `insert_many` per
+  batch into the same store (no validation, no idempotence, no transaction, no outbox).
+- **Naive**: a FastStream subscriber handling one message at a time with one `insert_one` round
+  trip per event.
+- **Service**: the real service from a fresh consumer group, timed from ready until every message
+  in the topics it consumes is handled (applied, skipped as not its business, or dead-lettered).
+- **Latency**: all four services run; a producer offers `--rate` events/s for `--seconds`: orders
+  (timed to their `points.earned` on `loyalty.v1`) and, one in twenty, complaints from registered
+  customers (timed through tickets and notify to the acknowledgement e-mail's `notification.sent`
+  on `notify.v1`). Orders notify nobody by design (points go into a daily digest).
+- **CPU**: during the service's ingest, the CPU time of the service process and of the store
+  process over the wall time (100% = one core busy): where the time goes.
+- **Memory**: peak resident set of each service during the latency run.
+
+Starts a private Apache Kafka + SecantusDB on free ports (or uses KAFKA_BOOTSTRAP_SERVERS /
+MONGODB_URL) and an in-process SMTP server. Prints tables; docs/performance.md keeps a run.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from benchutil import BenchStack, cpu_seconds, print_table, private_stack, rss_mb, time_ingest
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pymongo import AsyncMongoClient
+from stackutil import (
+    SmtpServer,
+    cloud_event,
+    commit_at_end,
+    order_placed,
+    produce,
+    topic_partitions,
+)
+
+from crm_contracts.topics import consumed_by
+
+
+# -- the workloads -------------------------------------------------------------------------------
+def orders(run: str, n: int, customers: int) -> list[tuple[str, bytes]]:
+    rng = random.Random(1)
+    out = []
+    for i in range(n):
+        customer = f"{run}-c{rng.randrange(customers)}"
+        amount = str(Decimal(rng.randrange(100, 100_000)) / 100)
+        out.append((customer, order_placed(customer, f"{run}-o{i}", amount)))
+    return out
+
+
+def complaint(customer: str, complaint_id: str) -> bytes:
+    data = {
+        "complaint_id": complaint_id,
+        "channel": "phone",
+        "category": "delivery",
+        "severity": "medium",
+        "description": "包裹破损，请尽快处理",
+    }
+    return cloud_event("complaint.reported", customer, data)
+
+
+def registration(customer: str) -> bytes:
+    data = {"name": "李雷", "email": f"{customer}@example.com", "phone": "13800138000"}
+    return cloud_event("customer.registered", customer, data)
+
+
+# -- floor and naive ---------------------------------------------------------------------------
+async def floor(bench: BenchStack, topics: list[str], total: int, tag: str) -> float:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
+    collection = client["bench_floor"][tag]
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bench.bootstrap,
+        group_id=f"floor-{tag}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    begin = time.monotonic()
+    await consumer.start()
+    done = 0
+    try:
+        while done < total:
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            documents = [json.loads(r.value) for rs in batches.values() for r in rs if r.value]
+            if documents:
+                await collection.insert_many(documents, ordered=False)
+                await consumer.commit()
+                done += len(documents)
+        return time.monotonic() - begin
+    finally:
+        await consumer.stop()
+        await client.close()
+
+
+async def naive(bench: BenchStack, topics: list[str], total: int, tag: str) -> float:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
+    collection = client["bench_naive"][tag]
+    broker = KafkaBroker(bench.bootstrap, logger=None)
+    finished = asyncio.Event()
+    count = 0
+
+    @broker.subscriber(*topics, group_id=f"naive-{tag}", auto_offset_reset="earliest")
+    async def handle(message: KafkaMessage) -> None:
+        nonlocal count
+        try:
+            await collection.insert_one(json.loads(message.body))
+        finally:  # counted even if it failed: the run must end
+            count += 1
+            if count >= total:
+                finished.set()
+
+    begin = time.monotonic()
+    await broker.start()
+    try:
+        await finished.wait()
+        return time.monotonic() - begin
+    finally:
+        await broker.stop()
+        await client.close()
+
+
+async def messages_in(bootstrap: str, topics: list[str]) -> int:
+    partitions = await topic_partitions(bootstrap, topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def service_ingest(
+    bench: BenchStack, name: str, run: str, env: dict[str, str]
+) -> tuple[int, float, float, float]:
+    """(messages handled, seconds, service CPU s, store CPU s) for a fresh instance reading
+    everything in its topics."""
+    prefix = f"CRM_{name.upper()}_"
+    total = asyncio.run(messages_in(bench.bootstrap, [t.name for t in consumed_by(name)]))
+    port, proc = bench.start_service(
+        name,
+        {
+            f"{prefix}DATABASE": f"crm_{name}_{run}_ingest",
+            f"{prefix}CONSUMER_GROUP": f"{name}-{run}-ingest",
+            f"{prefix}SWEEPS_ENABLED": "false",
+            **env,
+        },
+    )
+    service_cpu, store_cpu = cpu_seconds(proc.pid), cpu_seconds(bench.store_pid)
+    elapsed, _ = time_ingest(port, proc.pid, total, metric_names=HANDLED)
+    service_cpu = cpu_seconds(proc.pid) - service_cpu
+    store_cpu = cpu_seconds(bench.store_pid) - store_cpu
+    proc.terminate()
+    proc.wait(30)
+    return total, elapsed, service_cpu, store_cpu
+
+
+HANDLED = ("crm_events_processed_total", "crm_events_ignored_total", "crm_dlq_messages_total")
+
+
+# -- latency at a fixed load -------------------------------------------------------------------
+async def offered_load(
+    bench: BenchStack, run: str, rate: float, seconds: float, complainers: list[str]
+) -> tuple[tuple[list[float], int], tuple[list[float], int]]:
+    """Offer `rate` events/s for `seconds`; returns (latencies in seconds, how many sent) for
+    orders and for complaints."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    partitions = await topic_partitions(bench.bootstrap, ["loyalty.v1", "notify.v1"])
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bench.bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+    )
+    await producer.start()
+    sent_orders: dict[str, float] = {}
+    sent_complaints: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    sending = True
+
+    async def receive() -> None:
+        while sending or len(seen) < len(sent_orders) + len(sent_complaints):
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    event = json.loads(record.value)
+                    data = event.get("data") or {}
+                    if event["type"] == "points.earned" and data.get("order_id") in sent_orders:
+                        seen.setdefault(data["order_id"], now)
+                    elif (
+                        event["type"] == "notification.sent"
+                        and data.get("template") == "ticket_ack"
+                        and event["subject"] in sent_complaints
+                    ):
+                        seen.setdefault(event["subject"], now)
+
+    receiver = asyncio.create_task(receive())
+    rng = random.Random(2)
+    begin = time.monotonic()
+    n = 0
+    try:
+        while time.monotonic() - begin < seconds:
+            due = begin + n / rate
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())
+            if n % 20 == 19 and len(sent_complaints) < len(complainers):
+                customer = complainers[len(sent_complaints)]
+                value = complaint(customer, f"{run}-k{n}")
+                sent_complaints[customer] = time.monotonic()
+                await producer.send("callcenter.v1", value, key=customer.encode())
+            else:
+                customer = f"{run}-l{rng.randrange(5000)}"
+                order_id = f"{run}-lo{n}"
+                sent_orders[order_id] = time.monotonic()
+                await producer.send(
+                    "orders.v1", order_placed(customer, order_id, "66.00"), key=customer.encode()
+                )
+            n += 1
+        await producer.flush()
+        sending = False
+        await asyncio.wait_for(receiver, timeout=120)
+    except TimeoutError:
+        pass
+    finally:
+        sending = False
+        receiver.cancel()
+        await producer.stop()
+        await consumer.stop()
+    orders_s = [seen[k] - t for k, t in sent_orders.items() if k in seen]
+    complaints_s = [seen[k] - t for k, t in sent_complaints.items() if k in seen]
+    return (orders_s, len(sent_orders)), (complaints_s, len(sent_complaints))
+
+
+def percentiles(times: list[float], sent: int) -> tuple[str, ...]:
+    if len(times) < 2:
+        return (f"{len(times)}/{sent}", "-", "-", "-", "-")
+    q = statistics.quantiles(sorted(times), n=100)
+    ms = [f"{v * 1000:.0f}" for v in (q[49], q[94], q[98], max(times))]
+    return (f"{len(times)}/{sent}", *ms)
+
+
+class MemoryWatch:
+    """Samples each process's resident set every 0.5 s; keeps the peak."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0.0)
+        self.running = True
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        while self.running:
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], rss_mb(pid))
+            time.sleep(0.5)
+
+    def stop(self) -> dict[str, float]:
+        self.running = False
+        self.thread.join()
+        return self.peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=6_000)
+    parser.add_argument("--complaints", type=int, default=1_500)
+    parser.add_argument("--registrations", type=int, default=1_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    run = f"b{int(time.time())}"
+    smtp = SmtpServer()
+    smtp.start()
+    try:
+        with private_stack() as bench:
+            workloads = {
+                "orders.v1": orders(run, args.orders, args.orders // 5),
+                "callcenter.v1": [
+                    (f"{run}-k{i % 500}", complaint(f"{run}-k{i % 500}", f"{run}-k{i}"))
+                    for i in range(args.complaints)
+                ],
+                "members.v1": [
+                    (f"{run}-m{i}", registration(f"{run}-m{i}")) for i in range(args.registrations)
+                ],
+            }
+            for topic, messages in workloads.items():
+                asyncio.run(produce(bench.bootstrap, topic, messages))
+            notify_env = {"CRM_NOTIFY_SMTP_PORT": str(smtp.port)}
+            rows = []
+            # One service at a time: the floor and the naive baseline read exactly the messages
+            # the service will read (its topics, as they are now), then the service does.
+            for name in ("archive", "loyalty", "tickets", "notify"):
+                topics = [t.name for t in consumed_by(name)]
+                total = asyncio.run(messages_in(bench.bootstrap, topics))
+                floor_rate = total / asyncio.run(floor(bench, topics, total, f"{run}_{name}"))
+                naive_rate = total / asyncio.run(naive(bench, topics, total, f"{run}_{name}"))
+                handled, seconds, service_cpu, store_cpu = service_ingest(
+                    bench, name, run, notify_env if name == "notify" else {}
+                )
+                rate = handled / seconds
+                rows.append(
+                    (
+                        name,
+                        handled,
+                        f"{rate:.0f}",
+                        f"{floor_rate:.0f}",
+                        f"{naive_rate:.0f}",
+                        f"{rate / floor_rate:.2f}",
+                        f"{rate / naive_rate:.1f}",
+                        f"{service_cpu / seconds:.0%}",
+                        f"{store_cpu / seconds:.0%}",
+                    )
+                )
+            print_table(
+                "Ingest of everything in each service's topics, beside the floor and the naive "
+                "baseline reading the same messages",
+                (
+                    "service",
+                    "messages",
+                    "service/s",
+                    "floor/s",
+                    "naive/s",
+                    "x floor",
+                    "x naive",
+                    "svc CPU",
+                    "store CPU",
+                ),
+                rows,
+            )
+
+            # All four services, started at the end of every topic, under a fixed load.
+            pids: dict[str, int] = {}
+            complainers = [f"{run}-p{i}" for i in range(int(args.rate * args.seconds / 20) + 1)]
+            for name in ("archive", "tickets", "loyalty", "notify"):
+                prefix = f"CRM_{name.upper()}_"
+                group = f"{name}-{run}-live"
+                asyncio.run(commit_at_end(bench.bootstrap, group))
+                env = {
+                    f"{prefix}DATABASE": f"crm_{name}_{run}_live",
+                    f"{prefix}CONSUMER_GROUP": group,
+                    f"{prefix}SWEEPS_ENABLED": "true",
+                }
+                if name == "notify":
+                    env |= {**notify_env, "CRM_NOTIFY_DELIVER_INTERVAL_S": "0.2"}
+                _, proc = bench.start_service(name, env)
+                pids[name] = proc.pid
+            asyncio.run(
+                produce(bench.bootstrap, "members.v1", [(c, registration(c)) for c in complainers])
+            )
+            time.sleep(5)  # the registrations are in notify before the complaints come
+            watch = MemoryWatch(pids)
+            order_run, complaint_run = asyncio.run(
+                offered_load(bench, run, args.rate, args.seconds, complainers)
+            )
+            peaks = watch.stop()
+            print_table(
+                f"End-to-end latency at {args.rate:.0f} events/s offered for {args.seconds:.0f} s",
+                ("path", "answered/sent", "p50 ms", "p95 ms", "p99 ms", "max ms"),
+                [
+                    ("order -> points.earned", *percentiles(*order_run)),
+                    ("complaint -> ack e-mail sent", *percentiles(*complaint_run)),
+                ],
+            )
+            print_table(
+                "Peak resident memory under that load",
+                ("service", "peak RSS MB"),
+                [(name, f"{peak:.0f}") for name, peak in peaks.items()],
+            )
+    finally:
+        smtp.stop()
+
+
+if __name__ == "__main__":
+    main()
