@@ -101,6 +101,7 @@ def expected_figures(
     )
 
 
+@pytest.mark.timeout(1800)  # 50,000 orders live, then a rebuild from every topic (900 s at most)
 def test_live_figures_equal_pandas_and_a_rebuild_reproduces_the_live_state(stack: Stack) -> None:
     rng = random.Random(50_000)
     run = unique("r")

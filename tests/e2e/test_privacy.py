@@ -116,7 +116,10 @@ def settled(suite: dict[str, ServiceProcess], smtp: SmtpServer, p: Person) -> st
     """Wait until every service holds the person; returns their ticket id."""
     archive, tickets, loyalty = suite["archive"], suite["tickets"], suite["loyalty"]
     eventually(
-        lambda: archive.get(f"/customers/{p.customer_id}").json()["profile"]["name"] == p.name,
+        lambda: (
+            archive.get(f"/customers/{p.customer_id}").json().get("profile", {}).get("name")
+            == p.name
+        ),
         timeout=60,
     )
     eventually(lambda: loyalty.get(f"/accounts/{p.customer_id}").status_code == 200, timeout=60)

@@ -15,7 +15,7 @@ import pytest
 from pymongo import MongoClient
 from stackutil import FaultStack, ServiceProcess, eventually, order_placed, produce, unique
 
-pytestmark = [pytest.mark.fault, pytest.mark.slow]
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(900)]
 ORDERS = 10_000
 CUSTOMERS = 500
 
@@ -69,7 +69,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(faulty: FaultStack) -> Non
         assert mid < ORDERS, "the kill must land mid-stream"
 
         archive.start()
-        eventually(lambda: counted() >= ORDERS, timeout=300, interval=0.5)
+        eventually(lambda: counted() >= ORDERS, timeout=600, interval=0.5)
         eventually(lambda: archive.metric("crm_outbox_backlog") == 0, timeout=60)
 
         actual = {doc["_id"]: doc for doc in customers.find({"_id": {"$regex": f"^{run}-"}})}

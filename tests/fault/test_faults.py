@@ -30,7 +30,7 @@ from stackutil import (
     unique,
 )
 
-pytestmark = [pytest.mark.fault, pytest.mark.slow]
+pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(900)]
 TIERS = json.dumps({"standard": 0, "silver": 10**9, "gold": 2 * 10**9, "diamond": 3 * 10**9})
 """No tier within reach: every order earns exactly floor(amount) points."""
 
@@ -178,7 +178,10 @@ def test_the_database_down_for_20_s_mid_stream(
     run_with_fault(faulty, [one_loyalty], orders(3000, 300, 3), stop_database_20_s)
     assert one_loyalty.proc is not None
     assert one_loyalty.proc.poll() is None, "never crashed"
-    eventually(lambda: httpx.get(f"{one_loyalty.url}/readyz", timeout=10).status_code == 200)
+    ready = eventually(
+        lambda: httpx.get(f"{one_loyalty.url}/readyz", timeout=10).status_code == 200, timeout=60
+    )
+    assert ready, "and green again once it is back (the outbox relay recovered)"
 
 
 def test_two_replicas_in_one_group_through_two_rebalances(faulty: FaultStack) -> None:

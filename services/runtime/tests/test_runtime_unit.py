@@ -278,3 +278,36 @@ def test_cursors_round_trip_and_bad_ones_are_400() -> None:
         with pytest.raises(HTTPException) as caught:
             decode_cursor(bad)
         assert caught.value.status_code == 400
+
+
+async def test_readiness_turns_green_again_when_the_relay_recovers() -> None:
+    from crm_runtime.outbox import OutboxRelay
+
+    class Flaky(OutboxRelay):
+        def __init__(self) -> None:
+            super().__init__(None, None, poll_interval_s=0.01)  # type: ignore[arg-type]
+            self.failures = 2
+
+        async def relay_once(self) -> int:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("database away")
+            return 0
+
+    health = Health()
+    relay = Flaky()
+    task = asyncio.create_task(
+        relay.run(
+            lambda exc: health.fail("outbox.relay", type(exc).__name__),
+            lambda: health.ok("outbox.relay"),
+        )
+    )
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if relay.failures == 0 and not health.problems():
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert relay.failures == 0, "it failed twice"
+    assert health.problems() == {}, "and said so when it worked again"

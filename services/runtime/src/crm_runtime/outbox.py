@@ -161,10 +161,16 @@ class OutboxRelay:
         )
         return result.deleted_count
 
-    async def run(self, on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Relay until cancelled; errors (broker or database down) are reported and retried."""
+    async def run(
+        self,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_recovered: Callable[[], None] | None = None,
+    ) -> None:
+        """Relay until cancelled; errors (broker or database down) are reported and retried,
+        and the first success after them is reported too (readiness turns green again)."""
         delay = self.poll_interval_s
         runs = 0
+        failing = False
         while True:
             try:
                 while await self.relay_once() == self.batch_size:
@@ -173,10 +179,16 @@ class OutboxRelay:
                 if runs % 1000 == 0:
                     await self.purge_sent()
                 delay = self.poll_interval_s
+                if failing:
+                    failing = False
+                    log.info("outbox relay recovered")
+                    if on_recovered:
+                        on_recovered()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox relay failed, will retry", extra={"error": type(exc).__name__})
+                failing = True
                 if on_error:
                     on_error(exc)
                 delay = min(delay * 2, 15.0)

@@ -123,7 +123,8 @@ class Runtime:
         await self._retry_until_done("broker", self.broker.start)
         self.health.ok("startup")
         if self.settings.outbox_relay_enabled:
-            self._tasks.append(asyncio.create_task(self.relay.run(self._relay_failed)))
+            relay = self.relay.run(self._relay_failed, self._relay_recovered)
+            self._tasks.append(asyncio.create_task(relay))
         if self.settings.sweeps_enabled:
             for name in self.sweeps.sweeps:
                 self._tasks.append(asyncio.create_task(self.sweeps.run_forever(name)))
@@ -136,6 +137,9 @@ class Runtime:
 
     def _relay_failed(self, exc: BaseException) -> None:
         self.health.fail("outbox.relay", f"relay failing with {type(exc).__name__}")
+
+    def _relay_recovered(self) -> None:
+        self.health.ok("outbox.relay")
 
     async def _retry_until_done(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
         delay = self.backoff.initial
