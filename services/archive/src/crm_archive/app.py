@@ -4,7 +4,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from crm_archive import handlers
+from crm_archive import handlers, metrics
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.entrypoints import kafka
 from crm_archive.entrypoints.http import customers_router
@@ -22,6 +22,7 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
         runtime.db, runtime.uow, settings.base_currency, runtime.keys
     )
     runtime.on_startup(repository.ensure_indexes)
+    metrics.install(runtime, repository)
     kafka.subscribe(runtime, repository, clock, rules)
 
     async def review(now: datetime) -> int:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from crm_loyalty import handlers
+from crm_loyalty import handlers, metrics
 from crm_loyalty.adapters.mongo import MongoAccountRepository
 from crm_loyalty.entrypoints import kafka
 from crm_loyalty.entrypoints.http import accounts_router
@@ -20,6 +20,7 @@ def build_app(settings: LoyaltySettings | None = None, *, clock: Clock = utc_now
     runtime = Runtime(settings, clock)
     repository = MongoAccountRepository(runtime.db, runtime.uow, rules, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
+    metrics.install(runtime, repository)
     kafka.subscribe(runtime, repository, rules, clock)
 
     async def expiry(now: datetime) -> int:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from crm_notify import handlers
+from crm_notify import handlers, metrics
 from crm_notify.adapters.channels import (
     ChannelSenders,
     Failover,
@@ -77,6 +77,7 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     runtime = Runtime(settings, clock)
     repository = MongoNotifyRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
+    metrics.install(runtime, repository)
     staff = Staff(settings.staff_webhook_url)
     kafka.subscribe(runtime, repository, rules, staff, clock)
     channels = senders(settings)

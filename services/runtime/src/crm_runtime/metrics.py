@@ -1,5 +1,7 @@
 """Prometheus metrics the runtime keeps for every service (FastStream's middleware adds its own)."""
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -9,6 +11,8 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+
+from crm_contracts import CloudEvent
 
 
 class RuntimeMetrics:
@@ -69,6 +73,26 @@ class RuntimeMetrics:
             ["service"],
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "crm_consumer_lag",
+            "Messages behind: the partition's log end offset minus the offset this service's "
+            "consumer group committed (the offset it reads from when nothing is committed).",
+            ["service", "topic", "partition"],
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "crm_consumer_assigned_partitions",
+            "Partitions assigned to this replica's consumer.",
+            ["service"],
+            registry=registry,
+        )
+        self.gauge_refresh_failures = Counter(
+            "crm_gauge_refresh_failures",
+            "Scrapes whose gauges from the database or the broker could not be refreshed "
+            "(the gauges kept their last values), by source.",
+            ["service", "source"],
+            registry=registry,
+        )
 
 
 def new_registry() -> CollectorRegistry:
@@ -78,3 +102,11 @@ def new_registry() -> CollectorRegistry:
     platform_collector.PlatformCollector(registry=registry)
     gc_collector.GCCollector(registry=registry)
     return registry
+
+
+def event_field(event: CloudEvent[Any], name: str, default: Any = None) -> Any:
+    """A field of an event's data, whether the data is a contracts model or a plain dict."""
+    data = event.data
+    if isinstance(data, dict):
+        return data.get(name, default)
+    return getattr(data, name, default)

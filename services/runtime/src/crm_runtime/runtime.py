@@ -7,12 +7,14 @@ to `create_http_app`, whose lifespan starts and stops everything.
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
+from crm_contracts import CloudEvent
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator
 from crm_runtime.consumer import Backoff, BatchConsumer, BatchHandler
@@ -23,13 +25,14 @@ from crm_runtime.health import Health
 from crm_runtime.kafka import create_broker, subscribe_batches
 from crm_runtime.metrics import RuntimeMetrics, new_registry
 from crm_runtime.mongo import Inbox, create_client, ping
-from crm_runtime.outbox import Outbox, OutboxRelay
+from crm_runtime.outbox import OutboundMessage, Outbox, OutboxRelay
 from crm_runtime.settings import ServiceSettings
 from crm_runtime.sweeps import Clock, Leases, SweepJob, SweepRunner, utc_now
 from crm_runtime.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 StartupStep = Callable[[], Awaitable[None]]
+GaugeRefresh = Callable[[], Awaitable[None]]
 
 
 class Runtime:
@@ -68,6 +71,10 @@ class Runtime:
             self.audit.ensure_indexes,
         ]
         self._subscriber: Any = None
+        self._gauges: list[tuple[str, GaugeRefresh, float]] = []
+        self._gauges_refreshed: dict[str, float] = {}
+        self._event_counts: dict[str, list[Callable[[CloudEvent[Any]], None]]] = {}
+        self.uow.observe(self._count_committed)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
         self.health.fail("startup", "starting")
@@ -81,6 +88,21 @@ class Runtime:
         """Run `job(now)` every `interval_s` seconds (one replica at a time); ops can run it on
         demand with `POST /ops/sweeps/{name}`."""
         self.sweeps.add(name, interval_s, job)
+
+    def gauges(self, name: str, refresh: GaugeRefresh, *, min_interval_s: float = 10.0) -> None:
+        """Business gauges read from the database: `refresh()` sets them when /metrics is scraped,
+        at most every `min_interval_s` (an aggregation per scrape would load a big database)."""
+        self._gauges.append((name, refresh, min_interval_s))
+
+    def on_committed(self, event_type: str, count: Callable[[CloudEvent[Any]], None]) -> None:
+        """Business counters: `count(event)` once for each committed outbound event of the type
+        (after the transaction; a redelivered input that changed nothing is not counted)."""
+        self._event_counts.setdefault(event_type, []).append(count)
+
+    def _count_committed(self, outbound: Sequence[OutboundMessage]) -> None:
+        for message in outbound:
+            for count in self._event_counts.get(message.event.type, ()):
+                count(message.event)
 
     def consume(
         self,
@@ -192,6 +214,42 @@ class Runtime:
         }
 
     async def refresh_gauges(self) -> None:
+        """Called by /metrics. Each source may fail alone: its gauges keep their last values."""
+        await self._refresh("outbox", self._refresh_outbox)
+        await self._refresh("consumer", self._refresh_lag)
+        now = time.monotonic()
+        for name, refresh, interval in self._gauges:
+            due = now - self._gauges_refreshed.get(name, -interval) >= interval
+            if due and await self._refresh(name, refresh):
+                self._gauges_refreshed[name] = now
+
+    async def _refresh(self, source: str, refresh: GaugeRefresh) -> bool:
+        try:
+            await asyncio.wait_for(refresh(), timeout=2.0)
+            return True
+        except Exception as exc:
+            self.metrics.gauge_refresh_failures.labels(self.service, source).inc()
+            log.debug("gauge refresh failed", extra={"source": source, "error": type(exc).__name__})
+            return False
+
+    async def _refresh_outbox(self) -> None:
         count, age = await self.outbox.backlog()
         self.metrics.outbox_backlog.labels(self.service).set(count)
         self.metrics.outbox_oldest_age.labels(self.service).set(age)
+
+    async def _refresh_lag(self) -> None:
+        """Lag per assigned partition, from this replica's own consumer: log end offset minus the
+        group's committed offset (what KEDA's Kafka scaler measures too)."""
+        consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
+        assigned: list[TopicPartition] = sorted(consumer.assignment()) if consumer else []
+        lags: dict[TopicPartition, int] = {}
+        if consumer is not None and assigned:
+            ends = await consumer.end_offsets(assigned)
+            committed = await asyncio.gather(*(consumer.committed(tp) for tp in assigned))
+            for tp, done in zip(assigned, committed, strict=True):
+                start = done if done is not None else await consumer.position(tp)
+                lags[tp] = max(ends[tp] - start, 0)
+        self.metrics.consumer_lag.clear()  # partitions another replica took are not ours
+        for tp, lag in lags.items():
+            self.metrics.consumer_lag.labels(self.service, tp.topic, str(tp.partition)).set(lag)
+        self.metrics.assigned_partitions.labels(self.service).set(len(assigned))

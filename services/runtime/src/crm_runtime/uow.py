@@ -1,5 +1,6 @@
 """One batch, one transaction: the service's writes + processed event ids + outbound events."""
 
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +11,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from crm_contracts import CloudEvent
 from crm_runtime.mongo import Document, Inbox, transaction
 from crm_runtime.outbox import OutboundMessage, Outbox
+
+log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -24,6 +27,12 @@ class UnitOfWork:
         self.inbox = inbox
         self.outbox = outbox
         self.on_commit = on_commit
+        self.observers: list[Callable[[Sequence[OutboundMessage]], None]] = []
+
+    def observe(self, observer: Callable[[Sequence[OutboundMessage]], None]) -> None:
+        """Call `observer(outbound)` after each commit with events (business metrics): once per
+        committed transaction, so an event applied twice is not counted twice."""
+        self.observers.append(observer)
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.inbox.unprocessed(events)
@@ -42,3 +51,9 @@ class UnitOfWork:
             await self.outbox.add(outbound, session)
         if outbound and self.on_commit:
             self.on_commit()
+        if outbound:
+            for observer in self.observers:
+                try:
+                    observer(outbound)
+                except Exception:  # a metrics defect must not undo a committed batch
+                    log.exception("commit observer failed")

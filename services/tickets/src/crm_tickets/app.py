@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from crm_runtime.http import create_http_app
 from crm_runtime.runtime import Runtime
 from crm_runtime.sweeps import Clock, utc_now
-from crm_tickets import handlers
+from crm_tickets import handlers, metrics
 from crm_tickets.adapters.mongo import MongoTicketRepository
 from crm_tickets.entrypoints import kafka
 from crm_tickets.entrypoints.http import tickets_router
@@ -20,6 +20,7 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
     runtime = Runtime(settings, clock)
     repository = MongoTicketRepository(runtime.db, runtime.uow, rules, clock, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
+    metrics.install(runtime, repository)
     kafka.subscribe(runtime, repository, rules, clock)
 
     async def sla(now: datetime) -> int:

@@ -265,6 +265,17 @@ class MongoCustomerRepository:
         )
         return [doc async for doc in cursor]
 
+    async def grade_stage_counts(self) -> dict[tuple[str, str], int]:
+        """Customers by (grade, stage); "none" where not computed yet."""
+        result: dict[tuple[str, str], int] = {}
+        pipeline = [{"$group": {"_id": {"grade": "$grade", "stage": "$stage"}, "n": {"$sum": 1}}}]
+        async for row in await self.customers.aggregate(pipeline):
+            key = row["_id"] or {}
+            grade = str(key.get("grade") or "none").lower()
+            stage = str(key.get("stage") or "none").lower()
+            result[(grade, stage)] = result.get((grade, stage), 0) + row["n"]
+        return result
+
     async def counts(self) -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = {"grade": {}, "stage": {}, "at_risk": {}}
         for key in ("grade", "stage", "at_risk"):

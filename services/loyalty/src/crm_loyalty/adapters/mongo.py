@@ -193,6 +193,23 @@ class MongoAccountRepository:
         self.uow = uow
         self.rules = rules
 
+    async def points_held(self) -> tuple[int, dict[str, int]]:
+        """Points held (the sum of positive balances) and accounts by tier."""
+        total = 0
+        held: list[Document] = [
+            {"$match": {"balance": {"$gt": 0}}},
+            {"$group": {"_id": None, "points": {"$sum": "$balance"}}},
+        ]
+        async for row in await self.accounts.aggregate(held):
+            total = int(row["points"])
+        tiers = {
+            str(row["_id"]): int(row["n"])
+            async for row in await self.accounts.aggregate(
+                [{"$group": {"_id": "$tier", "n": {"$sum": 1}}}]
+            )
+        }
+        return total, tiers
+
     async def ensure_indexes(self) -> None:
         for key in ("next_expiry_at", "next_notice_at", "tier_review_at", "birthday_key"):
             await self.accounts.create_index(key)

@@ -121,6 +121,18 @@ class MongoNotifyRepository:
         self.digests_: AsyncCollection[Document] = database["digests"]
         self.uow = uow
 
+    async def waiting_by_channel(self, statuses: Sequence[str]) -> dict[tuple[str, str], int]:
+        """Notifications in `statuses`, by (channel, status); "none" before a channel is chosen."""
+        pipeline: list[Document] = [
+            {"$match": {"status": {"$in": list(statuses)}}},
+            {"$group": {"_id": {"channel": "$channel", "status": "$status"}, "n": {"$sum": 1}}},
+        ]
+        result: dict[tuple[str, str], int] = {}
+        async for row in await self.notifications.aggregate(pipeline):
+            key = (str(row["_id"].get("channel") or "none"), str(row["_id"]["status"]))
+            result[key] = result.get(key, 0) + int(row["n"])
+        return result
+
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index(
             [("status", ASCENDING), ("next_attempt_at", ASCENDING)]

@@ -197,6 +197,14 @@ class MongoTicketRepository:
         self.rules = rules
         self.clock = clock
 
+    async def open_by_priority(self) -> dict[str, int]:
+        """Tickets neither resolved nor closed, by priority."""
+        pipeline: list[Document] = [
+            {"$match": {"status": {"$nin": ["resolved", "closed"]}}},
+            {"$group": {"_id": "$priority", "n": {"$sum": 1}}},
+        ]
+        return {str(row["_id"]): row["n"] async for row in await self.tickets.aggregate(pipeline)}
+
     async def ensure_indexes(self) -> None:
         for key in ("status", "priority", "queue", "assignee", "customer_id", "next_check_at"):
             await self.tickets.create_index(key)

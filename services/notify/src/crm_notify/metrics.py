@@ -1,0 +1,61 @@
+"""Notify's business metrics: notifications by channel and outcome, and what waits to be sent."""
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from crm_contracts import CloudEvent
+from crm_contracts.notify.v1 import (
+    NOTIFICATION_FAILED,
+    NOTIFICATION_SENT,
+    NOTIFICATION_SUPPRESSED,
+)
+from crm_notify.adapters.mongo import MongoNotifyRepository
+from crm_runtime.metrics import event_field
+from crm_runtime.runtime import Runtime
+
+CHANNELS = ("email", "sms", "webhook")
+OUTCOMES = {NOTIFICATION_SENT: "sent", NOTIFICATION_FAILED: "failed"}
+WAITING = ("queued", "deferred")
+
+
+def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
+    service = runtime.service
+    notifications = Counter(
+        "crm_notifications",
+        "Notifications finished, by channel and status (sent, failed: gave up after retries; "
+        "suppressed: no consent, opted out, capped).",
+        ["service", "channel", "status"],
+        registry=runtime.registry,
+    )
+    waiting = Gauge(
+        "crm_notifications_waiting",
+        "Notifications not sent yet, by channel and status (queued, deferred: quiet hours or a "
+        "retry later), from the database.",
+        ["service", "channel", "status"],
+        registry=runtime.registry,
+    )
+    for channel in CHANNELS:
+        for status in ("sent", "failed", "suppressed"):
+            notifications.labels(service, channel, status)
+
+    def count(status: str) -> Any:
+        def increment(event: CloudEvent[Any]) -> None:
+            channel = str(event_field(event, "channel", None) or "none")
+            notifications.labels(service, channel, status).inc()
+
+        return increment
+
+    async def refresh() -> None:
+        counts = await repository.waiting_by_channel(WAITING)
+        waiting.clear()
+        for channel in CHANNELS:
+            for status in WAITING:
+                waiting.labels(service, channel, status).set(counts.get((channel, status), 0))
+        for (channel, status), n in counts.items():
+            waiting.labels(service, channel, status).set(n)
+
+    runtime.gauges("notifications", refresh)
+    for event_type, status in OUTCOMES.items():
+        runtime.on_committed(event_type, count(status))
+    runtime.on_committed(NOTIFICATION_SUPPRESSED, count("suppressed"))
