@@ -15,12 +15,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from faststream.specification import AsyncAPI
 from faststream.specification.asyncapi import get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crm_runtime.asyncapi import (
+    ServiceDocument,
+    declare_publications,
+    publications_of,
+    service_document,
+)
 from crm_runtime.auth import Principal
 from crm_runtime.errors import is_transient
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
@@ -78,20 +83,20 @@ def create_http_app(
         await runtime.refresh_gauges()  # never raises: a failing source keeps its last values
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
-    specification = AsyncAPI(
-        runtime.broker, title=f"{title} (Kafka)", version=version, schema_version="3.0.0"
-    )
+    declare_publications(runtime.broker, runtime.service, publications_of(runtime.service))
+
+    def specification() -> ServiceDocument:
+        return service_document(
+            runtime.broker, title=f"{title} (Kafka)", version=version, description=description
+        )
 
     @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI document (JSON).")
     async def asyncapi_json() -> Response:
-        document = specification.to_specification().to_json()
-        return Response(document, media_type="application/json")
+        return Response(specification().to_json(), media_type="application/json")
 
     @app.get("/asyncapi", tags=["operations"], summary="AsyncAPI document (HTML, no try-it-out).")
     async def asyncapi_html() -> HTMLResponse:
-        return HTMLResponse(
-            get_asyncapi_html(specification.to_specification(), try_it_out_path=None)
-        )
+        return HTMLResponse(get_asyncapi_html(specification(), try_it_out_path=None))
 
     ops = runtime.auth.require("ops")
 
