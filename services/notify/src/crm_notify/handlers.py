@@ -7,7 +7,7 @@ Plain async functions over a `NotifyRepository` and `Senders`: unit tests use in
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -124,6 +124,10 @@ class Staff:
 
 # -- triggers -------------------------------------------------------------------------------
 def intents_for(event: CloudEvent[Any]) -> list[Intent]:
+    return [replace(intent, trace=event.traceparent) for intent in _intents_for(event)]
+
+
+def _intents_for(event: CloudEvent[Any]) -> list[Intent]:
     data, cause = event.data, event.id
     match data:
         case members_v1.CustomerRegistered():
@@ -351,7 +355,7 @@ def outcome(notification: Notification, now: datetime) -> OutboundMessage:
         id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{notification.notification_id}/{event_type}")),
         time=now,
     )
-    return OutboundMessage(NOTIFY.name, event)
+    return OutboundMessage(NOTIFY.name, event, caused_by=notification.trace)
 
 
 # -- sweeps ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
@@ -25,6 +26,7 @@ from faststream.security import (
     SASLScram256,
     SASLScram512,
 )
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from crm_runtime.consumer import BatchConsumer
@@ -56,7 +58,9 @@ def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
     )
 
 
-def create_broker(settings: ServiceSettings, registry: CollectorRegistry) -> KafkaBroker:
+def create_broker(
+    settings: ServiceSettings, registry: CollectorRegistry, tracer_provider: TracerProvider
+) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=broker_security(settings),
@@ -65,7 +69,10 @@ def create_broker(settings: ServiceSettings, registry: CollectorRegistry) -> Kaf
         acks="all",
         linger_ms=5,
         request_timeout_ms=30_000,
-        middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name=settings.service)],
+        middlewares=[
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            KafkaPrometheusMiddleware(registry=registry, app_name=settings.service),
+        ],
         logger=logging.getLogger("faststream"),
         log_level=logging.DEBUG,
         graceful_timeout=15.0,

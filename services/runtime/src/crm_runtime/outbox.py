@@ -34,6 +34,9 @@ Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]
 class OutboundMessage:
     topic: str
     event: CloudEvent[Any]
+    caused_by: str | None = None
+    """The W3C `traceparent` of what caused the event when that is not in the same batch (a
+    notification sent by a later sweep): the event's trace continues from it."""
 
     @property
     def key(self) -> str:
@@ -61,6 +64,7 @@ class Outbox:
                     "topic": message.topic,
                     "key": message.key,
                     "type": message.event.type,
+                    "traceparent": message.event.traceparent,
                     "value": encode_event(message.event),
                     "created_at": now,
                     "seq": position,
@@ -141,7 +145,7 @@ class OutboxRelay:
                 d["topic"],
                 d["key"].encode(),
                 bytes(d["value"]),
-                {"content-type": "application/cloudevents+json", "ce_type": d["type"]},
+                _headers(d),
             )
             for d in claimed
         ]
@@ -195,3 +199,10 @@ class OutboxRelay:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+
+def _headers(document: Document) -> dict[str, str]:
+    headers = {"content-type": "application/cloudevents+json", "ce_type": document["type"]}
+    if document.get("traceparent"):
+        headers["traceparent"] = document["traceparent"]
+    return headers

@@ -28,6 +28,7 @@ from crm_runtime.mongo import Inbox, create_client, ping
 from crm_runtime.outbox import OutboundMessage, Outbox, OutboxRelay
 from crm_runtime.settings import ServiceSettings
 from crm_runtime.sweeps import Clock, Leases, SweepJob, SweepRunner, utc_now
+from crm_runtime.tracing import Tracing, traced, tracer_provider
 from crm_runtime.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,11 @@ class Runtime:
         self.metrics = RuntimeMetrics(self.registry, self.service)
         self.health = Health()
         self.auth = Authenticator(settings.api_tokens, settings.api_token_hashes)
-        self.broker: KafkaBroker = create_broker(settings, self.registry)
+        self.tracing = Tracing(
+            tracer_provider(self.service, settings.otlp_endpoint, settings.trace_sample_ratio),
+            self.service,
+        )
+        self.broker: KafkaBroker = create_broker(settings, self.registry, self.tracing.provider)
         self.mongo = create_client(
             settings.mongodb_url, app_name=f"crm-{self.service}", **settings.mongodb_options()
         )
@@ -59,7 +64,9 @@ class Runtime:
             retention_s=settings.outbox_retention_s,
             on_published=self.metrics.outbox_published.labels(self.service).inc,
         )
-        self.uow = UnitOfWork(self.mongo, self.inbox, self.outbox, on_commit=self.relay.wake)
+        self.uow = UnitOfWork(
+            self.mongo, self.inbox, self.outbox, on_commit=self.relay.wake, stamp=self.tracing.stamp
+        )
         self.sweeps = SweepRunner(self.service, Leases(self.db), self.registry, clock)
         self.dead_letters = DeadLetters(
             self._send, service=self.service, consumer_group=settings.consumer_group
@@ -133,7 +140,12 @@ class Runtime:
     async def _send_unconfirmed(
         self, topic: str, key: bytes, value: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
-        return await self.broker.publish(value, topic, key=key, headers=headers, no_confirm=True)
+        # FastStream's telemetry middleware writes the Kafka `traceparent` header: a publish
+        # span, child of the event's own trace context.
+        with traced(headers.pop("traceparent", None)):
+            return await self.broker.publish(
+                value, topic, key=key, headers=headers, no_confirm=True
+            )
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -187,6 +199,8 @@ class Runtime:
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.mongo.close()
+        with contextlib.suppress(Exception):
+            self.tracing.shutdown()
 
     # -- observation --------------------------------------------------------------------------
     def assigned_partitions(self) -> int:

@@ -38,6 +38,22 @@ class ServiceSettings(BaseSettings):
     http_port: int = 0
     log_level: str = "INFO"
 
+    otlp_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "CRM_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"
+        ),
+        description="OTLP/HTTP collector, e.g. http://otel-collector:4318: spans are exported "
+        "only when set (the trace context travels in the events either way).",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        validation_alias=AliasChoices("CRM_TRACE_SAMPLE_RATIO", "trace_sample_ratio"),
+        description="Share of new traces recorded (parent-based: a traced cause decides).",
+    )
+
     consumer_group: str = Field(default="", description="Defaults to the service name.")
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=100, ge=1)

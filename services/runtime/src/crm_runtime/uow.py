@@ -13,6 +13,8 @@ from crm_runtime.mongo import Document, Inbox, transaction
 from crm_runtime.outbox import OutboundMessage, Outbox
 
 log = logging.getLogger(__name__)
+Stamp = Callable[[Sequence[CloudEvent[Any]], Sequence[OutboundMessage]], Sequence[OutboundMessage]]
+"""(applied, outbound) -> outbound with what the runtime adds (the trace context)."""
 
 
 class UnitOfWork:
@@ -22,11 +24,13 @@ class UnitOfWork:
         inbox: Inbox,
         outbox: Outbox,
         on_commit: Callable[[], None] | None = None,
+        stamp: Stamp | None = None,
     ) -> None:
         self.client = client
         self.inbox = inbox
         self.outbox = outbox
         self.on_commit = on_commit
+        self.stamp = stamp
         self.observers: list[Callable[[Sequence[OutboundMessage]], None]] = []
 
     def observe(self, observer: Callable[[Sequence[OutboundMessage]], None]) -> None:
@@ -45,6 +49,8 @@ class UnitOfWork:
         with the inbox marks for `applied` and the `outbound` events. Any error: nothing is kept.
         HTTP actions use it too, with `applied=[]`. After a commit with events the relay wakes.
         """
+        if self.stamp and outbound:
+            outbound = self.stamp(applied, outbound)
         async with transaction(self.client) as session:
             yield session
             await self.inbox.mark(applied, session)

@@ -85,6 +85,7 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         "attempts": n.attempts,
         "next_attempt_at": n.next_attempt_at,
         "provider": n.provider,
+        "trace": n.trace,
         "version": n.version,
     }
 
@@ -107,6 +108,7 @@ def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
         attempts=doc.get("attempts", 0),
         next_attempt_at=doc.get("next_attempt_at"),
         provider=doc.get("provider"),
+        trace=doc.get("trace"),
         version=doc["version"],
     )
 

@@ -23,6 +23,8 @@ class Intent:
     purpose: Purpose
     cause: str
     variables: dict[str, Any] = field(default_factory=dict)
+    trace: str | None = None
+    """The cause's W3C trace context: the message's events continue its trace."""
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Notification:
     attempts: int = 0
     next_attempt_at: datetime | None = None
     provider: str | None = None
+    trace: str | None = None
     version: int = 0
 
     @staticmethod
@@ -83,6 +86,7 @@ class Notification:
             channel=decision.channel,
             subject=rendered.subject,
             body=rendered.body,
+            trace=intent.trace,
         )
         if decision.action == "suppress":
             notification._move(now, "suppressed", decision.reason)

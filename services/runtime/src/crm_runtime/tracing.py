@@ -1,0 +1,128 @@
+"""W3C trace context across the suite, in the CloudEvents `traceparent` (distributed tracing
+extension) and, through FastStream's OpenTelemetry middleware, in the Kafka headers.
+
+Every event a service publishes carries a `traceparent`: a span of this service's handling, child
+of the inbound event that caused it (the batch's latest event with the same subject, which is
+the Kafka key, so the same customer) or of the cause a service remembered (`caused_by`: notify's
+deliveries), or the root of a new trace when nothing traced caused it
+(a sweep, an HTTP action, an untraced source). The spans are exported over OTLP/HTTP only when
+`CRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set: off by default, the trace
+context still flows, so logs and events of one cause share a trace id.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from crm_contracts import CloudEvent
+from crm_runtime.outbox import OutboundMessage
+
+PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def tracer_provider(service: str, otlp_endpoint: str, sample_ratio: float) -> TracerProvider:
+    """The service's own provider (not the global one: tests run several services in a process)."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"crm-{service}", "service.namespace": "crm"}),
+        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+    )
+    if otlp_endpoint:
+        endpoint = otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    return provider
+
+
+class Tracing:
+    def __init__(self, provider: TracerProvider, service: str) -> None:
+        self.provider = provider
+        self.service = service
+        self.tracer = provider.get_tracer("crm_runtime")
+
+    def stamp(
+        self, applied: Sequence[CloudEvent[Any]], outbound: Sequence[OutboundMessage]
+    ) -> list[OutboundMessage]:
+        """`outbound` with a `traceparent` on every event that has none (see the module doc)."""
+        causes = {event.subject: event for event in applied if event.traceparent}
+        spans: dict[str, trace.Span] = {}
+        stamped: list[OutboundMessage] = []
+        try:
+            for message in outbound:
+                event = message.event
+                if event.traceparent:
+                    stamped.append(message)
+                    continue
+                cause = causes.get(event.subject)
+                if message.caused_by:
+                    key = message.caused_by
+                elif cause is not None:
+                    key = cause.id
+                else:
+                    key = f"new:{event.id}"
+                span = spans.get(key)
+                if span is None:
+                    span = spans[key] = self._span(message, cause)
+                carrier: dict[str, str] = {}
+                PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+                traced = event.model_copy(update={"traceparent": carrier.get("traceparent")})
+                stamped.append(replace(message, event=traced))
+        finally:
+            for span in spans.values():
+                span.end()
+        return stamped
+
+    def _span(self, message: OutboundMessage, cause: CloudEvent[Any] | None) -> trace.Span:
+        event = message.event
+        if message.caused_by:
+            return self.tracer.start_span(
+                f"{self.service} emit {event.type}",
+                context=PROPAGATOR.extract({"traceparent": message.caused_by}),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"cloudevents.event_type": event.type, "messaging.message.id": event.id},
+            )
+        if cause is not None:
+            parent = PROPAGATOR.extract({"traceparent": cause.traceparent or ""})
+            return self.tracer.start_span(
+                f"{self.service} process {cause.type}",
+                context=parent,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.message.id": cause.id,
+                    "cloudevents.event_type": cause.type,
+                    "cloudevents.event_subject": cause.subject,
+                },
+            )
+        return self.tracer.start_span(
+            f"{self.service} emit {event.type}",
+            context=otel_context.Context(),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"cloudevents.event_type": event.type, "messaging.message.id": event.id},
+        )
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+@contextmanager
+def traced(traceparent: str | None) -> Iterator[None]:
+    """Make `traceparent` the current context (FastStream's publish span becomes its child)."""
+    if not traceparent:
+        yield
+        return
+    token = otel_context.attach(PROPAGATOR.extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
