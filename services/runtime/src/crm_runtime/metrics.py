@@ -7,6 +7,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     gc_collector,
     platform_collector,
     process_collector,
@@ -96,7 +97,9 @@ class RuntimeMetrics:
 
 
 def new_registry() -> CollectorRegistry:
-    """A registry with the process, platform and GC collectors (not the global one)."""
+    """A registry with the process, platform and GC collectors (not the global one). Counters
+    do not export `_created` series: they would double what Prometheus stores for nothing."""
+    disable_created_metrics()
     registry = CollectorRegistry()
     process_collector.ProcessCollector(registry=registry)
     platform_collector.PlatformCollector(registry=registry)
