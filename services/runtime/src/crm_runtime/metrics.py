@@ -99,7 +99,7 @@ class RuntimeMetrics:
 def new_registry() -> CollectorRegistry:
     """A registry with the process, platform and GC collectors (not the global one). Counters
     do not export `_created` series: they would double what Prometheus stores for nothing."""
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     process_collector.ProcessCollector(registry=registry)
     platform_collector.PlatformCollector(registry=registry)
