@@ -81,6 +81,8 @@ class Runtime:
         self._gauges: list[tuple[str, GaugeRefresh, float]] = []
         self._gauges_refreshed: dict[str, float] = {}
         self._event_counts: dict[str, list[Callable[[CloudEvent[Any]], None]]] = {}
+        # One offset request per assigned partition: at most every 5 s, however often scraped.
+        self.gauges("consumer", self._refresh_lag, min_interval_s=5.0)
         self.uow.observe(self._count_committed)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
@@ -230,7 +232,6 @@ class Runtime:
     async def refresh_gauges(self) -> None:
         """Called by /metrics. Each source may fail alone: its gauges keep their last values."""
         await self._refresh("outbox", self._refresh_outbox)
-        await self._refresh("consumer", self._refresh_lag)
         now = time.monotonic()
         for name, refresh, interval in self._gauges:
             due = now - self._gauges_refreshed.get(name, -interval) >= interval
