@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 from tooling import ROOT, run
 
 from crm_contracts.topics import consumed_by, topic

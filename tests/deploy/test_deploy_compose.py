@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped, unused-ignore]
+import yaml
 from tooling.compose import compose_command
 
 from crm_contracts.topics import ALL_TOPICS

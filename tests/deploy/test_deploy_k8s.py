@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped, unused-ignore]
+import yaml
 from tooling import ROOT
 from tooling.kustomize import kustomize
 
