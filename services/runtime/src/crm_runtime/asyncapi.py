@@ -124,7 +124,7 @@ class ServiceDocument:
         return json.dumps(self.content, ensure_ascii=False)
 
     def to_yaml(self) -> str:
-        import yaml  # type: ignore[import-untyped]  # PyYAML: only the docs generator needs it
+        import yaml  # PyYAML: only the docs generator needs it
 
         return str(yaml.safe_dump(self.content, sort_keys=False, allow_unicode=True, width=100))
 
