@@ -1,0 +1,1 @@
+"""`crm`: the operators' command line for the CRM suite."""

@@ -1,0 +1,17 @@
+"""The one exception a command raises for a user-facing failure, and the exit codes."""
+
+EXIT_INVALID = 1
+"""Some input was invalid or some event could not be sent (the rest was done)."""
+EXIT_USAGE = 2
+"""A user mistake: a missing file, an unknown service, an unsupported operation."""
+EXIT_BROKER = 3
+"""Kafka could not be reached or refused the operation."""
+
+
+class CliError(Exception):
+    """Printed as one line (`error: ...`) on stderr; the command exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code

@@ -1,0 +1,363 @@
+"""The `crm` command: topics, send and replay events, dead letters, rebuilds.
+
+Every command that talks to Kafka takes `--bootstrap` (default `KAFKA_BOOTSTRAP_SERVERS`, else
+127.0.0.1:9092) and the services' transport security from the environment
+(`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`). A user mistake or an unreachable broker
+is one line on stderr and an exit code: 1 invalid input (the rest was done), 2 usage, 3 Kafka.
+"""
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from crm_cli import dlq as dead_letters
+from crm_cli import events, publish
+from crm_cli import rebuild as rebuilds
+from crm_cli import topics as topic_state
+from crm_cli.connection import DEFAULT_BOOTSTRAP, client_options, run
+from crm_cli.errors import EXIT_INVALID, CliError
+from crm_contracts.topics import dlq_topic_name
+
+app = typer.Typer(
+    help="Operate the CRM suite: topics, events, dead letters, rebuilds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+dlq_app = typer.Typer(
+    help="Dead letters: list them, send them back after a fix.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(dlq_app, name="dlq")
+
+
+@app.callback()
+def main() -> None:
+    """Operate the CRM suite: topics, events, dead letters, rebuilds."""
+    quiet = logging.getLogger("aiokafka")  # its connection warnings: our errors say it in one line
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap",
+        "-b",
+        envvar="KAFKA_BOOTSTRAP_SERVERS",
+        show_envvar=True,
+        help="Kafka bootstrap servers, host:port[,host:port].",
+    ),
+]
+EventsFile = Annotated[
+    Path, typer.Argument(help="JSON-lines file: one CloudEvent per line.", show_default=False)
+]
+TopicOverride = Annotated[
+    str | None,
+    typer.Option("--topic", "-t", help="Send every line to this topic instead of its type's."),
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="Send invalid lines too (they are still reported).")
+]
+Service = Annotated[str, typer.Argument(help="archive, tickets, loyalty or notify.")]
+
+
+def errors_handled(command: Callable[P, R]) -> Callable[P, R]:
+    """A `CliError` (or Ctrl-C) becomes one line on stderr and an exit code, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except CliError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(exc.code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# -- topics ----------------------------------------------------------------------------------
+@app.command("topics")
+@errors_handled
+def topics_command(
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    create: Annotated[
+        bool,
+        typer.Option("--create", help="Create the missing topics; set the registry's retention."),
+    ] = False,
+    replication_factor: Annotated[
+        int, typer.Option("--replication-factor", min=1, help="For topics created.")
+    ] = 1,
+) -> None:
+    """List the suite's topics as the contracts declare them and as the broker has them.
+
+    Exits 1 when a topic is missing (and was not created).
+    """
+    options = client_options(bootstrap)
+    states = run(
+        bootstrap,
+        topic_state.check_topics(options, create=create, replication_factor=replication_factor),
+    )
+    rows = [("topic", "declared", "broker", "status"), *topic_state.table_rows(states)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        typer.echo("  ".join([*cells, row[3]]))
+    missing = [s.declared.name for s in states if s.missing and not s.created]
+    if missing:
+        typer.echo(f"{len(missing)} missing: `crm topics --create` creates them", err=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
+# -- send / replay ---------------------------------------------------------------------------
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _send_file(
+    path: Path,
+    bootstrap: str,
+    *,
+    topic: str | None,
+    force: bool,
+    rate: float | None,
+    progress: bool,
+    verb: str,
+) -> publish.Report:
+    if rate is not None and rate <= 0:
+        raise CliError("--rate must be more than 0 events/s")
+    events.check_file(path)
+    options = client_options(bootstrap)
+    lines = events.read_lines(path, topic=topic)
+    console = Console(stderr=True, highlight=False)
+
+    def report_invalid(line: events.Line) -> None:
+        note = " (sent anyway: --force)" if force and line.topic else ""
+        console.print(f"line {line.number}: {line.reason}{note}", markup=False, soft_wrap=True)
+
+    if not progress:
+        return run(
+            bootstrap,
+            publish.publish(
+                options, lines, force=force, rate=rate, topic=topic, on_invalid=report_invalid
+            ),
+        )
+    total = events.count_lines(path)
+    with _progress(console) as bar:
+        task = bar.add_task(verb, total=total)
+        return run(
+            bootstrap,
+            publish.publish(
+                options,
+                lines,
+                force=force,
+                rate=rate,
+                topic=topic,
+                on_line=lambda line: bar.advance(task),
+                on_invalid=report_invalid,
+            ),
+        )
+
+
+def _summary(report: publish.Report, verb: str) -> None:
+    per_topic = ", ".join(f"{name}: {count}" for name, count in sorted(report.sent.items()))
+    rate = report.total_sent / report.seconds if report.seconds > 0 else 0.0
+    typer.echo(
+        f"{verb} {report.total_sent} event(s)"
+        + (f" ({per_topic})" if per_topic else "")
+        + f" in {report.seconds:.1f} s ({rate:.0f} events/s); "
+        f"{len(report.invalid)} invalid"
+        + (f" ({report.forced} sent anyway)" if report.forced else " (not sent)")
+        + f", {len(report.failed)} failed"
+    )
+    for line, reason in report.failed:
+        typer.echo(f"line {line.number}: not sent: {reason}", err=True)
+    if not report.ok:
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command("send")
+@errors_handled
+def send_command(
+    file: EventsFile,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    topic: TopicOverride = None,
+    force: Force = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = False,
+) -> None:
+    """Send the events of a JSON-lines file, each to its type's topic, keyed by its subject.
+
+    Every line is checked with the contracts' decoder first; invalid lines are reported with
+    their line number and reason and not sent (unless --force). Exits 1 if any was invalid.
+    """
+    report = _send_file(
+        file, bootstrap, topic=topic, force=force, rate=None, progress=progress, verb="sending"
+    )
+    _summary(report, "sent")
+
+
+@app.command("replay")
+@errors_handled
+def replay_command(
+    file: EventsFile,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    topic: TopicOverride = None,
+    force: Force = False,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="At most N events per second.", metavar="N")
+    ] = None,
+) -> None:
+    """Replay a large JSON-lines file: like `send`, with a progress bar and an optional rate.
+
+    Reports the counts at the end.
+    """
+    report = _send_file(
+        file, bootstrap, topic=topic, force=force, rate=rate, progress=True, verb="replaying"
+    )
+    _summary(report, "replayed")
+
+
+# -- dead letters ----------------------------------------------------------------------------
+@dlq_app.command("list")
+@errors_handled
+def dlq_list_command(
+    service: Service,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per dead letter (JSON lines).")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Only the N most recent.")
+    ] = None,
+) -> None:
+    """List a service's dead letters, oldest first.
+
+    One line each: time, source topic/partition@offset, event type and id (when the value has
+    them), reason. Reads with no consumer group: nothing is committed.
+    """
+    dead_letters.check_service(service)
+    options = client_options(bootstrap)
+    letters = run(bootstrap, dead_letters.list_dead_letters(options, service, limit=limit))
+    if as_json:
+        if letters:
+            typer.echo(dead_letters.letters_json(letters))
+        return
+    for letter in letters:
+        typer.echo(letter.line())
+    typer.echo(f"{len(letters)} dead letter(s) in {dlq_topic_name(service)}", err=True)
+
+
+@dlq_app.command("redrive")
+@errors_handled
+def dlq_redrive_command(
+    service: Service,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be re-driven; send nothing.")
+    ] = False,
+    reason_contains: Annotated[
+        str | None,
+        typer.Option("--reason-contains", help="Only letters whose reason has this text."),
+    ] = None,
+    source_topic: Annotated[
+        str | None, typer.Option("--source-topic", help="Only letters read from this topic.")
+    ] = None,
+) -> None:
+    """Send a service's dead letters back to their source topic, each once.
+
+    Key and value are sent byte for byte to the partition they were read from, with the header
+    `x-redriven-from` = the DLQ offset. Progress is kept in the consumer group
+    `crm-dlq-redrive-<service>`, committed after each acknowledged send. Letters the filters
+    leave out stay for a later redrive.
+    """
+    dead_letters.check_service(service)
+    options = client_options(bootstrap)
+    verb = "would redrive" if dry_run else "redriven"
+    report = run(
+        bootstrap,
+        dead_letters.redrive(
+            options,
+            service,
+            filters=dead_letters.Filters(reason_contains, source_topic),
+            dry_run=dry_run,
+            on_letter=lambda letter: typer.echo(f"{verb}: {letter.line()}"),
+        ),
+    )
+    for letter, problem in report.unsendable:
+        typer.echo(
+            f"not sent: {letter.dlq_topic}/{letter.dlq_partition}@{letter.dlq_offset}: {problem}",
+            err=True,
+        )
+    typer.echo(
+        f"{len(report.redriven)} {verb}"
+        f"{' (dry run)' if dry_run else ''}; {report.already} re-driven before, "
+        f"{report.filtered} left by the filters, {len(report.unsendable)} not sendable",
+        err=True,
+    )
+
+
+# -- rebuild ---------------------------------------------------------------------------------
+@app.command("rebuild")
+@errors_handled
+def rebuild_command(
+    service: Service,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="Target database (default crm_<service>_rebuild)."),
+    ] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Drop the target database first.")] = False,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Evaluate time rules as of this ISO time.")
+    ] = None,
+    mongodb_url: Annotated[
+        str | None,
+        typer.Option("--mongodb-url", envvar="MONGODB_URL", help="MongoDB of the rebuild."),
+    ] = None,
+) -> None:
+    """Rebuild a service's read model from the retained topics (archive only).
+
+    Runs the service's own rebuild entry point (`python -m crm_archive.rebuild`) into a fresh
+    database; the service's settings (MONGODB_URL, keys) come from the environment. The other
+    services keep state no topic holds, so they cannot be rebuilt from the topics.
+    """
+    found = rebuilds.rebuilder(service)
+    code = rebuilds.run(
+        rebuilds.command(found, database=database, drop=drop, at=at),
+        rebuilds.environment(bootstrap, mongodb_url),
+    )
+    if code:
+        typer.echo(f"error: {found.module} exited with code {code}", err=True)
+        raise typer.Exit(code)
