@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -49,6 +51,36 @@ class Stack:
     mongodb_url: str
     kafka_pid: int | None = None
     logs: Path = ROOT / ".local" / "test-logs"
+
+
+@contextlib.contextmanager
+def running_stack(name: str) -> Iterator[Stack]:
+    """The real stack for a test session or module: the servers that `KAFKA_BOOTSTRAP_SERVERS` /
+    `MONGODB_URL` name, or else Apache Kafka (KRaft) and SecantusDB started on free ports in
+    `.local/<name>-<pid>`, stopped (and the folder removed) at the end."""
+    base = ROOT / ".local" / f"{name}-{os.getpid()}"
+    started = []
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    mongodb_url = os.environ.get("MONGODB_URL", "")
+    kafka_pid = None
+    try:
+        if not bootstrap:
+            node = local_stack.KafkaNode(base / "kafka", free_port(), free_port())
+            proc = node.start()
+            started.append(proc)
+            bootstrap, kafka_pid = node.bootstrap, proc.pid
+        if not mongodb_url:
+            mongo = local_stack.MongoNode(base / "secantusdb", free_port())
+            started.append(mongo.start())
+            mongodb_url = mongo.url
+        local_stack.provision_topics(bootstrap)
+        yield Stack(bootstrap, mongodb_url, kafka_pid, logs=ROOT / ".local" / "test-logs")
+    finally:
+        for proc in reversed(started):
+            local_stack.stop_pid(proc.pid, timeout=30)
+            proc.wait(10)
+        if os.environ.get("CRM_KEEP_TEST_STACK") != "1":
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def unique(prefix: str) -> str:
