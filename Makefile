@@ -43,7 +43,7 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(PACKAGES) deploy/local tests benchmarks
+	$(BIN)/mypy $(PACKAGES) deploy/local tests benchmarks docs/asyncapi
 	$(BIN)/lint-imports
 
 fmt: venv
