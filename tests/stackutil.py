@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -320,6 +321,36 @@ class ServiceProcess:
     def metric(self, name: str) -> float:
         """Sum of a metric's samples on /metrics."""
         return local_stack.metric(self.port, name)
+
+
+@contextlib.contextmanager
+def running_suite(
+    stack: Stack, smtp: SmtpServer, **environment: str
+) -> Iterator[dict[str, ServiceProcess]]:
+    """Start archive, tickets, loyalty and notify (each with its own database and consumer
+    group, on a free port; `environment` added to each one's) side by side; stop them all at
+    the end."""
+    settings: dict[str, dict[str, str]] = {
+        "archive": {},
+        "tickets": {},
+        "loyalty": {},
+        "notify": {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": str(smtp.port),
+            "deliver_interval_s": "0.5",
+        },
+    }
+    services = {name: ServiceProcess.isolated(name, stack, **env) for name, env in settings.items()}
+    for service in services.values():
+        service.env.update(environment)
+    try:
+        with ThreadPoolExecutor(len(services)) as pool:
+            for started in [pool.submit(service.start) for service in services.values()]:
+                started.result()
+        yield services
+    finally:
+        for service in services.values():
+            service.stop()
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2) -> Any:

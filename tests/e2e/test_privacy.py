@@ -23,6 +23,7 @@ from stackutil import (
     cloud_event,
     eventually,
     order_placed,
+    running_suite,
     send,
     unique,
 )
@@ -58,23 +59,8 @@ PEOPLE = [person(name) for name in ("欧阳晓雨", "Marguerite Okonkwo", "司�
 
 @pytest.fixture(scope="module")
 def suite(stack: Stack, smtp: SmtpServer) -> Iterator[dict[str, ServiceProcess]]:
-    settings: dict[str, dict[str, str]] = {
-        "archive": {},
-        "tickets": {},
-        "loyalty": {},
-        "notify": {
-            "smtp_host": "127.0.0.1",
-            "smtp_port": str(smtp.port),
-            "deliver_interval_s": "0.5",
-        },
-    }
-    services = {name: ServiceProcess.isolated(name, stack, **env) for name, env in settings.items()}
-    for service in services.values():
-        service.env["CRM_API_TOKENS"] = TOKENS
-        service.start()
-    yield services
-    for service in services.values():
-        service.stop()
+    with running_suite(stack, smtp, CRM_API_TOKENS=TOKENS) as services:
+        yield services
 
 
 def live_through_the_suite(stack: Stack, p: Person) -> None:

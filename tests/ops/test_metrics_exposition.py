@@ -14,8 +14,8 @@ from functools import partial
 import httpx
 import pytest
 from ops.known_metrics import BUSINESS, EXPOSED, FASTSTREAM, PROCESS, RUNTIME, SERVICES
-from ops.suite import running_suite, send_traffic
-from stackutil import ServiceProcess, SmtpServer, Stack, eventually
+from ops.suite import send_traffic
+from stackutil import ServiceProcess, SmtpServer, Stack, eventually, running_suite
 from tooling.prometheus import promtool
 
 TOLERATED: frozenset[str] = frozenset()

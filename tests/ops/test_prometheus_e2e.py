@@ -12,8 +12,8 @@ import httpx
 import pytest
 import yaml
 from ops.known_metrics import ROOT, RULES, SERVICES, rules
-from ops.suite import running_suite, send_traffic
-from stackutil import ServiceProcess, SmtpServer, Stack, eventually, free_port
+from ops.suite import send_traffic
+from stackutil import ServiceProcess, SmtpServer, Stack, eventually, free_port, running_suite
 from tooling.prometheus import prometheus
 
 pytestmark = pytest.mark.e2e
