@@ -165,7 +165,7 @@ def test_scaled_objects_follow_each_consumer_group(overlay: str) -> None:
 def test_dev_runs_one_small_replica() -> None:
     docs = render("overlays/dev")
     for deployment in of_kind(docs, "Deployment").values():
-        assert deployment["spec"]["replicas"] == 1
+        assert "replicas" not in deployment["spec"], "KEDA owns the count: an apply must not"
     for scaled in of_kind(docs, "ScaledObject").values():
         assert scaled["spec"]["minReplicaCount"] == scaled["spec"]["maxReplicaCount"] == 1
 
@@ -194,3 +194,25 @@ def test_prod_is_bigger_pinned_and_authenticated() -> None:
             assert trigger["metadata"]["sasl"] == "scram_sha512"
             assert trigger["metadata"]["tls"] == "enable"
     assert shared_config(prod)["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_the_pod_monitor_labels_targets_as_the_rules_and_dashboards_select_them() -> None:
+    for overlay in ("overlays/dev", "overlays/prod"):
+        docs = render(overlay)
+        [monitor] = of_kind(docs, "PodMonitor").values()
+        [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["honorLabels"] is True
+        relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+        assert relabel["job"]["replacement"] == "crm"
+        assert relabel["service"]["sourceLabels"] == [
+            "__meta_kubernetes_pod_label_app_kubernetes_io_name"
+        ]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        for deployment in of_kind(docs, "Deployment").values():
+            pod = deployment["spec"]["template"]
+            labels = pod["metadata"]["labels"]
+            assert selector.items() <= labels.items()
+            assert labels["app.kubernetes.io/name"] == deployment["metadata"]["name"]
+            ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+            assert endpoint["port"] in ports
