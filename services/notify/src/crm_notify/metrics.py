@@ -1,5 +1,6 @@
 """Notify's business metrics: notifications by channel and outcome, and what waits to be sent."""
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -39,7 +40,7 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
         for status in ("sent", "failed", "suppressed"):
             notifications.labels(service, channel, status)
 
-    def count(status: str) -> Any:
+    def count(status: str) -> Callable[[CloudEvent[Any]], None]:
         def increment(event: CloudEvent[Any]) -> None:
             channel = str(event_field(event, "channel", None) or "none")
             notifications.labels(service, channel, status).inc()

@@ -51,8 +51,10 @@ def publications_of(service: str) -> tuple[Publication, ...]:
     """What `service` publishes, from the topic registry: every outbound topic it produces (its
     own, and privacy.v1's erasure confirmations) and its dead-letter topic."""
     produced = [t for t in OUTBOUND if service in _producers(t)]
-    dlq = next(t for t in DLQS if t.name == dlq_topic_name(service))
-    return tuple(_publication(t) for t in (*produced, dlq))
+    dlqs = [t for t in DLQS if t.name == dlq_topic_name(service)]
+    if not dlqs:
+        raise ValueError(f"the topic registry has no dead-letter topic for service {service!r}")
+    return tuple(_publication(t) for t in (*produced, *dlqs))
 
 
 def _producers(candidate: Topic) -> set[str]:

@@ -100,7 +100,8 @@ class Runtime:
 
     def gauges(self, name: str, refresh: GaugeRefresh, *, min_interval_s: float = 10.0) -> None:
         """Business gauges read from the database: `refresh()` sets them when /metrics is scraped,
-        at most every `min_interval_s` (an aggregation per scrape would load a big database)."""
+        tried at most every `min_interval_s` (an aggregation per scrape would load a big database;
+        a failed try keeps the last values and counts in `crm_gauge_refresh_failures_total`)."""
         self._gauges.append((name, refresh, min_interval_s))
 
     def on_committed(self, event_type: str, count: Callable[[CloudEvent[Any]], None]) -> None:
@@ -201,8 +202,8 @@ class Runtime:
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.mongo.close()
-        with contextlib.suppress(Exception):
-            self.tracing.shutdown()
+        with contextlib.suppress(Exception):  # flushes spans: bounded, off the event loop
+            await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), timeout=5.0)
 
     # -- observation --------------------------------------------------------------------------
     def assigned_partitions(self) -> int:
@@ -234,18 +235,20 @@ class Runtime:
         await self._refresh("outbox", self._refresh_outbox)
         now = time.monotonic()
         for name, refresh, interval in self._gauges:
-            due = now - self._gauges_refreshed.get(name, -interval) >= interval
-            if due and await self._refresh(name, refresh):
+            if now - self._gauges_refreshed.get(name, -interval) >= interval:
+                # Tried, not only succeeded: a database too slow for the timeout is not asked
+                # again at every scrape (each try starts a scan the server finishes anyway).
                 self._gauges_refreshed[name] = now
+                await self._refresh(name, refresh, timeout_s=5.0)
 
-    async def _refresh(self, source: str, refresh: GaugeRefresh) -> bool:
+    async def _refresh(self, source: str, refresh: GaugeRefresh, timeout_s: float = 2.0) -> None:
         try:
-            await asyncio.wait_for(refresh(), timeout=2.0)
-            return True
+            await asyncio.wait_for(refresh(), timeout=timeout_s)
         except Exception as exc:
             self.metrics.gauge_refresh_failures.labels(self.service, source).inc()
-            log.debug("gauge refresh failed", extra={"source": source, "error": type(exc).__name__})
-            return False
+            log.warning(
+                "gauge refresh failed", extra={"source": source, "error": type(exc).__name__}
+            )
 
     async def _refresh_outbox(self) -> None:
         count, age = await self.outbox.backlog()

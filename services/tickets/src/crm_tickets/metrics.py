@@ -1,5 +1,6 @@
 """Tickets' business metrics: open tickets by priority, SLA warnings and breaches."""
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -43,7 +44,7 @@ def install(runtime: Runtime, repository: MongoTicketRepository) -> None:
         for priority in sorted({*PRIORITIES, *counts}):
             open_tickets.labels(service, priority).set(counts.get(priority, 0))
 
-    def count(counter: Counter) -> Any:
+    def count(counter: Counter) -> Callable[[CloudEvent[Any]], None]:
         def increment(event: CloudEvent[Any]) -> None:
             counter.labels(service, str(event_field(event, "priority", "unknown"))).inc()
 
