@@ -24,6 +24,8 @@ ALERTS = {
     "CrmSlaBreachSpike",
     "CrmNotificationFailureRatio",
     "CrmSweepStale",
+    "CrmConsumerUnassigned",
+    "CrmGaugesFailing",
 }
 PORTS = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
 
