@@ -15,6 +15,7 @@ import random
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -372,9 +373,41 @@ def main() -> None:
         f"outstanding over {liability['accounts']} accounts, {liability['debt_points']} in debt"
     )
     show_privacy(local, traffic, biggest, archive_port)
+    show_prometheus(local)
     print(
         f"\nTry: curl -H 'Authorization: Bearer {stack.DEV_TOKEN}' http://127.0.0.1:{archive_port}/customers/{biggest}"
     )
+
+
+PROMQL = {
+    "services up": 'sum(up{job="crm"})',
+    "customers (archive)": "sum(max by (grade, stage) (crm_customers))",
+    "churn risks raised": "sum(crm_churn_risks_raised_total)",
+    "open tickets": "sum(max by (priority) (crm_tickets_open))",
+    "SLA breaches": "sum(crm_sla_breaches_total)",
+    "points earned": "sum(crm_points_earned_total)",
+    "points outstanding": "max(crm_points_outstanding)",
+    "e-mails sent": 'sum(crm_notifications_total{channel="email", status="sent"})',
+    "consumer lag (messages)": "sum(crm:consumer_lag:sum)",
+    "dead letters": "sum(crm_dlq_messages_total)",
+}
+
+
+def show_prometheus(local: stack.LocalStack) -> None:
+    """What ops see: the same figures from Prometheus, which scrapes the services every 5 s."""
+    if not local.running("prometheus"):
+        return
+    url = f"http://127.0.0.1:{stack.PROMETHEUS_PORT}"
+    time.sleep(11)  # two scrapes and a rule evaluation after the traffic
+    figures = []
+    for label, expr in PROMQL.items():
+        result = get(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+        samples = result["data"]["result"]
+        figures.append(f"{label} {float(samples[0]['value'][1]):.0f}" if samples else f"{label} -")
+    alerts = get(f"{url}/api/v1/alerts")["data"]["alerts"]
+    firing = sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})
+    print(f"\nPrometheus ({url}; counters since the services started): " + "; ".join(figures))
+    print(f"Alerts firing: {', '.join(firing) or 'none'} (rules: deploy/prometheus/rules.yml)")
 
 
 def show_privacy(

@@ -304,6 +304,91 @@ class MongoNode:
         return proc
 
 
+# -- Prometheus ------------------------------------------------------------------------------
+PROMETHEUS_PORT = 9090
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
+
+
+def prometheus_binary(install: bool = True) -> str | None:
+    """Prometheus from the PATH, else Debian's package when we may install it (root with
+    apt-get); None when neither: the stack then runs without it."""
+    found = shutil.which("prometheus")
+    if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("installing Prometheus (Debian package `prometheus`) ...", flush=True)
+    for command in (["apt-get", "install", "-y", "-q", "prometheus"], ["apt-get", "update", "-q"]):
+        if subprocess.run(command, capture_output=True, check=False).returncode == 0:
+            break
+    else:
+        subprocess.run(["apt-get", "install", "-y", "-q", "prometheus"], capture_output=True)
+    return shutil.which("prometheus")
+
+
+def prometheus_config(targets: Mapping[str, int], own_port: int, interval: str) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml (what compose runs) with the targets swapped for the
+    services on 127.0.0.1:<port>, the rules file by its path and another interval."""
+    import yaml  # PyYAML: in the dev virtualenv, needed only here
+
+    config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["global"].update(
+        scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
+    )
+    config["rule_files"] = [str(PROMETHEUS_RULES)]
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            if job["job_name"] == "crm":
+                static["targets"] = [f"127.0.0.1:{targets[static['labels']['service']]}"]
+            else:
+                static["targets"] = [f"127.0.0.1:{own_port}"]
+    return config
+
+
+@dataclass
+class PrometheusNode:
+    """A Prometheus scraping the suite with the deployment's job, labels and alert rules."""
+
+    data: Path
+    targets: Mapping[str, int]
+    port: int = PROMETHEUS_PORT
+    interval: str = "5s"
+    binary: str = "prometheus"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.data / "prometheus.log"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def start(self) -> subprocess.Popen[bytes]:
+        import yaml
+
+        self.data.mkdir(parents=True, exist_ok=True)
+        config = self.data / "prometheus.yml"
+        config.write_text(yaml.safe_dump(prometheus_config(self.targets, self.port, self.interval)))
+        proc = spawn(
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.data / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=7d",
+            ],
+            self.log,
+        )
+        wait_for(self.ready, "Prometheus", 60, proc, self.log)
+        return proc
+
+
 # -- the services ----------------------------------------------------------------------------
 def dev_keys_file() -> Path:
     """The local stack's master and index keys (made once, random, 0600; never for production).
@@ -405,6 +490,10 @@ class LocalStack:
             return None
         return pid
 
+    def running(self, name: str) -> bool:
+        """Whether the stack's `name` (kafka, secantusdb, mail, a service, prometheus) runs."""
+        return self._running(name) is not None
+
     def bootstrap(self) -> str:
         return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{self.kafka_port}"
 
@@ -440,7 +529,24 @@ class LocalStack:
             self._record(name, proc)
         for name, port in self.services.items():
             wait_for(functools.partial(service_ready, port), f"service {name}", 120)
+        self._start_prometheus()
         self.print_urls()
+
+    def _start_prometheus(self) -> None:
+        if self._running("prometheus") or os.environ.get("CRM_LOCAL_PROMETHEUS") == "0":
+            return
+        binary = prometheus_binary()
+        if binary is None:
+            print(
+                "Prometheus is not installed (and cannot be here): running without it", flush=True
+            )
+            return
+        if port_open(PROMETHEUS_PORT):
+            print(f"port {PROMETHEUS_PORT} is taken: running without our Prometheus", flush=True)
+            return
+        print(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} ...", flush=True)
+        node = PrometheusNode(self.root / "prometheus", self.services, binary=binary)
+        self._record("prometheus", node.start())
 
     def print_urls(self) -> None:
         print("\nThe CRM suite is up.")
@@ -449,11 +555,13 @@ class LocalStack:
         for name, port in self.services.items():
             print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
         print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
+        if self._running("prometheus"):
+            print(f"  Prometheus:  http://127.0.0.1:{PROMETHEUS_PORT}  (/alerts, /rules, /graph)")
         print(f"  mail:        {self.root / 'mail'}  (what notify sent, as a maildir)")
         print(f"  logs:        {self.root / 'logs'}")
 
     def down(self) -> None:
-        for name in [*self.services, "mail", "secantusdb", "kafka"]:
+        for name in ["prometheus", *self.services, "mail", "secantusdb", "kafka"]:
             pid = self._running(name)
             if pid:
                 print(f"stopping {name} (pid {pid})", flush=True)
@@ -461,7 +569,7 @@ class LocalStack:
                 (self.pids / f"{name}.pid").unlink(missing_ok=True)
 
     def status(self) -> None:
-        for name in ["kafka", "secantusdb", "mail", *self.services]:
+        for name in ["kafka", "secantusdb", "mail", *self.services, "prometheus"]:
             pid = self._running(name)
             print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'stopped'}")
 

@@ -3,78 +3,41 @@ and rules.yml: every target is up, the services' own `service` label survives, t
 and evaluate healthy, and orders and a complaint move the business metrics it stores."""
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from ops.known_metrics import ROOT, RULES, SERVICES, rules
+from ops.known_metrics import SERVICES, rules
 from ops.suite import send_traffic
-from stackutil import ServiceProcess, SmtpServer, Stack, eventually, free_port, running_suite
+from stackutil import (
+    ServiceProcess,
+    SmtpServer,
+    Stack,
+    eventually,
+    free_port,
+    local_stack,
+    running_suite,
+)
 from tooling.prometheus import prometheus
 
 pytestmark = pytest.mark.e2e
-CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
-def local_config(services: dict[str, ServiceProcess], own_port: int) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with the compose targets swapped for the local services
-    and a 1 s scrape and evaluation interval."""
-    config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    for job in config["scrape_configs"]:
-        for static in job["static_configs"]:
-            if job["job_name"] == "crm":
-                service = services[static["labels"]["service"]]
-                static["targets"] = [f"127.0.0.1:{service.port}"]
-            else:
-                static["targets"] = [f"127.0.0.1:{own_port}"]
-    return config
+class Prometheus(local_stack.PrometheusNode):
+    """The local stack's Prometheus (deploy/prometheus/prometheus.yml and rules.yml, targets
+    swapped for the test's services) with a 1 s scrape, and its HTTP API."""
 
+    proc: subprocess.Popen[bytes] | None = None
 
-class Prometheus:
-    def __init__(self, folder: Path, config: dict[str, Any], port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = folder / "prometheus.log"
-        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-        (folder / "rules.yml").write_text(RULES.read_text())
-        self.args = [
-            str(prometheus()),
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-        ]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"prometheus exited:\n{self.tail()}"
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready after 30 s:\n{self.tail()}")
+    def run(self) -> None:
+        self.proc = self.start()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        if self.proc is not None:
+            local_stack.stop_pid(self.proc.pid, timeout=15)
+            self.proc.wait(5)
 
     def api(self, path: str, **params: str) -> Any:
         response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
@@ -103,10 +66,12 @@ def suite(stack: Stack, smtp: SmtpServer) -> Iterator[dict[str, ServiceProcess]]
 
 @pytest.fixture
 def server(suite: dict[str, ServiceProcess], tmp_path: Path) -> Iterator[Prometheus]:
-    port = free_port()
-    server = Prometheus(tmp_path, local_config(suite, port), port)
+    targets = {name: service.port for name, service in suite.items()}
+    server = Prometheus(
+        tmp_path, targets, port=free_port(), interval="1s", binary=str(prometheus())
+    )
     try:
-        server.start()
+        server.run()
         yield server
     finally:
         server.stop()
