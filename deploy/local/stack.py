@@ -233,35 +233,17 @@ def provision_topics(bootstrap: str, **options: Any) -> list[str]:
     from crm_contracts.topics import ALL_TOPICS
 
     async def create() -> list[str]:
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from crm_runtime.topics import create_topics, set_retention
 
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
             missing = [t for t in ALL_TOPICS if t.name not in existing]
-            if missing:
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            t.name,
-                            num_partitions=t.partitions,
-                            replication_factor=1,
-                            topic_configs={"retention.ms": str(t.retention_ms)},
-                        )
-                        for t in missing
-                    ]
-                )
-            resources = [
-                ConfigResource(
-                    ConfigResourceType.TOPIC, t.name, {"retention.ms": str(t.retention_ms)}
-                )
-                for t in ALL_TOPICS
-                if t.name in existing
-            ]
-            if resources:
-                await admin.alter_configs(resources)
+            await create_topics(admin, missing)
+            await set_retention(admin, [t for t in ALL_TOPICS if t.name in existing])
             return [t.name for t in missing]
         finally:
             await admin.close()
@@ -310,19 +292,37 @@ PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 
 
-def prometheus_binary(install: bool = True) -> str | None:
-    """Prometheus from the PATH, else Debian's package when we may install it (root with
-    apt-get); None when neither: the stack then runs without it."""
-    found = shutil.which("prometheus")
-    if found or not install or os.geteuid() != 0 or not shutil.which("apt-get"):
+def debian_binary(binary: str, package: str) -> str:
+    """`binary` from the PATH, else `apt-get install package` (as root); raises with apt's
+    output when it cannot be had."""
+    found = shutil.which(binary)
+    if found:
         return found
-    print("installing Prometheus (Debian package `prometheus`) ...", flush=True)
-    for command in (["apt-get", "install", "-y", "-q", "prometheus"], ["apt-get", "update", "-q"]):
-        if subprocess.run(command, capture_output=True, check=False).returncode == 0:
-            break
-    else:
-        subprocess.run(["apt-get", "install", "-y", "-q", "prometheus"], capture_output=True)
-    return shutil.which("prometheus")
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise RuntimeError(f"{binary} is not installed and apt-get cannot install {package} here")
+    install = ["apt-get", "install", "-y", "-q", package]
+    done = subprocess.run(install, capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # a fresh machine may need the package lists first
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+        done = subprocess.run(install, capture_output=True, text=True, check=False)
+    found = shutil.which(binary)
+    if not found:
+        raise RuntimeError(
+            f"apt-get install {package} exited {done.returncode}, no {binary} on the PATH:\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return found
+
+
+def prometheus_binary() -> str | None:
+    """Prometheus from the PATH or Debian's package; None when neither: the stack then runs
+    without it."""
+    if not shutil.which("prometheus"):
+        print("installing Prometheus (Debian package `prometheus`) ...", flush=True)
+    try:
+        return debian_binary("prometheus", "prometheus")
+    except RuntimeError:
+        return None
 
 
 def prometheus_config(targets: Mapping[str, int], own_port: int, interval: str) -> dict[str, Any]:

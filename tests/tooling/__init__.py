@@ -5,12 +5,15 @@ installing it into `.cache/tools/` (or from Debian's packages) when it is missin
 install fails the test that needed it, with the command's output: nothing is skipped.
 """
 
-import shutil
 import subprocess
 from pathlib import Path
 
+from stackutil import local_stack
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".cache" / "tools"
+PORTS: dict[str, int] = dict(local_stack.SERVICES)
+"""Each service's HTTP port (the local stack's, the services' defaults)."""
 
 
 def run(command: list[str], *, cwd: Path | None = None, timeout: float = 900) -> str:
@@ -27,16 +30,6 @@ def run(command: list[str], *, cwd: Path | None = None, timeout: float = 900) ->
 
 
 def debian_binary(binary: str, package: str) -> Path:
-    """`binary` from the PATH, else `apt-get install package` (CI runs as root)."""
-    found = shutil.which(binary)
-    if found:
-        return Path(found)
-    try:
-        run(["apt-get", "install", "-y", "-q", package])
-    except RuntimeError:
-        run(["apt-get", "update", "-q"])
-        run(["apt-get", "install", "-y", "-q", package])
-    found = shutil.which(binary)
-    if not found:
-        raise RuntimeError(f"apt-get installed {package} but {binary} is not on the PATH")
-    return Path(found)
+    """`binary` from the PATH, else `apt-get install package` (CI runs as root): the local
+    stack's installer, which raises with apt's output when it fails."""
+    return Path(local_stack.debian_binary(binary, package))

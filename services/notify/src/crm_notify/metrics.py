@@ -50,11 +50,9 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     async def refresh() -> None:
         counts = await repository.waiting_by_channel(WAITING)
         waiting.clear()
-        for channel in CHANNELS:
-            for status in WAITING:
-                waiting.labels(service, channel, status).set(counts.get((channel, status), 0))
-        for (channel, status), n in counts.items():
-            waiting.labels(service, channel, status).set(n)
+        every = {(channel, status) for channel in CHANNELS for status in WAITING}
+        for channel, status in every | counts.keys():
+            waiting.labels(service, channel, status).set(counts.get((channel, status), 0))
 
     runtime.gauges("notifications", refresh)
     for event_type, status in OUTCOMES.items():

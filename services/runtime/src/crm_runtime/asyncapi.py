@@ -26,7 +26,7 @@ from pydantic import Field, TypeAdapter, create_model
 from crm_contracts import CloudEvent
 from crm_contracts.registry import event_model
 from crm_contracts.topics import DLQS, OUTBOUND, Topic, dlq_topic_name, topic
-from crm_runtime.dlq import DeadLetters, InboundRecord
+from crm_runtime import dlq
 
 SCHEMAS = "#/components/schemas/"
 ENVELOPE_NOTE = (
@@ -51,10 +51,11 @@ def publications_of(service: str) -> tuple[Publication, ...]:
     """What `service` publishes, from the topic registry: every outbound topic it produces (its
     own, and privacy.v1's erasure confirmations) and its dead-letter topic."""
     produced = [t for t in OUTBOUND if service in _producers(t)]
-    dlqs = [t for t in DLQS if t.name == dlq_topic_name(service)]
-    if not dlqs:
-        raise ValueError(f"the topic registry has no dead-letter topic for service {service!r}")
-    return tuple(_publication(t) for t in (*produced, *dlqs))
+    try:
+        dead_letters = topic(dlq_topic_name(service))
+    except KeyError:
+        raise ValueError(f"the topic registry has no dead-letter topic for {service!r}") from None
+    return tuple(_publication(t) for t in (*produced, dead_letters))
 
 
 def _producers(candidate: Topic) -> set[str]:
@@ -199,8 +200,6 @@ def _schema_into(schemas: dict[str, Any], event_types: Sequence[str], name: str)
 
 def _describe_dead_letters(content: dict[str, Any]) -> None:
     """A dead-letter message says which headers carry the reason."""
-    example = InboundRecord("topic", 0, 0, None, None)
-    headers = DeadLetters.headers_for(example, "", None, service="", group="")
     dlq_names = {t.name for t in DLQS}
     messages = content.get("components", {}).get("messages", {})
     for channel in content.get("channels", {}).values():
@@ -209,7 +208,7 @@ def _describe_dead_letters(content: dict[str, Any]) -> None:
         for reference in channel.get("messages", {}).values():
             messages[_key(reference["$ref"])]["headers"] = {
                 "type": "object",
-                "properties": {name: {"type": "string"} for name in headers},
+                "properties": {name: {"type": "string"} for name in dlq.HEADERS},
             }
 
 

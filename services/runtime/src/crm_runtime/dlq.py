@@ -14,6 +14,25 @@ from crm_contracts.topics import dlq_topic_name
 from crm_runtime.logs import redact
 
 REASON_MAX = 1000
+REASON = "x-dlq-reason"
+EXCEPTION = "x-dlq-exception"
+SOURCE_TOPIC = "x-dlq-source-topic"
+SOURCE_PARTITION = "x-dlq-source-partition"
+SOURCE_OFFSET = "x-dlq-source-offset"
+CONSUMER_GROUP = "x-dlq-consumer-group"
+SERVICE = "x-dlq-service"
+TIME = "x-dlq-time"
+HEADERS = (
+    REASON,
+    EXCEPTION,
+    SOURCE_TOPIC,
+    SOURCE_PARTITION,
+    SOURCE_OFFSET,
+    CONSUMER_GROUP,
+    SERVICE,
+    TIME,
+)
+"""The headers of every dead letter, in this order."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +60,14 @@ class DeadLetters:
         record: InboundRecord, reason: str, exc: BaseException | None, *, service: str, group: str
     ) -> dict[str, str]:
         return {
-            "x-dlq-reason": redact(reason)[:REASON_MAX],
-            "x-dlq-exception": type(exc).__name__ if exc else "",
-            "x-dlq-source-topic": record.topic,
-            "x-dlq-source-partition": str(record.partition),
-            "x-dlq-source-offset": str(record.offset),
-            "x-dlq-consumer-group": group,
-            "x-dlq-service": service,
-            "x-dlq-time": datetime.now(UTC).isoformat(),
+            REASON: redact(reason)[:REASON_MAX],
+            EXCEPTION: type(exc).__name__ if exc else "",
+            SOURCE_TOPIC: record.topic,
+            SOURCE_PARTITION: str(record.partition),
+            SOURCE_OFFSET: str(record.offset),
+            CONSUMER_GROUP: group,
+            SERVICE: service,
+            TIME: datetime.now(UTC).isoformat(),
         }
 
     async def publish(self, record: InboundRecord, reason: str, exc: BaseException | None) -> None:

@@ -64,9 +64,8 @@ class Runtime:
             retention_s=settings.outbox_retention_s,
             on_published=self.metrics.outbox_published.labels(self.service).inc,
         )
-        self.uow = UnitOfWork(
-            self.mongo, self.inbox, self.outbox, on_commit=self.relay.wake, stamp=self.tracing.stamp
-        )
+        self.uow = UnitOfWork(self.mongo, self.inbox, self.outbox, stamp=self.tracing.stamp)
+        self.uow.observe(lambda _: self.relay.wake())
         self.sweeps = SweepRunner(self.service, Leases(self.db), self.registry, clock)
         self.dead_letters = DeadLetters(
             self._send, service=self.service, consumer_group=settings.consumer_group
@@ -78,9 +77,10 @@ class Runtime:
             self.audit.ensure_indexes,
         ]
         self._subscriber: Any = None
-        self._gauges: list[tuple[str, GaugeRefresh, float]] = []
+        self._gauges: list[tuple[str, GaugeRefresh, float, float]] = []
         self._gauges_refreshed: dict[str, float] = {}
         self._event_counts: dict[str, list[Callable[[CloudEvent[Any]], None]]] = {}
+        self.gauges("outbox", self._refresh_outbox, min_interval_s=0.0, timeout_s=2.0)
         # One offset request per assigned partition: at most every 5 s, however often scraped.
         self.gauges("consumer", self._refresh_lag, min_interval_s=5.0)
         self.uow.observe(self._count_committed)
@@ -98,11 +98,19 @@ class Runtime:
         demand with `POST /ops/sweeps/{name}`."""
         self.sweeps.add(name, interval_s, job)
 
-    def gauges(self, name: str, refresh: GaugeRefresh, *, min_interval_s: float = 10.0) -> None:
-        """Business gauges read from the database: `refresh()` sets them when /metrics is scraped,
-        tried at most every `min_interval_s` (an aggregation per scrape would load a big database;
-        a failed try keeps the last values and counts in `crm_gauge_refresh_failures_total`)."""
-        self._gauges.append((name, refresh, min_interval_s))
+    def gauges(
+        self,
+        name: str,
+        refresh: GaugeRefresh,
+        *,
+        min_interval_s: float = 10.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        """Gauges read from the database or the broker: `refresh()` sets them when /metrics is
+        scraped, tried at most every `min_interval_s` (an aggregation per scrape would load a big
+        database) for at most `timeout_s`; a failed try keeps the last values and counts in
+        `crm_gauge_refresh_failures_total`."""
+        self._gauges.append((name, refresh, min_interval_s, timeout_s))
 
     def on_committed(self, event_type: str, count: Callable[[CloudEvent[Any]], None]) -> None:
         """Business counters: `count(event)` once for each committed outbound event of the type
@@ -206,8 +214,13 @@ class Runtime:
             await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), timeout=5.0)
 
     # -- observation --------------------------------------------------------------------------
-    def assigned_partitions(self) -> int:
+    def _consumer(self) -> AIOKafkaConsumer | None:
+        """The subscriber's aiokafka consumer, once it runs."""
         consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
+        return consumer
+
+    def assigned_partitions(self) -> int:
+        consumer = self._consumer()
         if consumer is None:
             return 0
         try:
@@ -232,23 +245,20 @@ class Runtime:
 
     async def refresh_gauges(self) -> None:
         """Called by /metrics. Each source may fail alone: its gauges keep their last values."""
-        await self._refresh("outbox", self._refresh_outbox)
         now = time.monotonic()
-        for name, refresh, interval in self._gauges:
-            if now - self._gauges_refreshed.get(name, -interval) >= interval:
-                # Tried, not only succeeded: a database too slow for the timeout is not asked
-                # again at every scrape (each try starts a scan the server finishes anyway).
-                self._gauges_refreshed[name] = now
-                await self._refresh(name, refresh, timeout_s=5.0)
-
-    async def _refresh(self, source: str, refresh: GaugeRefresh, timeout_s: float = 2.0) -> None:
-        try:
-            await asyncio.wait_for(refresh(), timeout=timeout_s)
-        except Exception as exc:
-            self.metrics.gauge_refresh_failures.labels(self.service, source).inc()
-            log.warning(
-                "gauge refresh failed", extra={"source": source, "error": type(exc).__name__}
-            )
+        for name, refresh, interval, timeout in self._gauges:
+            if now - self._gauges_refreshed.get(name, -interval) < interval:
+                continue
+            # Tried, not only succeeded: a database too slow for the timeout is not asked again
+            # at every scrape (each try starts a scan the server finishes anyway).
+            self._gauges_refreshed[name] = now
+            try:
+                await asyncio.wait_for(refresh(), timeout=timeout)
+            except Exception as exc:
+                self.metrics.gauge_refresh_failures.labels(self.service, name).inc()
+                log.warning(
+                    "gauge refresh failed", extra={"source": name, "error": type(exc).__name__}
+                )
 
     async def _refresh_outbox(self) -> None:
         count, age = await self.outbox.backlog()
@@ -258,7 +268,7 @@ class Runtime:
     async def _refresh_lag(self) -> None:
         """Lag per assigned partition, from this replica's own consumer: log end offset minus the
         group's committed offset (what KEDA's Kafka scaler measures too)."""
-        consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
+        consumer = self._consumer()
         assigned: list[TopicPartition] = sorted(consumer.assignment()) if consumer else []
         lags: dict[TopicPartition, int] = {}
         if consumer is not None and assigned:

@@ -63,13 +63,8 @@ class Tracing:
                 if event.traceparent:
                     stamped.append(message)
                     continue
-                cause = causes.get(event.subject)
-                if message.caused_by:
-                    key = message.caused_by
-                elif cause is not None:
-                    key = cause.id
-                else:
-                    key = f"new:{event.id}"
+                cause = None if message.caused_by else causes.get(event.subject)
+                key = message.caused_by or (cause.id if cause else f"new:{event.id}")
                 span = spans.get(key)
                 if span is None:
                     span = spans[key] = self._span(message, cause)
@@ -83,19 +78,12 @@ class Tracing:
         return stamped
 
     def _span(self, message: OutboundMessage, cause: CloudEvent[Any] | None) -> trace.Span:
-        event = message.event
-        if message.caused_by:
-            return self.tracer.start_span(
-                f"{self.service} emit {event.type}",
-                context=PROPAGATOR.extract({"traceparent": message.caused_by}),
-                kind=trace.SpanKind.PRODUCER,
-                attributes={"cloudevents.event_type": event.type, "messaging.message.id": event.id},
-            )
+        """A span processing `cause` (in its trace), or else emitting the event: in the trace it
+        remembers (`caused_by`) or in a new one."""
         if cause is not None:
-            parent = PROPAGATOR.extract({"traceparent": cause.traceparent or ""})
             return self.tracer.start_span(
                 f"{self.service} process {cause.type}",
-                context=parent,
+                context=PROPAGATOR.extract({"traceparent": cause.traceparent or ""}),
                 kind=trace.SpanKind.CONSUMER,
                 attributes={
                     "messaging.system": "kafka",
@@ -104,9 +92,15 @@ class Tracing:
                     "cloudevents.event_subject": cause.subject,
                 },
             )
+        event = message.event
+        parent = (
+            PROPAGATOR.extract({"traceparent": message.caused_by})
+            if message.caused_by
+            else otel_context.Context()
+        )
         return self.tracer.start_span(
             f"{self.service} emit {event.type}",
-            context=otel_context.Context(),
+            context=parent,
             kind=trace.SpanKind.PRODUCER,
             attributes={"cloudevents.event_type": event.type, "messaging.message.id": event.id},
         )

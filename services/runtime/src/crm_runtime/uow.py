@@ -23,19 +23,17 @@ class UnitOfWork:
         client: AsyncMongoClient[Document],
         inbox: Inbox,
         outbox: Outbox,
-        on_commit: Callable[[], None] | None = None,
         stamp: Stamp | None = None,
     ) -> None:
         self.client = client
         self.inbox = inbox
         self.outbox = outbox
-        self.on_commit = on_commit
         self.stamp = stamp
         self.observers: list[Callable[[Sequence[OutboundMessage]], None]] = []
 
     def observe(self, observer: Callable[[Sequence[OutboundMessage]], None]) -> None:
-        """Call `observer(outbound)` after each commit with events (business metrics): once per
-        committed transaction, so an event applied twice is not counted twice."""
+        """Call `observer(outbound)` after each commit with events (the relay's wake-up, business
+        metrics): once per committed transaction, so an event applied twice is not counted twice."""
         self.observers.append(observer)
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
@@ -55,11 +53,9 @@ class UnitOfWork:
             yield session
             await self.inbox.mark(applied, session)
             await self.outbox.add(outbound, session)
-        if outbound and self.on_commit:
-            self.on_commit()
         if outbound:
             for observer in self.observers:
                 try:
                     observer(outbound)
-                except Exception:  # a metrics defect must not undo a committed batch
+                except Exception:  # an observer's defect must not undo a committed batch
                     log.exception("commit observer failed")
