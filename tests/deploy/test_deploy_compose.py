@@ -9,19 +9,17 @@ import json
 import os
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tooling import PORTS, ROOT
 from tooling.compose import compose_command
 
 from crm_contracts.topics import ALL_TOPICS
 from crm_runtime.crypto import new_key_file_content
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose.yaml"
-PORTS = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
 
 
 @pytest.fixture(scope="module")

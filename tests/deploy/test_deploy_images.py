@@ -7,12 +7,11 @@ and is built from its own folder plus contracts/ and services/runtime/ only.
 import shlex
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 import pytest
+from tooling import PORTS, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-PORTS = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
 OUR_PACKAGES = {"crm-contracts", "crm-runtime", "crm-archive", "crm-tickets", "crm-loyalty"}
 OUR_PACKAGES |= {"crm-notify", "crm-cli"}
 

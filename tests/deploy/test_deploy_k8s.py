@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tooling import ROOT
+from tooling import PORTS, ROOT
 from tooling.kustomize import kustomize
 
 from crm_archive.handlers import TOPICS as ARCHIVE_TOPICS
@@ -20,7 +20,6 @@ from crm_notify.handlers import TOPICS as NOTIFY_TOPICS
 from crm_tickets.handlers import TOPICS as TICKETS_TOPICS
 
 K8S = ROOT / "deploy" / "k8s"
-PORTS = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
 CONSUMED: dict[str, tuple[str, ...]] = {
     "archive": ARCHIVE_TOPICS,
     "tickets": TICKETS_TOPICS,

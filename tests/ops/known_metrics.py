@@ -12,10 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
+from tooling import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
-SERVICES = ("archive", "tickets", "loyalty", "notify")
 
 
 def histogram(name: str) -> set[str]:

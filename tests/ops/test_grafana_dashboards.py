@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from ops.known_metrics import BUSINESS, KNOWN, ROOT, SERVICES, check_promql, metric_names
+from ops.known_metrics import BUSINESS, KNOWN, check_promql, metric_names
+from tooling import ROOT
 from tooling.prometheus import promtool
+
+from crm_contracts.topics import SERVICES
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"

@@ -13,10 +13,12 @@ from functools import partial
 
 import httpx
 import pytest
-from ops.known_metrics import BUSINESS, EXPOSED, FASTSTREAM, PROCESS, RUNTIME, SERVICES
+from ops.known_metrics import BUSINESS, EXPOSED, FASTSTREAM, PROCESS, RUNTIME
 from ops.suite import send_traffic
 from stackutil import ServiceProcess, SmtpServer, Stack, eventually, running_suite
 from tooling.prometheus import promtool
+
+from crm_contracts.topics import SERVICES
 
 TOLERATED: frozenset[str] = frozenset()
 """Foreign metric families whose lint problems we accept (FastStream's, prometheus_client's)."""

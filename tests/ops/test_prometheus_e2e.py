@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from ops.known_metrics import SERVICES, rules
+from ops.known_metrics import rules
 from ops.suite import send_traffic
 from stackutil import (
     ServiceProcess,
@@ -21,6 +21,8 @@ from stackutil import (
     running_suite,
 )
 from tooling.prometheus import prometheus
+
+from crm_contracts.topics import SERVICES
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from ops.known_metrics import KNOWN, RECORDED, ROOT, RULES, metric_names, rules
+from ops.known_metrics import KNOWN, RECORDED, RULES, metric_names, rules
+from tooling import PORTS, ROOT
 from tooling.prometheus import promtool
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -27,7 +28,6 @@ ALERTS = {
     "CrmConsumerUnassigned",
     "CrmGaugesFailing",
 }
-PORTS = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
 
 
 def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

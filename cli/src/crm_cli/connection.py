@@ -54,13 +54,7 @@ def run(bootstrap: str, coroutine: Coroutine[Any, Any, T]) -> T:
 @asynccontextmanager
 async def admin_client(options: dict[str, Any]) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(request_timeout_ms=REQUEST_TIMEOUT_MS, **options)
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        await admin.close()
-        raise CliError(
-            f"cannot reach Kafka at {options['bootstrap_servers']}: {exc}", EXIT_BROKER
-        ) from exc
+    await _start(admin.start, admin.close, options)
     try:
         yield admin
     finally:
@@ -78,7 +72,7 @@ async def producer_client(options: dict[str, Any]) -> AsyncIterator[AIOKafkaProd
         client_id="crm-cli",
         **options,
     )
-    await _start(producer, options)
+    await _start(producer.start, producer.stop, options)
     try:
         yield producer
     finally:
@@ -98,18 +92,21 @@ async def consumer_client(
         client_id="crm-cli",
         **options,
     )
-    await _start(consumer, options)
+    await _start(consumer.start, consumer.stop, options)
     try:
         yield consumer
     finally:
         await consumer.stop()
 
 
-async def _start(client: AIOKafkaProducer | AIOKafkaConsumer, options: dict[str, Any]) -> None:
+async def _start(
+    start: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]], options: dict[str, Any]
+) -> None:
+    """Start a client; if the broker cannot be reached, release it and say so in one line."""
     try:
-        await client.start()
+        await start()
     except KafkaError as exc:
-        await client.stop()
+        await stop()
         raise CliError(
             f"cannot reach Kafka at {options['bootstrap_servers']}: {exc}", EXIT_BROKER
         ) from exc

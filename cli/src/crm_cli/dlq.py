@@ -27,7 +27,9 @@ from crm_cli.connection import (
     retry_coordinator,
 )
 from crm_cli.errors import EXIT_BROKER, CliError
-from crm_contracts.topics import SERVICES, dlq_topic_name
+from crm_cli.events import loose_fields
+from crm_contracts.topics import dlq_topic_name
+from crm_runtime import dlq
 
 REDRIVEN_FROM = "x-redriven-from"
 """Header of a re-driven message: the dead letter's offset in the DLQ topic."""
@@ -38,12 +40,6 @@ METADATA_MAX = 3000
 
 def redrive_group(service: str) -> str:
     return f"crm-dlq-redrive-{service}"
-
-
-def check_service(service: str) -> str:
-    if service not in SERVICES:
-        raise CliError(f"unknown service {service!r} (one of: {', '.join(SERVICES)})")
-    return service
 
 
 @dataclass(frozen=True)
@@ -57,40 +53,33 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        return self.headers.get("x-dlq-reason", "")
+        return self.headers.get(dlq.REASON, "")
 
     @property
     def time(self) -> str:
-        return self.headers.get("x-dlq-time", "")
+        return self.headers.get(dlq.TIME, "")
 
     @property
     def source_topic(self) -> str | None:
-        return self.headers.get("x-dlq-source-topic") or None
+        return self.headers.get(dlq.SOURCE_TOPIC) or None
 
     @property
     def source_partition(self) -> int | None:
         try:
-            return int(self.headers["x-dlq-source-partition"])
+            return int(self.headers[dlq.SOURCE_PARTITION])
         except (KeyError, ValueError):
             return None
 
     @property
     def source_offset(self) -> int | None:
         try:
-            return int(self.headers["x-dlq-source-offset"])
+            return int(self.headers[dlq.SOURCE_OFFSET])
         except (KeyError, ValueError):
             return None
 
     def event_fields(self) -> dict[str, str]:
-        """`type` and `id` of the value when it is a JSON object with them (even an invalid
-        event usually has both)."""
-        try:
-            document: Any = json.loads(self.value or b"")
-        except (ValueError, RecursionError):
-            return {}
-        if not isinstance(document, dict):
-            return {}
-        return {k: v for k in ("type", "id") if isinstance(v := document.get(k), str)}
+        """`type` and `id` (and `subject`) of the value, when it has them."""
+        return loose_fields(self.value or b"")
 
     def as_json(self) -> dict[str, Any]:
         event = self.event_fields()
@@ -102,9 +91,9 @@ class DeadLetter:
             "source_topic": self.source_topic,
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
-            "consumer_group": self.headers.get("x-dlq-consumer-group") or None,
-            "service": self.headers.get("x-dlq-service") or None,
-            "exception": self.headers.get("x-dlq-exception") or None,
+            "consumer_group": self.headers.get(dlq.CONSUMER_GROUP) or None,
+            "service": self.headers.get(dlq.SERVICE) or None,
+            "exception": self.headers.get(dlq.EXCEPTION) or None,
             "event_type": event.get("type"),
             "event_id": event.get("id"),
             "key": self.key.decode(errors="replace") if self.key is not None else None,
@@ -284,7 +273,8 @@ async def redrive(
                 problem = _unsendable(letter, existing)
                 if problem:
                     report.unsendable.append((letter, problem))
-                    if problem.startswith("source topic"):  # may exist later: keep it
+                    if letter.source_topic and letter.source_topic not in existing:
+                        # the topic may exist later: keep the letter for a later redrive
                         blocked.setdefault(tp, letter.dlq_offset)
                     continue
                 if dry_run:
@@ -323,11 +313,11 @@ async def redrive(
                         EXIT_BROKER,
                     ) from exc
                 state.offset = mark_offset
-                await consumer.commit({tp: (state.offset, state.metadata())})
+                await consumer.commit({tp: (state.offset, metadata)})
                 report.redriven.append(letter)
                 on_letter(letter)
             if not dry_run:
-                await _commit_passed(consumer, progress, blocked, end, report)
+                await _commit_passed(consumer, progress, blocked, end)
     return report
 
 
@@ -336,7 +326,6 @@ async def _commit_passed(
     progress: dict[TopicPartition, Progress],
     blocked: dict[TopicPartition, int],
     end: dict[TopicPartition, int],
-    report: RedriveReport,
 ) -> None:
     """Move each partition's mark past what this run read and need not read again (letters
     re-driven earlier, letters without a source)."""

@@ -1,5 +1,7 @@
 """The one exception a command raises for a user-facing failure, and the exit codes."""
 
+from crm_contracts.topics import SERVICES
+
 EXIT_INVALID = 1
 """Some input was invalid or some event could not be sent (the rest was done)."""
 EXIT_USAGE = 2
@@ -15,3 +17,10 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def check_service(service: str) -> str:
+    """`service` when the suite has it; else a usage error naming the ones it has."""
+    if service not in SERVICES:
+        raise CliError(f"unknown service {service!r} (one of: {', '.join(SERVICES)})")
+    return service

@@ -45,11 +45,11 @@ def check_line(
 ) -> Line:
     """Validate one line; `topic` overrides the registry's choice."""
     value = raw.strip()
-    loose = _loose_fields(value)
-    key = loose.get("subject")
     try:
         event = decode_event(value)
     except EventDecodeError as exc:
+        loose = loose_fields(value)  # parsed again only for an invalid line
+        key = loose.get("subject")
         guessed = topic or _topic_of(loose.get("type"))
         return Line(
             number,
@@ -73,8 +73,9 @@ def check_line(
     return Line(number, value, target, event.subject.encode(), event.type, event.id, reason)
 
 
-def _loose_fields(value: bytes) -> dict[str, str]:
-    """`type`, `id` and `subject` of a line when it is a JSON object with those as strings."""
+def loose_fields(value: bytes) -> dict[str, str]:
+    """`type`, `id` and `subject` of a value when it is a JSON object with those as strings
+    (even an invalid event usually has them)."""
     try:
         document: Any = json.loads(value)
     except (ValueError, RecursionError):

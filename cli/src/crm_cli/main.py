@@ -6,6 +6,7 @@ Every command that talks to Kafka takes `--bootstrap` (default `KAFKA_BOOTSTRAP_
 is one line on stderr and an exit code: 1 invalid input (the rest was done), 2 usage, 3 Kafka.
 """
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from crm_cli import events, publish
 from crm_cli import rebuild as rebuilds
 from crm_cli import topics as topic_state
 from crm_cli.connection import DEFAULT_BOOTSTRAP, client_options, run
-from crm_cli.errors import EXIT_INVALID, CliError
+from crm_cli.errors import EXIT_INVALID, CliError, check_service
 from crm_contracts.topics import dlq_topic_name
 
 app = typer.Typer(
@@ -165,16 +166,14 @@ def _send_file(
         note = " (sent anyway: --force)" if force and line.topic else ""
         console.print(f"line {line.number}: {line.reason}{note}", markup=False, soft_wrap=True)
 
-    if not progress:
-        return run(
-            bootstrap,
-            publish.publish(
-                options, lines, force=force, rate=rate, topic=topic, on_invalid=report_invalid
-            ),
-        )
-    total = events.count_lines(path)
-    with _progress(console) as bar:
-        task = bar.add_task(verb, total=total)
+    bar = _progress(console) if progress else None
+    with bar or contextlib.nullcontext():
+        task = bar.add_task(verb, total=events.count_lines(path)) if bar else None
+
+        def on_line(line: events.Line) -> None:
+            if bar is not None and task is not None:
+                bar.advance(task)
+
         return run(
             bootstrap,
             publish.publish(
@@ -183,7 +182,7 @@ def _send_file(
                 force=force,
                 rate=rate,
                 topic=topic,
-                on_line=lambda line: bar.advance(task),
+                on_line=on_line,
                 on_invalid=report_invalid,
             ),
         )
@@ -267,7 +266,7 @@ def dlq_list_command(
     One line each: time, source topic/partition@offset, event type and id (when the value has
     them), reason. Reads with no consumer group: nothing is committed.
     """
-    dead_letters.check_service(service)
+    check_service(service)
     options = client_options(bootstrap)
     letters = run(bootstrap, dead_letters.list_dead_letters(options, service, limit=limit))
     if as_json:
@@ -302,7 +301,7 @@ def dlq_redrive_command(
     `crm-dlq-redrive-<service>`, committed after each acknowledged send. Letters the filters
     leave out stay for a later redrive.
     """
-    dead_letters.check_service(service)
+    check_service(service)
     options = client_options(bootstrap)
     verb = "would redrive" if dry_run else "redriven"
     report = run(

@@ -15,8 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm_cli.errors import EXIT_USAGE, CliError
-from crm_contracts.topics import SERVICES
+from crm_cli.errors import EXIT_USAGE, CliError, check_service
 
 
 @dataclass(frozen=True)
@@ -38,9 +37,7 @@ WHY_NOT: dict[str, str] = {
 
 
 def rebuilder(service: str) -> Rebuilder:
-    if service not in SERVICES:
-        raise CliError(f"unknown service {service!r} (one of: {', '.join(SERVICES)})")
-    found = REBUILDERS.get(service)
+    found = REBUILDERS.get(check_service(service))
     if found is None:
         supported = ", ".join(REBUILDERS)
         raise CliError(

@@ -1,17 +1,18 @@
 """`crm topics`: the registry's topics beside what the broker has; create the missing ones.
 
-Creation follows the local stack's `provision_topics` (deploy/local/stack.py): the registry's
-partitions and `retention.ms`, and the registry's retention set again on topics that differ.
+Creation is the runtime's (`crm_runtime.topics`, as the local stack's): the registry's partitions
+and `retention.ms`, and the registry's retention set again on topics that differ.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from crm_cli.connection import admin_client
 from crm_contracts.topics import ALL_TOPICS, DAY_MS, Topic
+from crm_runtime.topics import create_topics, set_retention
 
 
 @dataclass(frozen=True)
@@ -79,32 +80,13 @@ async def check_topics(
         if not create:
             return states
         missing = [s.declared for s in states if s.missing]
-        if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(
-                        t.name,
-                        num_partitions=t.partitions,
-                        replication_factor=replication_factor,
-                        topic_configs={"retention.ms": str(t.retention_ms)},
-                    )
-                    for t in missing
-                ]
-            )
+        await create_topics(admin, missing, replication_factor=replication_factor)
         stale = [
             s.declared
             for s in states
             if not s.missing and s.retention_ms != s.declared.retention_ms
         ]
-        if stale:
-            await admin.alter_configs(
-                [
-                    ConfigResource(
-                        ConfigResourceType.TOPIC, t.name, {"retention.ms": str(t.retention_ms)}
-                    )
-                    for t in stale
-                ]
-            )
+        await set_retention(admin, stale)
         after = {s.declared.name: s for s in await inspect(admin)}
         created = {t.name for t in missing}
         fixed = {t.name for t in stale}
