@@ -4,6 +4,7 @@ The issue asks for `kubectl kustomize`; kubectl is not on these machines, so the
 kustomize itself (the same renderer: kubectl embeds it), installed by `tooling.kustomize`.
 """
 
+import shutil
 import subprocess
 from functools import cache
 from typing import Any
@@ -215,3 +216,21 @@ def test_the_pod_monitor_labels_targets_as_the_rules_and_dashboards_select_them(
             assert labels["app.kubernetes.io/name"] == deployment["metadata"]["name"]
             ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
             assert endpoint["port"] in ports
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_kubectl_kustomize_renders_each_overlay_as_kustomize_does(overlay: str) -> None:
+    """`kubectl apply -k` renders with kubectl's built-in kustomize: the same objects. (kubectl
+    is not on every machine of this kind; where it is missing, the renders above stand.)"""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed here")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert tuple(d for d in yaml.safe_load_all(done.stdout) if d) == render(f"overlays/{overlay}")

@@ -1,7 +1,7 @@
 """kustomize, built from the Go module proxy into `.cache/tools/bin` on first use.
 
-`kubectl kustomize` renders with this same library; kubectl is not on these machines, kustomize
-(one static binary, `go install`) is.
+`kubectl kustomize` renders with this same library; kubectl is not on every machine of this kind,
+kustomize (one static binary, `go install`) can always be had.
 """
 
 import shutil
