@@ -108,17 +108,22 @@ def decode_event(raw: bytes | str) -> CloudEvent[Any]:
         raise EventDecodeError("missing or non-string CloudEvents attribute 'type'")
     model = EVENT_MODELS.get(event_type)
     if model is None:
-        raise UnknownEventTypeError(f"unknown event type {event_type!r}")
+        raise UnknownEventTypeError(f"unknown event type {_clip(event_type)!r}")
     try:
         return CloudEvent[model].model_validate(document)  # type: ignore[valid-type]
     except ValidationError as exc:
         raise EventDecodeError(_describe(exc)) from exc
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    """Error texts echo what a producer sent: never more than `limit` characters of it."""
+    return text if len(text) <= limit else f"{text[:limit]}…(+{len(text) - limit})"
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False)[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "event"
-        parts.append(f"{where}: {error['msg']}")
+        where = _clip(".".join(str(p) for p in error["loc"])) or "event"
+        parts.append(f"{where}: {_clip(error['msg'], 300)}")
     more = exc.error_count() - len(parts)
     return "invalid event: " + "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

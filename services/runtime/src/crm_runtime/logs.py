@@ -2,6 +2,10 @@
 
 Code logs identifiers (event ids, customer ids, offsets), never payloads. As a second line of
 defence the formatter masks anything that looks like an email address or a phone number.
+
+Whatever a producer or a person sent may end up in a log line or an error text (an unknown event
+type of 1 MB, say), so every text is clipped before any pattern runs, and the patterns are linear:
+each bounded repetition is tried from a position at most a fixed number of characters ahead.
 """
 
 import json
@@ -11,14 +15,24 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()-]{6,18}\d(?![\w-])")
+TEXT_MAX = 2000
+"""Characters of one logged text (a message, a field) kept; the rest is cut before redaction."""
+EXCEPTION_MAX = 16_000
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
-def redact(text: str) -> str:
-    """Mask emails and phone-like digit runs."""
-    return PHONE.sub("[phone]", EMAIL.sub("[email]", text))
+def clip(text: str, limit: int = TEXT_MAX) -> str:
+    """`text` cut to `limit` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more characters]"
+
+
+def redact(text: str, limit: int = TEXT_MAX) -> str:
+    """Clip, then mask emails and phone-like digit runs (linear in the clipped length)."""
+    return PHONE.sub("[phone]", EMAIL.sub("[email]", clip(text, limit)))
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
+            entry["exception"] = redact(self.formatException(record.exc_info), EXCEPTION_MAX)
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
