@@ -151,8 +151,55 @@ class BatchConsumer:
                 "error": type(exc).__name__,
             },
         )
-        await self._retrying("dead_letter", lambda: self.dead_letters.publish(record, reason, exc))
+        try:
+            await self._retrying(
+                "dead_letter", lambda: self.dead_letters.publish(record, reason, exc)
+            )
+        except Exception as refused:  # not transient (those are retried): the letter itself
+            log.error(
+                "dead letter refused, sending it without key and value",
+                extra={"offset": record.offset, "error": type(refused).__name__},
+            )
+            try:
+                await self._retrying(
+                    "dead_letter", lambda: self.dead_letters.publish_bare(record, reason, exc)
+                )
+            except Exception as failed:
+                # Never stall the partition on it: the record stays in its source topic, and
+                # this line and the metric say where.
+                log.error(
+                    "dead letter could not be sent; the record is only in its source topic",
+                    extra={
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "error": type(failed).__name__,
+                    },
+                )
+                self.metrics.dead_letters.labels(self.metrics.service, "unsent").inc()
+                return
         self.metrics.dead_letters.labels(self.metrics.service, kind).inc()
+
+    async def unreadable(
+        self, topic: str, partition: int, first: int, last: int, exc: BaseException
+    ) -> None:
+        """A record batch the Kafka client cannot read (offsets `first`..`last`): one dead letter
+        says so, and the caller moves the partition past it."""
+        log.error(
+            "dead-lettering an unreadable record batch",
+            extra={
+                "topic": topic,
+                "partition": partition,
+                "first_offset": first,
+                "last_offset": last,
+                "error": type(exc).__name__,
+            },
+        )
+        await self._retrying(
+            "dead_letter",
+            lambda: self.dead_letters.publish_unreadable(topic, partition, first, last, exc),
+        )
+        self.metrics.dead_letters.labels(self.metrics.service, "unreadable").inc()
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call`, retrying transient failures with backoff for as long as they last."""

@@ -1,11 +1,14 @@
 """The FastStream Kafka broker every service uses, and its batch subscriber.
 
-- Producer: idempotent, `acks=all`.
+- Producer: idempotent, `acks=all`, compressed (`kafka_compression_type`, zstd by default).
 - Consumer: batches, `AckPolicy.MANUAL`: offsets are committed only after `BatchConsumer.process`
   returned, that is after the batch was persisted (or dead-lettered). If processing fails
   unexpectedly the consumer seeks back to the batch's first offsets, so nothing is skipped.
   (FastStream's default `ACK_FIRST` would lose the batch; `NACK_ON_ERROR` would loop on a poison
   message: the runtime dead-letters those instead.)
+- Compressed batches (gzip, snappy, lz4, zstd) are read with `cramjam`; a record batch the client
+  still cannot read (a codec it lacks, corrupt data) is dead-lettered as a range of offsets and
+  the partition moves past it (`UnreadableBatches`).
 """
 
 import asyncio
@@ -13,7 +16,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import (
+    CommitFailedError,
+    ConsumerStoppedError,
+    CorruptRecordException,
+    IllegalStateError,
+    KafkaError,
+    UnsupportedCodecError,
+)
+from aiokafka.structs import OffsetAndMetadata
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -31,6 +43,7 @@ from prometheus_client import CollectorRegistry
 
 from crm_runtime.consumer import BatchConsumer
 from crm_runtime.dlq import InboundRecord
+from crm_runtime.errors import is_transient
 from crm_runtime.health import Health
 from crm_runtime.settings import ServiceSettings
 
@@ -68,6 +81,9 @@ def create_broker(
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        compression_type=None
+        if settings.kafka_compression_type == "none"
+        else settings.kafka_compression_type,
         request_timeout_ms=30_000,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
@@ -108,6 +124,10 @@ def subscribe_batches(
         description=description,
     )
 
+    # The one place the runtime reaches into FastStream: its fetch, to read past what cannot
+    # be read (FastStream would log and fetch the same batch again, forever).
+    subscriber.get_msg = UnreadableBatches(subscriber.get_msg, consumer).get_msg  # type: ignore[method-assign]
+
     @subscriber
     async def on_batch(body: Any, message: KafkaMessage) -> None:
         records = [
@@ -132,3 +152,77 @@ def subscribe_batches(
             log.warning("offset commit failed", extra={"error": type(exc).__name__})
 
     return subscriber
+
+
+PROBE_TIMEOUT_MS = 5_000
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """An error reading fetched records that retrying will not cure (the batch is the problem)."""
+    if isinstance(exc, UnsupportedCodecError | CorruptRecordException):
+        return True
+    return not isinstance(exc, KafkaError | ConsumerStoppedError) and not is_transient(exc)
+
+
+class UnreadableBatches:
+    """Wraps the subscriber's fetch: when the client cannot read a fetched record batch, find the
+    partition and the offsets it covers, dead-letter them as one letter, commit past them and go
+    on. Without it, FastStream logs the error and fetches the same batch again, forever.
+
+    The consumer processes one batch at a time and commits after each, so at the failure the
+    committed offsets are where every assigned partition stands (records the failed fetch had
+    already taken from other partitions are read again from there, not lost)."""
+
+    def __init__(self, fetch: Any, consumer: BatchConsumer) -> None:
+        self.fetch = fetch
+        self.consumer = consumer
+
+    async def get_msg(self, consumer: AIOKafkaConsumer) -> tuple[Any, ...]:
+        try:
+            records: tuple[Any, ...] = await self.fetch(consumer)
+            return records
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not _unreadable(exc):
+                raise
+            log.error("fetched records cannot be read", extra={"error": type(exc).__name__})
+            await self.skip_unreadable(consumer, exc)
+            return ()
+
+    async def skip_unreadable(self, kafka: AIOKafkaConsumer, exc: BaseException) -> None:
+        assigned = sorted(kafka.assignment())
+        starts: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            committed = await kafka.committed(tp)
+            starts[tp] = committed if committed is not None else await kafka.position(tp)
+            kafka.seek(tp, starts[tp])
+        for tp in assigned:
+            if await self._readable_from(kafka, tp, starts[tp]) is not None:
+                kafka.seek(tp, starts[tp])  # the probe took a record: read it again
+                continue
+            end = (await kafka.end_offsets([tp]))[tp]
+            resume = starts[tp] + 1
+            while resume < end and await self._readable_from(kafka, tp, resume) is None:
+                resume += 1
+            await self.consumer.unreadable(tp.topic, tp.partition, starts[tp], resume - 1, exc)
+            kafka.seek(tp, resume)
+            await kafka.commit({tp: OffsetAndMetadata(resume, "")})
+
+    @staticmethod
+    async def _readable_from(
+        kafka: AIOKafkaConsumer, tp: TopicPartition, offset: int
+    ) -> int | None:
+        """Fetch one record of `tp` from `offset`: the offset to resume from when it can be read
+        (or nothing is there yet), None when the client cannot read it."""
+        kafka.seek(tp, offset)
+        try:
+            fetched = await kafka.getmany(tp, timeout_ms=PROBE_TIMEOUT_MS, max_records=1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _unreadable(exc):
+                return None
+            raise
+        records = fetched.get(tp, [])
+        return records[0].offset if records else offset
