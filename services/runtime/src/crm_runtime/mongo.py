@@ -15,13 +15,14 @@ from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from crm_contracts import CloudEvent
 from crm_runtime.errors import ConcurrencyConflictError
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
+INDEX_CONFLICT = {85, 86}  # IndexOptionsConflict, IndexKeySpecsConflict
 
 
 def create_client(url: str, *, app_name: str, **options: Any) -> AsyncMongoClient[Document]:
@@ -78,22 +79,62 @@ async def insert_ignoring_duplicates(
     return result.inserted_count
 
 
-class Inbox:
-    """The ids of the events a service has already applied (`_id` = event id)."""
+INBOX_RETENTION_S = 30 * 24 * 3600
 
-    def __init__(self, database: AsyncDatabase[Document], name: str = "processed_events") -> None:
+
+def inbox_key(event: CloudEvent[Any]) -> str:
+    """The inbox's id of an event: CloudEvents makes `source` + `id` unique, not `id` alone (two
+    systems may both number their events 1, 2, 3). The source's length first, so no pair of
+    (source, id) can spell another's key."""
+    return f"{len(event.source)}:{event.source}/{event.id}"
+
+
+class Inbox:
+    """The events a service has already applied: `_id` = `inbox_key(event)`, kept
+    `retention_s` (a TTL index on `at`; 30 days by default, longer than any redelivery the suite
+    can see: a batch after a crash or a rebalance, a dead letter re-driven within its topic's 14
+    days).
+
+    Marks written before the key included the source (`_id` = event id) are still honoured until
+    they expire, so an upgrade does not apply a redelivered event twice."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        name: str = "processed_events",
+        *,
+        retention_s: int = INBOX_RETENTION_S,
+    ) -> None:
         self.collection: AsyncCollection[Document] = database[name]
+        self.retention_s = retention_s
+
+    async def ensure_indexes(self) -> None:
+        try:
+            await self.collection.create_index(
+                "at", name="retention", expireAfterSeconds=self.retention_s
+            )
+        except OperationFailure as exc:
+            if exc.code not in INDEX_CONFLICT:
+                raise
+            await self.collection.drop_index("retention")  # the retention setting changed
+            await self.collection.create_index(
+                "at", name="retention", expireAfterSeconds=self.retention_s
+            )
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
-        """The events not applied yet, first occurrence of each id, in their original order."""
-        ids = list({event.id for event in events})
-        if not ids:
+        """The events not applied yet, first occurrence of each, in their original order."""
+        if not events:
             return []
-        seen = {doc["_id"] async for doc in self.collection.find({"_id": {"$in": ids}}, {"_id": 1})}
+        keys = {inbox_key(event) for event in events} | {event.id for event in events}
+        seen = {
+            doc["_id"]
+            async for doc in self.collection.find({"_id": {"$in": list(keys)}}, {"_id": 1})
+        }
         fresh: list[CloudEvent[Any]] = []
         for event in events:
-            if event.id not in seen:
-                seen.add(event.id)
+            key = inbox_key(event)
+            if key not in seen and event.id not in seen:
+                seen.add(key)
                 fresh.append(event)
         return fresh
 
@@ -101,7 +142,8 @@ class Inbox:
         if events:
             now = datetime.now(UTC)
             await self.collection.insert_many(
-                [{"_id": e.id, "type": e.type, "at": now} for e in events], session=session
+                [{"_id": inbox_key(e), "type": e.type, "at": now} for e in events],
+                session=session,
             )
 
 

@@ -89,8 +89,12 @@ class Outbox:
 class OutboxRelay:
     """Publishes pending outbox events in order and marks them sent.
 
-    Several replicas may run a relay: each claims a batch with a short lease before publishing, so
-    normally one event is published once; after a crash the lease lapses and another takes over.
+    Several replicas may run a relay, but only the one that holds the relay's lease (`lead`)
+    publishes: two relays publishing different batches side by side would let one customer's
+    events leave out of commit order. The holder renews the lease before each batch; when it
+    stops (a crash), another replica takes over once the lease lapses. Each batch is also claimed
+    row by row with a short lease, so a relay that lost the lead mid-batch and the new holder do
+    not both publish it in the normal case (at least once, in order, either way).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class OutboxRelay:
         lease_s: float = 30.0,
         retention_s: int = 24 * 3600,
         on_published: Callable[[int], None] | None = None,
+        lead: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.outbox = outbox
         self.publish = publish
@@ -112,6 +117,8 @@ class OutboxRelay:
         self.retention = timedelta(seconds=retention_s)
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.on_published = on_published
+        self.lead = lead
+        """Take or renew the lead: True when this relay may publish now."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -119,7 +126,9 @@ class OutboxRelay:
         self._wake.set()
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending events; returns how many were published."""
+        """Publish one batch of pending events, if this relay leads; returns how many."""
+        if self.lead is not None and not await self.lead():
+            return 0
         collection = self.outbox.collection
         now = datetime.now(UTC)
         due = {"sent": False, "lease_until": {"$lte": now}}

@@ -55,14 +55,16 @@ class Runtime:
         self.db = self.mongo[settings.database]
         self.keys = CustomerKeys(self.db, settings.key_ring())
         self.audit = PiiAudit(self.db, self.service)
-        self.inbox = Inbox(self.db)
+        self.inbox = Inbox(self.db, retention_s=settings.inbox_retention_s)
         self.outbox = Outbox(self.db)
+        self._relay_leases = Leases(self.db)
         self.relay = OutboxRelay(
             self.outbox,
             self._send_unconfirmed,
             poll_interval_s=settings.outbox_poll_interval_s,
             retention_s=settings.outbox_retention_s,
             on_published=self.metrics.outbox_published.labels(self.service).inc,
+            lead=self._lead_relay,
         )
         self.uow = UnitOfWork(self.mongo, self.inbox, self.outbox, stamp=self.tracing.stamp)
         self.uow.observe(lambda _: self.relay.wake())
@@ -72,6 +74,7 @@ class Runtime:
         )
         self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
         self._startup: list[StartupStep] = [
+            self.inbox.ensure_indexes,
             self.outbox.ensure_indexes,
             self.keys.ensure_indexes,
             self.audit.ensure_indexes,
@@ -180,6 +183,15 @@ class Runtime:
         for step in self._startup:
             await step()
 
+    @property
+    def _relay_lease(self) -> str:
+        return f"outbox-relay:{self.service}"
+
+    async def _lead_relay(self) -> bool:
+        return await self._relay_leases.acquire(
+            self._relay_lease, ttl_s=self.settings.outbox_relay_lease_s
+        )
+
     def _relay_failed(self, exc: BaseException) -> None:
         self.health.fail("outbox.relay", f"relay failing with {type(exc).__name__}")
 
@@ -209,6 +221,8 @@ class Runtime:
                 await task
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        with contextlib.suppress(Exception):  # another replica's relay takes over at once
+            await asyncio.wait_for(self._relay_leases.release(self._relay_lease), timeout=2.0)
         await self.mongo.close()
         with contextlib.suppress(Exception):  # flushes spans: bounded, off the event loop
             await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), timeout=5.0)
