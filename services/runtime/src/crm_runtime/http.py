@@ -3,7 +3,7 @@
 Every service serves `/healthz` (alive), `/readyz` (database, broker, partitions assigned, no
 retrying failure), `/metrics` (Prometheus), `/asyncapi` and `/asyncapi.json` (try-it-out off), and
 its own routers. Errors are JSON `{"error": ..., "message": ...}`; a bad request is a 4xx, never a
-500.
+500. Before any route, `RequestGuard` checks the token, the body's size and the load.
 """
 
 import logging
@@ -28,6 +28,7 @@ from crm_runtime.asyncapi import (
 )
 from crm_runtime.auth import Principal
 from crm_runtime.errors import is_transient
+from crm_runtime.guard import RequestGuard
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
 from crm_runtime.runtime import Runtime
 
@@ -40,6 +41,7 @@ ERROR_NAMES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "payload_too_large",
     422: "invalid_request",
     503: "unavailable",
 }
@@ -67,6 +69,12 @@ def create_http_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_middleware(
+        RequestGuard,
+        auth=runtime.auth,
+        max_body_bytes=runtime.settings.http_max_body_bytes,
+        max_concurrent=runtime.settings.http_max_concurrent_requests,
+    )
     _install_error_handlers(app)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
