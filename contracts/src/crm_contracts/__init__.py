@@ -6,6 +6,7 @@ from crm_contracts.envelope import (
     UnknownEventTypeError,
     decode_event,
     encode_event,
+    event_key,
     new_event,
 )
 from crm_contracts.registry import EVENT_MODELS, event_model, event_topic
@@ -17,6 +18,7 @@ __all__ = [
     "UnknownEventTypeError",
     "decode_event",
     "encode_event",
+    "event_key",
     "event_model",
     "event_topic",
     "new_event",

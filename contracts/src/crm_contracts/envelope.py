@@ -42,6 +42,14 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 """How far ahead of our clock an inbound event's `time` may be: source clocks drift, by minutes."""
 
 
+def event_key(event: "CloudEvent[Any]") -> str:
+    """What identifies an event: CloudEvents makes `source` + `id` unique, not `id` alone (two
+    systems may both number their events 1, 2, 3). Consumers deduplicate by it and derive the
+    ids of their records from it. The source's length comes first, so no other (source, id)
+    pair spells the same key."""
+    return f"{len(event.source)}:{event.source}/{event.id}"
+
+
 def check_not_in_the_future(event: "CloudEvent[Any]", now: datetime) -> None:
     """For events from external systems: a `time` beyond the clock skew is an error.
     (Our own services' events may carry a simulated clock in tests and demos.)"""

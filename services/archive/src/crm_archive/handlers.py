@@ -21,7 +21,7 @@ from crm_archive.domain.customer import (
     StageChanged,
 )
 from crm_archive.domain.rules import ArchiveRules
-from crm_contracts import CloudEvent, new_event
+from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
@@ -109,7 +109,7 @@ async def apply_events(
             customers[event.subject] = customer
         timeline.append(apply_event(customer, event))
         touched[event.subject] = customer
-        last_cause[event.subject] = event.id
+        last_cause[event.subject] = event_key(event)
         if event.type == members_v1.CUSTOMER_ERASURE_REQUESTED:
             # Saved with the erasure (and the key's destruction) in the batch's transaction.
             outbound.append(erasure_confirmation("archive", event, now, KEPT_AFTER_ERASURE))
@@ -213,7 +213,11 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         case _:
             raise TypeError(f"the archive does not apply {event.type}")
     return TimelineEntry(
-        event.id, customer.id, at, event.type, {k: v for k, v in summary.items() if v is not None}
+        event_key(event),
+        customer.id,
+        at,
+        event.type,
+        {k: v for k, v in summary.items() if v is not None},
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from crm_contracts import CloudEvent, new_event
+from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
@@ -76,7 +76,7 @@ async def apply_events(
         if account is None:
             account = accounts[event.subject] = Account(event.subject, event.time)
         for change in apply_event(account, event, rules):
-            changes.append((account, _with_source(change, event.id)))
+            changes.append((account, _with_source(change, event_key(event))))
         if event.type == members_v1.CUSTOMER_ERASURE_REQUESTED:
             confirmations.append(
                 erasure_confirmation("loyalty", event, clock(), KEPT_AFTER_ERASURE)
@@ -111,18 +111,18 @@ def apply_event(account: Account, event: CloudEvent[Any], rules: LoyaltyRules) -
                 data.channel,
                 event.time,
                 rules,
-                entry_id=f"{event.id}/earn",
+                entry_id=f"{event_key(event)}/earn",
             )
         case orders_v1.OrderRefunded():
             return account.refund(
                 data.order_id,
                 data.amount,
                 event.time,
-                entry_id=f"{event.id}/reverse",
-                refund_id=event.id,
+                entry_id=f"{event_key(event)}/reverse",
+                refund_id=event_key(event),
             )
         case orders_v1.OrderCancelled():
-            return account.cancel(data.order_id, event.time, entry_id=f"{event.id}/reverse")
+            return account.cancel(data.order_id, event.time, entry_id=f"{event_key(event)}/reverse")
         case _:
             raise TypeError(f"loyalty does not apply {event.type}")
 

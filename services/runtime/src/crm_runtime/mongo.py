@@ -17,7 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure
 
-from crm_contracts import CloudEvent
+from crm_contracts import CloudEvent, event_key
 from crm_runtime.errors import ConcurrencyConflictError
 
 Document = dict[str, Any]
@@ -82,11 +82,8 @@ async def insert_ignoring_duplicates(
 INBOX_RETENTION_S = 30 * 24 * 3600
 
 
-def inbox_key(event: CloudEvent[Any]) -> str:
-    """The inbox's id of an event: CloudEvents makes `source` + `id` unique, not `id` alone (two
-    systems may both number their events 1, 2, 3). The source's length first, so no pair of
-    (source, id) can spell another's key."""
-    return f"{len(event.source)}:{event.source}/{event.id}"
+inbox_key = event_key
+"""The inbox's id of an event: its `source` and `id` (`crm_contracts.event_key`)."""
 
 
 class Inbox:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from crm_contracts import CloudEvent, new_event
+from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.members import v1 as members_v1
@@ -206,7 +206,7 @@ async def apply_events(
                     )
                     settled.append(ticket_id)
                 tickets[ticket_id] = touched[ticket_id] = ticket
-                outbound += to_messages(ticket, changes, event.id)
+                outbound += to_messages(ticket, changes, event_key(event))
             case callcenter_v1.SurveyAnswered():
                 surveyed = tickets.get(data.ticket_id or "")
                 if surveyed is None:
@@ -217,15 +217,15 @@ async def apply_events(
                             data.csat,
                             data.nps,
                             event.time,
-                            event.id,
+                            event_key(event),
                         )
                     continue
                 changes = surveyed.record_survey(
                     data.survey_id, data.csat, data.nps, event.time, rules
                 )
                 touched[surveyed.ticket_id] = surveyed
-                outbound += to_messages(surveyed, changes, event.id)
-    fresh_ids = {e.id for e in fresh}
+                outbound += to_messages(surveyed, changes, event_key(event))
+    fresh_ids = {event_key(e) for e in fresh}
     now = clock()
     for ticket in touched.values():
         outbound += to_messages(ticket, ticket.review(now, rules), f"{now.isoformat()}/review")
