@@ -197,11 +197,14 @@ class UnreadableBatches:
             committed = await kafka.committed(tp)
             starts[tp] = committed if committed is not None else await kafka.position(tp)
             kafka.seek(tp, starts[tp])
+        ends: dict[TopicPartition, int] = await kafka.end_offsets(assigned) if assigned else {}
         for tp in assigned:
+            if starts[tp] >= ends[tp]:
+                continue  # nothing fetched there
             if await self._readable_from(kafka, tp, starts[tp]) is not None:
                 kafka.seek(tp, starts[tp])  # the probe took a record: read it again
                 continue
-            end = (await kafka.end_offsets([tp]))[tp]
+            end = ends[tp]
             resume = starts[tp] + 1
             while resume < end and await self._readable_from(kafka, tp, resume) is None:
                 resume += 1

@@ -209,7 +209,10 @@ class Runtime:
                 if not is_transient(exc) and what != "broker":
                     raise
                 self.health.fail(f"startup.{what}", f"cannot reach the {what}")
-                log.warning(f"cannot reach the {what}, retrying", extra={"delay_s": delay})
+                log.warning(
+                    f"cannot reach the {what}, retrying",
+                    extra={"delay_s": delay, "error": type(exc).__name__},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff.maximum)
 
