@@ -2,8 +2,10 @@
 
 A sweep is `async def job(now: datetime) -> int` (how many records it changed). The runtime runs
 each sweep every `interval_s`; before a run it takes a lease in the `locks` collection, so with
-several replicas one runs a given sweep at a time. Jobs must still be idempotent (a lease can lapse
-mid-run): key their effects by record id and rule, like every other effect.
+several replicas one runs a given sweep at a time, and renews it while the run lasts (a run may
+take longer than the lease). Jobs must still be idempotent (a lease can lapse mid-run, e.g. when
+the database is unreachable for a while): key their effects by record id and rule, like every
+other effect.
 """
 
 import asyncio
@@ -72,10 +74,13 @@ class SweepRunner:
         leases: Leases,
         registry: CollectorRegistry,
         clock: Clock = utc_now,
+        *,
+        min_lease_s: float = 60.0,
     ) -> None:
         self.service = service
         self.leases = leases
         self.clock = clock
+        self.min_lease_s = min_lease_s
         self.sweeps: dict[str, Sweep] = {}
         # The lease keeps other replicas out; this keeps an on-demand run (POST /ops/sweeps)
         # from overlapping the periodic run of the same sweep in this process: it waits.
@@ -111,20 +116,40 @@ class SweepRunner:
     async def _run_once(self, name: str, now: datetime | None) -> int | None:
         sweep = self.sweeps[name]
         lease = f"sweep:{self.service}:{name}"
-        if not await self.leases.acquire(lease, ttl_s=max(60.0, sweep.interval_s * 2)):
+        ttl_s = max(self.min_lease_s, sweep.interval_s * 2)
+        if not await self.leases.acquire(lease, ttl_s=ttl_s):
             self.runs.labels(self.service, name, "skipped").inc()
             return None
+        heartbeat = asyncio.create_task(self._renew(lease, ttl_s), name=f"lease {lease}")
         try:
             changed = await sweep.job(now or self.clock())
         except Exception:
             self.runs.labels(self.service, name, "failed").inc()
             raise
         finally:
+            heartbeat.cancel()
+            await asyncio.wait({heartbeat})  # its end, without swallowing our own cancellation
             await self.leases.release(lease)
         self.runs.labels(self.service, name, "ok").inc()
         self.changed.labels(self.service, name).inc(changed)
         self.last_success.labels(self.service, name).set_to_current_time()
         return changed
+
+    async def _renew(self, lease: str, ttl_s: float) -> None:
+        """Renew the lease every third of its life while the job runs: a run longer than the
+        lease keeps other replicas out. A renewal that fails (database down) is retried at the
+        next beat; one that finds the lease taken is logged (the job's own claims still hold)."""
+        while True:
+            await asyncio.sleep(ttl_s / 3)
+            try:
+                if not await self.leases.acquire(lease, ttl_s=ttl_s):
+                    log.warning("sweep lease lost mid-run", extra={"lease": lease})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "sweep lease not renewed", extra={"lease": lease, "error": type(exc).__name__}
+                )
 
     async def run_forever(self, name: str) -> None:
         interval = self.sweeps[name].interval_s
