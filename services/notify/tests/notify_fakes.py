@@ -2,13 +2,15 @@
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from crm_contracts import CloudEvent
-from crm_notify.domain.notification import Notification
+from crm_notify.domain.notification import Claim, Notification
 from crm_notify.domain.policy import Preferences
-from crm_notify.handlers import Batch, DeliveryError, Digest
+from crm_notify.handlers import Batch, DeliveryError, Digest, HandedOver
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 
 
@@ -57,7 +59,12 @@ class InMemoryNotify:
         self.processed.update(e.id for e in applied)
         self.outbox.extend(batch.outbound)
 
-    async def due(self, now: datetime, limit: int) -> list[Notification]:
+    async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
+        stopped = [
+            copy.deepcopy(n)
+            for n in self.notifications.values()
+            if n.status == "sending" and n.claim is not None and n.claim.until <= lapsed
+        ]
         due = [
             copy.deepcopy(n)
             for n in self.notifications.values()
@@ -65,12 +72,34 @@ class InMemoryNotify:
             and n.next_attempt_at is not None
             and n.next_attempt_at <= now
         ]
-        return sorted(due, key=lambda n: n.next_attempt_at or now)[:limit]
+        return [*stopped, *sorted(due, key=lambda n: n.next_attempt_at or now)][:limit]
+
+    async def claim(self, notification: Notification, claim: Claim) -> bool:
+        stored = self.notifications[notification.notification_id]
+        if stored.version != notification.version:
+            return False
+        stored.status, stored.claim = "sending", claim
+        stored.version += 1
+        notification.version += 1
+        return True
+
+    async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
+        stored = self.notifications[notification.notification_id]
+        if stored.claim is not None and stored.claim.token == claim.token:
+            stored.claim = replace(stored.claim, handed_over_to=provider)
+            stored.version += 1
 
     async def save_delivery(
-        self, notification: Notification, outbound: Sequence[OutboundMessage]
+        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
     ) -> None:
-        self.notifications[notification.notification_id] = copy.deepcopy(notification)
+        stored = self.notifications[notification.notification_id]
+        if stored.claim is None or stored.claim.token != claim.token:
+            raise ConcurrencyConflictError("claim lost")
+        saved = copy.deepcopy(notification)
+        saved.to, saved.subject, saved.body = stored.to, stored.subject, stored.body
+        saved.version = stored.version + 1
+        self.notifications[notification.notification_id] = saved
+        notification.version = saved.version
         self.outbox.extend(outbound)
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]:
@@ -98,18 +127,29 @@ class InMemoryNotify:
 
 
 class FakeSenders:
-    """Records what is sent; fails the next `failures` attempts (or for good when permanent)."""
+    """Records what is sent; fails the next `failures` attempts (or for good when permanent);
+    raises `errors[customer_id]` for that customer's messages; reports the hand-over."""
 
-    def __init__(self, failures: int = 0, *, permanent: bool = False) -> None:
+    def __init__(
+        self,
+        failures: int = 0,
+        *,
+        permanent: bool = False,
+        errors: dict[str, Exception] | None = None,
+    ) -> None:
         self.failures = failures
         self.permanent = permanent
+        self.errors = errors or {}
         self.sent: list[Notification] = []
         self.attempts = 0
 
-    async def send(self, notification: Notification) -> str:
+    async def send(self, notification: Notification, handed_over: HandedOver) -> str:
         self.attempts += 1
+        if notification.customer_id in self.errors:
+            raise self.errors[notification.customer_id]
         if self.failures > 0:
             self.failures -= 1
             raise DeliveryError("connection refused", permanent=self.permanent)
+        await handed_over("fake")
         self.sent.append(notification)
         return "fake"

@@ -219,17 +219,20 @@ async def test_erasure_redacts_what_was_sent_and_forgets_the_addresses() -> None
 async def test_the_secondary_provider_takes_over_after_repeated_failures() -> None:
     calls: list[str] = []
 
-    async def broken(n: Notification) -> None:
+    async def broken(n: Notification, handed_over: Any) -> None:
         calls.append("primary")
         raise DeliveryError("down")
 
-    async def spare(n: Notification) -> None:
+    async def spare(n: Notification, handed_over: Any) -> None:
         calls.append("secondary")
+
+    async def handed_over(provider: str) -> None:
+        return None
 
     failover = Failover(("primary", broken), ("secondary", spare), threshold=2, cooldown_s=60)
     note = Notification("N-1", "c1", "welcome", "transactional", "e1", datetime.now(UTC))
     for _ in range(2):
         with pytest.raises(DeliveryError):
-            await failover.send(note)
-    assert await failover.send(note) == "secondary"
+            await failover.send(note, handed_over)
+    assert await failover.send(note, handed_over) == "secondary"
     assert calls == ["primary", "primary", "secondary"]

@@ -83,7 +83,10 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     channels = senders(settings)
 
     async def deliver(now: datetime) -> int:
-        return await handlers.deliver(now, repository, channels, rules=rules)
+        # Claims run on real time (the default), whatever `clock` says business time is.
+        return await handlers.deliver(
+            now, repository, channels, rules=rules, send_timeout_s=settings.send_timeout_s
+        )
 
     async def care(now: datetime) -> int:
         return await handlers.care_sweep(

@@ -1,14 +1,16 @@
 """Use cases: triggers -> notifications (sent, deferred or suppressed), the delivery worker with
-retries and provider failover, and the care and digest sweeps.
+claims, retries and provider failover, and the care and digest sweeps.
 
 Plain async functions over a `NotifyRepository` and `Senders`: unit tests use in-memory ones.
 """
 
+import asyncio
+import functools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -19,11 +21,12 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ARCHIVE, LOYALTY, MEMBERS, NOTIFY, TICKETS
-from crm_notify.domain.notification import Intent, Notification
+from crm_notify.domain.notification import Claim, Intent, Notification
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
-from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.errors import ConcurrencyConflictError, is_transient
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
+from crm_runtime.sweeps import Clock, utc_now
 
 log = logging.getLogger(__name__)
 SOURCE = "crm/notify"
@@ -88,11 +91,26 @@ class NotifyRepository(Protocol):
 
     async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None: ...
 
-    async def due(self, now: datetime, limit: int) -> list[Notification]: ...
+    async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
+        """Queued or deferred notifications due by `now`, and `sending` ones whose claim lapsed
+        by `lapsed` (the run that claimed them stopped mid-send) first."""
+        ...
+
+    async def claim(self, notification: Notification, claim: Claim) -> bool:
+        """Mark it `sending` under `claim` if it is still as read (its version); False when
+        another run changed or claimed it first."""
+        ...
+
+    async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
+        """Record, under the claim, that `provider` has the whole message."""
+        ...
 
     async def save_delivery(
-        self, notification: Notification, outbound: Sequence[OutboundMessage]
-    ) -> None: ...
+        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
+    ) -> None:
+        """Save the outcome with its events, if `claim` still holds it (else
+        `ConcurrencyConflictError`: another run took it over after the claim lapsed)."""
+        ...
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]: ...
 
@@ -103,8 +121,13 @@ class NotifyRepository(Protocol):
     async def delete_digests(self, ids: Sequence[str]) -> None: ...
 
 
+HandedOver = Callable[[str], Awaitable[None]]
+"""Called (and awaited) with the provider's name once the provider has the whole message and
+only its reply is missing, where the protocol shows that moment (SMTP: the end of DATA)."""
+
+
 class Senders(Protocol):
-    async def send(self, notification: Notification) -> str:
+    async def send(self, notification: Notification, handed_over: HandedOver) -> str:
         """Deliver; return the provider's name. Raise `DeliveryError` on failure."""
         ...
 
@@ -288,40 +311,126 @@ async def deliver(
     *,
     rules: NotifyRules,
     batch: int = 100,
+    send_timeout_s: float = 30.0,
+    clock: Clock = utc_now,
 ) -> int:
-    """Send what is due; a failure is retried with exponential backoff up to `max_attempts`."""
+    """Send what is due, one notification at a time: claim it, send it, save the outcome.
+
+    A failure is retried with exponential backoff up to `max_attempts`. Whatever goes wrong with
+    one message fails that message (for good unless the error is transient) and the run goes on
+    with the next; only a transient fault outside a send (the database down) ends the run.
+    A send is abandoned after `send_timeout_s`; a claim lasts twice that (`clock`: real time,
+    not the business clock `now`), so a claim that lapses belongs to a run that stopped.
+    """
     sent = 0
-    for notification in await repository.due(now, batch):
+    lease = timedelta(seconds=2 * send_timeout_s)
+    for notification in await repository.due(now, clock(), batch):
         try:
-            provider = await senders.send(notification)
-        except DeliveryError as exc:
-            retry = (
-                None
-                if exc.permanent or notification.attempts + 1 >= rules.max_attempts
-                else now + rules.retry_delay(notification.attempts + 1)
+            sent += await _deliver_one(
+                notification, now, repository, senders, rules, clock() + lease, send_timeout_s
             )
-            notification.attempt_failed(now, str(exc)[:300], retry)
-            log.warning(
-                "delivery failed",
-                extra={
-                    "notification": notification.notification_id,
-                    "attempts": notification.attempts,
-                    "final": retry is None,
-                },
-            )
-        else:
-            notification.sent(now, provider)
-            sent += 1
-        final = notification.status in ("sent", "failed")
-        try:
-            await repository.save_delivery(
-                notification, [outcome(notification, now)] if final else []
-            )
-        except ConcurrencyConflictError:
-            log.warning(
-                "notification changed while sending", extra={"id": notification.notification_id}
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the database is down: the next run tries again
+            log.exception(
+                "notification skipped",
+                extra={"notification": notification.notification_id, "error": type(exc).__name__},
             )
     return sent
+
+
+async def _deliver_one(
+    notification: Notification,
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    rules: NotifyRules,
+    until: datetime,
+    send_timeout_s: float,
+) -> int:
+    """Claim, send and save one notification; 1 if it was sent."""
+    lapsed = notification.claim if notification.status == "sending" else None
+    claim = Claim(uuid.uuid4().hex, until)
+    if not await repository.claim(notification, claim):
+        return 0  # another run has it, or it changed since it was read
+    notification.claimed(claim)
+    if lapsed is not None and lapsed.handed_over_to:
+        # The run that claimed it stopped after the provider had the whole message and before
+        # its reply: sending again would make a second e-mail. It is recorded as sent,
+        # unconfirmed (README "Delivery").
+        notification.sent(now, lapsed.handed_over_to, unconfirmed=True)
+        log.warning("delivery unconfirmed", extra={"notification": notification.notification_id})
+    else:
+        await _send(notification, claim, now, repository, senders, rules, send_timeout_s)
+    final = notification.status in ("sent", "failed")
+    try:
+        await repository.save_delivery(
+            notification, claim, [outcome(notification, now)] if final else []
+        )
+    except ConcurrencyConflictError:
+        log.warning("claim lost while sending", extra={"id": notification.notification_id})
+        return 0
+    return int(notification.status == "sent")
+
+
+async def _send(
+    notification: Notification,
+    claim: Claim,
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    rules: NotifyRules,
+    send_timeout_s: float,
+) -> None:
+    """One attempt; its outcome is applied to `notification`. Never raises (but cancellation)."""
+    handed_over = functools.partial(_record_hand_over, repository, notification, claim)
+    try:
+        async with asyncio.timeout(send_timeout_s):
+            provider = await senders.send(notification, handed_over)
+    except Exception as exc:
+        permanent, reason = _failure(exc)
+        retry = (
+            None
+            if permanent or notification.attempts + 1 >= rules.max_attempts
+            else now + rules.retry_delay(notification.attempts + 1)
+        )
+        notification.attempt_failed(now, reason, retry)
+        log.warning(
+            "delivery failed",
+            exc_info=not isinstance(exc, DeliveryError),
+            extra={
+                "notification": notification.notification_id,
+                "attempts": notification.attempts,
+                "final": retry is None,
+                "error": type(exc).__name__,
+            },
+        )
+    else:
+        notification.sent(now, provider)
+
+
+def _failure(exc: Exception) -> tuple[bool, str]:
+    """(permanent, reason) of a failed send. An unexpected error (a bug, a header the library
+    refuses) is permanent unless transient; its reason names only its type, since its text may
+    hold the address or the message."""
+    if isinstance(exc, DeliveryError):
+        return exc.permanent, str(exc)[:300]
+    if isinstance(exc, TimeoutError):
+        return False, "no answer from the provider in time"
+    return not is_transient(exc), f"{type(exc).__name__} while sending"
+
+
+async def _record_hand_over(
+    repository: NotifyRepository, notification: Notification, claim: Claim, provider: str
+) -> None:
+    """Best effort: without the record a crash now means one more send (same Message-ID)."""
+    try:
+        await repository.handed_over(notification, claim, provider)
+    except Exception as exc:
+        log.warning(
+            "hand-over not recorded",
+            extra={"notification": notification.notification_id, "error": type(exc).__name__},
+        )
 
 
 def outcome(notification: Notification, now: datetime) -> OutboundMessage:

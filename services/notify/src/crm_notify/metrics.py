@@ -17,7 +17,7 @@ from crm_runtime.runtime import Runtime
 
 CHANNELS = ("email", "sms", "webhook")
 OUTCOMES = {NOTIFICATION_SENT: "sent", NOTIFICATION_FAILED: "failed"}
-WAITING = ("queued", "deferred")
+WAITING = ("queued", "deferred", "sending")
 
 
 def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
@@ -32,7 +32,7 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     waiting = Gauge(
         "crm_notifications_waiting",
         "Notifications not sent yet, by channel and status (queued, deferred: quiet hours or a "
-        "retry later), from the database.",
+        "retry later; sending: claimed by a delivery run), from the database.",
         ["service", "channel", "status"],
         registry=runtime.registry,
     )

@@ -48,6 +48,11 @@ class NotifySettings(ServiceSettings):
     care_time_zone: str = "Asia/Shanghai"
     holidays: dict[date, str] = Field(default_factory=dict, description="Date -> holiday name.")
     deliver_interval_s: float = Field(default=2.0, gt=0)
+    send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="One send is abandoned (and retried) after this; a claim lasts twice as long.",
+    )
     care_interval_s: float = Field(default=3600.0, gt=0)
     digest_interval_s: float = Field(default=3600.0, gt=0)
 

@@ -2,28 +2,41 @@
 
 Each channel has a primary provider and an optional secondary one; after `threshold`
 consecutive failures of the primary the secondary takes over for `cooldown_s`, then the primary
-is tried again. The message id is the notification id (`Message-ID` for email, `id` for SMS and
-webhooks) so a provider or a receiver can recognise a repeat.
+is tried again.
+
+Every send carries a stable idempotency key, the notification id, the same on every attempt and
+after a restart: `Message-ID: <N-…@crm.notify>` for email; for SMS and webhooks the
+`Idempotency-Key` header and the body's `id`. Headers are built from one-line text (`one_line`):
+a line break in a name or a subject cannot end a header or add one.
 """
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Literal
 
 import aiosmtplib
 import httpx
+from aiosmtplib.typing import Default
 
 from crm_notify.domain.notification import Notification
-from crm_notify.handlers import DeliveryError
+from crm_notify.domain.templates import SUBJECT_LIMIT, one_line
+from crm_notify.handlers import DeliveryError, HandedOver
 
 log = logging.getLogger(__name__)
-Send = Callable[[Notification], Awaitable[None]]
+HandOver = Callable[[], Awaitable[None]]
+"""Called by a sender once the provider has the whole message (see `handlers.HandedOver`)."""
+Send = Callable[[Notification, HandOver], Awaitable[None]]
+ADDRESS_LIMIT = 320
 
 
 @dataclass(frozen=True)
@@ -56,11 +69,11 @@ class Failover:
         self.failures = 0
         self.until = 0.0
 
-    async def send(self, notification: Notification) -> str:
+    async def send(self, notification: Notification, handed_over: HandedOver) -> str:
         use_secondary = self.secondary is not None and time.monotonic() < self.until
         name, send = self.secondary if use_secondary and self.secondary else self.primary
         try:
-            await send(notification)
+            await send(notification, functools.partial(handed_over, name))
         except DeliveryError:
             if not use_secondary:
                 self.failures += 1
@@ -74,27 +87,87 @@ class Failover:
         return name
 
 
+_LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
+
+
+class _HandOverSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, except that DATA reports the moment the whole message is written.
+
+    The server delivers a message only once it has read the final "." line; a client that dies
+    before writing it leaves nothing behind, one that dies after may have delivered it.
+    `on_handed_over` runs (and is awaited) between writing that line and reading the reply, so
+    a crash after it is known to have happened after the hand-over. The DATA exchange is
+    aiosmtplib 5's own (`SMTPProtocol.execute_data_command`): dot-stuffing, CRLF, one reply.
+    """
+
+    def __init__(self, server: SmtpServer, on_handed_over: HandOver) -> None:
+        super().__init__(
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            start_tls=server.starttls,
+            timeout=server.timeout_s,
+        )
+        self.on_handed_over = on_handed_over
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,  # noqa: ASYNC109 - the base's
+    ) -> aiosmtplib.SMTPResponse:
+        if timeout is Default.token:
+            timeout = self.timeout
+        if isinstance(message, str):
+            message = message.encode("ascii")
+        start = await self.execute_command(b"DATA", timeout=timeout)
+        if start.code != aiosmtplib.SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        protocol = self.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        content = _LINE_ENDINGS.sub(b"\r\n", message)
+        if not content.endswith(b"\r\n"):
+            content += b"\r\n"
+        protocol.write(_LEADING_PERIOD.sub(b"..", content) + b".\r\n")
+        # Nothing awaited between the write and read_response(): the reply cannot be missed.
+        recorded = asyncio.ensure_future(self.on_handed_over())
+        try:
+            reply = await protocol.read_response(timeout=timeout)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
+            raise
+        finally:
+            await recorded
+        if reply.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        return reply
+
+
+def email_message(notification: Notification, sender: str) -> EmailMessage:
+    """The e-mail; every header from one-line text (a stored subject may predate the rule)."""
+    message = EmailMessage()
+    message["From"] = one_line(sender, ADDRESS_LIMIT)
+    message["To"] = one_line(notification.to or "", ADDRESS_LIMIT)
+    message["Subject"] = one_line(notification.subject, SUBJECT_LIMIT)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = f"<{notification.notification_id}@crm.notify>"
+    message.set_content(notification.body, charset="utf-8")
+    return message
+
+
 def smtp_sender(server: SmtpServer, sender: str) -> Send:
-    async def send(notification: Notification) -> None:
+    async def send(notification: Notification, handed_over: HandOver) -> None:
         if not notification.to:
             raise DeliveryError("no address", permanent=True)
-        message = EmailMessage()
-        message["From"] = sender
-        message["To"] = notification.to
-        message["Subject"] = notification.subject
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = f"<{notification.notification_id}@crm.notify>"
-        message.set_content(notification.body, charset="utf-8")
+        message = email_message(notification, sender)
+        client = _HandOverSMTP(server, handed_over)
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=server.host,
-                port=server.port,
-                username=server.username,
-                password=server.password,
-                start_tls=server.starttls,
-                timeout=server.timeout_s,
-            )
+            async with client:
+                await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError("recipient refused", permanent=True) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -103,27 +176,43 @@ def smtp_sender(server: SmtpServer, sender: str) -> Send:
     return send
 
 
-def http_sender(url: str, token: str | None, *, timeout_s: float = 10.0) -> Send:
-    """An SMS provider's HTTP API: POST {id, to, text}; any 2xx is accepted."""
+def http_sender(
+    url: str,
+    token: str | None,
+    *,
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Send:
+    """An SMS provider's HTTP API: POST {id, to, text} with `Idempotency-Key: <id>`; any 2xx
+    is accepted. The provider is expected to send one SMS per key."""
 
-    async def send(notification: Notification) -> None:
+    async def send(notification: Notification, handed_over: HandOver) -> None:
         if not notification.to:
             raise DeliveryError("no phone number", permanent=True)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Idempotency-Key": idempotency_key(notification)}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         body = {
             "id": notification.notification_id,
             "to": notification.to,
             "text": notification.body,
         }
-        await _post(url, body, headers, timeout_s)
+        await _post(url, body, headers, timeout_s, transport)
 
     return send
 
 
-def webhook_sender(url: str, secret: str, *, timeout_s: float = 10.0) -> Send:
-    """Staff webhooks: `X-CRM-Signature: sha256=<hex HMAC of timestamp.body>`."""
+def webhook_sender(
+    url: str,
+    secret: str,
+    *,
+    timeout_s: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Send:
+    """Staff webhooks: `X-CRM-Signature: sha256=<hex HMAC of timestamp.body>`, and
+    `Idempotency-Key: <id>` (a receiver drops a key it has seen)."""
 
-    async def send(notification: Notification) -> None:
+    async def send(notification: Notification, handed_over: HandOver) -> None:
         payload = {
             "id": notification.notification_id,
             "template": notification.template,
@@ -135,12 +224,18 @@ def webhook_sender(url: str, secret: str, *, timeout_s: float = 10.0) -> Send:
         stamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key(notification),
             "X-CRM-Timestamp": stamp,
             "X-CRM-Signature": sign(secret, stamp, raw.encode()),
         }
-        await _post(notification.to or url, raw, headers, timeout_s)
+        await _post(notification.to or url, raw, headers, timeout_s, transport)
 
     return send
+
+
+def idempotency_key(notification: Notification) -> str:
+    """The same for every attempt of one notification, on any provider, after any restart."""
+    return notification.notification_id
 
 
 def sign(secret: str, stamp: str, raw: bytes) -> str:
@@ -151,9 +246,16 @@ def sign(secret: str, stamp: str, raw: bytes) -> str:
     )
 
 
-async def _post(url: str, body: object, headers: dict[str, str], timeout_s: float) -> None:
+async def _post(
+    url: str,
+    body: object,
+    headers: dict[str, str],
+    timeout_s: float,
+    transport: httpx.AsyncBaseTransport | None,
+) -> None:
+    """POST; `transport` is httpx's own seam (None: the network)."""
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, transport=transport) as client:
             if isinstance(body, str):
                 response = await client.post(url, content=body.encode(), headers=headers)
             else:
@@ -172,8 +274,8 @@ class ChannelSenders:
     def __init__(self, channels: dict[str, Failover]) -> None:
         self.channels = channels
 
-    async def send(self, notification: Notification) -> str:
+    async def send(self, notification: Notification, handed_over: HandedOver) -> str:
         channel = self.channels.get(notification.channel or "")
         if channel is None:
             raise DeliveryError(f"channel {notification.channel} is not configured", permanent=True)
-        return await channel.send(notification)
+        return await channel.send(notification, handed_over)

@@ -2,9 +2,9 @@
 
 `preferences` holds what we know of a customer for messaging (addresses: personal data);
 `notifications` each message with its status history (`_id` derives from cause and template:
-the unique key that makes a redelivered trigger send nothing more); `digests` the points earned
-per customer and day until the digest goes out. Batches are saved in one transaction with the
-inbox and the outbox.
+the unique key that makes a redelivered trigger send nothing more) and, while a delivery run
+sends it, its `claim`; `digests` the points earned per customer and day until the digest goes
+out. Batches are saved in one transaction with the inbox and the outbox.
 """
 
 from collections.abc import Sequence
@@ -16,10 +16,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent
-from crm_notify.domain.notification import Notification, StatusChange
+from crm_notify.domain.notification import Claim, Notification, StatusChange
 from crm_notify.domain.policy import Preferences
 from crm_notify.handlers import Batch, Digest
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
@@ -86,8 +87,21 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         "next_attempt_at": n.next_attempt_at,
         "provider": n.provider,
         "trace": n.trace,
+        "claim": _claim_document(n.claim),
         "version": n.version,
     }
+
+
+def _claim_document(claim: Claim | None) -> Document | None:
+    if claim is None:
+        return None
+    return {"token": claim.token, "until": claim.until, "handed_over_to": claim.handed_over_to}
+
+
+def _claim(doc: Document | None) -> Claim | None:
+    if not doc:
+        return None
+    return Claim(doc["token"], doc["until"], doc.get("handed_over_to"))
 
 
 def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
@@ -109,6 +123,7 @@ def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
         next_attempt_at=doc.get("next_attempt_at"),
         provider=doc.get("provider"),
         trace=doc.get("trace"),
+        claim=_claim(doc.get("claim")),
         version=doc["version"],
     )
 
@@ -142,6 +157,7 @@ class MongoNotifyRepository:
         await self.notifications.create_index(
             [("customer_id", ASCENDING), ("created_at", ASCENDING)]
         )
+        await self.notifications.create_index([("status", ASCENDING), ("claim.until", ASCENDING)])
         await self.preferences_.create_index("birthday_key")
         await self.digests_.create_index("day")
 
@@ -255,27 +271,70 @@ class MongoNotifyRepository:
                     session=session,
                 )
 
-    async def due(self, now: datetime, limit: int) -> list[Notification]:
-        cursor = self.notifications.find(
-            {"status": {"$in": ["queued", "deferred"]}, "next_attempt_at": {"$lte": now}},
-            sort=[("next_attempt_at", ASCENDING)],
+    async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
+        """Lapsed claims first (a run stopped mid-send), then what is due, oldest first."""
+        stopped = self.notifications.find(
+            {"status": "sending", "claim.until": {"$lte": lapsed}},
+            sort=[("claim.until", ASCENDING)],
             limit=limit,
         )
-        return await self._notifications_from([doc async for doc in cursor])
+        docs = [doc async for doc in stopped]
+        if len(docs) < limit:
+            cursor = self.notifications.find(
+                {"status": {"$in": ["queued", "deferred"]}, "next_attempt_at": {"$lte": now}},
+                sort=[("next_attempt_at", ASCENDING)],
+                limit=limit - len(docs),
+            )
+            docs += [doc async for doc in cursor]
+        return await self._notifications_from(docs)
+
+    async def claim(self, notification: Notification, claim: Claim) -> bool:
+        """Compare-and-set on the version read: one run wins, the others see no match."""
+        result = await self.notifications.update_one(
+            {"_id": notification.notification_id, "version": notification.version},
+            {
+                "$set": {"status": "sending", "claim": _claim_document(claim)},
+                "$inc": {"version": 1},
+            },
+        )
+        if result.modified_count != 1:
+            return False
+        notification.version += 1
+        return True
+
+    async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
+        """A new version: a run that read the claim before this cannot take it over."""
+        await self.notifications.update_one(
+            {"_id": notification.notification_id, "claim.token": claim.token},
+            {"$set": {"claim.handed_over_to": provider}, "$inc": {"version": 1}},
+        )
 
     async def save_delivery(
-        self, notification: Notification, outbound: Sequence[OutboundMessage]
+        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
     ) -> None:
-        customer_id = notification.customer_id
-        cipher = (await self.keys.ciphers([customer_id], create=True))[customer_id]
-        document = notification_document(notification, cipher)
+        """The delivery fields only, under the claim: an erasure that redacted the message
+        meanwhile stays redacted, and a run whose claim was taken over changes nothing."""
+        n = notification
         async with self.uow.commit([], outbound) as session:
-            await save_versioned(
-                self.notifications,
-                [(document, notification.version)],
-                session,
-                what="notification",
+            result = await self.notifications.update_one(
+                {"_id": n.notification_id, "claim.token": claim.token},
+                {
+                    "$set": {
+                        "status": n.status,
+                        "history": [
+                            {"at": h.at, "status": h.status, "reason": h.reason} for h in n.history
+                        ],
+                        "attempts": n.attempts,
+                        "next_attempt_at": n.next_attempt_at,
+                        "provider": n.provider,
+                        "claim": _claim_document(n.claim),
+                    },
+                    "$inc": {"version": 1},
+                },
+                session=session,
             )
+            if result.matched_count != 1:
+                raise ConcurrencyConflictError(f"notification {n.notification_id}: claim lost")
         notification.version += 1
 
     # -- queries ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A notification and its status history; the triggers that ask for one.
 
 Pure code. A notification's id derives from (cause, template): the same trigger delivered twice
-can only ever make one message.
+can only ever make one message. A delivery run claims a notification (status `sending`, a
+`Claim`) before it sends it, so no other run sends it meanwhile.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_notify.domain.policy import Channel, Decision, Preferences, Purpose, Status
-from crm_notify.domain.templates import render
+from crm_notify.domain.templates import NAME_LIMIT, one_line, render
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,18 @@ class StatusChange:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A delivery run's hold on a notification while it sends it (status `sending`)."""
+
+    token: str
+    until: datetime
+    """When the claim lapses: a run that holds it longer has stopped (killed, or hung)."""
+    handed_over_to: str | None = None
+    """The provider that has the whole message, awaiting only its reply (SMTP: the end of DATA
+    was written). A lapsed claim with it is not sent again; without it, it is."""
+
+
 @dataclass
 class Notification:
     notification_id: str
@@ -53,6 +66,7 @@ class Notification:
     next_attempt_at: datetime | None = None
     provider: str | None = None
     trace: str | None = None
+    claim: Claim | None = None
     version: int = 0
 
     @staticmethod
@@ -73,7 +87,8 @@ class Notification:
         locale = preferences.locale if preferences else "zh-CN"
         variables = {**intent.variables}
         if intent.purpose != "staff":
-            variables.setdefault("name", (preferences.name if preferences else None) or "")
+            name = (preferences.name if preferences else None) or ""
+            variables.setdefault("name", one_line(name, NAME_LIMIT))
         rendered = render(intent.template, locale, variables)
         notification = Notification(
             notification_id=Notification.id_for(intent.cause, intent.template),
@@ -103,15 +118,27 @@ class Notification:
             notification._move(now, "queued")
         return notification
 
-    def sent(self, at: datetime, provider: str) -> None:
+    def claimed(self, claim: Claim) -> None:
+        """A run holds it while sending (not in the history: the outcome is)."""
+        self.status = "sending"
+        self.claim = claim
+
+    def sent(self, at: datetime, provider: str, *, unconfirmed: bool = False) -> None:
+        """Sent; `unconfirmed`: the provider had the whole message when the run that sent it
+        stopped, before the provider's reply (so it is not sent again)."""
         self.attempts += 1
         self.provider = provider
         self.next_attempt_at = None
-        self._move(at, "sent", f"via {provider}")
+        self.claim = None
+        reason = f"via {provider}"
+        if unconfirmed:
+            reason += " (unconfirmed: notify stopped after handing it over, before the reply)"
+        self._move(at, "sent", reason)
 
     def attempt_failed(self, at: datetime, reason: str, retry_at: datetime | None) -> None:
         """A failed attempt: queued again for `retry_at`, or failed for good when None."""
         self.attempts += 1
+        self.claim = None
         if retry_at is None:
             self.next_attempt_at = None
             self._move(at, "failed", reason)

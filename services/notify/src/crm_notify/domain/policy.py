@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 Channel = Literal["email", "sms", "webhook"]
 Purpose = Literal["transactional", "marketing", "staff"]
-Status = Literal["queued", "deferred", "sent", "failed", "suppressed"]
+Status = Literal["queued", "deferred", "sending", "sent", "failed", "suppressed"]
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Message templates per trigger and locale (zh-CN default, en), rendered in a Jinja2 sandbox.
 
 A template that refers to a variable the caller did not give is an error (`TemplateError`), never
-a half-filled message. Pure code (Jinja2 is a library, not I/O).
+a half-filled message. A subject is one line (`one_line`): it becomes a mail header. Pure code
+(Jinja2 is a library, not I/O).
 """
 
 import functools
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,6 +17,27 @@ from jinja2.sandbox import SandboxedEnvironment
 Locale = Literal["zh-CN", "en"]
 LOCALES: tuple[Locale, ...] = ("zh-CN", "en")
 DEFAULT_LOCALE: Locale = "zh-CN"
+SUBJECT_LIMIT = 200
+"""Characters in a subject (a longer one ends in "…")."""
+NAME_LIMIT = 100
+"""Characters of a customer's name in a message (the contract allows 200)."""
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` as one line of at most `limit` characters, safe in a mail header.
+
+    Line breaks of any kind (CR, LF, U+2028, U+2029, NEL, VT, FF) and tabs become a space; other
+    control characters and bidirectional overrides are dropped; runs of spaces become one.
+    *Example:* `"Li\\nLei"` -> `"Li Lei"`; 300 characters with `limit=200` -> 199 and "…".
+    """
+    kept = "".join(
+        ch
+        for ch in text
+        if ch.isspace() or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
+    )
+    line = " ".join(kept.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 class RenderError(Exception):
@@ -179,4 +202,4 @@ def render(name: str, locale: str, variables: dict[str, Any]) -> Rendered:
         raise RenderError(f"template {name!r} ({chosen}): {exc.message}") from exc
     except TemplateError as exc:
         raise RenderError(f"template {name!r} ({chosen}) is broken: {exc}") from exc
-    return Rendered(subject.strip(), body.strip())
+    return Rendered(one_line(subject, SUBJECT_LIMIT), body.strip())
