@@ -266,3 +266,14 @@ def test_topic_rows_flag_missing_and_different_topics() -> None:
         "created",
     ]
     assert topics.table_rows(states)[0][1:3] == ("12 × forever", "12 × forever")
+
+
+def test_cut_and_unreadable_letters_are_passed_over_by_a_redrive() -> None:
+    """A cut letter holds only a prefix, an unreadable batch's none: re-driving them would send
+    a broken event. Each says where the whole is."""
+    cut = letter(**{"x-dlq-cut": "key 2 bytes, value 1048000 bytes; kept ..."})
+    assert "cut to fit" in dlq._unsendable(cut, {"orders.v1"})
+    unreadable = letter(**{"x-dlq-last-offset": "20"})
+    assert "offsets 17..20" in dlq._unsendable(unreadable, {"orders.v1"})
+    assert dlq._unsendable(letter(), {"orders.v1"}) == ""
+    assert cut.as_json()["cut"].startswith("key 2 bytes")

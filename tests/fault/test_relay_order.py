@@ -1,7 +1,7 @@
 """Two replicas of one service meet an outbox backlog: every customer's events still leave in
 commit order (issue "Nothing stalls", item 6).
 
-Loyalty applies 2,400 orders of 40 customers with its relay off, so 2,400 `points.earned` wait in
+Loyalty applies 6,000 orders of 100 customers with its relay off, so 6,000 `points.earned` wait in
 its outbox. Then two replicas with the relay on start side by side. On `loyalty.v1`, each
 customer's events (first copies: delivery is at least once) must come in the outbox's order.
 Before, each replica's relay claimed its own 500 rows and both published at once, so one
@@ -18,7 +18,7 @@ from pymongo import ASCENDING, MongoClient
 from stackutil import FaultStack, ServiceProcess, collect, eventually, order_placed, produce, unique
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow, pytest.mark.timeout(900)]
-CUSTOMERS = 40
+CUSTOMERS = 100
 ORDERS_EACH = 60
 
 
@@ -52,6 +52,8 @@ def test_two_relays_publish_each_customers_events_in_commit_order(faulty: FaultS
     replicas = [ServiceProcess("loyalty", faulty, env=dict(held.env)) for _ in range(2)]
     for replica in replicas:
         replica.env["CRM_LOYALTY_OUTBOX_RELAY_ENABLED"] = "true"
+        # Poll often, so a replica that leads nothing keeps trying to claim the next batch.
+        replica.env["CRM_LOYALTY_OUTBOX_POLL_INTERVAL_S"] = "0.01"
     try:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda replica: replica.start(), replicas))

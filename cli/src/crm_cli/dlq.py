@@ -98,6 +98,9 @@ class DeadLetter:
             "event_id": event.get("id"),
             "key": self.key.decode(errors="replace") if self.key is not None else None,
             "reason": self.reason,
+            "cut": self.headers.get(dlq.CUT) or None,
+            "value_sha256": self.headers.get(dlq.VALUE_SHA256) or None,
+            "last_offset": self.headers.get(dlq.LAST_OFFSET) or None,
         }
 
     def line(self) -> str:
@@ -341,6 +344,13 @@ def _unsendable(letter: DeadLetter, existing: set[str]) -> str:
         return "no x-dlq-source-topic header: nowhere to send it (passed over)"
     if letter.value is None:
         return "no value (a tombstone): nothing to send (passed over)"
+    if dlq.LAST_OFFSET in letter.headers:
+        return (
+            f"an unreadable record batch (offsets {letter.source_offset}.."
+            f"{letter.headers[dlq.LAST_OFFSET]}): read them from the source topic (passed over)"
+        )
+    if dlq.CUT in letter.headers:
+        return "cut to fit a dead letter: the whole value is only in the source topic (passed over)"
     if letter.source_topic not in existing:
         return f"source topic {letter.source_topic} does not exist on the broker"
     return ""
