@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from crm_contracts import CloudEvent
+from crm_contracts import CloudEvent, event_key
 from crm_notify.domain.notification import Claim, Notification
 from crm_notify.domain.policy import Preferences
 from crm_notify.handlers import Batch, DeliveryError, Digest, HandedOver
@@ -23,7 +23,7 @@ class InMemoryNotify:
         self.outbox: list[OutboundMessage] = []
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
-        return [e for e in events if e.id not in self.processed]
+        return [e for e in events if event_key(e) not in self.processed]
 
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
         return {c: copy.deepcopy(self.prefs[c]) for c in customer_ids if c in self.prefs}
@@ -56,7 +56,7 @@ class InMemoryNotify:
             for n in self.notifications.values():
                 if n.customer_id == customer_id:
                     n.redact()
-        self.processed.update(e.id for e in applied)
+        self.processed.update(event_key(e) for e in applied)
         self.outbox.extend(batch.outbound)
 
     async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:

@@ -85,6 +85,26 @@ async def test_a_second_registration_does_not_welcome_again() -> None:
     assert len(repo.by_template("welcome")) == 1
 
 
+async def test_two_member_systems_numbering_alike_each_welcome_their_customer() -> None:
+    """An event id is unique only with its source: the same id from two systems is two causes,
+    so two messages (before, the second customer's welcome was taken for the first's)."""
+    repo = InMemoryNotify()
+    data = members_v1.CustomerRegistered(name="李雷", email="a@example.com")
+    for source, customer in (("shop-east", "c1"), ("shop-west", "c2")):
+        await run(
+            repo,
+            new_event(
+                members_v1.CUSTOMER_REGISTERED,
+                source=source,
+                subject=customer,
+                data=data,
+                id="1",
+                time=NOON,
+            ),
+        )
+    assert sorted(n.customer_id for n in repo.by_template("welcome")) == ["c1", "c2"]
+
+
 async def test_without_consent_nothing_is_sent_and_the_suppression_says_why() -> None:
     repo = InMemoryNotify()
     refused = {"email": members_v1.Consent(transactional=False)}

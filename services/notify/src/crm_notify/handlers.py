@@ -73,7 +73,7 @@ class Batch:
     """Notification ids that exist already or were made in this batch (fetched up front)."""
 
     async def fetch_known(self, repository: "NotifyRepository", intents: Sequence[Intent]) -> None:
-        ids = [Notification.id_for(i.cause, i.template) for i in intents]
+        ids = [i.notification_id for i in intents]
         if ids:
             self.known |= await repository.existing(ids)
 
@@ -147,7 +147,10 @@ class Staff:
 
 # -- triggers -------------------------------------------------------------------------------
 def intents_for(event: CloudEvent[Any]) -> list[Intent]:
-    return [replace(intent, trace=event.traceparent) for intent in _intents_for(event)]
+    return [
+        replace(intent, trace=event.traceparent, origin=event.source)
+        for intent in _intents_for(event)
+    ]
 
 
 def _intents_for(event: CloudEvent[Any]) -> list[Intent]:
@@ -271,7 +274,7 @@ async def _notify(
 ) -> None:
     """Decide and make one message, unless it exists (the same trigger again: one message).
     The caller has fetched the existing ids into `batch.known`."""
-    notification_id = Notification.id_for(intent.cause, intent.template)
+    notification_id = intent.notification_id
     if notification_id in batch.known:
         return
     if intent.purpose == "staff":

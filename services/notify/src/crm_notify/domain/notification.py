@@ -26,6 +26,13 @@ class Intent:
     variables: dict[str, Any] = field(default_factory=dict)
     trace: str | None = None
     """The cause's W3C trace context: the message's events continue its trace."""
+    origin: str = ""
+    """The cause event's `source`, when an event caused it: `cause` (its id) is unique only
+    with it, so the message's id is derived from both."""
+
+    @property
+    def notification_id(self) -> str:
+        return Notification.id_for(self.cause, self.template, self.origin)
 
 
 @dataclass
@@ -70,8 +77,9 @@ class Notification:
     version: int = 0
 
     @staticmethod
-    def id_for(cause: str, template: str) -> str:
-        return "N-" + uuid.uuid5(uuid.NAMESPACE_URL, f"{cause}/{template}").hex[:16]
+    def id_for(cause: str, template: str, origin: str = "") -> str:
+        name = f"{len(origin)}:{origin}/{cause}/{template}" if origin else f"{cause}/{template}"
+        return "N-" + uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16]
 
     @staticmethod
     def create(
@@ -91,7 +99,7 @@ class Notification:
             variables.setdefault("name", one_line(name, NAME_LIMIT))
         rendered = render(intent.template, locale, variables)
         notification = Notification(
-            notification_id=Notification.id_for(intent.cause, intent.template),
+            notification_id=intent.notification_id,
             customer_id=customer_id,
             template=intent.template,
             purpose=intent.purpose,
