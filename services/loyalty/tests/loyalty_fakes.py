@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from crm_contracts import CloudEvent
+from crm_contracts import CloudEvent, event_key
 from crm_loyalty.domain.account import Account, Entry
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.outbox import OutboundMessage
@@ -23,8 +23,8 @@ class InMemoryAccounts:
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
         for event in events:
-            if event.id not in seen:
-                seen.add(event.id)
+            if event_key(event) not in seen:
+                seen.add(event_key(event))
                 fresh.append(event)
         return fresh
 
@@ -60,7 +60,7 @@ class InMemoryAccounts:
             account.version += 1
             self.accounts[account.customer_id] = copy.deepcopy(account)
         self.ledger.update((e.entry_id, e) for e in entries)
-        self.processed.update(e.id for e in applied)
+        self.processed.update(event_key(e) for e in applied)
         self.outbox.extend(outbound)
 
     def sum_of_ledger(self, customer_id: str) -> int:

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from crm_contracts import CloudEvent
+from crm_contracts import CloudEvent, event_key
 from crm_runtime.outbox import OutboundMessage
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Ticket
@@ -27,8 +27,8 @@ class InMemoryTickets:
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
         for event in events:
-            if event.id not in seen:
-                seen.add(event.id)
+            if event_key(event) not in seen:
+                seen.add(event_key(event))
                 fresh.append(event)
         return fresh
 
@@ -94,7 +94,7 @@ class InMemoryTickets:
         self.pending.update((p.ticket_id, p) for p in pending)
         for ticket_id in settled:
             self.pending.pop(ticket_id, None)
-        self.processed.update(e.id for e in applied)
+        self.processed.update(event_key(e) for e in applied)
         self.outbox.extend(outbound)
 
     def published(self, ticket_id: str | None = None) -> list[str]:
