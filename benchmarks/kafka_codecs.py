@@ -84,8 +84,12 @@ async def measure(
     consume_cpu = time.process_time() - cpu
     await consumer.stop()
     await asyncio.sleep(1)
-    stored = sum(f.stat().st_size for f in logs.glob(f"**/{topic}-*/*.log"))
-    return produce_wall, produce_cpu, consume_cpu, stored
+    return produce_wall, produce_cpu, consume_cpu, stored_bytes(logs, topic)
+
+
+def stored_bytes(logs: Path, topic: str) -> int:
+    """The size of the topic's log segments on the broker's disk."""
+    return sum(f.stat().st_size for f in logs.glob(f"**/{topic}-*/*.log"))
 
 
 def main() -> None:
