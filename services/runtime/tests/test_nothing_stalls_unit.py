@@ -267,3 +267,61 @@ async def test_requests_over_the_concurrency_cap_are_503_but_probes_answer() -> 
     app.gate.set()
     assert (await call(guard, "/healthz", {}, [b""]))[0] == 200
     assert [status for status, _ in await asyncio.gather(*held)] == [200, 200]
+
+
+# -- isolating a bad event ---------------------------------------------------------------------
+async def test_one_bad_event_in_500_is_isolated_by_bisection_in_about_18_transactions() -> None:
+    """Before, the batch was replayed one event per transaction: 501 calls."""
+    calls: list[int] = []
+    applied: list[str] = []
+
+    async def handle(events: Any) -> int:
+        calls.append(len(events))
+        if any(e.id == "e137" for e in events):
+            raise ValueError("this event breaks a rule")
+        applied.extend(e.id for e in events)
+        return len(events)
+
+    sent: list[dict[str, str]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
+        sent.append(headers)
+
+    consumer = BatchConsumer(
+        handle,
+        DeadLetters(send, service="archive", consumer_group="archive"),
+        health=Health(),
+        metrics=RuntimeMetrics(CollectorRegistry(), "archive"),
+        backoff=Backoff(0.001, 0.002),
+        accepted_types=["order.placed"],
+    )
+    records = [
+        InboundRecord("orders.v1", 0, n, b"c1", json.dumps(_order(f"e{n}")).encode())
+        for n in range(500)
+    ]
+    await consumer.process(records)
+    assert applied == [f"e{n}" for n in range(500) if n != 137], "in order, all but the bad one"
+    assert [h["x-dlq-source-offset"] for h in sent] == ["137"]
+    assert len(calls) <= 2 * 9 + 1
+
+
+def test_a_write_conflict_is_transient_however_the_store_words_it() -> None:
+    from pymongo.errors import OperationFailure
+
+    from crm_runtime.errors import is_transient
+
+    assert is_transient(OperationFailure("Write conflict during commit", code=1))
+    assert is_transient(OperationFailure("WriteConflict", code=8000))
+    assert not is_transient(OperationFailure("document failed validation", code=121))
+
+
+def _order(event_id: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "t",
+        "type": "order.placed",
+        "subject": "c1",
+        "time": "2026-01-01T00:00:00Z",
+        "data": {"order_id": f"o-{event_id}", "amount": "1.00", "currency": "CNY"},
+    }

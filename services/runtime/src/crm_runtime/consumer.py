@@ -122,12 +122,15 @@ class BatchConsumer:
             applied = await self._retrying("apply", lambda: self.handle(events))
         except Exception as exc:
             if len(items) > 1:
+                # Bisect, in order: one bad event in 500 costs about 2 × log2(500) = 18
+                # transactions, not 500; each half keeps its customers' order.
                 log.warning(
                     "batch failed, isolating the bad message",
                     extra={"error": type(exc).__name__, "size": len(items)},
                 )
-                for item in items:
-                    await self._apply([item])
+                middle = len(items) // 2
+                await self._apply(items[:middle])
+                await self._apply(items[middle:])
                 return
             record, event = items[0]
             await self._dead_letter(

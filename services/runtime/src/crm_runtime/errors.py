@@ -30,6 +30,11 @@ _KAFKA_TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def _says_write_conflict(exc: BaseException) -> bool:
+    text = str(exc).lower().replace("_", " ").replace("-", " ")
+    return "write conflict" in text or "writeconflict" in text
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for broker or database outages and write conflicts; False for bad data and bugs."""
     if isinstance(exc, TransientError | asyncio.TimeoutError | ConnectionError):
@@ -52,6 +57,8 @@ def is_transient(exc: BaseException) -> bool:
         10107,  # NotWritablePrimary
     }:
         return True
+    if isinstance(exc, mongo_errors.OperationFailure) and _says_write_conflict(exc):
+        return True  # however the store words it (SecantusDB: an internal error at commit)
     if isinstance(exc, _KAFKA_TRANSIENT):
         return True
     return isinstance(exc, kafka_errors.KafkaError) and bool(getattr(exc, "retriable", False))
