@@ -21,7 +21,7 @@ CUSTOMER_KEY = "customer id (= CloudEvents subject)"
 WEEK_MS = 7 * 24 * 3600 * 1000
 DAY_MS = 24 * 3600 * 1000
 PII_RETENTION_MS = 30 * DAY_MS
-"""Inbound topics that carry personal data in plaintext keep it 30 days (docs/privacy.md): long
+"""Inbound topics that carry personal data in plaintext keep it 30 days (deploy/SECURITY.md): long
 enough to replay a month after an incident, short enough that an erasure reaches the log too."""
 
 
