@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from crm_contracts import EventDecodeError, decode_event
 from crm_runtime.auth import Authenticator
-from crm_runtime.consumer import Backoff, BatchConsumer
+from crm_runtime.consumer import BatchConsumer
 from crm_runtime.dlq import (
     CUT,
     LAST_OFFSET,
@@ -30,6 +30,7 @@ from crm_runtime.health import Health
 from crm_runtime.logs import TEXT_MAX, JsonFormatter, redact
 from crm_runtime.metrics import RuntimeMetrics
 from crm_runtime.mongo import inbox_key
+from crm_runtime.retry import Backoff
 
 pytestmark = pytest.mark.unit
 

@@ -15,13 +15,14 @@ from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.consumer import Backoff, BatchConsumer
+from crm_runtime.consumer import BatchConsumer
 from crm_runtime.dlq import DeadLetters, InboundRecord
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
 from crm_runtime.health import Health
 from crm_runtime.logs import redact
 from crm_runtime.metrics import RuntimeMetrics
 from crm_runtime.mongo import only_duplicate_keys
+from crm_runtime.retry import Backoff
 
 pytestmark = pytest.mark.unit
 

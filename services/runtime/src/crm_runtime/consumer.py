@@ -6,7 +6,6 @@ commits offsets itself: the caller commits after `process` returns, which happen
 record of the batch is either persisted or dead-lettered.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,9 +22,9 @@ from crm_contracts import (
 from crm_contracts.envelope import check_not_in_the_future
 from crm_contracts.topics import INBOUND
 from crm_runtime.dlq import DeadLetters, InboundRecord
-from crm_runtime.errors import is_transient
 from crm_runtime.health import Health
 from crm_runtime.metrics import RuntimeMetrics
+from crm_runtime.retry import Backoff, retrying
 
 EXTERNAL_TOPICS = frozenset(topic.name for topic in INBOUND)
 """Written by systems outside the suite: their events' times are checked against our clock."""
@@ -42,14 +41,6 @@ class BatchHandler(Protocol):
     async def __call__(self, events: Sequence[CloudEvent[Any]]) -> int:
         """Apply and persist the events; return how many were new (not already applied)."""
         ...
-
-
-class Backoff:
-    """Exponential backoff: `initial`, doubling, capped at `maximum`; retried forever."""
-
-    def __init__(self, initial: float = 0.2, maximum: float = 15.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
 
 
 class BatchConsumer:
@@ -205,23 +196,18 @@ class BatchConsumer:
         self.metrics.dead_letters.labels(self.metrics.service, "unreadable").inc()
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Run `call`, retrying transient failures with backoff for as long as they last."""
-        delay = self.backoff.initial
+        """Run `call`, retrying transient failures with backoff for as long as they last;
+        readiness is red meanwhile."""
         check = f"consumer.{operation}"
-        while True:
-            try:
-                result = await call()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self.health.fail(check, f"retrying after {type(exc).__name__}")
-                self.metrics.retries.labels(self.metrics.service, operation).inc()
-                log.warning(
-                    "transient failure, retrying",
-                    extra={"operation": operation, "error": type(exc).__name__, "delay_s": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff.maximum)
-                continue
-            self.health.ok(check)
-            return result
+
+        def failed(exc: BaseException) -> None:
+            self.health.fail(check, f"retrying after {type(exc).__name__}")
+            self.metrics.retries.labels(self.metrics.service, operation).inc()
+
+        return await retrying(
+            operation,
+            call,
+            self.backoff,
+            on_failure=failed,
+            on_success=lambda: self.health.ok(check),
+        )

@@ -23,6 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent, encode_event
 from crm_runtime.mongo import Document
+from crm_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class OutboxRelay:
         retention_s: int = 24 * 3600,
         on_published: Callable[[int], None] | None = None,
         lead: Callable[[], Awaitable[bool]] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.outbox = outbox
         self.publish = publish
@@ -118,6 +120,7 @@ class OutboxRelay:
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.on_published = on_published
         self.lead = lead
+        self.backoff = backoff or Backoff(poll_interval_s)
         """Take or renew the lead: True when this relay may publish now."""
         self._wake = asyncio.Event()
 
@@ -182,6 +185,7 @@ class OutboxRelay:
         """Relay until cancelled; errors (broker or database down) are reported and retried,
         and the first success after them is reported too (readiness turns green again)."""
         delay = self.poll_interval_s
+        delays = self.backoff.delays(self.poll_interval_s)
         runs = 0
         failing = False
         while True:
@@ -192,6 +196,7 @@ class OutboxRelay:
                 if runs % 1000 == 0:
                     await self.purge_sent()
                 delay = self.poll_interval_s
+                delays = self.backoff.delays(self.poll_interval_s)
                 if failing:
                     failing = False
                     log.info("outbox relay recovered")
@@ -204,7 +209,7 @@ class OutboxRelay:
                 failing = True
                 if on_error:
                     on_error(exc)
-                delay = min(delay * 2, 15.0)
+                delay = next(delays)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

@@ -17,7 +17,7 @@ from faststream.kafka import KafkaBroker
 from crm_contracts import CloudEvent
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator
-from crm_runtime.consumer import Backoff, BatchConsumer, BatchHandler
+from crm_runtime.consumer import BatchConsumer, BatchHandler
 from crm_runtime.crypto import CustomerKeys
 from crm_runtime.dlq import DeadLetters
 from crm_runtime.errors import is_transient
@@ -26,6 +26,7 @@ from crm_runtime.kafka import create_broker, subscribe_batches
 from crm_runtime.metrics import RuntimeMetrics, new_registry
 from crm_runtime.mongo import Inbox, create_client, ping
 from crm_runtime.outbox import OutboundMessage, Outbox, OutboxRelay
+from crm_runtime.retry import Backoff, retrying
 from crm_runtime.settings import ServiceSettings
 from crm_runtime.sweeps import Clock, Leases, SweepJob, SweepRunner, utc_now
 from crm_runtime.tracing import Tracing, traced, tracer_provider
@@ -58,9 +59,11 @@ class Runtime:
         self.inbox = Inbox(self.db, retention_s=settings.inbox_retention_s)
         self.outbox = Outbox(self.db)
         self._relay_leases = Leases(self.db)
+        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
         self.relay = OutboxRelay(
             self.outbox,
             self._send_unconfirmed,
+            backoff=self.backoff,
             poll_interval_s=settings.outbox_poll_interval_s,
             retention_s=settings.outbox_retention_s,
             on_published=self.metrics.outbox_published.labels(self.service).inc,
@@ -72,7 +75,6 @@ class Runtime:
         self.dead_letters = DeadLetters(
             self._send, service=self.service, consumer_group=settings.consumer_group
         )
-        self.backoff = Backoff(settings.retry_initial_s, settings.retry_max_s)
         self._startup: list[StartupStep] = [
             self.inbox.ensure_indexes,
             self.outbox.ensure_indexes,
@@ -199,22 +201,16 @@ class Runtime:
         self.health.ok("outbox.relay")
 
     async def _retry_until_done(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
-        delay = self.backoff.initial
-        while True:
-            try:
-                await call()
-                self.health.ok(f"startup.{what}")
-                return
-            except Exception as exc:
-                if not is_transient(exc) and what != "broker":
-                    raise
-                self.health.fail(f"startup.{what}", f"cannot reach the {what}")
-                log.warning(
-                    f"cannot reach the {what}, retrying",
-                    extra={"delay_s": delay, "error": type(exc).__name__},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff.maximum)
+        """Retried while transient; the broker's start whatever failed (a broker that is not
+        there yet fails in many ways)."""
+        await retrying(
+            f"startup.{what}",
+            call,
+            self.backoff,
+            retry=lambda exc: what == "broker" or is_transient(exc),
+            on_failure=lambda exc: self.health.fail(f"startup.{what}", f"cannot reach the {what}"),
+            on_success=lambda: self.health.ok(f"startup.{what}"),
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:
