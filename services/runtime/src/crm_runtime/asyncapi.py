@@ -208,7 +208,10 @@ def _describe_dead_letters(content: dict[str, Any]) -> None:
         for reference in channel.get("messages", {}).values():
             messages[_key(reference["$ref"])]["headers"] = {
                 "type": "object",
-                "properties": {name: {"type": "string"} for name in dlq.HEADERS},
+                "properties": {
+                    name: {"type": "string"} for name in (*dlq.HEADERS, *dlq.OPTIONAL_HEADERS)
+                },
+                "required": list(dlq.HEADERS),
             }
 
 
