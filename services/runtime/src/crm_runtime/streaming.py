@@ -7,20 +7,18 @@ size of the answer does not bound the memory of the service. A failure after the
 no longer change the status: check what can fail (not found, not allowed) before calling this.
 """
 
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
+from pydantic_core import to_json
 
 PAGE = 500
 
 
 def _encode(value: Any) -> bytes:
-    return json.dumps(
-        jsonable_encoder(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    ).encode()
+    """As pydantic's JSON mode: datetimes in ISO 8601, decimals as strings, models as objects."""
+    return to_json(value)
 
 
 async def json_object_chunks(
@@ -29,8 +27,8 @@ async def json_object_chunks(
     *,
     page: int = PAGE,
 ) -> AsyncIterator[bytes]:
-    """The bytes of `{**fields, **{name: [items...]}}`, one chunk for the fields and one per page
-    of items. Items are encoded as FastAPI would (datetimes, decimals, models)."""
+    """The bytes of `{**fields, **{name: [items...]}}`: the fields and the first page of items in
+    the first chunk, then one chunk per page (`_encode`: datetimes, decimals, models)."""
     if page < 1:
         raise ValueError("a page holds at least one item")
     members = [_encode(str(name)) + b":" + _encode(value) for name, value in fields.items()]
