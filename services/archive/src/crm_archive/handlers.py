@@ -4,7 +4,7 @@ Plain async functions: the unit tests call them with an in-memory repository.
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,6 +15,7 @@ from crm_archive.domain.customer import (
     Created,
     Customer,
     DomainEvent,
+    FactIds,
     GradeChanged,
     Profile,
     ProfileChanged,
@@ -70,7 +71,11 @@ class TimelineEntry:
 class CustomerRepository(Protocol):
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Customer]: ...
+    async def load(
+        self, customer_ids: Sequence[str], references: Mapping[str, FactIds] | None = None
+    ) -> dict[str, Customer]:
+        """The records, with the facts kept apart that `references` names recalled."""
+        ...
 
     async def get(self, customer_id: str) -> Customer | None: ...
 
@@ -96,7 +101,7 @@ async def apply_events(
     fresh = await repository.unprocessed(events)
     if not fresh:
         return 0
-    customers = await repository.load(sorted({event.subject for event in fresh}))
+    customers = await repository.load(sorted({event.subject for event in fresh}), references(fresh))
     touched: dict[str, Customer] = {}
     timeline: list[TimelineEntry] = []
     last_cause: dict[str, str] = {}
@@ -119,6 +124,31 @@ async def apply_events(
         )
     await repository.save(list(touched.values()), timeline, fresh, outbound)
     return len(fresh)
+
+
+def references(events: Sequence[CloudEvent[Any]]) -> dict[str, FactIds]:
+    """Per customer, the orders, complaints and surveys the events name: those kept apart are
+    recalled before the events apply (a refund of an old order, a complaint sent again)."""
+    found: dict[str, tuple[set[str], set[str], set[str], list[str]]] = {}
+    for event in events:
+        orders, complaints, surveys, cancellations = found.setdefault(
+            event.subject, (set(), set(), set(), [])
+        )
+        match event.data:
+            case orders_v1.OrderPlaced() | orders_v1.OrderRefunded():
+                orders.add(event.data.order_id)
+            case orders_v1.OrderCancelled():
+                orders.add(event.data.order_id)
+                cancellations.append(event.data.order_id)
+            case callcenter_v1.ComplaintReported():
+                complaints.add(event.data.complaint_id)
+            case callcenter_v1.SurveyAnswered():
+                surveys.add(event.data.survey_id)
+    return {
+        customer: FactIds(frozenset(o), frozenset(c), frozenset(s), len(x))
+        for customer, (o, c, s, x) in found.items()
+        if o or c or s
+    }
 
 
 def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:

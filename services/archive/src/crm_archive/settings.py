@@ -40,6 +40,12 @@ class ArchiveSettings(ServiceSettings):
     complaints_for_risk: int = Field(default=2, ge=1)
     low_csat: int = Field(default=2, ge=1, le=5)
     interval_factor: int = Field(default=2, ge=1)
+    # How much of a customer's life its record holds in full; the rest is kept apart (README).
+    # The upper bounds keep the largest record under 10 MB of MongoDB's 16 MB.
+    orders_kept: int = Field(default=2000, ge=1, le=20_000)
+    complaints_kept: int = Field(default=1000, ge=1, le=10_000)
+    surveys_kept: int = Field(default=1000, ge=1, le=10_000)
+    open_tickets_kept: int = Field(default=1000, ge=1, le=10_000)
 
     def rules(self) -> ArchiveRules:
         return ArchiveRules(
@@ -58,4 +64,8 @@ class ArchiveSettings(ServiceSettings):
             complaints_for_risk=self.complaints_for_risk,
             low_csat=self.low_csat,
             interval_factor=self.interval_factor,
+            orders_kept=self.orders_kept,
+            complaints_kept=self.complaints_kept,
+            surveys_kept=self.surveys_kept,
+            open_tickets_kept=self.open_tickets_kept,
         )

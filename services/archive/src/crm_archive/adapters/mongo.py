@@ -1,12 +1,12 @@
 """Customers and timeline in MongoDB (`crm_archive`), saved with the batch's inbox and outbox."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -18,7 +18,7 @@ from crm_archive.adapters.pii import (
     profile_from_document,
     profile_to_document,
 )
-from crm_archive.domain.customer import Customer, Order, Survey
+from crm_archive.domain.customer import Customer, Earlier, FactIds, Order, Survey
 from crm_archive.handlers import TimelineEntry
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
@@ -35,12 +35,131 @@ def _decimal(value: Any) -> Decimal:
     return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
+def _order(o: Order) -> Document:
+    return {
+        "id": o.order_id,
+        "at": o.placed_at,
+        "amount": _money(o.amount),
+        "currency": o.currency,
+        "refunded": _money(o.refunded),
+        "cancelled": o.cancelled,
+    }
+
+
+def _order_from(o: Document) -> Order:
+    return Order(
+        o["id"],
+        o["at"],
+        _decimal(o["amount"]),
+        o["currency"],
+        _decimal(o["refunded"]),
+        o["cancelled"],
+    )
+
+
+def _earlier(e: Earlier) -> Document:
+    return {
+        "orders": e.orders,
+        "base_orders": e.base_orders,
+        "base_net": _money(e.base_net),
+        "foreign": {
+            c: {"orders": e.foreign_orders[c], "net": _money(n)} for c, n in e.foreign.items()
+        },
+        "first_order_at": e.first_order_at,
+        "complaints": e.complaints,
+        "surveys": e.surveys,
+        "nps_answers": e.nps_answers,
+        "promoters": e.promoters,
+        "detractors": e.detractors,
+        "csat_answers": e.csat_answers,
+        "csat_total": e.csat_total,
+        "stored": e.stored,
+    }
+
+
+def _earlier_from(doc: Document | None) -> Earlier:
+    if not doc:
+        return Earlier()
+    foreign = doc.get("foreign", {})
+    return Earlier(
+        orders=doc["orders"],
+        base_orders=doc["base_orders"],
+        base_net=_decimal(doc["base_net"]),
+        foreign={c: _decimal(f["net"]) for c, f in foreign.items()},
+        foreign_orders={c: f["orders"] for c, f in foreign.items()},
+        first_order_at=doc.get("first_order_at"),
+        complaints=doc["complaints"],
+        surveys=doc["surveys"],
+        nps_answers=doc["nps_answers"],
+        promoters=doc["promoters"],
+        detractors=doc["detractors"],
+        csat_answers=doc["csat_answers"],
+        csat_total=doc["csat_total"],
+        stored=doc["stored"],
+    )
+
+
+APART = "facts_apart"
+"""The collection of the facts a record keeps apart: one document per order, complaint, survey."""
+
+
+def apart_id(customer_id: str, kind: str, fact_id: str) -> str:
+    """Ids hold no white space (crm_contracts Identifier): the space keeps the parts apart."""
+    return f"{customer_id} {kind} {fact_id}"
+
+
+def apart_documents(customer: Customer) -> tuple[list[Document], list[str]]:
+    """What to write to `facts_apart` for a record: documents to put, ids to delete."""
+    put: list[Document] = []
+    for order_id, order in customer.apart.orders.items():
+        put.append(
+            {
+                "_id": apart_id(customer.id, "order", order_id),
+                "customer_id": customer.id,
+                "kind": "order",
+                "fact_id": order_id,
+                "at": order.placed_at,
+                "active": order.active,
+                "order": _order(order),
+            }
+        )
+    for complaint_id, at in customer.apart.complaints.items():
+        put.append(
+            {
+                "_id": apart_id(customer.id, "complaint", complaint_id),
+                "customer_id": customer.id,
+                "kind": "complaint",
+                "fact_id": complaint_id,
+                "at": at,
+            }
+        )
+    for survey_id, survey in customer.apart.surveys.items():
+        put.append(
+            {
+                "_id": apart_id(customer.id, "survey", survey_id),
+                "customer_id": customer.id,
+                "kind": "survey",
+                "fact_id": survey_id,
+                "at": survey.at,
+                "csat": survey.csat,
+                "nps": survey.nps,
+            }
+        )
+    gone = [apart_id(customer.id, kind, fact_id) for kind, fact_id in customer.apart.back]
+    return put, gone
+
+
 def to_document(
     customer: Customer, base_currency: str, cipher: FieldCipher, ring: KeyRing
 ) -> Document:
+    """The record as stored; what it holds in full is sorted, so the document depends on the
+    facts only (not on the batches that brought them)."""
     active = customer.active_orders()
+    earlier = customer.earlier
     times = [o.placed_at for o in active if o.placed_at is not None]
-    net = sum((o.net for o in active if o.currency == base_currency), Decimal(0))
+    net = sum((o.net for o in active if o.currency == base_currency), earlier.base_net)
+    firsts = [*times, *([earlier.first_order_at] if earlier.first_order_at else [])]
+    held = sorted(customer.orders.values(), key=_order_key)
     return {
         "_id": customer.id,
         "first_seen_at": customer.first_seen_at,
@@ -56,21 +175,15 @@ def to_document(
             "request_id": customer.erasure_request_id,
             "confirmations": customer.erasure_confirmations,
         },
-        "orders": [
-            {
-                "id": o.order_id,
-                "at": o.placed_at,
-                "amount": _money(o.amount),
-                "currency": o.currency,
-                "refunded": _money(o.refunded),
-                "cancelled": o.cancelled,
-            }
-            for o in customer.orders.values()
+        "orders": [_order(o) for o in held],
+        "complaints": [
+            {"id": k, "at": v} for k, v in sorted(customer.complaints.items(), key=_by_time)
         ],
-        "complaints": [{"id": k, "at": v} for k, v in customer.complaints.items()],
         "surveys": [
-            {"id": k, "at": s.at, "csat": s.csat, "nps": s.nps} for k, s in customer.surveys.items()
+            {"id": k, "at": s.at, "csat": s.csat, "nps": s.nps}
+            for k, s in sorted(customer.surveys.items(), key=lambda i: (i[1].at, i[0]))
         ],
+        "earlier": _earlier(earlier),
         "contacts": customer.contacts,
         "open_tickets": customer.open_tickets,
         "tickets_resolved": customer.tickets_resolved,
@@ -82,9 +195,9 @@ def to_document(
         "at_risk": bool(customer.churn_reasons),
         "next_review_at": customer.next_review_at,
         # Figures that do not depend on the clock, kept for queries and reports.
-        "order_count": len(active),
+        "order_count": len(active) + earlier.orders,
         "net_spent": _money(net),
-        "first_order_at": min(times, default=None),
+        "first_order_at": min(firsts, default=None),
         "last_order_at": max(times, default=None),
         "version": customer.version,
     }
@@ -103,23 +216,14 @@ def from_document(doc: Document, cipher: FieldCipher) -> Customer:
         erased_at=doc.get("erased_at"),
         erasure_request_id=doc.get("erasure", {}).get("request_id"),
         erasure_confirmations=dict(doc.get("erasure", {}).get("confirmations", {})),
-        orders={
-            o["id"]: Order(
-                o["id"],
-                o["at"],
-                _decimal(o["amount"]),
-                o["currency"],
-                _decimal(o["refunded"]),
-                o["cancelled"],
-            )
-            for o in doc.get("orders", [])
-        },
+        orders={o["id"]: _order_from(o) for o in doc.get("orders", [])},
         complaints={c["id"]: c["at"] for c in doc.get("complaints", [])},
         surveys={s["id"]: Survey(s["at"], s["csat"], s["nps"]) for s in doc.get("surveys", [])},
         contacts=doc.get("contacts", 0),
         open_tickets=list(doc.get("open_tickets", [])),
         tickets_resolved=doc.get("tickets_resolved", 0),
         loyalty_tier=doc.get("loyalty_tier"),
+        earlier=_earlier_from(doc.get("earlier")),
         stage=doc.get("stage"),
         grade=doc.get("grade"),
         churn_reasons=list(doc.get("churn_reasons", [])),
@@ -127,6 +231,14 @@ def from_document(doc: Document, cipher: FieldCipher) -> Customer:
         next_review_at=doc.get("next_review_at"),
         version=doc["version"],
     )
+
+
+def _order_key(order: Order) -> tuple[bool, datetime | None, str]:
+    return order.placed_at is not None, order.placed_at, order.order_id
+
+
+def _by_time(item: tuple[str, datetime]) -> tuple[datetime, str]:
+    return item[1], item[0]
 
 
 def timeline_document(entry: TimelineEntry) -> Document:
@@ -149,6 +261,7 @@ class MongoCustomerRepository:
     ) -> None:
         self.customers: AsyncCollection[Document] = database["customers"]
         self.timeline: AsyncCollection[Document] = database["timeline"]
+        self.apart: AsyncCollection[Document] = database[APART]
         self.uow = uow
         self.base_currency = base_currency
         self.keys = keys
@@ -167,17 +280,78 @@ class MongoCustomerRepository:
         await self.timeline.create_index(
             [("customer_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
         )
+        await self.apart.create_index(
+            [
+                ("customer_id", ASCENDING),
+                ("kind", ASCENDING),
+                ("active", ASCENDING),
+                ("at", ASCENDING),
+                ("fact_id", ASCENDING),
+            ]
+        )
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
+    async def load(
+        self, customer_ids: Sequence[str], references: Mapping[str, FactIds] | None = None
+    ) -> dict[str, Customer]:
         cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
         docs = [doc async for doc in cursor]
         # Stubs (orders only) hold no personal data: no key to read for them.
         sealed = [doc["_id"] for doc in docs if any(doc.get("pii", {}).get(f) for f in SEALED)]
         ciphers = await self.keys.ciphers(sealed)
-        return {doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs}
+        customers = {
+            doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs
+        }
+        if references:
+            await self._recall(customers, references)
+        return customers
+
+    async def _recall(
+        self, customers: dict[str, Customer], references: Mapping[str, FactIds]
+    ) -> None:
+        """Bring back the facts kept apart that the batch names (one query for the batch), and
+        for a customer whose orders may be cancelled, the first and the latest active orders kept
+        apart as many as there are cancellations (+1 first): enough that which orders are held,
+        and the first order, stay exact."""
+        wanted: list[str] = []
+        boundaries: dict[str, int] = {}
+        for customer_id, ids in references.items():
+            customer = customers.get(customer_id)
+            if customer is None or not customer.earlier.stored:
+                continue
+            wanted += [apart_id(customer_id, "order", i) for i in ids.orders]
+            wanted += [apart_id(customer_id, "complaint", i) for i in ids.complaints]
+            wanted += [apart_id(customer_id, "survey", i) for i in ids.surveys]
+            if ids.cancellations and customer.earlier.orders:
+                boundaries[customer_id] = ids.cancellations
+        if not wanted:
+            return
+        found: dict[str, list[Document]] = {}
+        async for doc in self.apart.find({"_id": {"$in": wanted}}):
+            found.setdefault(doc["customer_id"], []).append(doc)
+        for customer_id, cancellations in boundaries.items():
+            query = {"customer_id": customer_id, "kind": "order", "active": True}
+            for direction, limit in ((ASCENDING, cancellations + 1), (DESCENDING, cancellations)):
+                cursor = self.apart.find(
+                    query, sort=[("at", direction), ("fact_id", direction)], limit=limit
+                )
+                found.setdefault(customer_id, []).extend([doc async for doc in cursor])
+        for customer_id, found_docs in found.items():
+            customers[customer_id].recall(
+                self.base_currency,
+                orders=[_order_from(d["order"]) for d in found_docs if d["kind"] == "order"],
+                complaints=[
+                    (d["fact_id"], d["at"]) for d in found_docs if d["kind"] == "complaint"
+                ],
+                surveys=[
+                    (d["fact_id"], Survey(d["at"], d.get("csat"), d.get("nps")))
+                    for d in found_docs
+                    if d["kind"] == "survey"
+                ],
+                first_orders=customer_id in boundaries,
+            )
 
     async def get(self, customer_id: str) -> Customer | None:
         return (await self.load([customer_id])).get(customer_id)
@@ -221,15 +395,22 @@ class MongoCustomerRepository:
             )
             for c in customers
         ]
+        apart: list[ReplaceOne[Document] | DeleteOne] = []
+        for customer in customers:
+            put, gone = apart_documents(customer)
+            apart += [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in put]
+            apart += [DeleteOne({"_id": i}) for i in gone]
         async with self.uow.commit(applied, outbound) as session:
             await self.keys.destroy(erased, session=session)
             await save_versioned(self.customers, documents, session, what="customer")
+            if apart:
+                await self.apart.bulk_write(apart, ordered=False, session=session)
             if timeline:
                 await self.timeline.insert_many(
                     [timeline_document(e) for e in timeline], session=session
                 )
         for customer in customers:
-            customer.version += 1
+            customer.saved()
 
     # -- queries ------------------------------------------------------------------------------
     async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:

@@ -4,8 +4,16 @@ The record keeps facts (orders, refunds, complaints, surveys, contacts, tickets,
 everything else (value, RFM, grade, stage, churn risk) with the pure rules of `rules.py`, so a
 replay of the same facts gives the same record. `evaluate(now)` re-derives and reports what
 changed as domain events.
+
+A record holds the latest facts in full and keeps the rest apart (ADR 0007): the `orders_kept`
+latest active orders, the `complaints_kept` latest complaints, the `surveys_kept` latest surveys.
+The others are one document each, outside the record, and their exact totals (`Earlier`) are in
+it; an event that refers to one of them (a refund of an old order, a complaint announced again)
+has it `recall`ed first. Which facts are held is a function of the facts (the latest N), so a
+rebuild still equals the live record, and no customer's record can grow towards MongoDB's 16 MB.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -125,6 +133,85 @@ class Value:
 
 
 @dataclass
+class Earlier:
+    """The exact totals of the facts kept apart (all older than those the record holds)."""
+
+    orders: int = 0
+    """Active orders (placed, not cancelled) kept apart."""
+    base_orders: int = 0
+    base_net: Decimal = Decimal(0)
+    foreign: dict[str, Decimal] = field(default_factory=dict)
+    """Net spend per other currency, of `foreign_orders` orders."""
+    foreign_orders: dict[str, int] = field(default_factory=dict)
+    first_order_at: datetime | None = None
+    """The earliest placing time among the active orders kept apart."""
+    complaints: int = 0
+    surveys: int = 0
+    nps_answers: int = 0
+    promoters: int = 0
+    detractors: int = 0
+    csat_answers: int = 0
+    csat_total: int = 0
+    stored: int = 0
+    """Documents kept apart, of any kind and state: none means there is nothing to recall."""
+
+    def count_order(self, order: "Order", base_currency: str, sign: int) -> None:
+        """Add (`sign` +1) or take out (-1) an order's share of the totals."""
+        if not order.active:
+            return
+        self.orders += sign
+        if order.currency == base_currency:
+            self.base_orders += sign
+            self.base_net += sign * order.net
+        elif order.currency is not None:
+            count = self.foreign_orders.get(order.currency, 0) + sign
+            net = self.foreign.get(order.currency, Decimal(0)) + sign * order.net
+            if count:
+                self.foreign_orders[order.currency], self.foreign[order.currency] = count, net
+            else:
+                self.foreign_orders.pop(order.currency, None)
+                self.foreign.pop(order.currency, None)
+
+    def count_survey(self, survey: "Survey", sign: int) -> None:
+        self.surveys += sign
+        if survey.nps is not None:
+            self.nps_answers += sign
+            self.promoters += sign * (survey.nps >= 9)
+            self.detractors += sign * (survey.nps <= 6)
+        if survey.csat is not None:
+            self.csat_answers += sign
+            self.csat_total += sign * survey.csat
+
+
+@dataclass(frozen=True)
+class FactIds:
+    """The facts kept apart that a batch of events refers to (by id), for `recall`."""
+
+    orders: frozenset[str] = frozenset()
+    complaints: frozenset[str] = frozenset()
+    surveys: frozenset[str] = frozenset()
+    cancellations: int = 0
+    """Cancellations in the batch: so many held orders may leave, and as many kept apart come
+    back; and the first order kept apart may be one of them."""
+
+
+@dataclass
+class Apart:
+    """This batch's traffic with the facts kept apart: what was recalled, what to write."""
+
+    orders: dict[str, "Order"] = field(default_factory=dict)
+    """Orders to write apart (new there, or recalled and maybe changed)."""
+    complaints: dict[str, datetime] = field(default_factory=dict)
+    surveys: dict[str, "Survey"] = field(default_factory=dict)
+    back: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, id) kept apart until now and held by the record again: to delete there."""
+    recalled: set[tuple[str, str]] = field(default_factory=set)
+    first_recalled: bool = False
+    """The earliest active orders kept apart were recalled: `Earlier.first_order_at` is
+    recomputed from those that go apart again."""
+
+
+@dataclass
 class Customer:
     id: str
     first_seen_at: datetime
@@ -145,6 +232,8 @@ class Customer:
     open_tickets: list[str] = field(default_factory=list)
     tickets_resolved: int = 0
     loyalty_tier: str | None = None
+    earlier: Earlier = field(default_factory=Earlier)
+    apart: Apart = field(default_factory=Apart, repr=False)
     # derived, kept for queries and change detection
     stage: Stage | None = None
     grade: Grade | None = None
@@ -279,44 +368,62 @@ class Customer:
         self.loyalty_tier = tier
 
     # -- derived ------------------------------------------------------------------------------
+    @property
+    def complaint_count(self) -> int:
+        return len(self.complaints) + self.earlier.complaints
+
     def active_orders(self) -> list[Order]:
+        """The active orders the record holds (see `value` for every order's totals)."""
         return [o for o in self.orders.values() if o.active]
 
     def value(self, now: datetime, rules: ArchiveRules) -> Value:
+        earlier = self.earlier
         active = self.active_orders()
         base = [o for o in active if o.currency == rules.base_currency]
-        net = sum((o.net for o in base), Decimal(0))
-        foreign: dict[str, Decimal] = {}
+        net = sum((o.net for o in base), earlier.base_net)
+        foreign: dict[str, Decimal] = dict(earlier.foreign)
         for o in active:
             if o.currency != rules.base_currency and o.currency is not None:
                 foreign[o.currency] = foreign.get(o.currency, Decimal(0)) + o.net
         times = [o.placed_at for o in active if o.placed_at is not None]
+        firsts = [*times, *([earlier.first_order_at] if earlier.first_order_at else [])]
+        base_count = len(base) + earlier.base_orders
         facts = [OrderFact(o.placed_at, o.net) for o in base if o.placed_at is not None]
-        answered = sorted(self.surveys.values(), key=lambda s: s.at)
+        answered = list(self.surveys.values())
+        nps_scores = [s.nps for s in answered if s.nps is not None]
+        csat_scores = [s.csat for s in answered if s.csat is not None]
         return Value(
-            order_count=len(active),
+            order_count=len(active) + earlier.orders,
             net_spent=net,
             foreign_spent=foreign,
-            first_order_at=min(times, default=None),
+            first_order_at=min(firsts, default=None),
             last_order_at=max(times, default=None),
             average_order_value=(
-                (net / len(base)).quantize(CENT, rounding=ROUND_HALF_UP) if base else None
+                (net / base_count).quantize(CENT, rounding=ROUND_HALF_UP) if base_count else None
             ),
             rfm=rfm(facts, now, rules),
-            nps=nps([s.nps for s in answered if s.nps is not None]),
-            csat=csat([s.csat for s in answered if s.csat is not None]),
-            surveys=len(answered),
+            nps=nps(
+                nps_scores,
+                earlier=(earlier.nps_answers, earlier.promoters, earlier.detractors),
+            ),
+            csat=csat(csat_scores, earlier=(earlier.csat_answers, earlier.csat_total)),
+            surveys=len(answered) + earlier.surveys,
         )
 
     def evaluate(self, now: datetime, rules: ArchiveRules) -> list[DomainEvent]:
-        """Re-derive grade, stage and churn risk as of `now`; return (and clear) what changed."""
+        """Re-derive grade, stage and churn risk as of `now`; return (and clear) what changed.
+        First the record keeps apart what it no longer holds in full (`compact`)."""
+        self.compact(rules)
         value = self.value(now, rules)
         times = [o.placed_at for o in self.active_orders() if o.placed_at is not None]
         new_grade = grade(value.order_count, value.rfm, rules)
         if new_grade != self.grade:
             self.pending.append(GradeChanged(new_grade, self.grade))
             self.grade = new_grade
-        new_stage = stage(times, now, rules)
+        earlier_first = self.earlier.first_order_at if self.earlier.orders else None
+        new_stage = stage(
+            times, now, rules, earlier=self.earlier.orders, earlier_first=earlier_first
+        )
         if new_stage != self.stage:
             self.pending.append(StageChanged(new_stage, self.stage))
             self.stage = new_stage
@@ -338,9 +445,113 @@ class Customer:
             self.pending.append(ChurnRiskCleared(cleared_by))
         self.churn_reasons = sorted(reasons)
         self.churn_risk_since = min(reasons.values()) if reasons else None
-        self.next_review_at = next_review(times, list(self.complaints.values()), now, rules)
+        self.next_review_at = next_review(
+            times, list(self.complaints.values()), now, rules, earlier_first=earlier_first
+        )
         events, self.pending = self.pending, []
         return events
+
+    # -- what the record holds in full, and what it keeps apart ------------------------------
+    def recall(
+        self,
+        base_currency: str,
+        *,
+        orders: Iterable[Order] = (),
+        complaints: Iterable[tuple[str, datetime]] = (),
+        surveys: Iterable[tuple[str, Survey]] = (),
+        first_orders: bool = False,
+    ) -> None:
+        """Take back facts kept apart (as stored) before a batch refers to them: they are held
+        again until `compact`, their totals leave `earlier`. `first_orders`: the earliest active
+        orders kept apart are among them (loaded because orders may be cancelled)."""
+        for order in orders:
+            if order.order_id in self.orders:
+                continue
+            self.orders[order.order_id] = order
+            self.earlier.count_order(order, base_currency, -1)
+            self.apart.recalled.add(("order", order.order_id))
+        for complaint_id, at in complaints:
+            if complaint_id not in self.complaints:
+                self.complaints[complaint_id] = at
+                self.earlier.complaints -= 1
+                self.apart.recalled.add(("complaint", complaint_id))
+        for survey_id, survey in surveys:
+            if survey_id not in self.surveys:
+                self.surveys[survey_id] = survey
+                self.earlier.count_survey(survey, -1)
+                self.apart.recalled.add(("survey", survey_id))
+        self.apart.first_recalled = self.apart.first_recalled or first_orders
+
+    def compact(self, rules: ArchiveRules) -> None:
+        """Hold the latest facts in full, keep the others apart (with their totals in
+        `earlier`): the `orders_kept` latest active orders (an inactive order — refunded before
+        it was placed, or cancelled — is only kept apart), the `complaints_kept` latest
+        complaints, the `surveys_kept` latest surveys, the `open_tickets_kept` latest open
+        tickets."""
+        apart, earlier = self.apart, self.earlier
+        ranked = sorted(
+            (o for o in self.orders.values() if o.active),
+            key=lambda o: (o.placed_at, o.order_id),
+            reverse=True,
+        )
+        held = {o.order_id for o in ranked[: rules.orders_kept]}
+        recalled_first = apart.first_recalled
+        if recalled_first:
+            earlier.first_order_at = None
+            apart.first_recalled = False
+        for order_id, order in list(self.orders.items()):
+            if order_id in held:
+                self._held("order", order_id)
+                continue
+            del self.orders[order_id]
+            self._kept_apart("order", order_id)
+            apart.orders[order_id] = order
+            earlier.count_order(order, rules.base_currency, +1)
+            if order.active and order.placed_at is not None:
+                first = earlier.first_order_at
+                earlier.first_order_at = (
+                    order.placed_at if first is None else min(first, order.placed_at)
+                )
+        if not earlier.orders:
+            earlier.first_order_at = None
+        recalled = {kind for kind, _ in apart.recalled}
+        if len(self.complaints) > rules.complaints_kept or "complaint" in recalled:
+            latest = sorted(self.complaints.items(), key=lambda c: (c[1], c[0]), reverse=True)
+            for complaint_id, at in latest[rules.complaints_kept :]:
+                del self.complaints[complaint_id]
+                self._kept_apart("complaint", complaint_id)
+                apart.complaints[complaint_id] = at
+                earlier.complaints += 1
+            for complaint_id, _ in latest[: rules.complaints_kept]:
+                self._held("complaint", complaint_id)
+        if len(self.surveys) > rules.surveys_kept or "survey" in recalled:
+            answered = sorted(self.surveys.items(), key=lambda s: (s[1].at, s[0]), reverse=True)
+            for survey_id, survey in answered[rules.surveys_kept :]:
+                del self.surveys[survey_id]
+                self._kept_apart("survey", survey_id)
+                apart.surveys[survey_id] = survey
+                earlier.count_survey(survey, +1)
+            for survey_id, _ in answered[: rules.surveys_kept]:
+                self._held("survey", survey_id)
+        if len(self.open_tickets) > rules.open_tickets_kept:
+            del self.open_tickets[: len(self.open_tickets) - rules.open_tickets_kept]
+
+    def _kept_apart(self, kind: str, fact_id: str) -> None:
+        if (kind, fact_id) in self.apart.recalled:
+            self.apart.recalled.discard((kind, fact_id))  # stored there already
+        else:
+            self.earlier.stored += 1
+
+    def _held(self, kind: str, fact_id: str) -> None:
+        if (kind, fact_id) in self.apart.recalled:  # held again: no longer apart
+            self.apart.recalled.discard((kind, fact_id))
+            self.apart.back.append((kind, fact_id))
+            self.earlier.stored -= 1
+
+    def saved(self) -> None:
+        """The repository stored the record and what it keeps apart."""
+        self.version += 1
+        self.apart = Apart()
 
     @staticmethod
     def first_sighting(customer_id: str, at: datetime, cause: str) -> "Customer":

@@ -45,6 +45,15 @@ class ArchiveRules:
     low_csat: int = 2
     interval_factor: int = 2
     min_orders_for_interval: int = 3
+    # How much of a customer's life the record holds in full (the rest is kept apart, as totals in
+    # the record and one document per fact): a record never nears MongoDB's 16 MB limit.
+    orders_kept: int = 2000
+    """The latest active orders held in full; rolling windows and the purchase interval read
+    these, totals (count, spend, first order) count every order."""
+    complaints_kept: int = 1000
+    surveys_kept: int = 1000
+    open_tickets_kept: int = 1000
+    """The open tickets listed (the latest opened)."""
 
 
 @dataclass(frozen=True)
@@ -110,14 +119,25 @@ def grade(order_count: int, score: Rfm, rules: ArchiveRules) -> Grade:
     return "ordinary"
 
 
-def stage(order_times: list[datetime], now: datetime, rules: ArchiveRules) -> Stage:
-    """First match wins: potential, churned, one_time, new, at_risk, loyal, active."""
-    if not order_times:
+def stage(
+    order_times: list[datetime],
+    now: datetime,
+    rules: ArchiveRules,
+    *,
+    earlier: int = 0,
+    earlier_first: datetime | None = None,
+) -> Stage:
+    """First match wins: potential, churned, one_time, new, at_risk, loyal, active.
+
+    `order_times`: the active orders held in full; `earlier` more active orders, all placed
+    before them, the first at `earlier_first` (the orders kept apart)."""
+    times = [*order_times, *([earlier_first] if earlier and earlier_first else [])]
+    if not times:
         return "potential"
-    first, last = min(order_times), max(order_times)
+    first, last = min(times), max(times)
     if now - last > timedelta(days=rules.churned_days):
         return "churned"
-    if len(order_times) == 1 and now - first > timedelta(days=rules.new_days):
+    if len(order_times) + earlier == 1 and now - first > timedelta(days=rules.new_days):
         return "one_time"
     if now - first <= timedelta(days=rules.new_days):
         return "new"
@@ -186,11 +206,17 @@ def next_review(
     complaint_times: list[datetime],
     now: datetime,
     rules: ArchiveRules,
+    *,
+    earlier_first: datetime | None = None,
 ) -> datetime | None:
-    """The earliest moment after `now` when a time-based rule could give another answer."""
+    """The earliest moment after `now` when a time-based rule could give another answer.
+    (`earlier_first`: the first of the active orders kept apart, all before `order_times`.)"""
     candidates: list[datetime] = []
     if order_times:
-        first, last = min(order_times), max(order_times)
+        first, last = (
+            min([*order_times, *([earlier_first] if earlier_first else [])]),
+            max(order_times),
+        )
         candidates.append(first + timedelta(days=rules.new_days, microseconds=1))
         candidates.append(last + timedelta(days=rules.at_risk_days, microseconds=1))
         candidates.append(last + timedelta(days=rules.churned_days, microseconds=1))
@@ -205,20 +231,26 @@ def next_review(
     return min(future) if future else None
 
 
-def nps(scores: list[int]) -> int | None:
-    """Net Promoter Score (推荐值): % promoters (9-10) minus % detractors (0-6), -100..100."""
-    if not scores:
+def nps(scores: list[int], *, earlier: tuple[int, int, int] = (0, 0, 0)) -> int | None:
+    """Net Promoter Score (推荐值): % promoters (9-10) minus % detractors (0-6), -100..100.
+    `earlier`: (answers, promoters, detractors) of the answers kept apart."""
+    answers, promoters, detractors = earlier
+    answers += len(scores)
+    if not answers:
         return None
-    promoters = sum(1 for s in scores if s >= 9)
-    detractors = sum(1 for s in scores if s <= 6)
-    return round(100 * (promoters - detractors) / len(scores))
+    promoters += sum(1 for s in scores if s >= 9)
+    detractors += sum(1 for s in scores if s <= 6)
+    return round(100 * (promoters - detractors) / answers)
 
 
-def csat(scores: list[int]) -> Decimal | None:
-    """Average satisfaction (满意度), 1-5, two decimals."""
-    if not scores:
+def csat(scores: list[int], *, earlier: tuple[int, int] = (0, 0)) -> Decimal | None:
+    """Average satisfaction (满意度), 1-5, two decimals. `earlier`: (answers, their sum) of the
+    answers kept apart."""
+    answers, total = earlier
+    answers += len(scores)
+    if not answers:
         return None
-    return (Decimal(sum(scores)) / len(scores)).quantize(Decimal("0.01"))
+    return (Decimal(total + sum(scores)) / answers).quantize(Decimal("0.01"))
 
 
 DEFAULT_RULES = ArchiveRules()

@@ -173,7 +173,7 @@ def view(
             since=customer.churn_risk_since,
         ),
         contacts=customer.contacts,
-        complaints=len(customer.complaints),
+        complaints=customer.complaint_count,
         open_tickets=customer.open_tickets,
         tickets_resolved=customer.tickets_resolved,
         loyalty_tier=customer.loyalty_tier,
