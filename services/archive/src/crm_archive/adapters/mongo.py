@@ -1,6 +1,6 @@
 """Customers and timeline in MongoDB (`crm_archive`), saved with the batch's inbox and outbox."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,9 @@ from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyR
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
+
+PAGE = 500
+"""Documents per round trip when a query streams a customer's history."""
 
 
 def _money(value: Decimal) -> Decimal128:
@@ -445,6 +448,30 @@ class MongoCustomerRepository:
             query, sort=[("at", direction), ("_id", direction)], limit=limit
         )
         return [doc async for doc in cursor]
+
+    async def timeline_entries(self, customer_id: str) -> AsyncIterator[Document]:
+        """Every timeline entry of a customer, oldest first, read page by page."""
+        cursor = self.timeline.find(
+            {"customer_id": customer_id},
+            sort=[("at", ASCENDING), ("_id", ASCENDING)],
+            batch_size=PAGE,
+        )
+        async for doc in cursor:
+            yield doc
+
+    async def orders(self, customer: Customer) -> AsyncIterator[Order]:
+        """Every order of a customer: those kept apart (oldest first, page by page), then those
+        the record holds."""
+        if customer.earlier.stored:
+            cursor = self.apart.find(
+                {"customer_id": customer.id, "kind": "order"},
+                sort=[("at", ASCENDING), ("fact_id", ASCENDING)],
+                batch_size=PAGE,
+            )
+            async for doc in cursor:
+                yield _order_from(doc["order"])
+        for order in sorted(customer.orders.values(), key=_order_key):
+            yield order
 
     async def grade_stage_counts(self) -> dict[tuple[str, str], int]:
         """Customers by (grade, stage); "none" where not computed yet."""

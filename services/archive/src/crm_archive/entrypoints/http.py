@@ -1,11 +1,12 @@
 """The archive's query API (port 8081): what an agent looks at first."""
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_archive.adapters.mongo import MongoCustomerRepository
@@ -24,6 +25,7 @@ from crm_runtime.paging import (
     encode_cursor,
     id_cursor,
 )
+from crm_runtime.streaming import streamed_json
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -372,20 +374,31 @@ def customers_router(
 
     @router.get(
         "/customers/{customer_id}/export",
-        summary="Everything held about the customer, as JSON (data portability).",
+        summary="Everything held about the customer, as JSON (data portability), streamed.",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "`{customer, orders, timeline}`: every order and every timeline "
+                "entry, sent in chunks as they are read (any size, in bounded memory).",
+                "content": {"application/json": {}},
+            },
+            404: {"description": "No such customer."},
+        },
     )
     async def export(
         customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
-    ) -> dict[str, Any]:
+    ) -> StreamingResponse:
         customer = await load(customer_id)
         await audit.record(principal, "GET /customers/{customer_id}/export", [customer.id])
-        timeline = await repository.timeline_page(customer_id, None, 1_000_000, False)
-        return {
+        head = {
             "customer": view(customer, clock(), rules, await duplicate_of(customer)).model_dump(
                 mode="json"
-            ),
-            "orders": [
-                {
+            )
+        }
+
+        async def orders() -> AsyncIterator[dict[str, Any]]:
+            async for o in repository.orders(customer):
+                yield {
                     "order_id": o.order_id,
                     "placed_at": o.placed_at,
                     "amount": format(o.amount, "f"),
@@ -393,14 +406,13 @@ def customers_router(
                     "refunded": format(o.refunded, "f"),
                     "cancelled": o.cancelled,
                 }
-                for o in customer.orders.values()
-            ],
-            "timeline": [
-                TimelineView(
+
+        async def timeline() -> AsyncIterator[dict[str, Any]]:
+            async for d in repository.timeline_entries(customer.id):
+                yield TimelineView(
                     event_id=d["_id"], at=d["at"], type=d["type"], data=d["data"]
                 ).model_dump(mode="json")
-                for d in timeline
-            ],
-        }
+
+        return streamed_json(head, {"orders": orders(), "timeline": timeline()})
 
     return router
