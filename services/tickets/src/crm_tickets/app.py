@@ -35,5 +35,14 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
         runtime,
         title="CRM tickets",
         description="Complaint handling (投诉管理): tickets, SLA clocks, escalation, satisfaction.",
-        routers=[tickets_router(repository, runtime.auth, runtime.audit, rules, clock)],
+        routers=[
+            tickets_router(
+                repository,
+                runtime.auth,
+                runtime.audit,
+                rules,
+                clock,
+                report_max_days=settings.report_max_days,
+            )
+        ],
     )

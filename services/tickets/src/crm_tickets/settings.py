@@ -42,6 +42,9 @@ class TicketsSettings(ServiceSettings):
     low_csat: int = Field(default=2, ge=1, le=5)
     sla_interval_s: float = Field(default=60.0, gt=0, description="SLA and auto-close sweep.")
     assignment_interval_s: float = Field(default=60.0, gt=0, description="Backlog assignment.")
+    report_max_days: int = Field(
+        default=366, ge=1, le=3660, description="The longest range a report covers; then a 422."
+    )
 
     @field_validator("time_zone")
     @classmethod

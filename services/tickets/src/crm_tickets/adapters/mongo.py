@@ -19,6 +19,7 @@ from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.sweeps import Clock
 from crm_runtime.uow import UnitOfWork
+from crm_tickets import queries
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Change, Comment, SlaState, Survey, Ticket
 from crm_tickets.handlers import Agent, PendingSurvey
@@ -384,17 +385,15 @@ class MongoTicketRepository:
         )
         return [doc async for doc in cursor]
 
-    async def in_period(self, since: datetime, until: datetime) -> list[Document]:
-        cursor = self.tickets.find(
-            {"opened_at": {"$gte": since, "$lt": until}},
-            {
-                "priority": 1,
-                "category": 1,
-                "root_causes": 1,
-                "breached": 1,
-                "first_response_s": 1,
-                "resolution_s": 1,
-                "status": 1,
-            },
-        )
-        return [doc async for doc in cursor]
+    async def sla_groups(self, since: datetime, until: datetime) -> list[Document]:
+        """The SLA figures of the tickets opened in [since, until), grouped in the database."""
+        cursor = await self.tickets.aggregate(queries.sla_pipeline(since, until))
+        return [row async for row in cursor]
+
+    async def root_cause_groups(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[Document], int]:
+        """Tickets by category and root cause, grouped in the database, and how many there are."""
+        cursor = await self.tickets.aggregate(queries.root_cause_pipeline(since, until))
+        rows = [row async for row in cursor]
+        return rows, await self.tickets.count_documents(queries.opened_between(since, until))

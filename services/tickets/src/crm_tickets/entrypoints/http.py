@@ -1,5 +1,6 @@
 """The tickets API (port 8082): intake, the status machine, agents, SLA and root-cause reports."""
 
+import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -12,8 +13,9 @@ from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.errors import retry_on_conflict
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
+from crm_tickets import queries
 from crm_tickets.adapters.mongo import MongoTicketRepository
-from crm_tickets.domain.rules import PRIORITIES, Priority, TicketRules
+from crm_tickets.domain.rules import Priority, TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError, Status, Ticket, TicketEvent
 from crm_tickets.handlers import Agent, Assigner, derived_ticket_id, to_messages
 
@@ -134,6 +136,8 @@ def tickets_router(
     audit: PiiAudit,
     rules: TicketRules,
     clock: Callable[[], datetime],
+    *,
+    report_max_days: int = 366,
 ) -> APIRouter:
     router = APIRouter()
     reader = auth.require("agent", "supervisor", "ops")
@@ -403,50 +407,35 @@ def tickets_router(
         start = since or end - timedelta(days=30)
         if start >= end:
             raise HTTPException(422, "`since` must be before `until`")
+        if end - start > timedelta(days=report_max_days):
+            days = math.ceil((end - start) / timedelta(days=1))
+            raise HTTPException(
+                422,
+                f"the range from {start.isoformat()} to {end.isoformat()} is {days} days; a "
+                f"report covers at most {report_max_days} days: ask for several shorter ranges",
+            )
         return start, end
 
-    @router.get("/reports/sla", tags=["reports"], summary="Breach rate and mean times.")
+    @router.get(
+        "/reports/sla",
+        tags=["reports"],
+        summary="Breach rate and mean times.",
+        responses={422: {"description": "`since` not before `until`, or a range over the cap."}},
+    )
     async def sla_report(
         principal: Annotated[Principal, Depends(reporter)],
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
         start, end = period(since, until)
-        docs = await repository.in_period(start, end)
-
-        def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-            firsts = [r["first_response_s"] for r in rows if r.get("first_response_s") is not None]
-            resolutions = [r["resolution_s"] for r in rows if r.get("resolution_s") is not None]
-            return {
-                "tickets": len(rows),
-                "breached": sum(1 for r in rows if r.get("breached")),
-                "breach_rate": round(sum(1 for r in rows if r.get("breached")) / len(rows), 4)
-                if rows
-                else None,
-                "mean_first_response_s": round(sum(firsts) / len(firsts)) if firsts else None,
-                "mean_resolution_s": round(sum(resolutions) / len(resolutions))
-                if resolutions
-                else None,
-            }
-
-        return {
-            "since": start,
-            "until": end,
-            "times_are": "business seconds",
-            "all": summary(docs),
-            "by_priority": {
-                p: summary([d for d in docs if d["priority"] == p])
-                for p in PRIORITIES
-                if any(d["priority"] == p for d in docs)
-            },
-            "by_category": {
-                c: summary([d for d in docs if d["category"] == c])
-                for c in sorted({d["category"] for d in docs})
-            },
-        }
+        report = queries.sla_report(await repository.sla_groups(start, end))
+        return {"since": start, "until": end, "times_are": "business seconds", **report}
 
     @router.get(
-        "/reports/root-causes", tags=["reports"], summary="Complaints by category and root cause."
+        "/reports/root-causes",
+        tags=["reports"],
+        summary="Complaints by category and root cause.",
+        responses={422: {"description": "`since` not before `until`, or a range over the cap."}},
     )
     async def root_causes(
         principal: Annotated[Principal, Depends(reporter)],
@@ -454,23 +443,7 @@ def tickets_router(
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
         start, end = period(since, until)
-        docs = await repository.in_period(start, end)
-        table: dict[str, dict[str, int]] = {}
-        for d in docs:
-            causes = d.get("root_causes") or ["(unresolved)"]
-            for cause in causes:
-                row = table.setdefault(d["category"], {})
-                row[cause] = row.get(cause, 0) + 1
-        top = sorted(
-            ((n, cat, cause) for cat, row in table.items() for cause, n in row.items()),
-            reverse=True,
-        )[:10]
-        return {
-            "since": start,
-            "until": end,
-            "tickets": len(docs),
-            "by_category": {c: dict(sorted(r.items())) for c, r in sorted(table.items())},
-            "top": [{"category": c, "root_cause": k, "tickets": n} for n, c, k in top],
-        }
+        rows, tickets = await repository.root_cause_groups(start, end)
+        return {"since": start, "until": end, **queries.root_cause_report(rows, tickets)}
 
     return router
