@@ -42,6 +42,12 @@ class TicketsSettings(ServiceSettings):
     low_csat: int = Field(default=2, ge=1, le=5)
     sla_interval_s: float = Field(default=60.0, gt=0, description="SLA and auto-close sweep.")
     assignment_interval_s: float = Field(default=60.0, gt=0, description="Backlog assignment.")
+    max_comments: int = Field(
+        default=200, ge=1, le=300, description="Comments a ticket holds; then a 409."
+    )
+    max_history: int = Field(
+        default=1000, ge=10, le=2000, description="History lines a ticket holds; then a 409."
+    )
     report_max_days: int = Field(
         default=366, ge=1, le=3660, description="The longest range a report covers; then a 422."
     )
@@ -72,4 +78,6 @@ class TicketsSettings(ServiceSettings):
             auto_close_days=self.auto_close_days,
             reopen_days=self.reopen_days,
             low_csat=self.low_csat,
+            max_comments=self.max_comments,
+            max_history=self.max_history,
         )

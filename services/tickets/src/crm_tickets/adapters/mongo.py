@@ -97,6 +97,7 @@ def to_document(ticket: Ticket, now: datetime, rules: TicketRules, cipher: Field
             else None
         ),
         "flagged_for_review": ticket.flagged_for_review,
+        "history_omitted": ticket.history_omitted,
         # Figures for reports (business seconds), and when the sweep should look again.
         "first_response_s": (
             ticket.elapsed("first_response", now, rules) if ticket.first_response_at else None
@@ -154,6 +155,7 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
         if survey
         else None,
         flagged_for_review=doc.get("flagged_for_review", False),
+        history_omitted=doc.get("history_omitted", 0),
         version=doc["version"],
     )
 

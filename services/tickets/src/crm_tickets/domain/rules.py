@@ -48,6 +48,14 @@ class TicketRules:
     auto_close_days: int = 7
     reopen_days: int = 7
     low_csat: int = 2
+    max_comments: int = 200
+    """Comments a ticket holds (a resolution's summary is one); then people get a 409. With the
+    largest texts (10,000 characters, ~30 kB sealed) 200 are ~6 MB of the 16 MB a document may
+    hold."""
+    max_history: int = 1000
+    """History lines a ticket holds: people's actions beyond it get a 409; a change from the
+    system or an event (SLA, auto-close, a survey) still applies, its line is omitted and
+    counted (`history_omitted`)."""
 
     def priority(self, severity: str, grade: str | None) -> Priority:
         """Severity sets the base (critical P1 … low P4); a VIP's ticket is one level higher."""

@@ -31,6 +31,10 @@ class InvalidTransitionError(Exception):
     """A change the status machine does not allow (HTTP 409)."""
 
 
+class TicketFullError(InvalidTransitionError):
+    """The ticket holds as many comments, or history lines, as a ticket may (HTTP 409)."""
+
+
 # -- what happened (mapped to `tickets.v1` by the handlers) ----------------------------------
 @dataclass(frozen=True)
 class Opened:
@@ -166,6 +170,8 @@ class Ticket:
     escalated: bool = False
     survey: Survey | None = None
     flagged_for_review: bool = False
+    history_omitted: int = 0
+    """Lines of system changes not written because the history was full."""
     version: int = 0
 
     @staticmethod
@@ -213,6 +219,28 @@ class Ticket:
             queue=ticket.queue,
         )
         return ticket, [Opened()]
+
+    # -- limits: a ticket's document stays far below MongoDB's 16 MB ----------------------------
+    def ensure_room(self, rules: TicketRules, *, comment: bool = False) -> None:
+        """Before a person's action: refuse it when the history (or, for an action that adds a
+        comment, the comments) is full. The system's own changes are never refused."""
+        if comment and len(self.comments) >= rules.max_comments:
+            raise TicketFullError(
+                f"ticket {self.ticket_id} has {len(self.comments)} comments, the most a ticket "
+                "holds; open a new ticket to go on"
+            )
+        if len(self.history) >= rules.max_history:
+            raise TicketFullError(
+                f"ticket {self.ticket_id}'s history is full ({len(self.history)} changes, the "
+                "most a ticket holds); open a new ticket to go on"
+            )
+
+    def _cap_history(self, rules: TicketRules) -> None:
+        """Lines of system changes beyond the limit are omitted, and counted."""
+        extra = len(self.history) - rules.max_history
+        if extra > 0:
+            del self.history[rules.max_history :]
+            self.history_omitted += extra
 
     # -- the status machine -------------------------------------------------------------------
     def assign(self, assignee: str, actor: str, at: datetime, *, manual: bool) -> list[TicketEvent]:
@@ -297,6 +325,7 @@ class Ticket:
         flagged = csat is not None and csat <= rules.low_csat
         self.flagged_for_review = self.flagged_for_review or flagged
         self._log(at, "customer", "survey", survey_id=survey_id, csat=csat, nps=nps)
+        self._cap_history(rules)
         return [CsatRecorded(survey_id, csat, nps, flagged)]
 
     # -- time ---------------------------------------------------------------------------------
@@ -319,6 +348,11 @@ class Ticket:
 
     def review(self, now: datetime, rules: TicketRules) -> list[TicketEvent]:
         """The sweep: warnings at the warning share, breaches (with escalation), auto-close."""
+        events = self._review(now, rules)
+        self._cap_history(rules)
+        return events
+
+    def _review(self, now: datetime, rules: TicketRules) -> list[TicketEvent]:
         events: list[TicketEvent] = []
         if self.status == "resolved" and self.resolved_at is not None:
             if now - self.resolved_at >= timedelta(days=rules.auto_close_days):

@@ -119,6 +119,7 @@ def ticket_view(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, 
             else None
         ),
         "flagged_for_review": ticket.flagged_for_review,
+        "history_omitted": ticket.history_omitted,
         "comments": [
             {"id": c.comment_id, "at": c.at, "author": c.author, "text": c.text, "public": c.public}
             for c in ticket.comments
@@ -157,13 +158,17 @@ def tickets_router(
         route: str,
         ticket_id: str,
         action: Callable[[Ticket, datetime], list[TicketEvent]],
+        *,
+        comments: bool = False,
     ) -> dict[str, Any]:
-        """Apply an agent's action; the answer shows the ticket's texts, so it is audited."""
+        """Apply an agent's action (`comments`: one that adds a comment) if the ticket has room
+        for it; the answer shows the ticket's texts, so it is audited."""
 
         async def attempt() -> dict[str, Any]:
             ticket = await load(ticket_id)
             now = clock()
             try:
+                ticket.ensure_room(rules, comment=comments)
                 changes = action(ticket, now)
             except InvalidTransitionError as exc:
                 raise HTTPException(409, str(exc)) from exc
@@ -301,6 +306,7 @@ def tickets_router(
             lambda t, now: t.comment(
                 comment_id, principal.token_id, request.text, now, public=request.public
             ),
+            comments=True,
         )
 
     @router.post("/tickets/{ticket_id}/status", tags=["tickets"], summary="Move the ticket on.")
@@ -327,6 +333,7 @@ def tickets_router(
             "POST /tickets/{ticket_id}/resolve",
             ticket_id,
             lambda t, now: t.resolve(request.root_causes, principal.token_id, now, request.summary),
+            comments=bool(request.summary),
         )
 
     @router.post("/tickets/{ticket_id}/reopen", tags=["tickets"], summary="Within the window.")
