@@ -7,7 +7,7 @@ can never be written twice. Both are written in one transaction with the inbox a
 """
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
+from crm_loyalty import queries
 from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
@@ -330,29 +331,7 @@ class MongoAccountRepository:
         ]
 
     async def liability(self, now: datetime) -> Document:
-        """Outstanding points by expiry month, and the recorded debt."""
-        by_month: dict[str, int] = {}
-        accounts = debt = 0
-        expiring_30d = 0
-        horizon = now + timedelta(days=30)
-        cursor = self.accounts.find(
-            {"$or": [{"balance": {"$ne": 0}}, {"debt": {"$gt": 0}}]},
-            {"lots": 1, "debt": 1},
-        )
-        async for doc in cursor:
-            accounts += 1
-            debt += int(doc.get("debt", 0))
-            for lot in doc.get("lots", []):
-                if lot["remaining"] > 0:
-                    by_month[lot["expiry_month"]] = by_month.get(lot["expiry_month"], 0) + int(
-                        lot["remaining"]
-                    )
-                    if lot["expires_at"] <= horizon:
-                        expiring_30d += int(lot["remaining"])
-        return {
-            "accounts": accounts,
-            "outstanding_points": sum(by_month.values()),
-            "debt_points": debt,
-            "expiring_within_30_days": expiring_30d,
-            "by_expiry_month": dict(sorted(by_month.items())),
-        }
+        """Outstanding points by expiry month, and the recorded debt: grouped in the database."""
+        accounts = [row async for row in await self.accounts.aggregate(queries.accounts_pipeline())]
+        months = [row async for row in await self.accounts.aggregate(queries.lots_pipeline(now))]
+        return queries.liability_report(accounts, months)
