@@ -326,3 +326,37 @@ def _order(event_id: str) -> dict[str, Any]:
         "time": "2026-01-01T00:00:00Z",
         "data": {"order_id": f"o-{event_id}", "amount": "1.00", "currency": "CNY"},
     }
+
+
+# -- sweeps run when woken ---------------------------------------------------------------------
+class _FreeLeases:
+    async def acquire(self, name: str, ttl_s: float, now: Any = None) -> bool:
+        return True
+
+    async def release(self, name: str) -> None:
+        return None
+
+
+async def test_a_woken_sweep_runs_at_once_not_at_its_next_interval() -> None:
+    """Notify wakes its delivery sweep after a batch made messages: they go out right after the
+    decision instead of up to an interval later."""
+    from crm_runtime.sweeps import SweepRunner
+
+    runs: list[str] = []
+
+    async def job(now: Any) -> int:
+        runs.append("ran")
+        return 0
+
+    runner = SweepRunner("notify", _FreeLeases(), CollectorRegistry())  # type: ignore[arg-type]
+    runner.add("deliver", 3600.0, job)
+    task = asyncio.create_task(runner.run_forever("deliver"))
+    await asyncio.sleep(0.05)
+    assert runs == []
+    runner.wake("deliver")
+    for _ in range(100):
+        if runs:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert runs == ["ran"]

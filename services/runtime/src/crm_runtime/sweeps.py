@@ -9,6 +9,7 @@ other effect.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -85,6 +86,7 @@ class SweepRunner:
         # The lease keeps other replicas out; this keeps an on-demand run (POST /ops/sweeps)
         # from overlapping the periodic run of the same sweep in this process: it waits.
         self._running: dict[str, asyncio.Lock] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
         self.runs = Counter(
             "crm_sweep_runs",
             "Sweep runs, by sweep and outcome (ok, failed, skipped: another replica held it).",
@@ -151,10 +153,17 @@ class SweepRunner:
                     "sweep lease not renewed", extra={"lease": lease, "error": type(exc).__name__}
                 )
 
+    def wake(self, name: str) -> None:
+        """Run `name` now rather than at its next interval (work for it was just committed)."""
+        self._wakes.setdefault(name, asyncio.Event()).set()
+
     async def run_forever(self, name: str) -> None:
         interval = self.sweeps[name].interval_s
+        woken = self._wakes.setdefault(name, asyncio.Event())
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=interval)
+            woken.clear()
             try:
                 await self.run_once(name)
             except asyncio.CancelledError:

@@ -15,9 +15,12 @@ def subscribe(
     runtime: Runtime, repository: NotifyRepository, rules: NotifyRules, staff: Staff, clock: Clock
 ) -> None:
     async def handle(events: Sequence[CloudEvent[Any]]) -> int:
-        return await handlers.apply_events(
+        applied = await handlers.apply_events(
             events, repository, rules=rules, staff=staff, now=clock()
         )
+        if applied:
+            runtime.sweeps.wake("deliver")  # send now what is due, not at the next interval
+        return applied
 
     runtime.consume(
         handlers.TOPICS,
