@@ -7,9 +7,10 @@ from datetime import date, datetime
 from typing import Any
 
 from crm_contracts import CloudEvent, event_key
+from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Notification
 from crm_notify.domain.policy import Preferences
-from crm_notify.handlers import Batch, DeliveryError, Digest, HandedOver
+from crm_notify.ports import Batch, DeliveryError, HandedOver
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 

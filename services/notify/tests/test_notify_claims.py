@@ -25,7 +25,8 @@ from crm_notify.adapters.channels import (
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import NotifyRules
 from crm_notify.domain.templates import one_line
-from crm_notify.handlers import DeliveryError, HandedOver, Staff, apply_events, deliver
+from crm_notify.handlers import apply_events, deliver
+from crm_notify.ports import DeliveryError, HandedOver, Staff
 
 pytestmark = pytest.mark.unit
 NOON = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # noon in Shanghai

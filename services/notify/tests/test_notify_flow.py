@@ -16,14 +16,8 @@ from crm_contracts.tickets import v1 as tickets_v1
 from crm_notify.adapters.channels import Failover
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import NotifyRules
-from crm_notify.handlers import (
-    DeliveryError,
-    Staff,
-    apply_events,
-    care_sweep,
-    deliver,
-    digest_sweep,
-)
+from crm_notify.handlers import apply_events, care_sweep, deliver, digest_sweep
+from crm_notify.ports import DeliveryError, Staff
 
 pytestmark = pytest.mark.unit
 SH = ZoneInfo("Asia/Shanghai")

@@ -17,7 +17,7 @@ from crm_notify.adapters.channels import (
 from crm_notify.adapters.mongo import MongoNotifyRepository
 from crm_notify.entrypoints import kafka
 from crm_notify.entrypoints.http import notify_router
-from crm_notify.handlers import Staff
+from crm_notify.ports import Staff
 from crm_notify.settings import NotifySettings
 from crm_runtime.http import create_http_app
 from crm_runtime.runtime import Runtime

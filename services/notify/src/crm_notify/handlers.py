@@ -8,10 +8,9 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm_contracts import CloudEvent, new_event
@@ -21,8 +20,11 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ARCHIVE, LOYALTY, MEMBERS, NOTIFY, TICKETS
+from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Intent, Notification
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
+from crm_notify.domain.triggers import intents_for, update_preferences
+from crm_notify.ports import Batch, DeliveryError, NotifyRepository, Senders, Staff
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
@@ -45,176 +47,6 @@ CONSUMED_TYPES = (
 )
 
 
-@dataclass
-class Digest:
-    """Points earned by a customer on one local day, sent the next day as one message."""
-
-    customer_id: str
-    day: date
-    points: int = 0
-    orders: int = 0
-    balance: int = 0
-
-    @property
-    def digest_id(self) -> str:
-        return f"{self.customer_id}/{self.day.isoformat()}"
-
-
-@dataclass
-class Batch:
-    """What one batch changes, saved in one transaction."""
-
-    preferences: dict[str, Preferences] = field(default_factory=dict)
-    notifications: list[Notification] = field(default_factory=list)
-    outbound: list[OutboundMessage] = field(default_factory=list)
-    digests: dict[str, Digest] = field(default_factory=dict)
-    erased: list[str] = field(default_factory=list)
-    known: set[str] = field(default_factory=set)
-    """Notification ids that exist already or were made in this batch (fetched up front)."""
-
-    async def fetch_known(self, repository: "NotifyRepository", intents: Sequence[Intent]) -> None:
-        ids = [i.notification_id for i in intents]
-        if ids:
-            self.known |= await repository.existing(ids)
-
-
-class NotifyRepository(Protocol):
-    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
-
-    async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]: ...
-
-    async def existing(self, notification_ids: Sequence[str]) -> set[str]: ...
-
-    async def counted_since(self, customer_id: str, since: datetime) -> int: ...
-
-    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]: ...
-
-    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None: ...
-
-    async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
-        """Queued or deferred notifications due by `now`, and `sending` ones whose claim lapsed
-        by `lapsed` (the run that claimed them stopped mid-send) first."""
-        ...
-
-    async def claim(self, notification: Notification, claim: Claim) -> bool:
-        """Mark it `sending` under `claim` if it is still as read (its version); False when
-        another run changed or claimed it first."""
-        ...
-
-    async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
-        """Record, under the claim, that `provider` has the whole message."""
-        ...
-
-    async def save_delivery(
-        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
-    ) -> None:
-        """Save the outcome with its events, if `claim` still holds it (else
-        `ConcurrencyConflictError`: another run took it over after the claim lapsed)."""
-        ...
-
-    async def with_birthday(self, month: int, day: int) -> list[Preferences]: ...
-
-    async def registered(self, after: str | None, limit: int) -> list[Preferences]: ...
-
-    async def digests_before(self, day: date, limit: int) -> list[Digest]: ...
-
-    async def delete_digests(self, ids: Sequence[str]) -> None: ...
-
-
-HandedOver = Callable[[str], Awaitable[None]]
-"""Called (and awaited) with the provider's name once the provider has the whole message and
-only its reply is missing, where the protocol shows that moment (SMTP: the end of DATA)."""
-
-
-class Senders(Protocol):
-    async def send(self, notification: Notification, handed_over: HandedOver) -> str:
-        """Deliver; return the provider's name. Raise `DeliveryError` on failure."""
-        ...
-
-
-class DeliveryError(Exception):
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.permanent = permanent
-
-
-@dataclass(frozen=True)
-class Staff:
-    """Where staff alerts go (the supervisors' webhook)."""
-
-    address: str | None
-
-
-# -- triggers -------------------------------------------------------------------------------
-def intents_for(event: CloudEvent[Any]) -> list[Intent]:
-    return [
-        replace(intent, trace=event.traceparent, origin=event.source)
-        for intent in _intents_for(event)
-    ]
-
-
-def _intents_for(event: CloudEvent[Any]) -> list[Intent]:
-    data, cause = event.data, event.id
-    match data:
-        case members_v1.CustomerRegistered():
-            return [Intent("welcome", "transactional", cause)]
-        case tickets_v1.TicketOpened():
-            return [Intent("ticket_ack", "transactional", cause, {"ticket_id": data.ticket_id})]
-        case tickets_v1.TicketResolved():
-            return [Intent("survey_invite", "transactional", cause, {"ticket_id": data.ticket_id})]
-        case tickets_v1.TicketSlaBreached():
-            return [
-                Intent(
-                    "sla_alert",
-                    "staff",
-                    cause,
-                    {"ticket_id": data.ticket_id, "priority": data.priority, "target": data.target},
-                )
-            ]
-        case loyalty_v1.TierChanged():
-            tiers: dict[str, Any] = {"tier": data.tier, "previous_tier": data.previous_tier}
-            return [Intent("tier_changed", "transactional", cause, tiers)]
-        case loyalty_v1.PointsExpiringSoon():
-            expiring: dict[str, Any] = {
-                "points": data.points,
-                "expires_on": data.expires_at.date().isoformat(),
-            }
-            return [Intent("points_expiring", "transactional", cause, expiring)]
-        case archive_v1.CustomerChurnRiskRaised():
-            return [Intent("retention", "marketing", cause)]
-    return []
-
-
-def update_preferences(preferences: Preferences, event: CloudEvent[Any], batch: Batch) -> None:
-    data = event.data
-    match data:
-        case members_v1.CustomerRegistered():
-            if preferences.registered:
-                return  # the earliest registration wins
-            preferences.registered = True
-            preferences.name = data.name
-            preferences.email = str(data.email) if data.email else None
-            preferences.phone = data.phone
-            preferences.birthday = data.birthday
-            for channel, consent in data.consents.items():
-                preferences.consents[channel] = {
-                    "transactional": consent.transactional,
-                    "marketing": consent.marketing,
-                }
-        case members_v1.CustomerProfileUpdated():
-            for name in ("name", "phone", "birthday"):
-                if name in data.model_fields_set:
-                    setattr(preferences, name, getattr(data, name))
-            if "email" in data.model_fields_set:
-                preferences.email = str(data.email) if data.email else None
-        case members_v1.CustomerConsentChanged():
-            preferences.consents.setdefault(data.channel, {})[data.purpose] = data.granted
-        case members_v1.CustomerErasureRequested():
-            fresh = Preferences(preferences.customer_id)
-            preferences.__dict__.update(fresh.__dict__)
-            batch.erased.append(preferences.customer_id)
-
-
 async def apply_events(
     events: Sequence[CloudEvent[Any]],
     repository: NotifyRepository,
@@ -228,15 +60,16 @@ async def apply_events(
         return 0
     batch = Batch()
     batch.preferences = await repository.preferences(sorted({e.subject for e in fresh}))
-    await batch.fetch_known(repository, [i for e in fresh for i in intents_for(e)])
+    await _fetch_known(batch, repository, [i for e in fresh for i in intents_for(e)])
     for event in fresh:
         preferences = batch.preferences.setdefault(event.subject, Preferences(event.subject))
         if isinstance(event.data, loyalty_v1.PointsEarned):
             await _add_to_digest(batch, repository, preferences, event)
             continue
         was_registered = preferences.registered
-        update_preferences(preferences, event, batch)
+        update_preferences(preferences, event)
         if isinstance(event.data, members_v1.CustomerErasureRequested):
+            batch.erased.append(preferences.customer_id)
             batch.outbound.append(erasure_confirmation("notify", event, now, KEPT_AFTER_ERASURE))
         if isinstance(event.data, members_v1.CustomerRegistered) and was_registered:
             continue  # registered again (another source): one welcome per customer
@@ -244,6 +77,15 @@ async def apply_events(
             await _notify(batch, repository, preferences, intent, rules, staff, now)
     await repository.save(batch, fresh)
     return len(fresh)
+
+
+async def _fetch_known(
+    batch: Batch, repository: NotifyRepository, intents: Sequence[Intent]
+) -> None:
+    """Which of the messages `intents` ask for exist already (the same trigger again)."""
+    ids = [i.notification_id for i in intents]
+    if ids:
+        batch.known |= await repository.existing(ids)
 
 
 async def _add_to_digest(
@@ -488,7 +330,7 @@ async def care_sweep(
         (p, Intent("birthday", "marketing", f"birthday/{p.customer_id}/{today.year}"))
         for p in celebrated
     ]
-    await batch.fetch_known(repository, [intent for _, intent in greetings])
+    await _fetch_known(batch, repository, [intent for _, intent in greetings])
     for preferences, intent in greetings:
         await _notify(batch, repository, preferences, intent, rules, Staff(None), now)
     holiday = holidays.get(today)
@@ -510,7 +352,7 @@ async def care_sweep(
                 )
                 for p in page
             ]
-            await batch.fetch_known(repository, [intent for _, intent in wishes])
+            await _fetch_known(batch, repository, [intent for _, intent in wishes])
             for preferences, intent in wishes:
                 await _notify(batch, repository, preferences, intent, rules, Staff(None), now)
             after = page[-1].customer_id
@@ -530,7 +372,7 @@ async def digest_sweep(now: datetime, repository: NotifyRepository, *, rules: No
         batch = Batch()
         known = await repository.preferences(sorted({d.customer_id for d in digests}))
         summaries = [(d, _digest_intent(d)) for d in digests]
-        await batch.fetch_known(repository, [intent for _, intent in summaries])
+        await _fetch_known(batch, repository, [intent for _, intent in summaries])
         for digest, intent in summaries:
             preferences = known.get(digest.customer_id) or Preferences(digest.customer_id)
             await _notify(batch, repository, preferences, intent, rules, Staff(None), now)

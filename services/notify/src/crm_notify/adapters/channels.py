@@ -30,11 +30,11 @@ from aiosmtplib.typing import Default
 
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.templates import SUBJECT_LIMIT, one_line
-from crm_notify.handlers import DeliveryError, HandedOver
+from crm_notify.ports import DeliveryError, HandedOver
 
 log = logging.getLogger(__name__)
 HandOver = Callable[[], Awaitable[None]]
-"""Called by a sender once the provider has the whole message (see `handlers.HandedOver`)."""
+"""Called by a sender once the provider has the whole message (see `ports.HandedOver`)."""
 Send = Callable[[Notification, HandOver], Awaitable[None]]
 ADDRESS_LIMIT = 320
 

@@ -16,9 +16,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent
+from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Notification, StatusChange
 from crm_notify.domain.policy import Preferences
-from crm_notify.handlers import Batch, Digest
+from crm_notify.ports import Batch, NotificationSummary
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
@@ -342,14 +343,29 @@ class MongoNotifyRepository:
         doc = await self.notifications.find_one({"_id": notification_id})
         return (await self._notifications_from([doc]))[0] if doc else None
 
-    async def find(self, filters: dict[str, Any], after: str | None, limit: int) -> list[Document]:
+    async def find(
+        self, filters: dict[str, Any], after: str | None, limit: int
+    ) -> list[NotificationSummary]:
         query = dict(filters)
         if after is not None:
             query["_id"] = {"$gt": after}
         cursor = self.notifications.find(
             query, {"body": 0, "to": 0, "subject": 0}, sort=[("_id", ASCENDING)], limit=limit
         )
-        return [doc async for doc in cursor]
+        return [
+            NotificationSummary(
+                id=d["_id"],
+                customer_id=d["customer_id"],
+                template=d["template"],
+                purpose=d["purpose"],
+                channel=d.get("channel"),
+                status=d["status"],
+                attempts=d.get("attempts", 0),
+                created_at=d["created_at"],
+                reason=d["history"][-1].get("reason") if d.get("history") else None,
+            )
+            async for d in cursor
+        ]
 
 
 def _digest_document(digest: Digest) -> Document:

@@ -31,6 +31,12 @@ class Preferences:
     opted_out: list[str] = field(default_factory=list)
     registered: bool = False
 
+    def forget(self) -> None:
+        """An erasure: nothing is kept but the customer id (and no consent: nothing is sent)."""
+        fresh = Preferences(self.customer_id)
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
     def address(self, channel: Channel) -> str | None:
         return self.email if channel == "email" else self.phone if channel == "sms" else None
 

@@ -1,14 +1,15 @@
 """The notify API (port 8084): notifications and their history, preferences, template preview."""
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_notify.adapters.mongo import MongoNotifyRepository
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import Preferences, Status, zone_of
 from crm_notify.domain.templates import LOCALES, TEMPLATES, Locale, RenderError, render
+from crm_notify.ports import NotifyQueries
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
@@ -80,9 +81,7 @@ def notification_view(n: Notification) -> dict[str, Any]:
     }
 
 
-def notify_router(
-    repository: MongoNotifyRepository, auth: Authenticator, audit: PiiAudit
-) -> APIRouter:
+def notify_router(repository: NotifyQueries, auth: Authenticator, audit: PiiAudit) -> APIRouter:
     router = APIRouter()
     reader = auth.require("agent", "supervisor", "ops")
     agent = auth.require("agent", "supervisor")
@@ -98,21 +97,8 @@ def notify_router(
         cursor: str | None = None,
     ) -> Page[dict[str, Any]]:
         filters = present(customer_id=customer_id, status=status, template=template)
-        docs = await repository.find(filters, after_id(cursor), limit)
-        items = [
-            {
-                "id": d["_id"],
-                "customer_id": d["customer_id"],
-                "template": d["template"],
-                "purpose": d["purpose"],
-                "channel": d.get("channel"),
-                "status": d["status"],
-                "attempts": d.get("attempts", 0),
-                "created_at": d["created_at"],
-                "reason": d["history"][-1].get("reason") if d.get("history") else None,
-            }
-            for d in docs
-        ]
+        found = await repository.find(filters, after_id(cursor), limit)
+        items = [dataclasses.asdict(summary) for summary in found]
         next_cursor = id_cursor(items[-1]["id"] if items else None, len(items), limit)
         return Page[dict[str, Any]](items=items, next_cursor=next_cursor)
 

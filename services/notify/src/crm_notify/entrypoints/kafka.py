@@ -6,7 +6,7 @@ from typing import Any
 from crm_contracts import CloudEvent
 from crm_notify import handlers
 from crm_notify.domain.policy import NotifyRules
-from crm_notify.handlers import NotifyRepository, Staff
+from crm_notify.ports import NotifyRepository, Staff
 from crm_runtime.runtime import Runtime
 from crm_runtime.sweeps import Clock
 

@@ -1,0 +1,125 @@
+"""What notify's use cases work with and through: the change set one batch saves (`Batch`), the
+repository and the senders (ports the adapters implement), and where staff alerts go.
+
+Handlers, adapters and entry points import these; none of them imports another's module.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from crm_contracts import CloudEvent
+from crm_notify.domain.digest import Digest
+from crm_notify.domain.notification import Claim, Notification
+from crm_notify.domain.policy import Preferences
+from crm_runtime.outbox import OutboundMessage
+
+
+@dataclass
+class Batch:
+    """What one batch changes, saved in one transaction."""
+
+    preferences: dict[str, Preferences] = field(default_factory=dict)
+    notifications: list[Notification] = field(default_factory=list)
+    outbound: list[OutboundMessage] = field(default_factory=list)
+    digests: dict[str, Digest] = field(default_factory=dict)
+    erased: list[str] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)
+    """Notification ids that exist already or were made in this batch (fetched up front)."""
+
+
+@dataclass(frozen=True)
+class NotificationSummary:
+    """A line of the notification list: no address, subject or body."""
+
+    id: str
+    customer_id: str
+    template: str
+    purpose: str
+    channel: str | None
+    status: str
+    attempts: int
+    created_at: datetime
+    reason: str | None
+
+
+class NotifyQueries(Protocol):
+    """The read side the HTTP routes use."""
+
+    async def find(
+        self, filters: dict[str, Any], after: str | None, limit: int
+    ) -> list[NotificationSummary]: ...
+
+    async def get(self, notification_id: str) -> Notification | None: ...
+
+    async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]: ...
+
+    async def put_preferences(self, preferences: Preferences) -> None: ...
+
+
+class NotifyRepository(Protocol):
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
+
+    async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]: ...
+
+    async def existing(self, notification_ids: Sequence[str]) -> set[str]: ...
+
+    async def counted_since(self, customer_id: str, since: datetime) -> int: ...
+
+    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]: ...
+
+    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None: ...
+
+    async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
+        """Queued or deferred notifications due by `now`, and `sending` ones whose claim lapsed
+        by `lapsed` (the run that claimed them stopped mid-send) first."""
+        ...
+
+    async def claim(self, notification: Notification, claim: Claim) -> bool:
+        """Mark it `sending` under `claim` if it is still as read (its version); False when
+        another run changed or claimed it first."""
+        ...
+
+    async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
+        """Record, under the claim, that `provider` has the whole message."""
+        ...
+
+    async def save_delivery(
+        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
+    ) -> None:
+        """Save the outcome with its events, if `claim` still holds it (else
+        `ConcurrencyConflictError`: another run took it over after the claim lapsed)."""
+        ...
+
+    async def with_birthday(self, month: int, day: int) -> list[Preferences]: ...
+
+    async def registered(self, after: str | None, limit: int) -> list[Preferences]: ...
+
+    async def digests_before(self, day: date, limit: int) -> list[Digest]: ...
+
+    async def delete_digests(self, ids: Sequence[str]) -> None: ...
+
+
+HandedOver = Callable[[str], Awaitable[None]]
+"""Called (and awaited) with the provider's name once the provider has the whole message and
+only its reply is missing, where the protocol shows that moment (SMTP: the end of DATA)."""
+
+
+class Senders(Protocol):
+    async def send(self, notification: Notification, handed_over: HandedOver) -> str:
+        """Deliver; return the provider's name. Raise `DeliveryError` on failure."""
+        ...
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Where staff alerts go (the supervisors' webhook)."""
+
+    address: str | None
