@@ -44,6 +44,9 @@ class InMemoryAccounts:
 
         return sorted(i for i, a in self.accounts.items() if is_due(a))[:limit]
 
+    async def entry(self, entry_id: str) -> Entry | None:
+        return self.ledger.get(entry_id)
+
     async def save(
         self,
         accounts: Sequence[Account],

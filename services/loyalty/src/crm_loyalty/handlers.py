@@ -44,6 +44,8 @@ class AccountRepository(Protocol):
 
     async def due(self, sweep: str, now: datetime, limit: int) -> list[str]: ...
 
+    async def entry(self, entry_id: str) -> Entry | None: ...
+
     async def save(
         self,
         accounts: Sequence[Account],

@@ -3,7 +3,9 @@ accounts, and the answer shaped from the few rows they return (one per expiry mo
 the accounts themselves. Pure: the repository runs them (`MongoAccountRepository.liability`)."""
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+
+from crm_loyalty.domain.account import Account, Entry
 
 Document = dict[str, Any]
 EXPIRING_DAYS = 30
@@ -52,3 +54,17 @@ def liability_report(accounts: list[Document], months: list[Document]) -> Docume
         "expiring_within_30_days": sum(int(row["expiring"]) for row in months),
         "by_expiry_month": dict(sorted(by_month.items())),
     }
+
+
+class AccountQueries(Protocol):
+    """The read side the HTTP routes use."""
+
+    async def get(self, customer_id: str) -> Account | None: ...
+
+    async def exists(self, customer_id: str) -> bool: ...
+
+    async def ledger_page(
+        self, customer_id: str, before_seq: int | None, limit: int
+    ) -> list[Entry]: ...
+
+    async def liability(self, now: datetime) -> Document: ...

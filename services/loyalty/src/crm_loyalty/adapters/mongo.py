@@ -19,7 +19,7 @@ from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
 from crm_loyalty import queries
-from crm_loyalty.domain.account import Account, Entry, Lot, OrderPoints
+from crm_loyalty.domain.account import STAFF_TEXT_KINDS, Account, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.errors import ConcurrencyConflictError
@@ -151,10 +151,6 @@ def _date(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-STAFF_TEXT_KINDS = frozenset({"adjust"})
-"""Entries whose reason is free text typed by staff: sealed. Other reasons are fixed words."""
-
-
 def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
     """An adjustment's reason is free text typed by staff: sealed (after erasure the figures
     stay)."""
@@ -178,6 +174,25 @@ def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
         "expires_at": entry.expires_at,
         "source_event_id": entry.source_event_id,
     }
+
+
+def _entry(doc: Document) -> Entry:
+    return Entry(
+        entry_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        seq=doc["seq"],
+        kind=doc["kind"],
+        points=doc["points"],
+        at=doc["at"],
+        balance=doc["balance"],
+        debt=doc.get("debt", 0),
+        lots={row["lot"]: row["points"] for row in doc.get("lots", [])},
+        order_id=doc.get("order_id"),
+        redemption_id=doc.get("redemption_id"),
+        reason=doc.get("reason"),
+        expires_at=doc.get("expires_at"),
+        source_event_id=doc.get("source_event_id"),
+    )
 
 
 class MongoAccountRepository:
@@ -303,16 +318,16 @@ class MongoAccountRepository:
     # -- queries ------------------------------------------------------------------------------
     async def ledger_page(
         self, customer_id: str, before_seq: int | None, limit: int
-    ) -> list[Document]:
+    ) -> list[Entry]:
         query: dict[str, Any] = {"customer_id": customer_id}
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
         cursor = self.ledger.find(query, sort=[("seq", DESCENDING)], limit=limit)
-        return await self._opened([doc async for doc in cursor])
+        return [_entry(doc) for doc in await self._opened([doc async for doc in cursor])]
 
-    async def entry(self, entry_id: str) -> Document | None:
+    async def entry(self, entry_id: str) -> Entry | None:
         doc = await self.ledger.find_one({"_id": entry_id})
-        return (await self._opened([doc]))[0] if doc else None
+        return _entry((await self._opened([doc]))[0]) if doc else None
 
     async def _opened(self, entries: list[Document]) -> list[Document]:
         """Ledger documents with their staff-typed reasons opened."""

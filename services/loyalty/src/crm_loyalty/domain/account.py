@@ -28,6 +28,19 @@ EntryKind = Literal["earn", "bonus", "redeem", "reverse", "expire", "adjust"]
 LotKind = Literal["order", "welcome", "birthday", "goodwill"]
 
 
+STAFF_TEXT_KINDS = frozenset({"adjust"})
+"""Entries whose reason is free text typed by staff (sealed at rest; reading it is audited).
+Other reasons are fixed words."""
+
+
+class NoAccountError(LookupError):
+    """The customer has no loyalty account."""
+
+
+class IdempotencyKeyReusedError(ValueError):
+    """An Idempotency-Key already used for a different request."""
+
+
 class InsufficientPointsError(Exception):
     """A redemption or negative adjustment larger than the balance."""
 

@@ -2,18 +2,25 @@
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_loyalty.adapters.mongo import STAFF_TEXT_KINDS, MongoAccountRepository
-from crm_loyalty.domain.account import Account, Change, InsufficientPointsError
+from crm_loyalty import commands
+from crm_loyalty.domain.account import (
+    STAFF_TEXT_KINDS,
+    Account,
+    Entry,
+    IdempotencyKeyReusedError,
+    InsufficientPointsError,
+    NoAccountError,
+)
 from crm_loyalty.domain.rules import LoyaltyRules, Tier
-from crm_loyalty.handlers import save_changes
+from crm_loyalty.handlers import AccountRepository
+from crm_loyalty.queries import AccountQueries
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.errors import retry_on_conflict
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
@@ -110,23 +117,27 @@ def account_view(account: Account, now: datetime, rules: LoyaltyRules) -> Accoun
     )
 
 
-def entry_view(doc: dict[str, Any]) -> EntryView:
+def entry_view(entry: Entry) -> EntryView:
     return EntryView(
-        entry_id=doc["_id"],
-        seq=doc["seq"],
-        kind=doc["kind"],
-        points=doc["points"],
-        at=doc["at"],
-        balance=doc["balance"],
-        order_id=doc.get("order_id"),
-        redemption_id=doc.get("redemption_id"),
-        reason=doc.get("reason"),
-        expires_at=doc.get("expires_at"),
+        entry_id=entry.entry_id,
+        seq=entry.seq,
+        kind=entry.kind,
+        points=entry.points,
+        at=entry.at,
+        balance=entry.balance,
+        order_id=entry.order_id,
+        redemption_id=entry.redemption_id,
+        reason=entry.reason,
+        expires_at=entry.expires_at,
     )
 
 
+class Repository(AccountRepository, AccountQueries, Protocol):
+    """What the routes need: the commands' repository and the read side."""
+
+
 def accounts_router(
-    repository: MongoAccountRepository,
+    repository: Repository,
     auth: Authenticator,
     audit: PiiAudit,
     rules: LoyaltyRules,
@@ -143,9 +154,6 @@ def accounts_router(
         if account is None:
             raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
         return account
-
-    async def save(account: Account, changes: list[Change]) -> None:
-        await save_changes(repository, [account], [(account, c) for c in changes], applied=[])
 
     @router.get("/accounts/{customer_id}", summary="Balance, tier, progress, points expiring.")
     async def get_account(
@@ -164,7 +172,7 @@ def accounts_router(
             raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
         before = after_key(cursor, "seq", int)
         entries = await repository.ledger_page(customer_id, before, limit)
-        if any(d.get("reason") and d["kind"] in STAFF_TEXT_KINDS for d in entries):
+        if any(e.reason and e.kind in STAFF_TEXT_KINDS for e in entries):
             # a staff-typed reason may name the person
             await audit.record(principal, "GET /accounts/{customer_id}/ledger", [customer_id])
         items = [entry_view(d) for d in entries]
@@ -187,42 +195,24 @@ def accounts_router(
         response: Response,
         principal: Annotated[Principal, Depends(redeemer)],
     ) -> RedemptionView:
-        async def attempt() -> RedemptionView:
-            account = await load(customer_id)
-            if key in account.redemptions:
-                points, entry_id = account.redemptions[key]
-                if points != request.points:
-                    raise HTTPException(
-                        409,
-                        f"Idempotency-Key {key!r} was used for a redemption of {points} points",
-                    )
-                first = await repository.entry(entry_id)
-                response.status_code = 200
-                return RedemptionView(
-                    redemption_id=key,
-                    points=points,
-                    balance=first["balance"] if first else account.balance,
-                    entry_id=entry_id,
-                )
-            now = clock()
-            changes: list[Change] = list(account.expire(now))  # never spend expired points
-            try:
-                entry = account.redeem(key, request.points, now)
-            except InsufficientPointsError as exc:
-                if changes:
-                    await save(account, changes)
-                raise HTTPException(
-                    409, f"not enough points: {exc.wanted} asked, the balance is {exc.balance}"
-                ) from exc
-            await save(account, [*changes, entry])
-            return RedemptionView(
-                redemption_id=key,
-                points=request.points,
-                balance=entry.balance,
-                entry_id=entry.entry_id,
-            )
-
-        return await retry_on_conflict(attempt)
+        command = commands.Redeem(customer_id, request.points, key)
+        try:
+            done = await commands.redeem(command, repository, clock)
+        except NoAccountError as exc:
+            raise HTTPException(404, f"no loyalty account for customer {customer_id!r}") from exc
+        except IdempotencyKeyReusedError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except InsufficientPointsError as exc:
+            raise HTTPException(
+                409, f"not enough points: {exc.wanted} asked, the balance is {exc.balance}"
+            ) from exc
+        response.status_code = 200 if done.replayed else 201
+        return RedemptionView(
+            redemption_id=key,
+            points=-done.entry.points,
+            balance=done.entry.balance,
+            entry_id=done.entry.entry_id,
+        )
 
     @router.post(
         "/accounts/{customer_id}/adjustments",
@@ -240,39 +230,24 @@ def accounts_router(
         if request.points == 0:
             raise HTTPException(422, "points may not be 0")
         reason = f"{request.reason} (by {principal.token_id})"
-
-        async def attempt() -> AdjustmentView:
-            now = clock()
-            account = await repository.get(customer_id) or Account(customer_id, now)
-            entry_id = f"adjust/{customer_id}/{key}"
-            existing = await repository.entry(entry_id)
-            if existing is not None:
-                if existing["points"] != request.points:
-                    raise HTTPException(
-                        409, f"Idempotency-Key {key!r} was used for another adjustment"
-                    )
-                response.status_code = 200
-                route = "POST /accounts/{customer_id}/adjustments"  # a replay reads the reason
-                await audit.record(principal, route, [customer_id])
-                return AdjustmentView(
-                    points=existing["points"],
-                    reason=existing["reason"] or "",
-                    balance=existing["balance"],
-                    entry_id=entry_id,
-                )
-            changes: list[Change] = list(account.expire(now))
-            try:
-                entry = account.adjust(key, request.points, reason, now, rules)
-            except InsufficientPointsError as exc:
-                raise HTTPException(
-                    409, f"cannot deduct {exc.wanted} points: the balance is {exc.balance}"
-                ) from exc
-            await save(account, [*changes, entry])
-            return AdjustmentView(
-                points=entry.points, reason=reason, balance=entry.balance, entry_id=entry_id
-            )
-
-        return await retry_on_conflict(attempt)
+        command = commands.Adjust(customer_id, request.points, reason, key)
+        try:
+            done = await commands.adjust(command, repository, clock, rules)
+        except IdempotencyKeyReusedError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except InsufficientPointsError as exc:
+            raise HTTPException(
+                409, f"cannot deduct {exc.wanted} points: the balance is {exc.balance}"
+            ) from exc
+        if done.replayed:  # a replay reads the stored reason back
+            await audit.record(principal, "POST /accounts/{customer_id}/adjustments", [customer_id])
+        response.status_code = 200 if done.replayed else 201
+        return AdjustmentView(
+            points=done.entry.points,
+            reason=done.entry.reason or "",
+            balance=done.entry.balance,
+            entry_id=done.entry.entry_id,
+        )
 
     @router.get("/reports/liability", summary="Outstanding points and their expiry profile.")
     async def liability(principal: Annotated[Principal, Depends(reporter)]) -> dict[str, Any]:
