@@ -14,19 +14,13 @@ import yaml
 from tooling import PORTS, ROOT
 from tooling.kustomize import kustomize
 
-from crm_archive.handlers import TOPICS as ARCHIVE_TOPICS
-from crm_contracts.topics import topic
-from crm_loyalty.handlers import TOPICS as LOYALTY_TOPICS
-from crm_notify.handlers import TOPICS as NOTIFY_TOPICS
-from crm_tickets.handlers import TOPICS as TICKETS_TOPICS
+from crm_contracts.topics import SERVICES, consumed_by, topic
 
 K8S = ROOT / "deploy" / "k8s"
 CONSUMED: dict[str, tuple[str, ...]] = {
-    "archive": ARCHIVE_TOPICS,
-    "tickets": TICKETS_TOPICS,
-    "loyalty": LOYALTY_TOPICS,
-    "notify": NOTIFY_TOPICS,
+    service: tuple(t.name for t in consumed_by(service)) for service in SERVICES
 }
+"""What each service subscribes to: the runtime takes it from the topic registry."""
 OVERLAYS = {"dev": "crm-dev", "prod": "crm-prod"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 

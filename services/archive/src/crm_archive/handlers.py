@@ -30,21 +30,13 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.privacy import v1 as privacy_v1
 from crm_contracts.tickets import v1 as tickets_v1
-from crm_contracts.topics import ARCHIVE, CALLCENTER, LOYALTY, MEMBERS, ORDERS, PRIVACY, TICKETS
+from crm_contracts.topics import ARCHIVE
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 
 SOURCE = "crm/archive"
 Clock = Callable[[], datetime]
 
-TOPICS = (
-    MEMBERS.name,
-    ORDERS.name,
-    CALLCENTER.name,
-    TICKETS.name,
-    LOYALTY.name,
-    PRIVACY.name,
-)
 CONSUMED_TYPES = (
     *members_v1.EVENTS,
     *orders_v1.EVENTS,

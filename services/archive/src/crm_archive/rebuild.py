@@ -23,6 +23,7 @@ from crm_archive import handlers
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.settings import ArchiveSettings
 from crm_contracts import CloudEvent, EventDecodeError, decode_event
+from crm_contracts.topics import consumed_by
 from crm_runtime.crypto import CustomerKeys
 from crm_runtime.mongo import Inbox, create_client
 from crm_runtime.outbox import Outbox
@@ -72,7 +73,7 @@ async def rebuild(
     await consumer.start()
     applied = skipped = 0
     try:
-        partitions = await topic_partitions(settings, handlers.TOPICS)
+        partitions = await topic_partitions(settings, [t.name for t in consumed_by("archive")])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)

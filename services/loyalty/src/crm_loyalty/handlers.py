@@ -13,7 +13,7 @@ from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
-from crm_contracts.topics import LOYALTY, MEMBERS, ORDERS
+from crm_contracts.topics import LOYALTY
 from crm_loyalty.domain.account import Account, Change, Entry, ExpiringSoon, TierChanged
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.outbox import OutboundMessage
@@ -27,7 +27,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-TOPICS = (MEMBERS.name, ORDERS.name)
 CONSUMED_TYPES = (
     members_v1.CUSTOMER_REGISTERED,
     members_v1.CUSTOMER_PROFILE_UPDATED,

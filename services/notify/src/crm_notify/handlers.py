@@ -19,7 +19,7 @@ from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.tickets import v1 as tickets_v1
-from crm_contracts.topics import ARCHIVE, LOYALTY, MEMBERS, NOTIFY, TICKETS
+from crm_contracts.topics import NOTIFY
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Intent, Notification
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
@@ -33,7 +33,6 @@ from crm_runtime.sweeps import Clock, utc_now
 log = logging.getLogger(__name__)
 SOURCE = "crm/notify"
 
-TOPICS = (MEMBERS.name, TICKETS.name, LOYALTY.name, ARCHIVE.name)
 KEPT_AFTER_ERASURE = ("that messages were sent, and their status history",)
 CONSUMED_TYPES = (
     *members_v1.EVENTS,

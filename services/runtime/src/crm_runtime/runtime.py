@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 
 from crm_contracts import CloudEvent
+from crm_contracts.topics import consumed_by
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator
 from crm_runtime.consumer import BatchConsumer, BatchHandler
@@ -129,7 +130,6 @@ class Runtime:
 
     def consume(
         self,
-        topics: Sequence[str],
         handle: BatchHandler,
         *,
         accepted_types: Sequence[str],
@@ -143,6 +143,7 @@ class Runtime:
             backoff=self.backoff,
             accepted_types=accepted_types,
         )
+        topics = [t.name for t in consumed_by(self.service)]  # the registry says, once
         self._subscriber = subscribe_batches(
             self.broker, topics, consumer, self.settings, self.health, description=description
         )

@@ -14,7 +14,7 @@ from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.tickets import v1 as tickets_v1
-from crm_contracts.topics import ARCHIVE, CALLCENTER, MEMBERS, TICKETS
+from crm_contracts.topics import TICKETS
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 from crm_tickets.domain.rules import TicketRules
@@ -37,7 +37,6 @@ from crm_tickets.domain.ticket import (
 SOURCE = "crm/tickets"
 Clock = Callable[[], datetime]
 
-TOPICS = (CALLCENTER.name, ARCHIVE.name, MEMBERS.name)
 CONSUMED_TYPES = (
     callcenter_v1.COMPLAINT_REPORTED,
     callcenter_v1.SURVEY_ANSWERED,

@@ -17,7 +17,6 @@ def subscribe(
         return await handlers.apply_events(events, repository, clock=clock, rules=rules)
 
     runtime.consume(
-        handlers.TOPICS,
         handle,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Members, orders, call-center events, ticket and loyalty-tier changes.",

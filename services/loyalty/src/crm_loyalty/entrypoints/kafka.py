@@ -17,7 +17,6 @@ def subscribe(
         return await handlers.apply_events(events, repository, rules=rules, clock=clock)
 
     runtime.consume(
-        handlers.TOPICS,
         handle,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Orders earn and reverse points; registrations enrol (welcome bonus).",

@@ -23,7 +23,6 @@ def subscribe(
         return applied
 
     runtime.consume(
-        handlers.TOPICS,
         handle,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Registrations, tickets, points and churn risk that call for a message.",

@@ -18,7 +18,6 @@ def subscribe(
         return await handlers.apply_events(events, repository, rules=rules, clock=clock)
 
     runtime.consume(
-        handlers.TOPICS,
         handle,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Complaints open tickets, surveys record CSAT/NPS, grades set priorities.",
