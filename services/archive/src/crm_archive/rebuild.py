@@ -22,9 +22,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from crm_archive import handlers
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.settings import ArchiveSettings
-from crm_contracts import CloudEvent, EventDecodeError, decode_event
+from crm_contracts import CloudEvent, EventDecodeError
 from crm_contracts.topics import consumed_by
+from crm_runtime.consumer import SkippedEventError, decode_record
 from crm_runtime.crypto import CustomerKeys
+from crm_runtime.dlq import InboundRecord
 from crm_runtime.mongo import Inbox, create_client
 from crm_runtime.outbox import Outbox
 from crm_runtime.uow import UnitOfWork
@@ -89,15 +91,12 @@ async def rebuild(
                 for row in rows:
                     if row.offset >= end[tp]:
                         continue
-                    try:
-                        event = decode_event(row.value or b"")
-                    except EventDecodeError:
-                        skipped += 1
-                        continue
-                    key = row.key.decode(errors="replace") if row.key is not None else None
-                    if event.type in handlers.CONSUMED_TYPES and key == event.subject:
-                        events.append(event)
-                    else:
+                    record = InboundRecord(
+                        row.topic, row.partition, row.offset, row.key, row.value, row.timestamp
+                    )
+                    try:  # the live consumer's own check: what it dead-lettered is skipped
+                        events.append(decode_record(record, handlers.CONSUMED_TYPES, clock()))
+                    except (EventDecodeError, SkippedEventError):
                         skipped += 1
                 if rows and rows[-1].offset + 1 >= end[tp]:
                     remaining.discard(tp)

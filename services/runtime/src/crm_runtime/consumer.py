@@ -8,7 +8,7 @@ record of the batch is either persisted or dead-lettered.
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -33,8 +33,40 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _SkipEventError(Exception):
+class SkippedEventError(Exception):
     """A valid event of a consumed topic whose type this service has no use for: skipped."""
+
+
+def decode_record(
+    record: InboundRecord, accepted_types: Collection[str] | None, now: datetime
+) -> CloudEvent[Any]:
+    """The one check of an inbound record, for the live consumer and for a rebuild alike: a
+    CloudEvent the contracts accept, of a type this service takes on this topic, keyed by its
+    subject, and (from outside systems) not dated in the future.
+
+    "The future" is measured from the record's broker timestamp when that is earlier than `now`
+    (a rebuild long after the event reaches the verdict the live consumer reached).
+    Raises `EventDecodeError` (dead-letter it) or `SkippedEventError` (ignore it)."""
+    if record.value is None:
+        raise EventDecodeError("empty message (tombstone)")
+    event = decode_event(record.value)
+    if accepted_types is not None and event.type not in accepted_types:
+        if event_topic(event.type) == record.topic:
+            raise SkippedEventError(event.type)  # a valid event of the topic we ignore
+        raise UnknownEventTypeError(
+            f"event type {event.type!r} does not belong on topic {record.topic!r}"
+        )
+    key = record.key.decode(errors="replace") if record.key is not None else None
+    if key != event.subject:
+        raise EventDecodeError(
+            "the Kafka key must equal the CloudEvents subject (the customer id); "
+            f"key is {'missing' if key is None else 'different'}"
+        )
+    if record.topic in EXTERNAL_TOPICS:
+        if record.timestamp_ms is not None:
+            now = min(now, datetime.fromtimestamp(record.timestamp_ms / 1000, UTC))
+        check_not_in_the_future(event, now)
+    return event
 
 
 class BatchHandler(Protocol):
@@ -68,7 +100,7 @@ class BatchConsumer:
         for record in records:
             try:
                 event = self._decode(record)
-            except _SkipEventError as skipped:
+            except SkippedEventError as skipped:
                 self.metrics.ignored.labels(self.metrics.service, record.topic, str(skipped)).inc()
                 continue
             except EventDecodeError as exc:
@@ -88,24 +120,7 @@ class BatchConsumer:
         )
 
     def _decode(self, record: InboundRecord) -> CloudEvent[Any]:
-        if record.value is None:
-            raise EventDecodeError("empty message (tombstone)")
-        event = decode_event(record.value)
-        if self.accepted_types is not None and event.type not in self.accepted_types:
-            if event_topic(event.type) == record.topic:
-                raise _SkipEventError(event.type)  # a valid event of the topic this service ignores
-            raise UnknownEventTypeError(
-                f"event type {event.type!r} does not belong on topic {record.topic!r}"
-            )
-        key = record.key.decode(errors="replace") if record.key is not None else None
-        if key != event.subject:
-            raise EventDecodeError(
-                "the Kafka key must equal the CloudEvents subject (the customer id); "
-                f"key is {'missing' if key is None else 'different'}"
-            )
-        if record.topic in EXTERNAL_TOPICS:
-            check_not_in_the_future(event, datetime.now(UTC))
-        return event
+        return decode_record(record, self.accepted_types, datetime.now(UTC))
 
     async def _apply(self, items: list[tuple[InboundRecord, CloudEvent[Any]]]) -> None:
         events = [event for _, event in items]

@@ -59,6 +59,8 @@ class InboundRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None
+    """The record's Kafka timestamp, when known."""
 
 
 SendDeadLetter = Callable[[str, bytes | None, bytes, dict[str, str]], Awaitable[Any]]

@@ -131,7 +131,7 @@ def subscribe_batches(
     @subscriber
     async def on_batch(body: Any, message: KafkaMessage) -> None:
         records = [
-            InboundRecord(r.topic, r.partition, r.offset, r.key, r.value)
+            InboundRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
             for r in message.raw_message
         ]
         try:
