@@ -4,7 +4,7 @@ Plain async functions: the unit tests call them with an in-memory repository.
 """
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,9 +33,9 @@ from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ARCHIVE
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
+from crm_runtime.sweeps import Clock
 
 SOURCE = "crm/archive"
-Clock = Callable[[], datetime]
 
 CONSUMED_TYPES = (
     *members_v1.EVENTS,

@@ -7,9 +7,7 @@ result (`replayed`); the same key with another request is refused. A write that 
 the consumer is redone on a fresh read (`retry_on_conflict`).
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from crm_loyalty.domain.account import (
     Account,
@@ -22,8 +20,7 @@ from crm_loyalty.domain.account import (
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_loyalty.handlers import AccountRepository, save_changes
 from crm_runtime.errors import retry_on_conflict
-
-Clock = Callable[[], datetime]
+from crm_runtime.sweeps import Clock
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Plain async functions over an `AccountRepository`: the unit tests call them with
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from crm_contracts import CloudEvent, event_key, new_event
@@ -18,15 +18,9 @@ from crm_loyalty.domain.account import Account, Change, Entry, ExpiringSoon, Tie
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
+from crm_runtime.sweeps import Clock, utc_now
 
 SOURCE = "crm/loyalty"
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 CONSUMED_TYPES = (
     members_v1.CUSTOMER_REGISTERED,
     members_v1.CUSTOMER_PROFILE_UPDATED,

@@ -4,7 +4,7 @@ Plain async functions over a `TicketRepository`: the unit tests call them with a
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,6 +17,7 @@ from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import TICKETS
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
+from crm_runtime.sweeps import Clock
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import (
     OPEN,
@@ -35,7 +36,6 @@ from crm_tickets.domain.ticket import (
 )
 
 SOURCE = "crm/tickets"
-Clock = Callable[[], datetime]
 
 CONSUMED_TYPES = (
     callcenter_v1.COMPLAINT_REPORTED,

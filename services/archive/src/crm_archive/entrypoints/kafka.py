@@ -5,9 +5,10 @@ from typing import Any
 
 from crm_archive import handlers
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.handlers import Clock, CustomerRepository
+from crm_archive.handlers import CustomerRepository
 from crm_contracts import CloudEvent
 from crm_runtime.runtime import Runtime
+from crm_runtime.sweeps import Clock
 
 
 def subscribe(

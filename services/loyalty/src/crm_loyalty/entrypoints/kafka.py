@@ -6,8 +6,9 @@ from typing import Any
 from crm_contracts import CloudEvent
 from crm_loyalty import handlers
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_loyalty.handlers import AccountRepository, Clock
+from crm_loyalty.handlers import AccountRepository
 from crm_runtime.runtime import Runtime
+from crm_runtime.sweeps import Clock
 
 
 def subscribe(

@@ -6,9 +6,10 @@ from typing import Any
 
 from crm_contracts import CloudEvent
 from crm_runtime.runtime import Runtime
+from crm_runtime.sweeps import Clock
 from crm_tickets import handlers
 from crm_tickets.domain.rules import TicketRules
-from crm_tickets.handlers import Clock, TicketRepository
+from crm_tickets.handlers import TicketRepository
 
 
 def subscribe(
