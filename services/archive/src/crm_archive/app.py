@@ -23,7 +23,7 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
     )
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
-    kafka.subscribe(runtime, repository, clock, rules)
+    kafka.subscribe(runtime, repository, rules, clock)
 
     async def review(now: datetime) -> int:
         return await handlers.review(now, repository, rules=rules)

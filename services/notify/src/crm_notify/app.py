@@ -79,7 +79,7 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
     staff = Staff(settings.staff_webhook_url)
-    kafka.subscribe(runtime, repository, rules, staff, clock)
+    kafka.subscribe(runtime, repository, rules, clock, staff)
     channels = senders(settings)
 
     async def deliver(now: datetime) -> int:

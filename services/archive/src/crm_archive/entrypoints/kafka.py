@@ -1,24 +1,21 @@
 """The archive's Kafka subscriber: one batch subscriber over the topics it consumes."""
 
-from collections.abc import Sequence
-from typing import Any
+from functools import partial
 
 from crm_archive import handlers
 from crm_archive.domain.rules import ArchiveRules
 from crm_archive.handlers import CustomerRepository
-from crm_contracts import CloudEvent
 from crm_runtime.runtime import Runtime
 from crm_runtime.sweeps import Clock
 
 
 def subscribe(
-    runtime: Runtime, repository: CustomerRepository, clock: Clock, rules: ArchiveRules
+    runtime: Runtime, repository: CustomerRepository, rules: ArchiveRules, clock: Clock
 ) -> None:
-    async def handle(events: Sequence[CloudEvent[Any]]) -> int:
-        return await handlers.apply_events(events, repository, clock=clock, rules=rules)
-
+    """Each batch: `handlers.apply_events(events, repository, rules=, clock=)`."""
+    apply = partial(handlers.apply_events, repository=repository, rules=rules, clock=clock)
     runtime.consume(
-        handle,
+        apply,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Members, orders, call-center events, ticket and loyalty-tier changes.",
     )

@@ -1,9 +1,7 @@
 """Loyalty's Kafka subscriber: one batch subscriber over members and orders."""
 
-from collections.abc import Sequence
-from typing import Any
+from functools import partial
 
-from crm_contracts import CloudEvent
 from crm_loyalty import handlers
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_loyalty.handlers import AccountRepository
@@ -14,11 +12,10 @@ from crm_runtime.sweeps import Clock
 def subscribe(
     runtime: Runtime, repository: AccountRepository, rules: LoyaltyRules, clock: Clock
 ) -> None:
-    async def handle(events: Sequence[CloudEvent[Any]]) -> int:
-        return await handlers.apply_events(events, repository, rules=rules, clock=clock)
-
+    """Each batch: `handlers.apply_events(events, repository, rules=, clock=)`."""
+    apply = partial(handlers.apply_events, repository=repository, rules=rules, clock=clock)
     runtime.consume(
-        handle,
+        apply,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Orders earn and reverse points; registrations enrol (welcome bonus).",
     )

@@ -12,7 +12,7 @@ from crm_runtime.sweeps import Clock
 
 
 def subscribe(
-    runtime: Runtime, repository: NotifyRepository, rules: NotifyRules, staff: Staff, clock: Clock
+    runtime: Runtime, repository: NotifyRepository, rules: NotifyRules, clock: Clock, staff: Staff
 ) -> None:
     async def handle(events: Sequence[CloudEvent[Any]]) -> int:
         applied = await handlers.apply_events(

@@ -1,10 +1,8 @@
 """The tickets' Kafka subscriber: complaints and surveys from the call center, grades from the
 archive."""
 
-from collections.abc import Sequence
-from typing import Any
+from functools import partial
 
-from crm_contracts import CloudEvent
 from crm_runtime.runtime import Runtime
 from crm_runtime.sweeps import Clock
 from crm_tickets import handlers
@@ -15,11 +13,10 @@ from crm_tickets.handlers import TicketRepository
 def subscribe(
     runtime: Runtime, repository: TicketRepository, rules: TicketRules, clock: Clock
 ) -> None:
-    async def handle(events: Sequence[CloudEvent[Any]]) -> int:
-        return await handlers.apply_events(events, repository, rules=rules, clock=clock)
-
+    """Each batch: `handlers.apply_events(events, repository, rules=, clock=)`."""
+    apply = partial(handlers.apply_events, repository=repository, rules=rules, clock=clock)
     runtime.consume(
-        handle,
+        apply,
         accepted_types=handlers.CONSUMED_TYPES,
         description="Complaints open tickets, surveys record CSAT/NPS, grades set priorities.",
     )
