@@ -411,7 +411,10 @@ def tickets_router(
     # -- reports ------------------------------------------------------------------------------
     def period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
         end = until or clock()
-        start = since or end - timedelta(days=30)
+        try:
+            start = since or end - timedelta(days=30)
+        except OverflowError as exc:  # `until` in the first days of year 1
+            raise HTTPException(422, "`until` is too early for a default range") from exc
         if start >= end:
             raise HTTPException(422, "`since` must be before `until`")
         if end - start > timedelta(days=report_max_days):
