@@ -5,7 +5,7 @@ everything else (value, RFM, grade, stage, churn risk) with the pure rules of `r
 replay of the same facts gives the same record. `evaluate(now)` re-derives and reports what
 changed as domain events.
 
-A record holds the latest facts in full and keeps the rest apart (ADR 0007): the `orders_kept`
+A record holds the latest facts in full and keeps the rest apart (ADR 0008): the `orders_kept`
 latest active orders, the `complaints_kept` latest complaints, the `surveys_kept` latest surveys.
 The others are one document each, outside the record, and their exact totals (`Earlier`) are in
 it; an event that refers to one of them (a refund of an old order, a complaint announced again)
@@ -132,6 +132,15 @@ class Value:
     surveys: int
 
 
+def _canonical(amount: Decimal) -> Decimal:
+    """One form per value, so that a running total does not keep the exponent of its history
+    (10.50 + 1.0001 - 1.0001 is 10.5000): 0, or two decimals, or as many as it needs."""
+    if not amount:
+        return Decimal(0)
+    cents = amount.quantize(CENT)
+    return cents if cents == amount else amount.normalize()
+
+
 @dataclass
 class Earlier:
     """The exact totals of the facts kept apart (all older than those the record holds)."""
@@ -162,10 +171,10 @@ class Earlier:
         self.orders += sign
         if order.currency == base_currency:
             self.base_orders += sign
-            self.base_net += sign * order.net
+            self.base_net = _canonical(self.base_net + sign * order.net)
         elif order.currency is not None:
             count = self.foreign_orders.get(order.currency, 0) + sign
-            net = self.foreign.get(order.currency, Decimal(0)) + sign * order.net
+            net = _canonical(self.foreign.get(order.currency, Decimal(0)) + sign * order.net)
             if count:
                 self.foreign_orders[order.currency], self.foreign[order.currency] = count, net
             else:
@@ -495,8 +504,7 @@ class Customer:
             reverse=True,
         )
         held = {o.order_id for o in ranked[: rules.orders_kept]}
-        recalled_first = apart.first_recalled
-        if recalled_first:
+        if apart.first_recalled:  # the first ones kept apart are here: recount from them
             earlier.first_order_at = None
             apart.first_recalled = False
         for order_id, order in list(self.orders.items()):
