@@ -1,25 +1,29 @@
-"""An in-memory customer repository: the unit tests' stand-in for MongoDB."""
+"""An in-memory customer repository: the unit tests' stand-in for MongoDB (both ports)."""
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from crm_archive.domain.customer import Customer, FactIds
-from crm_archive.handlers import TimelineEntry
+from crm_archive.adapters.documents import order_key
+from crm_archive.adapters.pii import normalise_email, normalise_phone
+from crm_archive.domain.apart import FactIds
+from crm_archive.domain.customer import Customer
+from crm_archive.domain.facts import Order
+from crm_archive.ports import Changes, CustomerFilter, CustomerRow, TimelineEntry
 from crm_contracts import CloudEvent
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 
 
 class InMemoryCustomers:
-    def __init__(self, base_currency: str = "CNY") -> None:
+    def __init__(self) -> None:
         self.customers: dict[str, Customer] = {}
         self.timeline: list[TimelineEntry] = []
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
         self.apart: dict[str, dict[tuple[str, str], Any]] = {}
         """Per customer, the facts its record keeps apart: (kind, id) -> Order, time, Survey."""
-        self.base_currency = base_currency
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
@@ -53,7 +57,6 @@ class InMemoryCustomers:
                 ]:
                     orders[order.order_id] = order
             customer.recall(
-                self.base_currency,
                 orders=copy.deepcopy(list(orders.values())),
                 complaints=[
                     (i, facts[("complaint", i)])
@@ -72,14 +75,14 @@ class InMemoryCustomers:
         due = [c for c in self.customers.values() if c.next_review_at and c.next_review_at <= now]
         return [c.id for c in sorted(due, key=lambda c: c.next_review_at or now)][:limit]
 
-    async def save(
-        self,
-        customers: Sequence[Customer],
-        timeline: Sequence[TimelineEntry],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-    ) -> None:
-        for customer in customers:
+    async def save(self, changes: Changes) -> None:
+        """As the MongoDB repository: all or nothing, and a record changed since it was read
+        (another version stored) is a `ConcurrencyConflictError`."""
+        for customer in changes.customers:
+            stored = self.customers.get(customer.id)
+            if (stored.version if stored else 0) != customer.version:
+                raise ConcurrencyConflictError(f"customer {customer.id} changed concurrently")
+        for customer in changes.customers:
             facts = self.apart.setdefault(customer.id, {})
             facts.update({("order", i): copy.deepcopy(o) for i, o in customer.apart.orders.items()})
             facts.update({("complaint", i): at for i, at in customer.apart.complaints.items()})
@@ -88,9 +91,96 @@ class InMemoryCustomers:
                 del facts[kind_id]
             customer.saved()
             self.customers[customer.id] = copy.deepcopy(customer)
-        self.timeline.extend(timeline)
-        self.processed.update(e.id for e in applied)
-        self.outbox.extend(outbound)
+        self.timeline.extend(changes.timeline)
+        self.processed.update(e.id for e in changes.applied)
+        self.outbox.extend(changes.outbound)
+
+    # -- the read side ------------------------------------------------------------------------
+    async def exists(self, customer_id: str) -> bool:
+        return customer_id in self.customers
+
+    async def find(
+        self, filters: CustomerFilter, after: str | None, limit: int
+    ) -> list[CustomerRow]:
+        def matches(c: Customer) -> bool:
+            wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk)
+            held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons))
+            if any(w is not None and w != h for w, h in zip(wanted, held, strict=True)):
+                return False
+            return filters.contact is None or _normalised(filters.contact) in _contacts(c)
+
+        found = sorted(
+            (c for i, c in self.customers.items() if (after is None or i > after) and matches(c)),
+            key=lambda c: c.id,
+        )
+        return [
+            CustomerRow(
+                c.id,
+                c.grade,
+                c.stage,
+                bool(c.churn_reasons),
+                c.account_owner,
+                c.figures.order_count,
+                c.figures.net_spent,
+                c.figures.last_order_at,
+            )
+            for c in found[:limit]
+        ]
+
+    async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
+        mine = _contacts(customer)
+        return [
+            (c.id, c.registered_at)
+            for c in self.customers.values()
+            if c.id != customer.id and mine & _contacts(c)
+        ]
+
+    async def timeline_page(
+        self, customer_id: str, after: tuple[datetime, str] | None, limit: int, newest_first: bool
+    ) -> list[TimelineEntry]:
+        entries = sorted(
+            (e for e in self.timeline if e.customer_id == customer_id),
+            key=lambda e: (e.at, e.event_id),
+            reverse=newest_first,
+        )
+        if after is not None:
+            entries = [
+                e
+                for e in entries
+                if ((e.at, e.event_id) < after if newest_first else (e.at, e.event_id) > after)
+            ]
+        return entries[:limit]
+
+    async def timeline_entries(self, customer_id: str) -> AsyncIterator[TimelineEntry]:
+        for entry in await self.timeline_page(customer_id, None, len(self.timeline), False):
+            yield entry
+
+    async def orders(self, customer: Customer) -> AsyncIterator[Order]:
+        facts = self.apart.get(customer.id, {})
+        kept = [o for (kind, _), o in facts.items() if kind == "order"]
+        for order in [
+            *sorted(kept, key=order_key),
+            *sorted(customer.orders.values(), key=order_key),
+        ]:
+            yield order
+
+    async def segments(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {"grade": {}, "stage": {}, "at_risk": {}}
+        for c in self.customers.values():
+            for key, value in (("grade", c.grade), ("stage", c.stage)):
+                counts[key][str(value).lower()] = counts[key].get(str(value).lower(), 0) + 1
+            risk = str(bool(c.churn_reasons)).lower()
+            counts["at_risk"][risk] = counts["at_risk"].get(risk, 0) + 1
+        return counts
 
     def published(self, customer_id: str) -> list[str]:
         return [m.event.type for m in self.outbox if m.event.subject == customer_id]
+
+
+def _normalised(contact: str) -> str:
+    return normalise_email(contact) if "@" in contact else normalise_phone(contact)
+
+
+def _contacts(customer: Customer) -> set[str]:
+    """The normalised phone and email, as the lookup keys hash them."""
+    return {_normalised(c) for c in (customer.profile.phone, customer.profile.email) if c}

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_archive_orders import T0, Clock, cancelled, complaint, placed, refunded, survey
 
-from crm_archive.adapters.mongo import to_document
+from crm_archive.adapters.documents import to_document
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.rules import ArchiveRules
 from crm_archive.handlers import apply_events
@@ -122,8 +122,8 @@ async def test_facts_kept_apart_change_no_figure_whatever_the_batches(
     assert len(held.complaints) <= SMALL.complaints_kept
     assert len(held.surveys) <= SMALL.surveys_kept
     # What is held and what is kept apart depends on the facts only, not on the batches.
-    document = to_document(held, "CNY", NO_KEY, RING)
-    assert document == to_document(other.customers["c"], "CNY", NO_KEY, RING) | {
+    document = to_document(held, NO_KEY, RING)
+    assert document == to_document(other.customers["c"], NO_KEY, RING) | {
         "version": document["version"]
     }
     assert small.apart["c"] == other.apart["c"]
@@ -164,7 +164,7 @@ async def test_a_customer_of_100000_orders_and_complaints_stays_far_below_16_mb(
     for start in range(0, len(events), 5000):
         await apply_events(events[start : start + 5000], repo, clock=Clock(T0), rules=rules)
     customer = repo.customers["c"]
-    size = len(bson.encode(to_document(customer, "CNY", NO_KEY, RING)))
+    size = len(bson.encode(to_document(customer, NO_KEY, RING)))
     assert size < 2 * 1024 * 1024 < MAX_BSON, f"the record is {size / 1e6:.1f} MB"
     value = customer.value(T0, rules)
     assert value.order_count == 100_000
@@ -193,6 +193,6 @@ def test_the_largest_record_the_settings_allow_stays_under_10_mb() -> None:
         customer.ticket_opened(f"{long}{i:07d}", T0)
     customer.tags = ["标" * 200] * 50
     customer.evaluate(T0, rules)
-    size = len(bson.encode(to_document(customer, "CNY", NO_KEY, RING)))
+    size = len(bson.encode(to_document(customer, NO_KEY, RING)))
     print(f"the largest record: {size / 1e6:.1f} MB")
     assert size < 10 * 1024 * 1024, f"the record is {size / 1e6:.1f} MB"

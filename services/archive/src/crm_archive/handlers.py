@@ -1,27 +1,28 @@
 """Use cases: inbound events + repository + clock -> new records, timeline and outbound events.
 
-Plain async functions: the unit tests call them with an in-memory repository.
+Plain async functions over the `CustomerRepository` port: the unit tests call them with an
+in-memory repository. The HTTP commands are in `commands.py`, the read side in `queries.py`.
 """
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from crm_archive.domain.customer import (
+from crm_archive.domain.apart import FactIds
+from crm_archive.domain.customer import Customer
+from crm_archive.domain.events import (
     ChurnRiskCleared,
     ChurnRiskRaised,
     Created,
-    Customer,
     DomainEvent,
-    FactIds,
     GradeChanged,
-    Profile,
     ProfileChanged,
     StageChanged,
 )
+from crm_archive.domain.facts import Profile
 from crm_archive.domain.rules import ArchiveRules
+from crm_archive.ports import Changes, CustomerRepository, TimelineEntry
 from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
@@ -47,39 +48,6 @@ CONSUMED_TYPES = (
     privacy_v1.CUSTOMER_ERASURE_COMPLETED,
 )
 KEPT_AFTER_ERASURE = ("order figures", "value and grade", "timeline without personal data")
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One interaction on a customer's timeline. `data` holds no personal data."""
-
-    event_id: str
-    customer_id: str
-    at: datetime
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-class CustomerRepository(Protocol):
-    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
-
-    async def load(
-        self, customer_ids: Sequence[str], references: Mapping[str, FactIds] | None = None
-    ) -> dict[str, Customer]:
-        """The records, with the facts kept apart that `references` names recalled."""
-        ...
-
-    async def get(self, customer_id: str) -> Customer | None: ...
-
-    async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
-
-    async def save(
-        self,
-        customers: Sequence[Customer],
-        timeline: Sequence[TimelineEntry],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-    ) -> None: ...
 
 
 async def apply_events(
@@ -114,7 +82,7 @@ async def apply_events(
         outbound.extend(
             to_messages(customer, customer.evaluate(now, rules), last_cause[customer.id], now)
         )
-    await repository.save(list(touched.values()), timeline, fresh, outbound)
+    await repository.save(Changes(list(touched.values()), timeline, fresh, outbound))
     return len(fresh)
 
 
@@ -260,7 +228,7 @@ async def review(
                     customer, customer.evaluate(now, rules), f"review@{now.isoformat()}", now
                 )
             )
-        await repository.save(list(customers.values()), [], [], outbound)
+        await repository.save(Changes(list(customers.values()), outbound=outbound))
         changed += len(customers)
         if len(due) < batch:
             return changed

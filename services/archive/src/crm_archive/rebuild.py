@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from crm_archive import handlers
-from crm_archive.adapters.mongo import MongoCustomerRepository
+from crm_archive.app import customer_repository
 from crm_archive.settings import ArchiveSettings
 from crm_contracts import CloudEvent, EventDecodeError
 from crm_contracts.topics import consumed_by
@@ -64,7 +64,7 @@ async def rebuild(
     uow = UnitOfWork(client, Inbox(db), Outbox(db))
     keys = CustomerKeys(db, settings.key_ring())
     await keys.ensure_indexes()
-    repository = MongoCustomerRepository(db, uow, settings.base_currency, keys)
+    repository = customer_repository(db, uow, keys)
     await repository.ensure_indexes()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,

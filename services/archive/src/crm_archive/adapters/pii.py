@@ -8,7 +8,7 @@ import re
 from datetime import date
 from typing import Any
 
-from crm_archive.domain.customer import Profile
+from crm_archive.domain.facts import Profile
 from crm_runtime.crypto import FieldCipher, KeyRing
 
 SEALED = ("name", "phone", "email", "birthday", "gender", "city")

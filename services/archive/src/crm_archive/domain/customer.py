@@ -5,219 +5,51 @@ everything else (value, RFM, grade, stage, churn risk) with the pure rules of `r
 replay of the same facts gives the same record. `evaluate(now)` re-derives and reports what
 changed as domain events.
 
-A record holds the latest facts in full and keeps the rest apart (ADR 0008): the `orders_kept`
-latest active orders, the `complaints_kept` latest complaints, the `surveys_kept` latest surveys.
-The others are one document each, outside the record, and their exact totals (`Earlier`) are in
-it; an event that refers to one of them (a refund of an old order, a complaint announced again)
-has it `recall`ed first. Which facts are held is a function of the facts (the latest N), so a
-rebuild still equals the live record, and no customer's record can grow towards MongoDB's 16 MB.
+A record holds the latest facts in full and keeps the rest apart (ADR 0008, `apart.py`): the
+`orders_kept` latest active orders, the `complaints_kept` latest complaints, the `surveys_kept`
+latest surveys. The others are one document each, outside the record, and their exact totals
+(`Earlier`) are in it; an event that refers to one of them (a refund of an old order, a complaint
+announced again) has it `recall`ed first. Which facts are held is a function of the facts (the
+latest N), so a rebuild still equals the live record, and no customer's record can grow towards
+MongoDB's 16 MB.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
 
+from crm_archive.domain.apart import Apart, Earlier
+from crm_archive.domain.events import (
+    ChurnRiskCleared,
+    ChurnRiskRaised,
+    Created,
+    DomainEvent,
+    GradeChanged,
+    ProfileChanged,
+    StageChanged,
+)
+from crm_archive.domain.facts import Order, Profile, Survey
 from crm_archive.domain.rules import (
     ArchiveRules,
     ChurnFacts,
     ChurnReason,
     Grade,
-    OrderFact,
-    Rfm,
     Stage,
     churn_reasons,
-    csat,
     grade,
     next_review,
-    nps,
-    rfm,
     stage,
 )
-
-CENT = Decimal("0.01")
-
-
-@dataclass
-class Profile:
-    """Who the customer is. Personal data: read and written in one place (the repository)."""
-
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    birthday: date | None = None
-    gender: str | None = None
-    city: str | None = None
-    source: str | None = None
+from crm_archive.domain.value import Figures, Value, value_of
 
 
-@dataclass
-class Order:
-    order_id: str
-    placed_at: datetime | None = None
-    """None while only a refund or cancellation of it was seen (out-of-order delivery)."""
-    amount: Decimal = Decimal(0)
-    currency: str | None = None
-    refunded: Decimal = Decimal(0)
-    cancelled: bool = False
+class NoCustomerError(LookupError):
+    """No record for this customer id."""
 
-    @property
-    def active(self) -> bool:
-        return self.placed_at is not None and not self.cancelled
-
-    @property
-    def net(self) -> Decimal:
-        """Amount minus refunds, never below zero."""
-        return max(Decimal(0), self.amount - self.refunded)
-
-
-@dataclass(frozen=True)
-class Survey:
-    at: datetime
-    csat: int | None
-    nps: int | None
-
-
-@dataclass(frozen=True)
-class Created:
-    stage: Stage
-    stub: bool
-    cause: str
-
-
-@dataclass(frozen=True)
-class ProfileChanged:
-    fields: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class GradeChanged:
-    grade: Grade
-    previous: Grade | None
-
-
-@dataclass(frozen=True)
-class StageChanged:
-    stage: Stage
-    previous: Stage | None
-
-
-@dataclass(frozen=True)
-class ChurnRiskRaised:
-    reasons: tuple[ChurnReason, ...]
-    at: datetime
-
-
-@dataclass(frozen=True)
-class ChurnRiskCleared:
-    cleared_by: str
-
-
-DomainEvent = (
-    Created | ProfileChanged | GradeChanged | StageChanged | ChurnRiskRaised | ChurnRiskCleared
-)
-
-
-@dataclass
-class Value:
-    order_count: int
-    net_spent: Decimal
-    foreign_spent: dict[str, Decimal]
-    first_order_at: datetime | None
-    last_order_at: datetime | None
-    average_order_value: Decimal | None
-    rfm: Rfm
-    nps: int | None
-    csat: Decimal | None
-    surveys: int
-
-
-def _canonical(amount: Decimal) -> Decimal:
-    """One form per value, so that a running total does not keep the exponent of its history
-    (10.50 + 1.0001 - 1.0001 is 10.5000): 0, or two decimals, or as many as it needs."""
-    if not amount:
-        return Decimal(0)
-    cents = amount.quantize(CENT)
-    return cents if cents == amount else amount.normalize()
-
-
-@dataclass
-class Earlier:
-    """The exact totals of the facts kept apart (all older than those the record holds)."""
-
-    orders: int = 0
-    """Active orders (placed, not cancelled) kept apart."""
-    base_orders: int = 0
-    base_net: Decimal = Decimal(0)
-    foreign: dict[str, Decimal] = field(default_factory=dict)
-    """Net spend per other currency, of `foreign_orders` orders."""
-    foreign_orders: dict[str, int] = field(default_factory=dict)
-    first_order_at: datetime | None = None
-    """The earliest placing time among the active orders kept apart."""
-    complaints: int = 0
-    surveys: int = 0
-    nps_answers: int = 0
-    promoters: int = 0
-    detractors: int = 0
-    csat_answers: int = 0
-    csat_total: int = 0
-    stored: int = 0
-    """Documents kept apart, of any kind and state: none means there is nothing to recall."""
-
-    def count_order(self, order: "Order", base_currency: str, sign: int) -> None:
-        """Add (`sign` +1) or take out (-1) an order's share of the totals."""
-        if not order.active:
-            return
-        self.orders += sign
-        if order.currency == base_currency:
-            self.base_orders += sign
-            self.base_net = _canonical(self.base_net + sign * order.net)
-        elif order.currency is not None:
-            count = self.foreign_orders.get(order.currency, 0) + sign
-            net = _canonical(self.foreign.get(order.currency, Decimal(0)) + sign * order.net)
-            if count:
-                self.foreign_orders[order.currency], self.foreign[order.currency] = count, net
-            else:
-                self.foreign_orders.pop(order.currency, None)
-                self.foreign.pop(order.currency, None)
-
-    def count_survey(self, survey: "Survey", sign: int) -> None:
-        self.surveys += sign
-        if survey.nps is not None:
-            self.nps_answers += sign
-            self.promoters += sign * (survey.nps >= 9)
-            self.detractors += sign * (survey.nps <= 6)
-        if survey.csat is not None:
-            self.csat_answers += sign
-            self.csat_total += sign * survey.csat
-
-
-@dataclass(frozen=True)
-class FactIds:
-    """The facts kept apart that a batch of events refers to (by id), for `recall`."""
-
-    orders: frozenset[str] = frozenset()
-    complaints: frozenset[str] = frozenset()
-    surveys: frozenset[str] = frozenset()
-    cancellations: int = 0
-    """Cancellations in the batch: so many held orders may leave, and as many kept apart come
-    back; and the first order kept apart may be one of them."""
-
-
-@dataclass
-class Apart:
-    """This batch's traffic with the facts kept apart: what was recalled, what to write."""
-
-    orders: dict[str, "Order"] = field(default_factory=dict)
-    """Orders to write apart (new there, or recalled and maybe changed)."""
-    complaints: dict[str, datetime] = field(default_factory=dict)
-    surveys: dict[str, "Survey"] = field(default_factory=dict)
-    back: list[tuple[str, str]] = field(default_factory=list)
-    """(kind, id) kept apart until now and held by the record again: to delete there."""
-    recalled: set[tuple[str, str]] = field(default_factory=set)
-    first_recalled: bool = False
-    """The earliest active orders kept apart were recalled: `Earlier.first_order_at` is
-    recomputed from those that go apart again."""
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"no customer {customer_id!r}")
+        self.customer_id = customer_id
 
 
 @dataclass
@@ -249,6 +81,7 @@ class Customer:
     churn_reasons: list[ChurnReason] = field(default_factory=list)
     churn_risk_since: datetime | None = None
     next_review_at: datetime | None = None
+    figures: Figures = field(default_factory=Figures)
     version: int = 0
     pending: list[DomainEvent] = field(default_factory=list, repr=False)
 
@@ -386,44 +219,15 @@ class Customer:
         return [o for o in self.orders.values() if o.active]
 
     def value(self, now: datetime, rules: ArchiveRules) -> Value:
-        earlier = self.earlier
-        active = self.active_orders()
-        base = [o for o in active if o.currency == rules.base_currency]
-        net = sum((o.net for o in base), earlier.base_net)
-        foreign: dict[str, Decimal] = dict(earlier.foreign)
-        for o in active:
-            if o.currency != rules.base_currency and o.currency is not None:
-                foreign[o.currency] = foreign.get(o.currency, Decimal(0)) + o.net
-        times = [o.placed_at for o in active if o.placed_at is not None]
-        firsts = [*times, *([earlier.first_order_at] if earlier.first_order_at else [])]
-        base_count = len(base) + earlier.base_orders
-        facts = [OrderFact(o.placed_at, o.net) for o in base if o.placed_at is not None]
-        answered = list(self.surveys.values())
-        nps_scores = [s.nps for s in answered if s.nps is not None]
-        csat_scores = [s.csat for s in answered if s.csat is not None]
-        return Value(
-            order_count=len(active) + earlier.orders,
-            net_spent=net,
-            foreign_spent=foreign,
-            first_order_at=min(firsts, default=None),
-            last_order_at=max(times, default=None),
-            average_order_value=(
-                (net / base_count).quantize(CENT, rounding=ROUND_HALF_UP) if base_count else None
-            ),
-            rfm=rfm(facts, now, rules),
-            nps=nps(
-                nps_scores,
-                earlier=(earlier.nps_answers, earlier.promoters, earlier.detractors),
-            ),
-            csat=csat(csat_scores, earlier=(earlier.csat_answers, earlier.csat_total)),
-            surveys=len(answered) + earlier.surveys,
-        )
+        return value_of(self.active_orders(), self.surveys.values(), self.earlier, now, rules)
 
     def evaluate(self, now: datetime, rules: ArchiveRules) -> list[DomainEvent]:
-        """Re-derive grade, stage and churn risk as of `now`; return (and clear) what changed.
-        First the record keeps apart what it no longer holds in full (`compact`)."""
+        """Re-derive grade, stage, churn risk and the `figures` as of `now`; return (and clear)
+        what changed. First the record keeps apart what it no longer holds in full (`compact`).
+        A record is evaluated before it is saved."""
         self.compact(rules)
         value = self.value(now, rules)
+        self.figures = value.figures
         times = [o.placed_at for o in self.active_orders() if o.placed_at is not None]
         new_grade = grade(value.order_count, value.rfm, rules)
         if new_grade != self.grade:
@@ -463,7 +267,6 @@ class Customer:
     # -- what the record holds in full, and what it keeps apart ------------------------------
     def recall(
         self,
-        base_currency: str,
         *,
         orders: Iterable[Order] = (),
         complaints: Iterable[tuple[str, datetime]] = (),
@@ -471,13 +274,14 @@ class Customer:
         first_orders: bool = False,
     ) -> None:
         """Take back facts kept apart (as stored) before a batch refers to them: they are held
-        again until `compact`, their totals leave `earlier`. `first_orders`: the earliest active
-        orders kept apart are among them (loaded because orders may be cancelled)."""
+        again until `compact`, their totals leave `earlier` (an order's at `compact`, which
+        knows the base currency). `first_orders`: the earliest active orders kept apart are
+        among them (loaded because orders may be cancelled)."""
         for order in orders:
             if order.order_id in self.orders:
                 continue
             self.orders[order.order_id] = order
-            self.earlier.count_order(order, base_currency, -1)
+            self.apart.recalled_orders[order.order_id] = replace(order)
             self.apart.recalled.add(("order", order.order_id))
         for complaint_id, at in complaints:
             if complaint_id not in self.complaints:
@@ -498,6 +302,9 @@ class Customer:
         complaints, the `surveys_kept` latest surveys, the `open_tickets_kept` latest open
         tickets."""
         apart, earlier = self.apart, self.earlier
+        for stored in apart.recalled_orders.values():
+            earlier.count_order(stored, rules.base_currency, -1)
+        apart.recalled_orders.clear()
         ranked = sorted(
             (o for o in self.orders.values() if o.active),
             key=lambda o: (o.placed_at, o.order_id),

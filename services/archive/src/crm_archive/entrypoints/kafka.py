@@ -4,7 +4,7 @@ from functools import partial
 
 from crm_archive import handlers
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.handlers import CustomerRepository
+from crm_archive.ports import CustomerRepository
 from crm_runtime.runtime import Runtime
 from crm_runtime.sweeps import Clock
 

@@ -1,0 +1,47 @@
+"""The facts a customer's record is made of: who the customer is, their orders, their answers."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+CENT = Decimal("0.01")
+
+
+@dataclass
+class Profile:
+    """Who the customer is. Personal data: read and written in one place (the repository)."""
+
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    birthday: date | None = None
+    gender: str | None = None
+    city: str | None = None
+    source: str | None = None
+
+
+@dataclass
+class Order:
+    order_id: str
+    placed_at: datetime | None = None
+    """None while only a refund or cancellation of it was seen (out-of-order delivery)."""
+    amount: Decimal = Decimal(0)
+    currency: str | None = None
+    refunded: Decimal = Decimal(0)
+    cancelled: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.placed_at is not None and not self.cancelled
+
+    @property
+    def net(self) -> Decimal:
+        """Amount minus refunds, never below zero."""
+        return max(Decimal(0), self.amount - self.refunded)
+
+
+@dataclass(frozen=True)
+class Survey:
+    at: datetime
+    csat: int | None
+    nps: int | None

@@ -1,0 +1,227 @@
+"""What the archive's routes take and answer: the request and response models (the OpenAPI
+document), and how the answers are made from the domain's records and the ports' rows."""
+
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crm_archive.domain.facts import Order
+from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
+from crm_archive.ports import CustomerRow, TimelineEntry
+from crm_archive.queries import CustomerDetail, ErasureStatus
+
+
+class ProfileView(BaseModel):
+    name: str | None
+    phone: str | None
+    email: str | None
+    birthday: date | None
+    gender: str | None
+    city: str | None
+    source: str | None
+
+
+class RfmView(BaseModel):
+    recency_days: int | None
+    frequency: int
+    monetary: str
+    r: int
+    f: int
+    m: int
+    total: int
+
+
+class ValueView(BaseModel):
+    order_count: int
+    net_spent: str
+    currency: str
+    foreign_spent: dict[str, str]
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    average_order_value: str | None
+    rfm: RfmView
+    nps: int | None = Field(description="推荐值: -100..100 over the customer's answers")
+    csat: str | None = Field(description="满意度: average CSAT 1-5")
+    surveys: int
+
+
+class ChurnView(BaseModel):
+    at_risk: bool
+    reasons: list[ChurnReason]
+    since: datetime | None
+
+
+class CustomerView(BaseModel):
+    id: str
+    stub: bool
+    registered_at: datetime | None
+    first_seen_at: datetime
+    last_event_at: datetime
+    profile: ProfileView
+    tags: list[str]
+    consents: dict[str, dict[str, bool]]
+    account_owner: str | None
+    grade: Grade | None
+    stage: Stage | None
+    value: ValueView
+    churn_risk: ChurnView
+    contacts: int
+    complaints: int
+    open_tickets: list[str]
+    tickets_resolved: int
+    loyalty_tier: str | None
+    possible_duplicate_of: str | None
+    erased: bool
+
+
+class CustomerSummary(BaseModel):
+    id: str
+    grade: Grade | None
+    stage: Stage | None
+    at_risk: bool
+    account_owner: str | None
+    order_count: int
+    net_spent: str
+    last_order_at: datetime | None
+
+
+class TimelineView(BaseModel):
+    event_id: str
+    at: datetime
+    type: str
+    data: dict[str, Any]
+
+
+class CustomerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_owner: str | None = Field(default=None, min_length=1, max_length=128)
+    tags: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=50)
+
+
+class ServiceErasure(BaseModel):
+    confirmed_at: datetime | None = Field(
+        description="When the service confirmed (`customer.erasure_completed`); null: pending."
+    )
+
+
+class ErasureView(BaseModel):
+    customer_id: str
+    requested_at: datetime | None = Field(description="Null while only confirmations arrived.")
+    request_event_id: str | None
+    services: dict[str, ServiceErasure]
+    complete: bool = Field(description="Every service confirmed.")
+
+
+def customer_view(detail: CustomerDetail, now: datetime, rules: ArchiveRules) -> CustomerView:
+    customer = detail.customer
+    value = customer.value(now, rules)
+    p = customer.profile
+    return CustomerView(
+        id=customer.id,
+        stub=customer.stub,
+        registered_at=customer.registered_at,
+        first_seen_at=customer.first_seen_at,
+        last_event_at=customer.last_event_at,
+        profile=ProfileView(
+            name=p.name,
+            phone=p.phone,
+            email=p.email,
+            birthday=p.birthday,
+            gender=p.gender,
+            city=p.city,
+            source=p.source,
+        ),
+        tags=customer.tags,
+        consents=customer.consents,
+        account_owner=customer.account_owner,
+        grade=customer.grade,
+        stage=customer.stage,
+        value=ValueView(
+            order_count=value.order_count,
+            net_spent=format(value.net_spent, "f"),
+            currency=rules.base_currency,
+            foreign_spent={k: format(v, "f") for k, v in value.foreign_spent.items()},
+            first_order_at=value.first_order_at,
+            last_order_at=value.last_order_at,
+            average_order_value=(
+                format(value.average_order_value, "f")
+                if value.average_order_value is not None
+                else None
+            ),
+            rfm=RfmView(
+                recency_days=value.rfm.recency_days,
+                frequency=value.rfm.frequency,
+                monetary=format(value.rfm.monetary, "f"),
+                r=value.rfm.r,
+                f=value.rfm.f,
+                m=value.rfm.m,
+                total=value.rfm.total,
+            ),
+            nps=value.nps,
+            csat=format(value.csat, "f") if value.csat is not None else None,
+            surveys=value.surveys,
+        ),
+        churn_risk=ChurnView(
+            at_risk=bool(customer.churn_reasons),
+            reasons=customer.churn_reasons,
+            since=customer.churn_risk_since,
+        ),
+        contacts=customer.contacts,
+        complaints=customer.complaint_count,
+        open_tickets=customer.open_tickets,
+        tickets_resolved=customer.tickets_resolved,
+        loyalty_tier=customer.loyalty_tier,
+        possible_duplicate_of=detail.duplicate_of,
+        erased=customer.erased_at is not None,
+    )
+
+
+def summary_view(row: CustomerRow) -> CustomerSummary:
+    return CustomerSummary(
+        id=row.id,
+        grade=row.grade,
+        stage=row.stage,
+        at_risk=row.at_risk,
+        account_owner=row.account_owner,
+        order_count=row.order_count,
+        net_spent=format(row.net_spent, "f"),
+        last_order_at=row.last_order_at,
+    )
+
+
+def timeline_view(entry: TimelineEntry) -> TimelineView:
+    return TimelineView(event_id=entry.event_id, at=entry.at, type=entry.type, data=entry.data)
+
+
+def erasure_view(status: ErasureStatus) -> ErasureView:
+    return ErasureView(
+        customer_id=status.customer_id,
+        requested_at=status.requested_at,
+        request_event_id=status.request_event_id,
+        services={
+            name: ServiceErasure(confirmed_at=at) for name, at in status.confirmed_at.items()
+        },
+        complete=status.complete,
+    )
+
+
+async def order_items(orders: AsyncIterator[Order]) -> AsyncIterator[dict[str, Any]]:
+    """The export's orders, as sent."""
+    async for o in orders:
+        yield {
+            "order_id": o.order_id,
+            "placed_at": o.placed_at,
+            "amount": format(o.amount, "f"),
+            "currency": o.currency,
+            "refunded": format(o.refunded, "f"),
+            "cancelled": o.cancelled,
+        }
+
+
+async def timeline_items(entries: AsyncIterator[TimelineEntry]) -> AsyncIterator[dict[str, Any]]:
+    """The export's timeline, as sent."""
+    async for entry in entries:
+        yield timeline_view(entry).model_dump(mode="json")

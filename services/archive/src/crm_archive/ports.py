@@ -1,0 +1,124 @@
+"""What the archive's use cases work with and through: the change set one write saves
+(`Changes`), the timeline entries in it, and the ports the MongoDB adapter implements — the
+repository the handlers and commands write through (`CustomerRepository`) and the read side the
+routes and queries use (`CustomerQueries`).
+
+Handlers, commands, queries, adapters and entry points import these; the adapters import
+neither the handlers nor the entry points.
+"""
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from crm_archive.domain.apart import FactIds
+from crm_archive.domain.customer import Customer
+from crm_archive.domain.facts import Order
+from crm_archive.domain.rules import Grade, Stage
+from crm_contracts import CloudEvent
+from crm_runtime.outbox import OutboundMessage
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One interaction on a customer's timeline. `data` holds no personal data."""
+
+    event_id: str
+    customer_id: str
+    at: datetime
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Changes:
+    """What one batch, sweep or request changes, saved in one transaction."""
+
+    customers: list[Customer] = field(default_factory=list)
+    """Evaluated records (`Customer.evaluate`), each with what it keeps apart."""
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    applied: list[CloudEvent[Any]] = field(default_factory=list)
+    """The inbound events applied (the inbox): a redelivery of one changes nothing."""
+    outbound: list[OutboundMessage] = field(default_factory=list)
+
+
+class CustomerRepository(Protocol):
+    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
+
+    async def load(
+        self, customer_ids: Sequence[str], references: Mapping[str, FactIds] | None = None
+    ) -> dict[str, Customer]:
+        """The records, with the facts kept apart that `references` names recalled."""
+        ...
+
+    async def get(self, customer_id: str) -> Customer | None: ...
+
+    async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
+
+    async def save(self, changes: Changes) -> None:
+        """One transaction: the records (optimistic on `version`: `ConcurrencyConflictError`
+        when one changed since it was read), what they keep apart, the timeline, the inbox, the
+        outbox, and the destruction of erased customers' data keys."""
+        ...
+
+
+@dataclass(frozen=True)
+class CustomerFilter:
+    """`GET /customers`: the customers matching every criterion given."""
+
+    grade: Grade | None = None
+    stage: Stage | None = None
+    owner: str | None = None
+    at_risk: bool | None = None
+    contact: str | None = None
+    """A phone number or an email address, as typed: matched on the normalised value."""
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """A line of the customer list: figures, no personal data."""
+
+    id: str
+    grade: Grade | None
+    stage: Stage | None
+    at_risk: bool
+    account_owner: str | None
+    order_count: int
+    net_spent: Decimal
+    last_order_at: datetime | None
+
+
+class CustomerQueries(Protocol):
+    """The read side the HTTP routes and `queries.py` use."""
+
+    async def get(self, customer_id: str) -> Customer | None: ...
+
+    async def exists(self, customer_id: str) -> bool: ...
+
+    async def find(
+        self, filters: CustomerFilter, after: str | None, limit: int
+    ) -> list[CustomerRow]: ...
+
+    async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
+        """(id, registered_at) of a few other customers sharing its phone or email."""
+        ...
+
+    async def timeline_page(
+        self, customer_id: str, after: tuple[datetime, str] | None, limit: int, newest_first: bool
+    ) -> list[TimelineEntry]:
+        """`after`: (at, event id) of the last entry of the previous page."""
+        ...
+
+    def timeline_entries(self, customer_id: str) -> AsyncIterator[TimelineEntry]:
+        """Every timeline entry of a customer, oldest first, read page by page."""
+        ...
+
+    def orders(self, customer: Customer) -> AsyncIterator[Order]:
+        """Every order of a customer: those kept apart, oldest first, then those held."""
+        ...
+
+    async def segments(self) -> dict[str, dict[str, int]]:
+        """Customers by grade, by stage and by risk."""
+        ...

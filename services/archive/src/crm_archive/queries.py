@@ -1,0 +1,117 @@
+"""The read side: what the routes show of a customer (`detail`: the record and a possible
+duplicate), the erasure's progress, the export, and the reports — aggregation pipelines the
+database runs over the customers, and the answers shaped from the few rows they return. Plain
+functions over the `CustomerQueries` port (the pipelines are pure: the repository runs them).
+"""
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crm_archive.domain.customer import Customer
+from crm_archive.domain.facts import Order
+from crm_archive.ports import CustomerQueries, TimelineEntry
+from crm_contracts.topics import SERVICES
+
+Document = dict[str, Any]
+
+ERASING_SERVICES = SERVICES
+"""Every service confirms an erasure (`customer.erasure_completed`)."""
+SEGMENTS = ("grade", "stage", "at_risk")
+
+
+@dataclass(frozen=True)
+class CustomerDetail:
+    """A customer as the routes show one."""
+
+    customer: Customer
+    duplicate_of: str | None
+    """The earliest-registered other customer sharing its phone or email, if it registered
+    later (so the original is never flagged as the duplicate)."""
+
+
+async def detail(customer: Customer, queries: CustomerQueries) -> CustomerDetail:
+    return CustomerDetail(customer, await duplicate_of(customer, queries))
+
+
+async def duplicate_of(customer: Customer, queries: CustomerQueries) -> str | None:
+    if customer.registered_at is None:
+        return None
+    mine = (customer.registered_at, customer.id)
+    earlier = [
+        (registered_at, other)
+        for other, registered_at in await queries.same_contact(customer)
+        if registered_at is not None and (registered_at, other) < mine
+    ]
+    return min(earlier)[1] if earlier else None
+
+
+@dataclass(frozen=True)
+class ErasureStatus:
+    customer_id: str
+    requested_at: datetime | None
+    """None while only confirmations arrived."""
+    request_event_id: str | None
+    confirmed_at: dict[str, datetime | None]
+    """Per service, when it confirmed; None: pending."""
+
+    @property
+    def complete(self) -> bool:
+        return all(at is not None for at in self.confirmed_at.values())
+
+
+def erasure_status(customer: Customer) -> ErasureStatus | None:
+    """An erasure request and each service's confirmation; None when none was requested."""
+    if customer.erased_at is None and not customer.erasure_confirmations:
+        return None
+    return ErasureStatus(
+        customer_id=customer.id,
+        requested_at=customer.erased_at,
+        request_event_id=customer.erasure_request_id,
+        confirmed_at={name: customer.erasure_confirmations.get(name) for name in ERASING_SERVICES},
+    )
+
+
+@dataclass(frozen=True)
+class Export:
+    """Everything held about a customer (data portability): the long parts are read as sent."""
+
+    detail: CustomerDetail
+    orders: AsyncIterator[Order]
+    timeline: AsyncIterator[TimelineEntry]
+
+
+async def export(customer: Customer, queries: CustomerQueries) -> Export:
+    return Export(
+        await detail(customer, queries),
+        queries.orders(customer),
+        queries.timeline_entries(customer.id),
+    )
+
+
+def segment_pipeline(key: str) -> list[Document]:
+    """Customers per value of `key` (one of `SEGMENTS`)."""
+    return [{"$group": {"_id": f"${key}", "n": {"$sum": 1}}}]
+
+
+def segments_report(rows: Mapping[str, list[Document]]) -> dict[str, dict[str, int]]:
+    """The answer of `GET /segments/summary` from each segment pipeline's rows."""
+    return {key: {str(row["_id"]).lower(): row["n"] for row in rows[key]} for key in SEGMENTS}
+
+
+GRADE_STAGE_PIPELINE: list[Document] = [
+    {"$group": {"_id": {"grade": "$grade", "stage": "$stage"}, "n": {"$sum": 1}}}
+]
+"""Customers per (grade, stage): the `crm_customers` gauge."""
+
+
+def grade_stage_counts(rows: list[Document]) -> dict[tuple[str, str], int]:
+    """Customers by (grade, stage); "none" where not computed yet."""
+    result: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = row["_id"] or {}
+        grade = str(key.get("grade") or "none").lower()
+        stage = str(key.get("stage") or "none").lower()
+        result[(grade, stage)] = result.get((grade, stage), 0) + row["n"]
+    return result
