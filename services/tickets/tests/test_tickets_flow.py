@@ -12,11 +12,11 @@ from crm_contracts import CloudEvent, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.members import v1 as members_v1
+from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.calendar import BusinessCalendar
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError
 from crm_tickets.handlers import (
-    Agent,
     apply_events,
     assignment_sweep,
     complaint_ticket_id,
@@ -54,7 +54,7 @@ def complaint(
 def repo_with_agents(*agents: Agent) -> InMemoryTickets:
     repo = InMemoryTickets(RULES, T0)
     for agent in agents:
-        repo.agents_[agent.agent_id] = agent
+        repo.agents[agent.agent_id] = agent
     return repo
 
 
@@ -86,7 +86,7 @@ async def test_tickets_are_assigned_round_robin_within_capacity() -> None:
     mine = next(t for t in repo.tickets.values() if t.assignee == "a1")
     mine.resolve(["carrier"], "a1", T0)
     repo.tickets[mine.ticket_id] = mine
-    assert await assignment_sweep(T0, repo) == 1
+    assert await assignment_sweep(T0, repo, rules=RULES) == 1
     assert sorted(t.assignee or "-" for t in repo.tickets.values()) == ["a1", "a1", "a2", "a2"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from test_tickets_flow import RULES, T0
 
 from crm_runtime.crypto import FieldCipher
-from crm_tickets.adapters.mongo import to_document
+from crm_tickets.adapters.documents import to_document
 from crm_tickets.domain.ticket import Change, Comment, Ticket, TicketFullError
 from crm_tickets.settings import TicketsSettings
 
@@ -89,7 +89,8 @@ def test_the_largest_ticket_allowed_stays_under_16_mb(max_comments: int, max_his
     ]
     ticket.status_log = [(T0, "in_progress")] * (2 * max_history)
     ticket.root_causes = causes
-    document = to_document(ticket, T0, RULES, FieldCipher("c1", os.urandom(32)))
+    figures = ticket.figures(T0, RULES)
+    document = to_document(ticket, figures, FieldCipher("c1", os.urandom(32)))
     size = len(bson.encode(document))
     print(f"{max_comments} comments, {max_history} lines: {size / 1e6:.1f} MB")
     assert size < 0.9 * MAX_BSON, f"{size / 1e6:.1f} MB"

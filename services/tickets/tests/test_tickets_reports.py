@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_tickets_flow import RULES, T0
 
 from crm_tickets import queries
 from crm_tickets.adapters.mongo import MongoTicketRepository
@@ -55,7 +54,7 @@ SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC
 def repository_over(collection: AggregatingOnly) -> MongoTicketRepository:
     database: Any = {"tickets": collection, "agents": None, "customers": None}
     database["pending_surveys"] = None
-    return MongoTicketRepository(database, None, RULES, lambda: T0, None)  # type: ignore[arg-type]
+    return MongoTicketRepository(database, None, None)  # type: ignore[arg-type]
 
 
 def old_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

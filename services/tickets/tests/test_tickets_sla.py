@@ -106,6 +106,19 @@ def test_the_next_check_is_the_next_warning_or_breach_in_business_time() -> None
     assert ticket.next_check_at(sh(2026, 11, 20, 17, 50), RULES) == sh(2026, 11, 23, 9, 14)
 
 
+def test_the_report_figures_are_the_domain_s_and_stay_once_their_clocks_stop() -> None:
+    ticket = opened(sh(2026, 11, 23, 9))  # P2: first response 2 h, resolution 9 h
+    ticket.assign("a1", "sup", sh(2026, 11, 23, 9), manual=True)
+    assert ticket.figures(sh(2026, 11, 23, 9), RULES).next_check_at == sh(2026, 11, 23, 10, 36)
+    ticket.comment("m1", "a1", "在查", sh(2026, 11, 23, 10), public=True)
+    ticket.resolve(["carrier"], "a1", sh(2026, 11, 23, 17))
+    later = [sh(2026, 11, 23, 17), sh(2026, 11, 24, 12), sh(2026, 11, 27, 9)]
+    figures = [ticket.figures(now, RULES) for now in later]
+    assert {(f.first_response_s, f.resolution_s) for f in figures} == {(3600, 8 * 3600)}
+    # The sweep looks again when the auto-close is due.
+    assert figures[0].next_check_at == sh(2026, 11, 30, 17)
+
+
 def test_a_vip_ticket_is_one_priority_higher() -> None:
     assert opened(sh(2026, 11, 23, 9), severity="high").priority == "P2"
     assert opened(sh(2026, 11, 23, 9), severity="high", grade="vip").priority == "P1"
@@ -150,6 +163,35 @@ def test_elapsed_never_decreases_and_is_the_sum_of_open_working_intervals(
                     WORKING_MINUTES[minute_of(min(b, now))] - WORKING_MINUTES[minute_of(a)]
                 )
         assert elapsed == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(statuses, st.booleans(), st.integers(0, 10 * 24 * 60))
+def test_the_figures_equal_the_clocks_read_at_any_later_time(
+    changes: list[tuple[int, str]], resolve: bool, later: int
+) -> None:
+    """What the store used to compute at save time (`elapsed(target, now)` once the clock
+    stopped) is what `Ticket.figures` gives, whenever it is asked."""
+    at = PROPERTY_START
+    ticket = opened(at)
+    ticket.assign("a1", "sup", at, manual=True)
+    ticket.change_status("in_progress", "a1", at)
+    for minutes, status in changes:
+        at += timedelta(minutes=minutes)
+        if status != ticket.status:  # asking the customer is the first response
+            ticket.change_status(
+                "in_progress" if status == "in_progress" else "waiting_customer", "a1", at
+            )
+    if resolve:
+        ticket.resolve(["x"], "a1", at)
+    now = at + timedelta(minutes=later)
+    figures = ticket.figures(now, RULES)
+    assert figures.first_response_s == (
+        ticket.elapsed("first_response", now, RULES) if ticket.first_response_at else None
+    )
+    assert figures.resolution_s == (
+        ticket.elapsed("resolution", now, RULES) if ticket.resolved_at else None
+    )
 
 
 def _working_minute(at: datetime) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from test_tickets_flow import RULES, T0
 
 from crm_runtime.crypto import FieldCipher
-from crm_tickets.adapters.mongo import from_document, to_document
+from crm_tickets.adapters.documents import from_document, to_document
 from crm_tickets.domain.ticket import Ticket
 
 pytestmark = pytest.mark.unit
@@ -38,12 +38,15 @@ def worked_ticket() -> Ticket:
 def test_free_text_is_sealed_and_the_figures_stay_plain() -> None:
     ticket = worked_ticket()
     cipher = FieldCipher("c1", os.urandom(32))
-    document = to_document(ticket, T0 + timedelta(hours=3), RULES, cipher)
+    figures = ticket.figures(T0 + timedelta(hours=3), RULES)
+    document = to_document(ticket, figures, cipher)
     raw = bson.encode(document)
     assert PHONE.encode() not in raw
     assert NAME.encode() not in raw
     assert document["priority"] == ticket.priority
     assert document["category"] == "delivery"
+    assert (document["first_response_s"], document["resolution_s"]) == (300, None)
+    assert document["next_check_at"] == figures.next_check_at
     back = from_document({**document, "version": 0}, cipher)
     assert back.description == ticket.description
     assert [c.text for c in back.comments] == [c.text for c in ticket.comments]
@@ -52,7 +55,8 @@ def test_free_text_is_sealed_and_the_figures_stay_plain() -> None:
 
 
 def test_after_the_key_is_shredded_the_ticket_reads_without_its_texts() -> None:
-    document = to_document(worked_ticket(), T0, RULES, FieldCipher("c1", os.urandom(32)))
+    ticket = worked_ticket()
+    document = to_document(ticket, ticket.figures(T0, RULES), FieldCipher("c1", os.urandom(32)))
     back = from_document(document, FieldCipher("c1", None))
     assert back.description == ""
     assert all(c.text == "" for c in back.comments)

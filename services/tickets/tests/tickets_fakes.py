@@ -1,15 +1,21 @@
-"""An in-memory ticket repository: the unit tests' stand-in for MongoDB."""
+"""An in-memory ticket repository: the unit tests' stand-in for MongoDB (both ports: the
+`TicketRepository` the use cases write through, the `TicketQueries` the routes read)."""
 
 import copy
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from crm_contracts import CloudEvent, event_key
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
+from crm_tickets import queries
+from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.rules import TicketRules
-from crm_tickets.domain.ticket import OPEN, Ticket
-from crm_tickets.handlers import Agent, PendingSurvey
+from crm_tickets.domain.ticket import OPEN, Ticket, TicketFigures
+from crm_tickets.ports import Changes, PendingSurvey
+from crm_tickets.queries import TicketFilter, TicketSummary
 
 
 class InMemoryTickets:
@@ -17,13 +23,18 @@ class InMemoryTickets:
         self.rules = rules
         self.now = now
         self.tickets: dict[str, Ticket] = {}
-        self.grades_: dict[str, str] = {}
-        self.agents_: dict[str, Agent] = {}
+        self.figures: dict[str, TicketFigures] = {}
+        self.customer_grades: dict[str, str] = {}
+        self.agents: dict[str, Agent] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
         self.erased: set[str] = set()
         self.pending: dict[str, PendingSurvey] = {}
+        self.saves = 0
+        self.before_save: Callable[[], None] | None = None
+        """Run once at the next save: another writer's change between a read and a write."""
 
+    # -- the use cases' port ------------------------------------------------------------------
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
         for event in events:
@@ -35,15 +46,17 @@ class InMemoryTickets:
     async def load(self, ticket_ids: Sequence[str]) -> dict[str, Ticket]:
         return {i: copy.deepcopy(self.tickets[i]) for i in ticket_ids if i in self.tickets}
 
-    async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        return {c: self.grades_[c] for c in customer_ids if c in self.grades_}
+    async def get(self, ticket_id: str) -> Ticket | None:
+        return (await self.load([ticket_id])).get(ticket_id)
 
-    async def agents(self, queue: str) -> list[Agent]:
-        return [
-            copy.deepcopy(a)
-            for a in sorted(self.agents_.values(), key=lambda a: a.agent_id)
-            if queue in a.queues
-        ]
+    async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        return {c: self.customer_grades[c] for c in customer_ids if c in self.customer_grades}
+
+    async def agent(self, agent_id: str) -> Agent | None:
+        return copy.deepcopy(self.agents.get(agent_id))
+
+    async def agents_in(self, queue: str) -> list[Agent]:
+        return [copy.deepcopy(a) for a in await self.all_agents() if queue in a.queues]
 
     async def open_load(self, agent_ids: Sequence[str]) -> dict[str, int]:
         return {
@@ -52,6 +65,8 @@ class InMemoryTickets:
         }
 
     async def due(self, now: datetime, limit: int) -> list[str]:
+        """What the stored `next_check_at` amounts to (computed here, as some tests change the
+        stored tickets directly)."""
         due = []
         for ticket in self.tickets.values():
             check = ticket.next_check_at(self.now, self.rules)
@@ -67,39 +82,101 @@ class InMemoryTickets:
             t.ticket_id for t in self.tickets.values() if t.status == "new" and t.assignee is None
         )[:limit]
 
-    async def save(
-        self,
-        tickets: Sequence[Ticket],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-        *,
-        grades: dict[str, str] | None = None,
-        agents: Sequence[Agent] = (),
-        pending: Sequence[PendingSurvey] = (),
-        settled: Sequence[str] = (),
-        erased: Sequence[str] = (),
-    ) -> None:
-        for ticket in tickets:
+    async def save(self, changes: Changes) -> None:
+        """All or nothing, optimistic on the tickets' versions, as the real store."""
+        if self.before_save is not None:
+            interfere, self.before_save = self.before_save, None
+            interfere()
+        for ticket, _ in changes.tickets.values():
+            stored = self.tickets.get(ticket.ticket_id)
+            if (stored.version if stored else 0) != ticket.version:
+                raise ConcurrencyConflictError(f"ticket {ticket.ticket_id} changed meanwhile")
+        self.saves += 1
+        for ticket, figures in changes.tickets.values():
             ticket.version += 1
             self.tickets[ticket.ticket_id] = copy.deepcopy(ticket)
-        self.erased.update(erased)
+            self.figures[ticket.ticket_id] = figures
+        self.erased.update(changes.erased)
         for stored in self.tickets.values():  # what the real store's shredded key amounts to
             if stored.customer_id in self.erased:
                 stored.description = ""
                 for comment in stored.comments:
                     comment.text = ""
-        self.grades_.update(grades or {})
-        for agent in agents:
-            self.agents_[agent.agent_id].last_assigned_at = agent.last_assigned_at
-        self.pending.update((p.ticket_id, p) for p in pending)
-        for ticket_id in settled:
+        self.customer_grades.update(changes.grades)
+        self.agents.update((a.agent_id, copy.deepcopy(a)) for a in changes.agents)
+        for agent_id, at in changes.last_assigned.items():
+            self.agents[agent_id].last_assigned_at = at
+        self.pending.update((p.ticket_id, p) for p in changes.pending)
+        for ticket_id in changes.settled:
             self.pending.pop(ticket_id, None)
-        self.processed.update(event_key(e) for e in applied)
-        self.outbox.extend(outbound)
+        self.processed.update(event_key(e) for e in changes.applied)
+        self.outbox.extend(changes.outbound)
 
+    # -- the routes' read side ----------------------------------------------------------------
+    async def all_agents(self) -> list[Agent]:
+        return [copy.deepcopy(a) for _, a in sorted(self.agents.items())]
+
+    async def find(self, where: TicketFilter, after: str | None, limit: int) -> list[TicketSummary]:
+        wanted = {k: v for k, v in dataclasses.asdict(where).items() if v is not None}
+        summaries = [self._summary(t) for i, t in sorted(self.tickets.items()) if i > (after or "")]
+        return [s for s in summaries if all(getattr(s, k) == v for k, v in wanted.items())][:limit]
+
+    async def sla_groups(self, since: datetime, until: datetime) -> list[queries.Document]:
+        rows: dict[tuple[str, str], queries.Document] = {}
+        for ticket in self._opened(since, until):
+            figures = self.figures[ticket.ticket_id]
+            row = rows.setdefault(
+                (ticket.priority, ticket.category),
+                {
+                    "_id": {"priority": ticket.priority, "category": ticket.category},
+                    **{f.name: 0 for f in dataclasses.fields(queries.SlaFigures)},
+                },
+            )
+            row["tickets"] += 1
+            row["breached"] += ticket.breached
+            for seconds, total, count in (
+                (figures.first_response_s, "first_response_total", "first_responses"),
+                (figures.resolution_s, "resolution_total", "resolutions"),
+            ):
+                if seconds is not None:
+                    row[total] += seconds
+                    row[count] += 1
+        return list(rows.values())
+
+    async def root_cause_groups(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[queries.Document], int]:
+        opened = self._opened(since, until)
+        counts: dict[tuple[str, str], int] = {}
+        for ticket in opened:
+            for cause in ticket.root_causes or [queries.UNRESOLVED]:
+                key = (ticket.category, cause)
+                counts[key] = counts.get(key, 0) + 1
+        rows = [{"_id": {"category": c, "cause": k}, "tickets": n} for (c, k), n in counts.items()]
+        return rows, len(opened)
+
+    # -- for the tests ------------------------------------------------------------------------
     def published(self, ticket_id: str | None = None) -> list[str]:
         return [
             m.event.type
             for m in self.outbox
             if ticket_id is None or m.event.data.ticket_id == ticket_id
         ]
+
+    def _opened(self, since: datetime, until: datetime) -> list[Ticket]:
+        return [t for t in self.tickets.values() if since <= t.opened_at < until]
+
+    @staticmethod
+    def _summary(ticket: Ticket) -> TicketSummary:
+        return TicketSummary(
+            id=ticket.ticket_id,
+            customer_id=ticket.customer_id,
+            status=ticket.status,
+            priority=ticket.priority,
+            category=ticket.category,
+            queue=ticket.queue,
+            assignee=ticket.assignee,
+            opened_at=ticket.opened_at,
+            breached=ticket.breached,
+            flagged_for_review=ticket.flagged_for_review,
+        )

@@ -18,7 +18,7 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
     settings = settings or TicketsSettings()
     rules = settings.rules()
     runtime = Runtime(settings, clock)
-    repository = MongoTicketRepository(runtime.db, runtime.uow, rules, clock, runtime.keys)
+    repository = MongoTicketRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
     kafka.subscribe(runtime, repository, rules, clock)
@@ -27,7 +27,7 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
         return await handlers.sla_sweep(now, repository, rules=rules)
 
     async def assignment(now: datetime) -> int:
-        return await handlers.assignment_sweep(now, repository)
+        return await handlers.assignment_sweep(now, repository, rules=rules)
 
     runtime.every("sla", settings.sla_interval_s, sla)
     runtime.every("assignment", settings.assignment_interval_s, assignment)

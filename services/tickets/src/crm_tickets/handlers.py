@@ -1,13 +1,13 @@
-"""Use cases: inbound events, API actions and the sweeps -> tickets, history and `tickets.v1`.
+"""Use cases of the events and the sweeps -> tickets, history and `tickets.v1`.
 
-Plain async functions over a `TicketRepository`: the unit tests call them with an in-memory one.
+Plain async functions over the `TicketRepository` port: the unit tests call them with an in-memory
+one. The HTTP commands are in `commands.py`.
 """
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
@@ -18,9 +18,8 @@ from crm_contracts.topics import TICKETS
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 from crm_runtime.sweeps import Clock
-from crm_tickets.domain.rules import TicketRules
-from crm_tickets.domain.ticket import (
-    OPEN,
+from crm_tickets.domain.agent import Agent, next_agent
+from crm_tickets.domain.events import (
     Assigned,
     Closed,
     CsatRecorded,
@@ -31,9 +30,11 @@ from crm_tickets.domain.ticket import (
     SlaBreached,
     SlaWarning,
     StatusChanged,
-    Ticket,
     TicketEvent,
 )
+from crm_tickets.domain.rules import TicketRules
+from crm_tickets.domain.ticket import OPEN, Ticket
+from crm_tickets.ports import Changes, PendingSurvey, TicketRepository
 
 SOURCE = "crm/tickets"
 
@@ -46,62 +47,6 @@ CONSUMED_TYPES = (
 KEPT_AFTER_ERASURE = ("ticket figures", "SLA times", "categories and root causes")
 
 
-@dataclass
-class Agent:
-    agent_id: str
-    name: str
-    queues: list[str]
-    capacity: int
-    active: bool = True
-    last_assigned_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class PendingSurvey:
-    """A survey that arrived before its ticket (possible: ticket ids derive from complaint ids);
-    kept until the ticket opens."""
-
-    ticket_id: str
-    survey_id: str
-    csat: int | None
-    nps: int | None
-    at: datetime
-    event_id: str
-
-
-class TicketRepository(Protocol):
-    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
-
-    async def load(self, ticket_ids: Sequence[str]) -> dict[str, Ticket]: ...
-
-    async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]: ...
-
-    async def agents(self, queue: str) -> list[Agent]: ...
-
-    async def open_load(self, agent_ids: Sequence[str]) -> dict[str, int]: ...
-
-    async def due(self, now: datetime, limit: int) -> list[str]: ...
-
-    async def pending_surveys(self, ticket_ids: Sequence[str]) -> dict[str, PendingSurvey]: ...
-
-    async def unassigned(self, limit: int) -> list[str]: ...
-
-    async def save(
-        self,
-        tickets: Sequence[Ticket],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-        *,
-        grades: dict[str, str] | None = None,
-        agents: Sequence[Agent] = (),
-        pending: Sequence[PendingSurvey] = (),
-        settled: Sequence[str] = (),
-        erased: Sequence[str] = (),
-    ) -> None:
-        """`erased`: customers whose personal data (descriptions, comments) goes now."""
-        ...
-
-
 def derived_ticket_id(kind: str, key: str) -> str:
     """The same source key always maps to the same ticket id: it can open only one ticket."""
     return "T-" + uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}/{key}").hex[:12]
@@ -112,31 +57,35 @@ def complaint_ticket_id(complaint_id: str) -> str:
 
 
 class Assigner:
-    """Round-robin among the queue's active agents below their capacity: the agent assigned
-    longest ago first. Loads are counted once and kept up to date within a batch."""
+    """Hands tickets out round-robin (`next_agent`) within one use case: each queue's agents and
+    their loads are read once and kept up to date as tickets are handed out."""
 
     def __init__(self, repository: TicketRepository) -> None:
         self.repository = repository
         self.loads: dict[str, int] = {}
-        self.touched: dict[str, Agent] = {}
+        self.chosen: dict[str, Agent] = {}
         self.queues: dict[str, list[Agent]] = {}
 
     async def pick(self, queue: str, at: datetime) -> Agent | None:
         if queue not in self.queues:
-            self.queues[queue] = [a for a in await self.repository.agents(queue) if a.active]
-        agents = [self.touched.get(a.agent_id, a) for a in self.queues[queue]]
+            self.queues[queue] = [a for a in await self.repository.agents_in(queue) if a.active]
+        agents = [self.chosen.get(a.agent_id, a) for a in self.queues[queue]]
         unknown = [a.agent_id for a in agents if a.agent_id not in self.loads]
         if unknown:
             self.loads.update(await self.repository.open_load(unknown))
-        free = [a for a in agents if self.loads.get(a.agent_id, 0) < a.capacity]
-        if not free:
+        agent = next_agent(agents, self.loads, at)
+        if agent is None:
             return None
-        oldest = datetime.min.replace(tzinfo=at.tzinfo)
-        agent = min(free, key=lambda a: (a.last_assigned_at or oldest, a.agent_id))
         agent.last_assigned_at = at
         self.loads[agent.agent_id] = self.loads.get(agent.agent_id, 0) + 1
-        self.touched[agent.agent_id] = agent
+        self.chosen[agent.agent_id] = agent
         return agent
+
+    def last_assigned(self) -> dict[str, datetime]:
+        """For `Changes.last_assigned`: when each agent chosen here took a ticket."""
+        return {
+            i: a.last_assigned_at for i, a in self.chosen.items() if a.last_assigned_at is not None
+        }
 
 
 async def apply_events(
@@ -146,10 +95,10 @@ async def apply_events(
     rules: TicketRules,
     clock: Clock,
 ) -> int:
+    """Apply a batch in order and save it in one transaction; returns how many were new."""
     fresh = await repository.unprocessed(events)
     if not fresh:
         return 0
-    grades: dict[str, str] = {}
     complaint_ids = [
         complaint_ticket_id(e.data.complaint_id)
         for e in fresh
@@ -163,25 +112,25 @@ async def apply_events(
     tickets = await repository.load(sorted({*complaint_ids, *survey_ids}))
     known_grades = await repository.grades(sorted({e.subject for e in fresh}))
     pending = await repository.pending_surveys(sorted(set(complaint_ids)))
-    settled: list[str] = []
     assigner = Assigner(repository)
     touched: dict[str, Ticket] = {}
-    outbound: list[OutboundMessage] = []
-    erased: list[str] = []
+    changes = Changes(applied=list(fresh))
     for event in fresh:
         data = event.data
         match data:
             case members_v1.CustomerErasureRequested():
-                erased.append(event.subject)
-                outbound.append(erasure_confirmation("tickets", event, clock(), KEPT_AFTER_ERASURE))
+                changes.erased.append(event.subject)
+                changes.outbound.append(
+                    erasure_confirmation("tickets", event, clock(), KEPT_AFTER_ERASURE)
+                )
             case archive_v1.CustomerGradeChanged():
-                grades[event.subject] = data.grade
+                changes.grades[event.subject] = data.grade
                 known_grades[event.subject] = data.grade
             case callcenter_v1.ComplaintReported():
                 ticket_id = complaint_ticket_id(data.complaint_id)
                 if ticket_id in tickets:
                     continue  # the same complaint again: one ticket
-                ticket, changes = Ticket.open(
+                ticket, happened = Ticket.open(
                     ticket_id,
                     event.subject,
                     event.time,
@@ -197,15 +146,15 @@ async def apply_events(
                 )
                 agent = await assigner.pick(ticket.queue, event.time)
                 if agent is not None:
-                    changes += ticket.assign(agent.agent_id, "system", event.time, manual=False)
+                    happened += ticket.assign(agent.agent_id, "system", event.time, manual=False)
                 early = pending.pop(ticket_id, None)
                 if early is not None:
-                    changes += ticket.record_survey(
+                    happened += ticket.record_survey(
                         early.survey_id, early.csat, early.nps, early.at, rules
                     )
-                    settled.append(ticket_id)
+                    changes.settled.append(ticket_id)
                 tickets[ticket_id] = touched[ticket_id] = ticket
-                outbound += to_messages(ticket, changes, event_key(event))
+                changes.outbound += to_messages(ticket, happened, event_key(event))
             case callcenter_v1.SurveyAnswered():
                 surveyed = tickets.get(data.ticket_id or "")
                 if surveyed is None:
@@ -219,25 +168,20 @@ async def apply_events(
                             event_key(event),
                         )
                     continue
-                changes = surveyed.record_survey(
+                happened = surveyed.record_survey(
                     data.survey_id, data.csat, data.nps, event.time, rules
                 )
                 touched[surveyed.ticket_id] = surveyed
-                outbound += to_messages(surveyed, changes, event_key(event))
+                changes.outbound += to_messages(surveyed, happened, event_key(event))
     fresh_ids = {event_key(e) for e in fresh}
+    changes.pending = [p for p in pending.values() if p.event_id in fresh_ids]
+    changes.last_assigned = assigner.last_assigned()
     now = clock()
     for ticket in touched.values():
-        outbound += to_messages(ticket, ticket.review(now, rules), f"{now.isoformat()}/review")
-    await repository.save(
-        list(touched.values()),
-        fresh,
-        outbound,
-        grades=grades,
-        agents=list(assigner.touched.values()),
-        pending=[p for p in pending.values() if p.event_id in fresh_ids],
-        settled=settled,
-        erased=erased,
-    )
+        review = ticket.review(now, rules)
+        changes.outbound += to_messages(ticket, review, f"{now.isoformat()}/review")
+        changes.add(ticket, now, rules)
+    await repository.save(changes)
     return len(fresh)
 
 
@@ -252,41 +196,44 @@ async def sla_sweep(
         if not due:
             return changed
         seen.update(due)
-        tickets = await repository.load(due)
-        outbound: list[OutboundMessage] = []
-        for ticket in tickets.values():
-            changes = ticket.review(now, rules)
-            changed += bool(changes)
-            outbound += to_messages(ticket, changes, f"{now.isoformat()}/review")
-        await repository.save(list(tickets.values()), [], outbound)
+        changes = Changes()
+        for ticket in (await repository.load(due)).values():
+            happened = ticket.review(now, rules)
+            changed += bool(happened)
+            changes.outbound += to_messages(ticket, happened, f"{now.isoformat()}/review")
+            changes.add(ticket, now, rules)
+        await repository.save(changes)
 
 
-async def assignment_sweep(now: datetime, repository: TicketRepository, *, batch: int = 200) -> int:
+async def assignment_sweep(
+    now: datetime, repository: TicketRepository, *, rules: TicketRules, batch: int = 200
+) -> int:
     """Assign waiting `new` tickets when an agent of their queue has room."""
     tickets = await repository.load(await repository.unassigned(batch))
     assigner = Assigner(repository)
-    touched: list[Ticket] = []
-    outbound: list[OutboundMessage] = []
+    changes = Changes()
     for ticket in sorted(tickets.values(), key=lambda t: (t.priority, t.opened_at)):
         if ticket.status not in OPEN or ticket.assignee is not None:
             continue
         agent = await assigner.pick(ticket.queue, now)
         if agent is None:
             continue
-        changes = ticket.assign(agent.agent_id, "system", now, manual=False)
-        touched.append(ticket)
-        outbound += to_messages(ticket, changes, f"{now.isoformat()}/assign")
-    if touched:
-        await repository.save(touched, [], outbound, agents=list(assigner.touched.values()))
-    return len(touched)
+        happened = ticket.assign(agent.agent_id, "system", now, manual=False)
+        changes.outbound += to_messages(ticket, happened, f"{now.isoformat()}/assign")
+        changes.add(ticket, now, rules)
+    if changes.tickets:
+        changes.last_assigned = assigner.last_assigned()
+        await repository.save(changes)
+    return len(changes.tickets)
 
 
 # -- outbound -------------------------------------------------------------------------------
 def to_messages(
-    ticket: Ticket, changes: Sequence[TicketEvent], cause: str
+    ticket: Ticket, happened: Sequence[TicketEvent], cause: str
 ) -> list[OutboundMessage]:
+    """The `tickets.v1` events of what `happened` to `ticket`, their ids derived from `cause`."""
     messages = []
-    for position, change in enumerate(changes):
+    for position, change in enumerate(happened):
         event_type, data = _contract(ticket, change)
         event = new_event(
             event_type,

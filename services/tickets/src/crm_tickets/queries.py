@@ -1,16 +1,156 @@
-"""The read side of the reports: aggregation pipelines the database runs over the tickets opened
-in a period, and the answers shaped from the few rows they return (one per priority and category,
-or per category and root cause), never from the tickets themselves. Pure: the repository runs the
-pipelines (`MongoTicketRepository.sla_groups`, `.root_cause_groups`)."""
+"""The read side: the `TicketQueries` port the HTTP routes read through, the shapes it answers
+(ticket summaries, agents with their load, a ticket's SLA clocks), and the reports.
 
+The reports are aggregation pipelines the database runs over the tickets opened in a period, and
+the answers shaped from the few rows they return (one per priority and category, or per category
+and root cause), never from the tickets themselves. The pipelines are pure: the repository runs
+them (`sla_groups`, `root_cause_groups`).
+"""
+
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from crm_tickets.domain.rules import PRIORITIES
+from crm_tickets.domain.agent import Agent
+from crm_tickets.domain.events import Status
+from crm_tickets.domain.rules import PRIORITIES, Priority, TicketRules
+from crm_tickets.domain.ticket import TARGETS, Ticket
 
 Document = dict[str, Any]
 UNRESOLVED = "(unresolved)"
+DEFAULT_REPORT_DAYS = 30
+
+
+# -- what the routes read -------------------------------------------------------------------
+@dataclass(frozen=True)
+class TicketFilter:
+    """The tickets a list shows: those matching every field given (None: any)."""
+
+    status: Status | None = None
+    priority: Priority | None = None
+    queue: str | None = None
+    assignee: str | None = None
+    customer_id: str | None = None
+    breached: bool | None = None
+    flagged_for_review: bool | None = None
+
+
+@dataclass(frozen=True)
+class TicketSummary:
+    """A line of the ticket list: no description, comment or history."""
+
+    id: str
+    customer_id: str
+    status: Status
+    priority: Priority
+    category: str
+    queue: str
+    assignee: str | None
+    opened_at: datetime
+    breached: bool
+    flagged_for_review: bool
+
+
+@dataclass(frozen=True)
+class AgentLoad:
+    agent: Agent
+    open_tickets: int
+
+
+class TicketQueries(Protocol):
+    """The read side the HTTP routes use."""
+
+    async def get(self, ticket_id: str) -> Ticket | None: ...
+
+    async def find(
+        self, where: TicketFilter, after: str | None, limit: int
+    ) -> list[TicketSummary]: ...
+
+    async def agent(self, agent_id: str) -> Agent | None: ...
+
+    async def all_agents(self) -> list[Agent]: ...
+
+    async def open_load(self, agent_ids: Sequence[str]) -> dict[str, int]: ...
+
+    async def sla_groups(self, since: datetime, until: datetime) -> list[Document]:
+        """The rows of `sla_pipeline`."""
+        ...
+
+    async def root_cause_groups(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[Document], int]:
+        """The rows of `root_cause_pipeline`, and how many tickets were opened then."""
+        ...
+
+
+async def agents(reader: TicketQueries) -> list[AgentLoad]:
+    found = await reader.all_agents()
+    loads = await reader.open_load([a.agent_id for a in found])
+    return [AgentLoad(a, loads.get(a.agent_id, 0)) for a in found]
+
+
+async def with_load(reader: TicketQueries, agent: Agent) -> AgentLoad:
+    loads = await reader.open_load([agent.agent_id])
+    return AgentLoad(agent, loads.get(agent.agent_id, 0))
+
+
+def sla_clocks(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, Document]:
+    """Per target: its time, the business seconds elapsed, whether the clock runs, when it falls
+    due, whether it was warned and breached."""
+    clocks: dict[str, Document] = {}
+    for target in TARGETS:
+        state = ticket.sla[target]
+        elapsed = ticket.elapsed(target, now, rules)
+        running = ticket.clock_running(target)
+        clocks[target] = {
+            "target_s": rules.target(ticket.priority, target),
+            "elapsed_s": elapsed,
+            "running": running,
+            "due_at": ticket.due_at(target, now, rules, elapsed) if running else None,
+            "warned": state.warned,
+            "breached": state.breached,
+        }
+    return clocks
+
+
+# -- reports --------------------------------------------------------------------------------
+class ReportRangeError(ValueError):
+    """A report's range that is empty, too early, or longer than the cap (HTTP 422)."""
+
+
+def report_range(
+    since: datetime | None, until: datetime | None, now: datetime, max_days: int
+) -> tuple[datetime, datetime]:
+    """[since, until): by default until now, and from 30 days before `until`; at most
+    `max_days` long."""
+    end = until or now
+    try:
+        start = since or end - timedelta(days=DEFAULT_REPORT_DAYS)
+    except OverflowError as exc:  # `until` in the first days of year 1
+        raise ReportRangeError("`until` is too early for a default range") from exc
+    if start >= end:
+        raise ReportRangeError("`since` must be before `until`")
+    if end - start > timedelta(days=max_days):
+        days = math.ceil((end - start) / timedelta(days=1))
+        raise ReportRangeError(
+            f"the range from {start.isoformat()} to {end.isoformat()} is {days} days; a "
+            f"report covers at most {max_days} days: ask for several shorter ranges"
+        )
+    return start, end
+
+
+async def sla(reader: TicketQueries, since: datetime, until: datetime) -> Document:
+    """`GET /reports/sla`: breaches and mean business times of the tickets opened then."""
+    report = sla_report(await reader.sla_groups(since, until))
+    return {"since": since, "until": until, "times_are": "business seconds", **report}
+
+
+async def root_causes(reader: TicketQueries, since: datetime, until: datetime) -> Document:
+    """`GET /reports/root-causes`: the tickets opened then by category and root cause."""
+    rows, tickets = await reader.root_cause_groups(since, until)
+    return {"since": since, "until": until, **root_cause_report(rows, tickets)}
 
 
 def opened_between(since: datetime, until: datetime) -> Document:

@@ -11,11 +11,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
+from crm_tickets.domain.events import (
+    Assigned,
+    Closed,
+    CsatRecorded,
+    Escalated,
+    Opened,
+    Reopened,
+    Resolved,
+    SlaBreached,
+    SlaWarning,
+    Status,
+    StatusChanged,
+    TicketEvent,
+)
 from crm_tickets.domain.rules import SUPERVISOR_QUEUE, Priority, SlaTarget, TicketRules
 
-Status = Literal["new", "assigned", "in_progress", "waiting_customer", "resolved", "closed"]
 RUNNING: frozenset[str] = frozenset({"new", "assigned", "in_progress"})
 OPEN: frozenset[str] = frozenset({"new", "assigned", "in_progress", "waiting_customer"})
 TARGETS: tuple[SlaTarget, ...] = ("first_response", "resolution")
@@ -35,79 +48,12 @@ class TicketFullError(InvalidTransitionError):
     """The ticket holds as many comments, or history lines, as a ticket may (HTTP 409)."""
 
 
-# -- what happened (mapped to `tickets.v1` by the handlers) ----------------------------------
-@dataclass(frozen=True)
-class Opened:
-    pass
+class NoRootCauseError(ValueError):
+    """A resolution without a root-cause tag (HTTP 422)."""
 
 
-@dataclass(frozen=True)
-class Assigned:
-    assignee: str
-    manual: bool
-
-
-@dataclass(frozen=True)
-class StatusChanged:
-    status: Status
-    previous: Status
-
-
-@dataclass(frozen=True)
-class SlaWarning:
-    target: SlaTarget
-    due_at: datetime
-    elapsed_s: int
-
-
-@dataclass(frozen=True)
-class SlaBreached:
-    target: SlaTarget
-    due_at: datetime
-    elapsed_s: int
-
-
-@dataclass(frozen=True)
-class Escalated:
-    queue: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Resolved:
-    pass
-
-
-@dataclass(frozen=True)
-class Closed:
-    auto: bool
-
-
-@dataclass(frozen=True)
-class Reopened:
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class CsatRecorded:
-    survey_id: str
-    csat: int | None
-    nps: int | None
-    flagged: bool
-
-
-TicketEvent = (
-    Opened
-    | Assigned
-    | StatusChanged
-    | SlaWarning
-    | SlaBreached
-    | Escalated
-    | Resolved
-    | Closed
-    | Reopened
-    | CsatRecorded
-)
+class NoTicketError(LookupError):
+    """No ticket of that id (HTTP 404)."""
 
 
 # -- the ticket -------------------------------------------------------------------------------
@@ -142,6 +88,16 @@ class Survey:
     at: datetime
     csat: int | None
     nps: int | None
+
+
+@dataclass(frozen=True)
+class TicketFigures:
+    """What the store keeps beside a ticket for the reports (business seconds to first response
+    and to resolution, once there) and for the SLA sweep (when to look again)."""
+
+    first_response_s: int | None
+    resolution_s: int | None
+    next_check_at: datetime | None
 
 
 @dataclass
@@ -289,7 +245,7 @@ class Ticket:
             raise InvalidTransitionError(f"a {self.status} ticket cannot be resolved")
         causes = sorted({c.strip() for c in root_causes if c.strip()})
         if not causes:
-            raise ValueError("a ticket is resolved with at least one root-cause tag")
+            raise NoRootCauseError("a ticket is resolved with at least one root-cause tag")
         self.root_causes = causes
         self.resolved_at = at
         self._responded(at)
@@ -370,14 +326,12 @@ class Ticket:
             if elapsed >= limit * rules.warning_share and not state.warned:
                 state.warned = True
                 self._log(now, "system", "sla_warning", target=target, elapsed_s=elapsed)
-                events.append(
-                    SlaWarning(target, self._due_at(target, now, rules, elapsed), elapsed)
-                )
+                events.append(SlaWarning(target, self.due_at(target, now, rules, elapsed), elapsed))
             if elapsed >= limit:
                 state.breached = True
                 self._log(now, "system", "sla_breached", target=target, elapsed_s=elapsed)
                 events.append(
-                    SlaBreached(target, self._due_at(target, now, rules, elapsed), elapsed)
+                    SlaBreached(target, self.due_at(target, now, rules, elapsed), elapsed)
                 )
                 if self.queue != SUPERVISOR_QUEUE:
                     previous = self.queue
@@ -402,29 +356,27 @@ class Ticket:
             moments.append(rules.calendar.add_working(now, max(0, goal - elapsed)))
         return min(moments, default=None)
 
-    def sla_view(self, now: datetime, rules: TicketRules) -> dict[str, dict[str, Any]]:
-        view: dict[str, dict[str, Any]] = {}
-        for target in TARGETS:
-            state = self.sla[target]
-            elapsed = self.elapsed(target, now, rules)
-            running = self.clock_running(target)
-            view[target] = {
-                "target_s": rules.target(self.priority, target),
-                "elapsed_s": elapsed,
-                "running": running,
-                "due_at": self._due_at(target, now, rules, elapsed) if running else None,
-                "warned": state.warned,
-                "breached": state.breached,
-            }
-        return view
+    @property
+    def breached(self) -> bool:
+        return any(state.breached for state in self.sla.values())
 
-    # -- internals ----------------------------------------------------------------------------
-    def _due_at(
+    def figures(self, now: datetime, rules: TicketRules) -> TicketFigures:
+        """The figures as of `now`; those of a stopped clock do not change with `now`."""
+        first, resolved = self.first_response_at, self.resolved_at
+        return TicketFigures(
+            first_response_s=self.elapsed("first_response", first, rules) if first else None,
+            resolution_s=self.elapsed("resolution", resolved, rules) if resolved else None,
+            next_check_at=self.next_check_at(now, rules),
+        )
+
+    def due_at(
         self, target: SlaTarget, now: datetime, rules: TicketRules, elapsed: int
     ) -> datetime:
+        """When the target falls due, its clock having run `elapsed` business seconds by `now`."""
         remaining = rules.target(self.priority, target) - elapsed
         return rules.calendar.add_working(now, remaining) if remaining > 0 else now
 
+    # -- internals ----------------------------------------------------------------------------
     def _responded(self, at: datetime) -> None:
         if self.first_response_at is None:
             self.first_response_at = at

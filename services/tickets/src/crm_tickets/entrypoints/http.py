@@ -1,29 +1,36 @@
-"""The tickets API (port 8082): intake, the status machine, agents, SLA and root-cause reports."""
+"""The tickets API (port 8082): intake, the status machine, agents, SLA and root-cause reports.
 
-import math
-import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+Routes translate: a request becomes a command (`commands`) or a query (`queries`), and a domain
+error its status code. They see the ports, never the Mongo repository (an import-linter contract).
+"""
+
+from collections.abc import Awaitable, Iterable
+from datetime import datetime
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.errors import retry_on_conflict
-from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
-from crm_tickets import queries
-from crm_tickets.adapters.mongo import MongoTicketRepository
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
+from crm_runtime.sweeps import Clock
+from crm_tickets import commands, queries
+from crm_tickets.domain.agent import NoAgentError
+from crm_tickets.domain.events import Status
 from crm_tickets.domain.rules import Priority, TicketRules
-from crm_tickets.domain.ticket import InvalidTransitionError, Status, Ticket, TicketEvent
-from crm_tickets.handlers import Agent, Assigner, derived_ticket_id, to_messages
+from crm_tickets.domain.ticket import InvalidTransitionError, NoRootCauseError, NoTicketError
+from crm_tickets.entrypoints.views import AgentView, agent_view, ticket_view
+from crm_tickets.ports import TicketRepository
+from crm_tickets.queries import ReportRangeError, TicketFilter, TicketQueries, TicketSummary
 
 TicketId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\s]+$")]
 AgentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
+RANGE_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"description": "`since` not before `until`, or a range over the cap."}
+}
 
 
 class TicketRequest(BaseModel):
@@ -78,113 +85,45 @@ class AgentRequest(BaseModel):
     active: bool = True
 
 
-class AgentView(BaseModel):
-    id: str
-    name: str
-    queues: list[str]
-    capacity: int
-    active: bool
-    open_tickets: int
+class Repository(TicketRepository, TicketQueries, Protocol):
+    """What the routes need: the commands' repository and the read side."""
 
 
-def ticket_view(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, Any]:
-    return {
-        "id": ticket.ticket_id,
-        "customer_id": ticket.customer_id,
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "severity": ticket.severity,
-        "category": ticket.category,
-        "channel": ticket.channel,
-        "queue": ticket.queue,
-        "assignee": ticket.assignee,
-        "complaint_id": ticket.complaint_id,
-        "order_id": ticket.order_id,
-        "description": ticket.description,
-        "opened_at": ticket.opened_at,
-        "first_response_at": ticket.first_response_at,
-        "resolved_at": ticket.resolved_at,
-        "closed_at": ticket.closed_at,
-        "root_causes": ticket.root_causes,
-        "escalated": ticket.escalated,
-        "sla": ticket.sla_view(now, rules),
-        "survey": (
-            {
-                "survey_id": ticket.survey.survey_id,
-                "at": ticket.survey.at,
-                "csat": ticket.survey.csat,
-                "nps": ticket.survey.nps,
-            }
-            if ticket.survey
-            else None
-        ),
-        "flagged_for_review": ticket.flagged_for_review,
-        "history_omitted": ticket.history_omitted,
-        "comments": [
-            {"id": c.comment_id, "at": c.at, "author": c.author, "text": c.text, "public": c.public}
-            for c in ticket.comments
-        ],
-        "history": [
-            {"at": h.at, "actor": h.actor, "action": h.action, "details": h.details}
-            for h in ticket.history
-        ],
-    }
+class Audit(Protocol):
+    """Where reads of personal data are recorded (`crm_runtime.audit.PiiAudit`)."""
+
+    async def record(
+        self, principal: Principal, route: str, customer_ids: Iterable[str]
+    ) -> None: ...
 
 
 def tickets_router(
-    repository: MongoTicketRepository,
+    repository: Repository,
     auth: Authenticator,
-    audit: PiiAudit,
+    audit: Audit,
     rules: TicketRules,
-    clock: Callable[[], datetime],
+    clock: Clock,
     *,
     report_max_days: int = 366,
 ) -> APIRouter:
+    """The whole API: tickets, the actions on them, agents, reports."""
     router = APIRouter()
+    router.include_router(ticket_routes(repository, auth, audit, rules, clock))
+    router.include_router(action_routes(repository, auth, audit, rules, clock))
+    router.include_router(agent_routes(repository, auth))
+    router.include_router(report_routes(repository, auth, clock, report_max_days))
+    return router
+
+
+# -- tickets --------------------------------------------------------------------------------
+def ticket_routes(
+    repository: Repository, auth: Authenticator, audit: Audit, rules: TicketRules, clock: Clock
+) -> APIRouter:
+    router = APIRouter(tags=["tickets"])
     reader = auth.require("agent", "supervisor", "ops")
-    worker = auth.require("agent", "supervisor")
     intake = auth.require("agent", "supervisor", "integration")
-    supervisor = auth.require("supervisor")
-    reporter = auth.require("supervisor", "ops")
 
-    async def load(ticket_id: str) -> Ticket:
-        ticket = await repository.get(ticket_id)
-        if ticket is None:
-            raise HTTPException(404, f"no ticket {ticket_id!r}")
-        return ticket
-
-    async def act(
-        principal: Principal,
-        route: str,
-        ticket_id: str,
-        action: Callable[[Ticket, datetime], list[TicketEvent]],
-        *,
-        comments: bool = False,
-    ) -> dict[str, Any]:
-        """Apply an agent's action (`comments`: one that adds a comment) if the ticket has room
-        for it; the answer shows the ticket's texts, so it is audited."""
-
-        async def attempt() -> dict[str, Any]:
-            ticket = await load(ticket_id)
-            now = clock()
-            try:
-                ticket.ensure_room(rules, comment=comments)
-                changes = action(ticket, now)
-            except InvalidTransitionError as exc:
-                raise HTTPException(409, str(exc)) from exc
-            except ValueError as exc:
-                raise HTTPException(422, str(exc)) from exc
-            changes = [*changes, *ticket.review(now, rules)]
-            cause = f"api/{uuid.uuid4()}"
-            await repository.save([ticket], [], to_messages(ticket, changes, cause))
-            return ticket_view(ticket, now, rules)
-
-        view = await retry_on_conflict(attempt)
-        await audit.record(principal, route, [view["customer_id"]])
-        return view
-
-    # -- tickets ------------------------------------------------------------------------------
-    @router.post("/tickets", status_code=201, tags=["tickets"], summary="Manual intake.")
+    @router.post("/tickets", status_code=201, summary="Manual intake.")
     async def create_ticket(
         request: TicketRequest,
         principal: Annotated[Principal, Depends(intake)],
@@ -193,50 +132,32 @@ def tickets_router(
             Header(alias="Idempotency-Key", max_length=100, description="Retries open one ticket."),
         ] = None,
     ) -> dict[str, Any]:
-        now = clock()
-        if key:
-            ticket_id = derived_ticket_id("manual", key)
-            existing = await repository.get(ticket_id)
-            if existing is not None:  # the stored ticket, with what was added since: a read
-                await audit.record(principal, "POST /tickets", [existing.customer_id])
-                return ticket_view(existing, now, rules)
-        else:
-            ticket_id = "T-" + uuid.uuid4().hex[:12]
-        grade = (await repository.grades([request.customer_id])).get(request.customer_id)
-        ticket, changes = Ticket.open(
-            ticket_id,
-            request.customer_id,
-            now,
+        command = commands.OpenTicket(
+            customer_id=request.customer_id,
+            description=request.description,
+            actor=principal.token_id,
             channel=request.channel,
             category=request.category,
             severity=request.severity,
-            grade=grade,
-            rules=rules,
-            actor=principal.token_id,
             order_id=request.order_id,
-            description=request.description,
+            key=key,
         )
-        assigner = Assigner(repository)
-        agent = await assigner.pick(ticket.queue, now)
-        if agent is not None:
-            changes += ticket.assign(agent.agent_id, "system", now, manual=False)
-        await repository.save(
-            [ticket],
-            [],
-            to_messages(ticket, changes, f"api/{ticket_id}"),
-            agents=list(assigner.touched.values()),
-        )
-        return ticket_view(ticket, now, rules)
+        done = await commands.open_ticket(command, repository, clock, rules)
+        if done.replayed:  # the stored ticket, with what was added since: a read
+            await audit.record(principal, "POST /tickets", [done.ticket.customer_id])
+        return ticket_view(done.ticket, done.at, rules)
 
-    @router.get("/tickets/{ticket_id}", tags=["tickets"], summary="A ticket, its SLA and history.")
+    @router.get("/tickets/{ticket_id}", summary="A ticket, its SLA and history.")
     async def get_ticket(
         ticket_id: TicketId, principal: Annotated[Principal, Depends(reader)]
     ) -> dict[str, Any]:
-        ticket = await load(ticket_id)
+        ticket = await repository.get(ticket_id)
+        if ticket is None:
+            raise HTTPException(404, f"no ticket {ticket_id!r}")
         await audit.record(principal, "GET /tickets/{ticket_id}", [ticket.customer_id])
         return ticket_view(ticket, clock(), rules)
 
-    @router.get("/tickets", tags=["tickets"], summary="Find tickets; paged by cursor.")
+    @router.get("/tickets", summary="Find tickets; paged by cursor.")
     async def list_tickets(
         principal: Annotated[Principal, Depends(reader)],
         status: Status | None = None,
@@ -248,212 +169,183 @@ def tickets_router(
         flagged: bool | None = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
-    ) -> Page[dict[str, Any]]:
-        filters = present(
-            status=status,
-            priority=priority,
-            queue=queue,
-            assignee=assignee,
-            customer_id=customer_id,
-            breached=breached,
-            flagged_for_review=flagged,
-        )
-        docs = await repository.find(filters, after_id(cursor), limit)
-        items = [
-            {
-                "id": d["_id"],
-                "customer_id": d["customer_id"],
-                "status": d["status"],
-                "priority": d["priority"],
-                "category": d["category"],
-                "queue": d["queue"],
-                "assignee": d.get("assignee"),
-                "opened_at": d["opened_at"],
-                "breached": d.get("breached", False),
-                "flagged_for_review": d.get("flagged_for_review", False),
-            }
-            for d in docs
-        ]
-        next_cursor = id_cursor(items[-1]["id"] if items else None, len(items), limit)
-        return Page[dict[str, Any]](items=items, next_cursor=next_cursor)
+    ) -> Page[TicketSummary]:
+        where = TicketFilter(status, priority, queue, assignee, customer_id, breached, flagged)
+        items = await repository.find(where, after_id(cursor), limit)
+        next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
+        return Page[TicketSummary](items=items, next_cursor=next_cursor)
 
-    @router.post("/tickets/{ticket_id}/assign", tags=["tickets"], summary="Manual assignment.")
+    return router
+
+
+# -- actions on a ticket: each answers with the ticket and its texts, an audited read ---------
+def action_routes(
+    repository: Repository, auth: Authenticator, audit: Audit, rules: TicketRules, clock: Clock
+) -> APIRouter:
+    router = APIRouter(tags=["tickets"])
+    worker = auth.require("agent", "supervisor")
+
+    async def answer(
+        principal: Principal, route: str, command: Awaitable[commands.Done]
+    ) -> dict[str, Any]:
+        try:
+            done = await command
+        except NoTicketError as exc:
+            raise HTTPException(404, f"no ticket {exc.args[0]!r}") from exc
+        except NoAgentError as exc:
+            raise HTTPException(422, f"no agent {exc.args[0]!r}; create it under /agents") from exc
+        except InvalidTransitionError as exc:  # not allowed now, or the ticket is full
+            raise HTTPException(409, str(exc)) from exc
+        except NoRootCauseError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        await audit.record(principal, route, [done.ticket.customer_id])
+        return ticket_view(done.ticket, done.at, rules)
+
+    @router.post("/tickets/{ticket_id}/assign", summary="Manual assignment.")
     async def assign(
         ticket_id: TicketId,
         request: AssignRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        if await repository.agent(request.assignee) is None:
-            raise HTTPException(422, f"no agent {request.assignee!r}; create it under /agents")
-        return await act(
+        command = commands.Assign(ticket_id, request.assignee, principal.token_id)
+        return await answer(
             principal,
             "POST /tickets/{ticket_id}/assign",
-            ticket_id,
-            lambda t, now: t.assign(request.assignee, principal.token_id, now, manual=True),
+            commands.assign(command, repository, clock, rules),
         )
 
-    @router.post("/tickets/{ticket_id}/comment", tags=["tickets"], summary="Internal or public.")
+    @router.post("/tickets/{ticket_id}/comment", summary="Internal or public.")
     async def comment(
         ticket_id: TicketId,
         request: CommentRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        comment_id = uuid.uuid4().hex[:12]
-        return await act(
+        command = commands.Comment(ticket_id, request.text, principal.token_id, request.public)
+        return await answer(
             principal,
             "POST /tickets/{ticket_id}/comment",
-            ticket_id,
-            lambda t, now: t.comment(
-                comment_id, principal.token_id, request.text, now, public=request.public
-            ),
-            comments=True,
+            commands.comment(command, repository, clock, rules),
         )
 
-    @router.post("/tickets/{ticket_id}/status", tags=["tickets"], summary="Move the ticket on.")
+    @router.post("/tickets/{ticket_id}/status", summary="Move the ticket on.")
     async def change_status(
         ticket_id: TicketId,
         request: StatusRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        return await act(
+        command = commands.ChangeStatus(ticket_id, request.status, principal.token_id)
+        return await answer(
             principal,
             "POST /tickets/{ticket_id}/status",
-            ticket_id,
-            lambda t, now: t.change_status(request.status, principal.token_id, now),
+            commands.change_status(command, repository, clock, rules),
         )
 
-    @router.post("/tickets/{ticket_id}/resolve", tags=["tickets"], summary="With root causes.")
+    @router.post("/tickets/{ticket_id}/resolve", summary="With root causes.")
     async def resolve(
         ticket_id: TicketId,
         request: ResolveRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        return await act(
+        command = commands.Resolve(
+            ticket_id, request.root_causes, principal.token_id, request.summary
+        )
+        return await answer(
             principal,
             "POST /tickets/{ticket_id}/resolve",
-            ticket_id,
-            lambda t, now: t.resolve(request.root_causes, principal.token_id, now, request.summary),
-            comments=bool(request.summary),
+            commands.resolve(command, repository, clock, rules),
         )
 
-    @router.post("/tickets/{ticket_id}/reopen", tags=["tickets"], summary="Within the window.")
+    @router.post("/tickets/{ticket_id}/reopen", summary="Within the window.")
     async def reopen(
         ticket_id: TicketId,
         request: ReopenRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        return await act(
+        command = commands.Reopen(ticket_id, principal.token_id, request.reason)
+        return await answer(
             principal,
             "POST /tickets/{ticket_id}/reopen",
-            ticket_id,
-            lambda t, now: t.reopen(request.reason, principal.token_id, now, rules),
+            commands.reopen(command, repository, clock, rules),
         )
 
-    # -- agents -------------------------------------------------------------------------------
-    def agent_view(agent: Agent, open_tickets: int) -> AgentView:
-        return AgentView(
-            id=agent.agent_id,
-            name=agent.name,
-            queues=agent.queues,
-            capacity=agent.capacity,
-            active=agent.active,
-            open_tickets=open_tickets,
-        )
+    return router
 
-    async def with_load(agent: Agent) -> AgentView:
-        loads = await repository.open_load([agent.agent_id])
-        return agent_view(agent, loads.get(agent.agent_id, 0))
 
-    @router.get("/agents", tags=["agents"], summary="Agents, their queues, capacity and load.")
+# -- agents ---------------------------------------------------------------------------------
+def agent_routes(repository: Repository, auth: Authenticator) -> APIRouter:
+    router = APIRouter(tags=["agents"])
+    reader = auth.require("agent", "supervisor", "ops")
+    supervisor = auth.require("supervisor")
+
+    @router.get("/agents", summary="Agents, their queues, capacity and load.")
     async def list_agents(principal: Annotated[Principal, Depends(reader)]) -> list[AgentView]:
-        agents = await repository.all_agents()
-        loads = await repository.open_load([a.agent_id for a in agents])
-        return [agent_view(a, loads.get(a.agent_id, 0)) for a in agents]
+        return [agent_view(a) for a in await queries.agents(repository)]
 
-    @router.get("/agents/{agent_id}", tags=["agents"])
+    @router.get("/agents/{agent_id}")
     async def get_agent(
         agent_id: AgentId, principal: Annotated[Principal, Depends(reader)]
     ) -> AgentView:
         agent = await repository.agent(agent_id)
         if agent is None:
             raise HTTPException(404, f"no agent {agent_id!r}")
-        return await with_load(agent)
+        return agent_view(await queries.with_load(repository, agent))
 
-    @router.put("/agents/{agent_id}", tags=["agents"], summary="Create or replace (supervisor).")
+    @router.put("/agents/{agent_id}", summary="Create or replace (supervisor).")
     async def put_agent(
         agent_id: AgentId,
         request: AgentRequest,
         principal: Annotated[Principal, Depends(supervisor)],
     ) -> AgentView:
-        existing = await repository.agent(agent_id)
-        agent = Agent(
-            agent_id,
-            request.name,
-            sorted(set(request.queues)),
-            request.capacity,
-            request.active,
-            existing.last_assigned_at if existing else None,
+        command = commands.PutAgent(
+            agent_id, request.name, request.queues, request.capacity, request.active
         )
-        await repository.put_agent(agent)
-        return await with_load(agent)
+        agent = await commands.put_agent(command, repository)
+        return agent_view(await queries.with_load(repository, agent))
 
-    @router.delete("/agents/{agent_id}", tags=["agents"], summary="Deactivate (supervisor).")
+    @router.delete("/agents/{agent_id}", summary="Deactivate (supervisor).")
     async def delete_agent(
         agent_id: AgentId, principal: Annotated[Principal, Depends(supervisor)]
     ) -> AgentView:
-        agent = await repository.agent(agent_id)
-        if agent is None:
-            raise HTTPException(404, f"no agent {agent_id!r}")
-        agent.active = False
-        await repository.put_agent(agent)
-        return await with_load(agent)
-
-    # -- reports ------------------------------------------------------------------------------
-    def period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
-        end = until or clock()
         try:
-            start = since or end - timedelta(days=30)
-        except OverflowError as exc:  # `until` in the first days of year 1
-            raise HTTPException(422, "`until` is too early for a default range") from exc
-        if start >= end:
-            raise HTTPException(422, "`since` must be before `until`")
-        if end - start > timedelta(days=report_max_days):
-            days = math.ceil((end - start) / timedelta(days=1))
-            raise HTTPException(
-                422,
-                f"the range from {start.isoformat()} to {end.isoformat()} is {days} days; a "
-                f"report covers at most {report_max_days} days: ask for several shorter ranges",
-            )
-        return start, end
+            agent = await commands.deactivate_agent(agent_id, repository)
+        except NoAgentError as exc:
+            raise HTTPException(404, f"no agent {agent_id!r}") from exc
+        return agent_view(await queries.with_load(repository, agent))
 
-    @router.get(
-        "/reports/sla",
-        tags=["reports"],
-        summary="Breach rate and mean times.",
-        responses={422: {"description": "`since` not before `until`, or a range over the cap."}},
-    )
+    return router
+
+
+# -- reports --------------------------------------------------------------------------------
+def report_routes(
+    repository: Repository, auth: Authenticator, clock: Clock, max_days: int
+) -> APIRouter:
+    router = APIRouter(tags=["reports"])
+    reporter = auth.require("supervisor", "ops")
+
+    def period(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+        try:
+            return queries.report_range(since, until, clock(), max_days)
+        except ReportRangeError as exc:
+            raise HTTPException(422, str(exc)) from exc
+
+    @router.get("/reports/sla", summary="Breach rate and mean times.", responses=RANGE_REFUSED)
     async def sla_report(
         principal: Annotated[Principal, Depends(reporter)],
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
-        start, end = period(since, until)
-        report = queries.sla_report(await repository.sla_groups(start, end))
-        return {"since": start, "until": end, "times_are": "business seconds", **report}
+        return await queries.sla(repository, *period(since, until))
 
     @router.get(
         "/reports/root-causes",
-        tags=["reports"],
         summary="Complaints by category and root cause.",
-        responses={422: {"description": "`since` not before `until`, or a range over the cap."}},
+        responses=RANGE_REFUSED,
     )
     async def root_causes(
         principal: Annotated[Principal, Depends(reporter)],
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
-        start, end = period(since, until)
-        rows, tickets = await repository.root_cause_groups(start, end)
-        return {"since": start, "until": end, **queries.root_cause_report(rows, tickets)}
+        return await queries.root_causes(repository, *period(since, until))
 
     return router

@@ -7,7 +7,7 @@ from crm_runtime.runtime import Runtime
 from crm_runtime.sweeps import Clock
 from crm_tickets import handlers
 from crm_tickets.domain.rules import TicketRules
-from crm_tickets.handlers import TicketRepository
+from crm_tickets.ports import TicketRepository
 
 
 def subscribe(

@@ -1,0 +1,202 @@
+"""How tickets, agents and pending surveys look in MongoDB: the documents written and read back.
+
+Free text a person typed (a ticket's description, comments, a reopening's reason) may hold
+personal data: it is sealed with the customer's data key (ADR 0006); everything else stays plain
+for queries and reports. A ticket's figures are stored as the domain computed them.
+"""
+
+from typing import Any
+
+from crm_runtime.crypto import FieldCipher
+from crm_runtime.mongo import Document
+from crm_tickets.domain.agent import Agent
+from crm_tickets.domain.ticket import Change, Comment, SlaState, Survey, Ticket, TicketFigures
+from crm_tickets.ports import PendingSurvey
+from crm_tickets.queries import TicketSummary
+
+FREE_TEXT_DETAILS = frozenset({"reason"})
+"""History details typed by people (a reopening's reason): sealed like the comments."""
+
+
+def _seal(details: dict[str, Any], cipher: FieldCipher, place: str) -> dict[str, Any]:
+    return {
+        k: cipher.seal(f"{place}/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
+        for k, v in details.items()
+    }
+
+
+def _open(details: dict[str, Any], cipher: FieldCipher, place: str) -> dict[str, Any]:
+    return {
+        k: cipher.open(f"{place}/{k}", v) if k in FREE_TEXT_DETAILS and v is not None else v
+        for k, v in details.items()
+    }
+
+
+def to_document(ticket: Ticket, figures: TicketFigures, cipher: FieldCipher) -> Document:
+    """Description and comment texts (free text: may hold personal data) are sealed with the
+    customer's data key; `figures` are stored as the domain computed them."""
+    return {
+        "_id": ticket.ticket_id,
+        "customer_id": ticket.customer_id,
+        "opened_at": ticket.opened_at,
+        "channel": ticket.channel,
+        "category": ticket.category,
+        "severity": ticket.severity,
+        "priority": ticket.priority,
+        "queue": ticket.queue,
+        "status": ticket.status,
+        "complaint_id": ticket.complaint_id,
+        "order_id": ticket.order_id,
+        "description": cipher.seal(f"{ticket.ticket_id}/description", ticket.description),
+        "assignee": ticket.assignee,
+        "comments": [
+            {
+                "id": c.comment_id,
+                "at": c.at,
+                "author": c.author,
+                "text": cipher.seal(f"{ticket.ticket_id}/comment/{c.comment_id}", c.text),
+                "public": c.public,
+            }
+            for c in ticket.comments
+        ],
+        "root_causes": ticket.root_causes,
+        "history": [
+            {
+                "at": h.at,
+                "actor": h.actor,
+                "action": h.action,
+                "details": _seal(h.details, cipher, f"{ticket.ticket_id}/history/{i}"),
+            }
+            for i, h in enumerate(ticket.history)
+        ],
+        "status_log": [{"at": at, "status": status} for at, status in ticket.status_log],
+        "first_response_at": ticket.first_response_at,
+        "resolved_at": ticket.resolved_at,
+        "closed_at": ticket.closed_at,
+        "sla": {k: {"warned": v.warned, "breached": v.breached} for k, v in ticket.sla.items()},
+        "breached": ticket.breached,
+        "escalated": ticket.escalated,
+        "survey": (
+            {
+                "id": ticket.survey.survey_id,
+                "at": ticket.survey.at,
+                "csat": ticket.survey.csat,
+                "nps": ticket.survey.nps,
+            }
+            if ticket.survey
+            else None
+        ),
+        "flagged_for_review": ticket.flagged_for_review,
+        "history_omitted": ticket.history_omitted,
+        # Figures for reports (business seconds), and when the sweep should look again.
+        "first_response_s": figures.first_response_s,
+        "resolution_s": figures.resolution_s,
+        "next_check_at": figures.next_check_at,
+        "version": ticket.version,
+    }
+
+
+def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
+    """A shredded key (the customer was erased) opens nothing: texts come back empty."""
+    survey = doc.get("survey")
+    return Ticket(
+        ticket_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        opened_at=doc["opened_at"],
+        channel=doc["channel"],
+        category=doc["category"],
+        severity=doc["severity"],
+        priority=doc["priority"],
+        queue=doc["queue"],
+        status=doc["status"],
+        complaint_id=doc.get("complaint_id"),
+        order_id=doc.get("order_id"),
+        description=cipher.open(f"{doc['_id']}/description", doc.get("description")) or "",
+        assignee=doc.get("assignee"),
+        comments=[
+            Comment(
+                c["id"],
+                c["at"],
+                c["author"],
+                cipher.open(f"{doc['_id']}/comment/{c['id']}", c.get("text")) or "",
+                c["public"],
+            )
+            for c in doc.get("comments", [])
+        ],
+        root_causes=list(doc.get("root_causes", [])),
+        history=[
+            Change(
+                h["at"],
+                h["actor"],
+                h["action"],
+                _open(h.get("details", {}), cipher, f"{doc['_id']}/history/{i}"),
+            )
+            for i, h in enumerate(doc.get("history", []))
+        ],
+        status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
+        first_response_at=doc.get("first_response_at"),
+        resolved_at=doc.get("resolved_at"),
+        closed_at=doc.get("closed_at"),
+        sla={k: SlaState(v["warned"], v["breached"]) for k, v in doc.get("sla", {}).items()},
+        escalated=doc.get("escalated", False),
+        survey=Survey(survey["id"], survey["at"], survey["csat"], survey["nps"])
+        if survey
+        else None,
+        flagged_for_review=doc.get("flagged_for_review", False),
+        history_omitted=doc.get("history_omitted", 0),
+        version=doc["version"],
+    )
+
+
+def agent_document(agent: Agent) -> Document:
+    return {
+        "_id": agent.agent_id,
+        "name": agent.name,
+        "queues": agent.queues,
+        "capacity": agent.capacity,
+        "active": agent.active,
+        "last_assigned_at": agent.last_assigned_at,
+    }
+
+
+def agent_from_document(doc: Document) -> Agent:
+    return Agent(
+        doc["_id"],
+        doc.get("name", ""),
+        list(doc.get("queues", [])),
+        doc.get("capacity", 0),
+        doc.get("active", True),
+        doc.get("last_assigned_at"),
+    )
+
+
+def pending_document(survey: PendingSurvey) -> Document:
+    return {
+        "_id": survey.ticket_id,
+        "survey_id": survey.survey_id,
+        "csat": survey.csat,
+        "nps": survey.nps,
+        "at": survey.at,
+        "event_id": survey.event_id,
+    }
+
+
+def pending_from_document(doc: Document) -> PendingSurvey:
+    return PendingSurvey(
+        doc["_id"], doc["survey_id"], doc.get("csat"), doc.get("nps"), doc["at"], doc["event_id"]
+    )
+
+
+def summary_from_document(doc: Document) -> TicketSummary:
+    return TicketSummary(
+        id=doc["_id"],
+        customer_id=doc["customer_id"],
+        status=doc["status"],
+        priority=doc["priority"],
+        category=doc["category"],
+        queue=doc["queue"],
+        assignee=doc.get("assignee"),
+        opened_at=doc["opened_at"],
+        breached=doc.get("breached", False),
+        flagged_for_review=doc.get("flagged_for_review", False),
+    )

@@ -1,0 +1,266 @@
+"""What people and integrations ask of tickets over HTTP: open a ticket, act on one (assign,
+comment, move its status, resolve, reopen), put or deactivate an agent. Plain functions over the
+`TicketRepository` port (`comment(command, repository, clock, rules)`): unit tests run them on
+the in-memory fakes.
+
+An action on a ticket is refused when the ticket has no room for it (`TicketFullError`), or when
+the status machine does not allow it (`InvalidTransitionError`); what it makes due (an SLA
+warning, a breach) happens with it. A write that lost a race (to the consumer, a sweep or another
+request) is redone on a fresh read (`retry_on_conflict`).
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from crm_runtime.errors import retry_on_conflict
+from crm_runtime.sweeps import Clock
+from crm_tickets.domain.agent import Agent, NoAgentError
+from crm_tickets.domain.events import Status, TicketEvent
+from crm_tickets.domain.rules import TicketRules
+from crm_tickets.domain.ticket import NoTicketError, Ticket
+from crm_tickets.handlers import Assigner, derived_ticket_id, to_messages
+from crm_tickets.ports import Changes, TicketRepository
+
+
+@dataclass(frozen=True)
+class Done:
+    """The ticket as a command left it (or found it), and when."""
+
+    ticket: Ticket
+    at: datetime
+    replayed: bool = False
+    """An intake retried with the same Idempotency-Key: the ticket the first call opened."""
+
+
+# -- intake ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OpenTicket:
+    customer_id: str
+    description: str
+    actor: str
+    channel: str = "phone"
+    category: str | None = None
+    severity: str | None = None
+    order_id: str | None = None
+    key: str | None = None
+    """The caller's Idempotency-Key: retries with it open one ticket."""
+
+
+async def open_ticket(
+    command: OpenTicket, repository: TicketRepository, clock: Clock, rules: TicketRules
+) -> Done:
+    """A ticket prioritised by the customer's known grade, handed to an agent with room if any.
+    With a key already used: the stored ticket, with what was added since."""
+    ticket_id = (
+        derived_ticket_id("manual", command.key) if command.key else "T-" + uuid.uuid4().hex[:12]
+    )
+
+    async def attempt() -> Done:
+        now = clock()
+        existing = await repository.get(ticket_id) if command.key else None
+        if existing is not None:
+            return Done(existing, now, replayed=True)
+        grade = (await repository.grades([command.customer_id])).get(command.customer_id)
+        ticket, happened = Ticket.open(
+            ticket_id,
+            command.customer_id,
+            now,
+            channel=command.channel,
+            category=command.category,
+            severity=command.severity,
+            grade=grade,
+            rules=rules,
+            actor=command.actor,
+            order_id=command.order_id,
+            description=command.description,
+        )
+        assigner = Assigner(repository)
+        agent = await assigner.pick(ticket.queue, now)
+        if agent is not None:
+            happened += ticket.assign(agent.agent_id, "system", now, manual=False)
+        changes = Changes(
+            outbound=to_messages(ticket, happened, f"api/{ticket_id}"),
+            last_assigned=assigner.last_assigned(),
+        )
+        changes.add(ticket, now, rules)
+        await repository.save(changes)
+        return Done(ticket, now)
+
+    return await retry_on_conflict(attempt)
+
+
+# -- actions on a ticket --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Assign:
+    ticket_id: str
+    assignee: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    ticket_id: str
+    text: str
+    actor: str
+    public: bool = False
+    """Seen by the customer: a response."""
+    comment_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass(frozen=True)
+class ChangeStatus:
+    ticket_id: str
+    status: Status
+    actor: str
+
+
+@dataclass(frozen=True)
+class Resolve:
+    ticket_id: str
+    root_causes: list[str]
+    actor: str
+    summary: str | None = None
+    """Kept as a public comment."""
+
+
+@dataclass(frozen=True)
+class Reopen:
+    ticket_id: str
+    actor: str
+    reason: str | None = None
+
+
+async def assign(
+    command: Assign, repository: TicketRepository, clock: Clock, rules: TicketRules
+) -> Done:
+    """A manual assignment, to an agent that exists (else `NoAgentError`)."""
+    if await repository.agent(command.assignee) is None:
+        raise NoAgentError(command.assignee)
+    return await _act(
+        command.ticket_id,
+        lambda t, now: t.assign(command.assignee, command.actor, now, manual=True),
+        repository,
+        clock,
+        rules,
+    )
+
+
+async def comment(
+    command: Comment, repository: TicketRepository, clock: Clock, rules: TicketRules
+) -> Done:
+    return await _act(
+        command.ticket_id,
+        lambda t, now: t.comment(
+            command.comment_id, command.actor, command.text, now, public=command.public
+        ),
+        repository,
+        clock,
+        rules,
+        adds_comment=True,
+    )
+
+
+async def change_status(
+    command: ChangeStatus, repository: TicketRepository, clock: Clock, rules: TicketRules
+) -> Done:
+    return await _act(
+        command.ticket_id,
+        lambda t, now: t.change_status(command.status, command.actor, now),
+        repository,
+        clock,
+        rules,
+    )
+
+
+async def resolve(
+    command: Resolve, repository: TicketRepository, clock: Clock, rules: TicketRules
+) -> Done:
+    """With at least one root-cause tag (else `ValueError`)."""
+    return await _act(
+        command.ticket_id,
+        lambda t, now: t.resolve(command.root_causes, command.actor, now, command.summary),
+        repository,
+        clock,
+        rules,
+        adds_comment=bool(command.summary),
+    )
+
+
+async def reopen(
+    command: Reopen, repository: TicketRepository, clock: Clock, rules: TicketRules
+) -> Done:
+    """Within the reopen window."""
+    return await _act(
+        command.ticket_id,
+        lambda t, now: t.reopen(command.reason, command.actor, now, rules),
+        repository,
+        clock,
+        rules,
+    )
+
+
+Action = Callable[[Ticket, datetime], list[TicketEvent]]
+
+
+async def _act(
+    ticket_id: str,
+    action: Action,
+    repository: TicketRepository,
+    clock: Clock,
+    rules: TicketRules,
+    *,
+    adds_comment: bool = False,
+) -> Done:
+    """Apply a person's action if the ticket has room for it, with what it makes due; redone on
+    a fresh read when the ticket changed meanwhile."""
+
+    async def attempt() -> Done:
+        ticket = await repository.get(ticket_id)
+        if ticket is None:
+            raise NoTicketError(ticket_id)
+        now = clock()
+        ticket.ensure_room(rules, comment=adds_comment)
+        happened = [*action(ticket, now), *ticket.review(now, rules)]
+        changes = Changes(outbound=to_messages(ticket, happened, f"api/{uuid.uuid4()}"))
+        changes.add(ticket, now, rules)
+        await repository.save(changes)
+        return Done(ticket, now)
+
+    return await retry_on_conflict(attempt)
+
+
+# -- agents ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PutAgent:
+    agent_id: str
+    name: str
+    queues: list[str]
+    capacity: int
+    active: bool = True
+
+
+async def put_agent(command: PutAgent, repository: TicketRepository) -> Agent:
+    """Create or replace an agent; the round-robin's memory of it stays."""
+    existing = await repository.agent(command.agent_id)
+    agent = Agent(
+        command.agent_id,
+        command.name,
+        sorted(set(command.queues)),
+        command.capacity,
+        command.active,
+        existing.last_assigned_at if existing else None,
+    )
+    await repository.save(Changes(agents=[agent]))
+    return agent
+
+
+async def deactivate_agent(agent_id: str, repository: TicketRepository) -> Agent:
+    """The agent takes no more tickets (`NoAgentError` if unknown); theirs stay theirs."""
+    agent = await repository.agent(agent_id)
+    if agent is None:
+        raise NoAgentError(agent_id)
+    agent.active = False
+    await repository.save(Changes(agents=[agent]))
+    return agent

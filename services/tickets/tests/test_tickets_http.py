@@ -1,0 +1,128 @@
+"""The routes on the in-memory fakes: they translate requests into commands and queries, and the
+domain's refusals into status codes (404 unknown, 409 not allowed or full, 422 invalid); every
+answer with a ticket's texts is audited."""
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from test_tickets_flow import RULES, T0
+from tickets_fakes import InMemoryTickets
+
+from crm_runtime.auth import Authenticator, Principal
+from crm_tickets.entrypoints.http import tickets_router
+
+pytestmark = pytest.mark.unit
+TOKEN = {"Authorization": "Bearer staff"}
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, list[str]]] = []
+
+    async def record(self, principal: Principal, route: str, customer_ids: Iterable[str]) -> None:
+        self.reads.append((route, list(customer_ids)))
+
+
+@pytest.fixture
+def repo() -> InMemoryTickets:
+    return InMemoryTickets(RULES, T0)
+
+
+@pytest.fixture
+def audit() -> Audit:
+    return Audit()
+
+
+@pytest.fixture
+def client(repo: InMemoryTickets, audit: Audit) -> TestClient:
+    auth = Authenticator({"staff": ["agent", "supervisor", "ops"]})
+    rules = replace(RULES, max_comments=2)
+    app = FastAPI()
+    app.include_router(tickets_router(repo, auth, audit, rules, lambda: T0, report_max_days=31))
+    return TestClient(app, headers=TOKEN)
+
+
+def new_ticket(client: TestClient, customer: str = "c1", **headers: str) -> dict[str, Any]:
+    body = {"customer_id": customer, "description": "包裹破损", "category": "delivery"}
+    response = client.post("/tickets", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_intake_is_idempotent_by_key_and_a_replay_is_an_audited_read(
+    client: TestClient, audit: Audit
+) -> None:
+    first = new_ticket(client, **{"Idempotency-Key": "k-1"})
+    assert audit.reads == []
+    again = new_ticket(client, **{"Idempotency-Key": "k-1"})
+    assert again["id"] == first["id"]
+    assert audit.reads == [("POST /tickets", ["c1"])]
+    assert first["sla"]["first_response"]["due_at"] == "2026-11-23T14:00:00+08:00"
+
+
+def test_a_ticket_is_read_audited_and_listed_by_page(client: TestClient, audit: Audit) -> None:
+    ids = sorted(str(new_ticket(client, f"c{n}")["id"]) for n in range(3))
+    ticket = client.get(f"/tickets/{ids[0]}").json()
+    assert ticket["description"] == "包裹破损"
+    assert audit.reads == [("GET /tickets/{ticket_id}", [ticket["customer_id"]])]
+    assert client.get("/tickets/T-none").status_code == 404
+    page = client.get("/tickets", params={"status": "new", "limit": 2}).json()
+    assert [t["id"] for t in page["items"]] == ids[:2]
+    rest = client.get("/tickets", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert ([t["id"] for t in rest["items"]], rest["next_cursor"]) == (ids[2:], None)
+    assert client.get("/tickets", params={"status": "resolved"}).json()["items"] == []
+
+
+def test_the_domain_s_refusals_become_status_codes(client: TestClient, audit: Audit) -> None:
+    ticket_id = new_ticket(client)["id"]
+    route = f"/tickets/{ticket_id}"
+    assert client.post("/tickets/T-none/comment", json={"text": "x"}).status_code == 404
+    assert client.post(f"{route}/assign", json={"assignee": "nobody"}).status_code == 422
+    refused = client.post(f"{route}/status", json={"status": "in_progress"})
+    assert (refused.status_code, "assign it first" in refused.text) == (409, True)
+    assert client.post(f"{route}/resolve", json={"root_causes": [" "]}).status_code == 422
+    assert client.post(f"{route}/reopen", json={}).status_code == 409
+    for n in range(2):
+        assert client.post(f"{route}/comment", json={"text": f"c{n}"}).status_code == 200
+    full = client.post(f"{route}/comment", json={"text": "one too many"})
+    assert (full.status_code, "open a new ticket" in full.text) == (409, True)
+    resolved = client.post(f"{route}/resolve", json={"root_causes": ["carrier"]})
+    assert resolved.json()["status"] == "resolved"
+    assert [r for r, _ in audit.reads].count("POST /tickets/{ticket_id}/comment") == 2
+
+
+def test_agents_are_put_read_and_deactivated(client: TestClient) -> None:
+    agent = {"name": "Ann", "queues": ["delivery"], "capacity": 5}
+    assert client.put("/agents/a1", json=agent).json()["open_tickets"] == 0
+    ticket_id = new_ticket(client)["id"]
+    assigned = client.post(f"/tickets/{ticket_id}/assign", json={"assignee": "a1"})
+    assert assigned.json()["assignee"] == "a1"
+    assert client.get("/agents/a1").json()["open_tickets"] == 1
+    assert client.get("/agents/nobody").status_code == 404
+    assert client.delete("/agents/a1").json()["active"] is False
+    assert [a["active"] for a in client.get("/agents").json()] == [False]
+    assert client.delete("/agents/nobody").status_code == 404
+
+
+def test_reports_answer_for_a_range_and_refuse_a_bad_one(client: TestClient) -> None:
+    ticket_id = new_ticket(client)["id"]
+    client.post(f"/tickets/{ticket_id}/comment", json={"text": "在查", "public": True})
+    window = {"since": (T0 - timedelta(days=1)).isoformat(), "until": T0.isoformat()}
+    assert client.get("/reports/sla", params=window).json()["all"]["tickets"] == 0  # [since, T0)
+    window["until"] = (T0 + timedelta(hours=1)).isoformat()
+    sla = client.get("/reports/sla", params=window).json()
+    assert (sla["all"]["tickets"], sla["all"]["mean_first_response_s"]) == (1, 0)
+    causes = client.get("/reports/root-causes", params=window).json()
+    assert causes["by_category"] == {"delivery": {"(unresolved)": 1}}
+    default = client.get("/reports/sla").json()  # the last 30 days
+    assert default["since"] == (T0 - timedelta(days=30)).isoformat()
+    backwards = {"since": window["until"], "until": window["since"]}
+    assert client.get("/reports/sla", params=backwards).status_code == 422
+    too_long = {"since": (T0 - timedelta(days=32)).isoformat(), "until": T0.isoformat()}
+    refused = client.get("/reports/root-causes", params=too_long)
+    assert (refused.status_code, "at most 31 days" in refused.text) == (422, True)
