@@ -16,8 +16,6 @@ from crm_contracts.topics import SERVICES
 
 Document = dict[str, Any]
 
-ERASING_SERVICES = SERVICES
-"""Every service confirms an erasure (`customer.erasure_completed`)."""
 SEGMENTS = ("grade", "stage", "at_risk")
 
 
@@ -62,14 +60,15 @@ class ErasureStatus:
 
 
 def erasure_status(customer: Customer) -> ErasureStatus | None:
-    """An erasure request and each service's confirmation; None when none was requested."""
+    """An erasure request and the confirmation (`customer.erasure_completed`) of each service,
+    all of which confirm; None when none was requested."""
     if customer.erased_at is None and not customer.erasure_confirmations:
         return None
     return ErasureStatus(
         customer_id=customer.id,
         requested_at=customer.erased_at,
         request_event_id=customer.erasure_request_id,
-        confirmed_at={name: customer.erasure_confirmations.get(name) for name in ERASING_SERVICES},
+        confirmed_at={name: customer.erasure_confirmations.get(name) for name in SERVICES},
     )
 
 
