@@ -17,7 +17,7 @@ from datetime import datetime
 from crm_runtime.errors import retry_on_conflict
 from crm_runtime.sweeps import Clock
 from crm_tickets.domain.agent import Agent, NoAgentError
-from crm_tickets.domain.events import Status, TicketEvent
+from crm_tickets.domain.events import DomainEvent, Status
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import NoTicketError, Ticket
 from crm_tickets.handlers import Assigner, derived_ticket_id, to_messages
@@ -201,7 +201,7 @@ async def reopen(
     )
 
 
-Action = Callable[[Ticket, datetime], list[TicketEvent]]
+Action = Callable[[Ticket, datetime], list[DomainEvent]]
 
 
 async def _act(

@@ -23,6 +23,7 @@ from crm_tickets.domain.events import (
     Assigned,
     Closed,
     CsatRecorded,
+    DomainEvent,
     Escalated,
     Opened,
     Reopened,
@@ -30,7 +31,6 @@ from crm_tickets.domain.events import (
     SlaBreached,
     SlaWarning,
     StatusChanged,
-    TicketEvent,
 )
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Ticket
@@ -229,7 +229,7 @@ async def assignment_sweep(
 
 # -- outbound -------------------------------------------------------------------------------
 def to_messages(
-    ticket: Ticket, happened: Sequence[TicketEvent], cause: str
+    ticket: Ticket, happened: Sequence[DomainEvent], cause: str
 ) -> list[OutboundMessage]:
     """The `tickets.v1` events of what `happened` to `ticket`, their ids derived from `cause`."""
     messages = []
@@ -251,7 +251,7 @@ def to_messages(
     return messages
 
 
-def _contract(ticket: Ticket, change: TicketEvent) -> tuple[str, Any]:
+def _contract(ticket: Ticket, change: DomainEvent) -> tuple[str, Any]:
     t = ticket.ticket_id
     match change:
         case Opened():

@@ -70,7 +70,7 @@ class CsatRecorded:
     flagged: bool
 
 
-TicketEvent = (
+DomainEvent = (
     Opened
     | Assigned
     | StatusChanged

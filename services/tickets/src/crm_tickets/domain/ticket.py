@@ -17,6 +17,7 @@ from crm_tickets.domain.events import (
     Assigned,
     Closed,
     CsatRecorded,
+    DomainEvent,
     Escalated,
     Opened,
     Reopened,
@@ -25,7 +26,6 @@ from crm_tickets.domain.events import (
     SlaWarning,
     Status,
     StatusChanged,
-    TicketEvent,
 )
 from crm_tickets.domain.rules import SUPERVISOR_QUEUE, Priority, SlaTarget, TicketRules
 
@@ -145,7 +145,7 @@ class Ticket:
         complaint_id: str | None = None,
         order_id: str | None = None,
         description: str = "",
-    ) -> tuple[Ticket, list[TicketEvent]]:
+    ) -> tuple[Ticket, list[DomainEvent]]:
         category = category or rules.default_category
         severity = severity or rules.default_severity
         priority = rules.priority(severity, grade)
@@ -199,19 +199,19 @@ class Ticket:
             self.history_omitted += extra
 
     # -- the status machine -------------------------------------------------------------------
-    def assign(self, assignee: str, actor: str, at: datetime, *, manual: bool) -> list[TicketEvent]:
+    def assign(self, assignee: str, actor: str, at: datetime, *, manual: bool) -> list[DomainEvent]:
         if self.status not in OPEN:
             raise InvalidTransitionError(f"a {self.status} ticket cannot be assigned; reopen it")
         if assignee == self.assignee:
             return []
         self.assignee = assignee
         self._log(at, actor, "assigned", assignee=assignee, manual=manual)
-        events: list[TicketEvent] = [Assigned(assignee, manual)]
+        events: list[DomainEvent] = [Assigned(assignee, manual)]
         if self.status == "new":
             events.append(self._set_status("assigned", at))
         return events
 
-    def change_status(self, to: Status, actor: str, at: datetime) -> list[TicketEvent]:
+    def change_status(self, to: Status, actor: str, at: datetime) -> list[DomainEvent]:
         allowed = MANUAL_TRANSITIONS.get(self.status, ())
         if to not in allowed:
             hint = f"allowed: {', '.join(allowed)}" if allowed else "no manual change is allowed"
@@ -219,7 +219,7 @@ class Ticket:
                 hint = "assign it first"
             raise InvalidTransitionError(f"a {self.status} ticket cannot become {to} ({hint})")
         self._log(at, actor, "status", status=to, previous=self.status)
-        events: list[TicketEvent] = [self._set_status(to, at)]
+        events: list[DomainEvent] = [self._set_status(to, at)]
         if to == "waiting_customer":
             self._responded(at)
         if to == "closed":
@@ -229,7 +229,7 @@ class Ticket:
 
     def comment(
         self, comment_id: str, author: str, text: str, at: datetime, *, public: bool
-    ) -> list[TicketEvent]:
+    ) -> list[DomainEvent]:
         if self.status == "closed":
             raise InvalidTransitionError("a closed ticket takes no comments")
         self.comments.append(Comment(comment_id, at, author, text, public))
@@ -240,7 +240,7 @@ class Ticket:
 
     def resolve(
         self, root_causes: list[str], actor: str, at: datetime, summary: str | None = None
-    ) -> list[TicketEvent]:
+    ) -> list[DomainEvent]:
         if self.status not in OPEN:
             raise InvalidTransitionError(f"a {self.status} ticket cannot be resolved")
         causes = sorted({c.strip() for c in root_causes if c.strip()})
@@ -258,7 +258,7 @@ class Ticket:
 
     def reopen(
         self, reason: str | None, actor: str, at: datetime, rules: TicketRules
-    ) -> list[TicketEvent]:
+    ) -> list[DomainEvent]:
         if self.status != "resolved" or self.resolved_at is None:
             raise InvalidTransitionError(
                 f"only a resolved ticket can be reopened (it is {self.status})"
@@ -274,7 +274,7 @@ class Ticket:
 
     def record_survey(
         self, survey_id: str, csat: int | None, nps: int | None, at: datetime, rules: TicketRules
-    ) -> list[TicketEvent]:
+    ) -> list[DomainEvent]:
         if self.survey is not None and self.survey.survey_id == survey_id:
             return []
         self.survey = Survey(survey_id, at, csat, nps)
@@ -302,14 +302,14 @@ class Ticket:
             return False
         return self.status in RUNNING
 
-    def review(self, now: datetime, rules: TicketRules) -> list[TicketEvent]:
+    def review(self, now: datetime, rules: TicketRules) -> list[DomainEvent]:
         """The sweep: warnings at the warning share, breaches (with escalation), auto-close."""
         events = self._review(now, rules)
         self._cap_history(rules)
         return events
 
-    def _review(self, now: datetime, rules: TicketRules) -> list[TicketEvent]:
-        events: list[TicketEvent] = []
+    def _review(self, now: datetime, rules: TicketRules) -> list[DomainEvent]:
+        events: list[DomainEvent] = []
         if self.status == "resolved" and self.resolved_at is not None:
             if now - self.resolved_at >= timedelta(days=rules.auto_close_days):
                 self._log(now, "system", "closed", auto=True)
