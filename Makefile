@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := contracts services/runtime services/archive services/tickets services/loyalty services/notify cli
 STACK := $(BIN)/python deploy/local/stack.py
 
-.PHONY: help venv up down status demo test unit lint fmt schemas clean-local rebuild-archive
+.PHONY: help venv store up down status demo test unit lint fmt schemas clean-local rebuild-archive
 
 help:
 	@echo "make demo   - start the local stack and the services, replay realistic traffic, print a summary"
@@ -21,13 +21,18 @@ help:
 
 venv: $(STAMP)
 
+# The Rust SecantusDB server, built once per machine into ~/.cache/crm-suite (CRM_STORE=python: the
+# Python server, no build); falls back to the Python server where cargo cannot build it.
+store: venv
+	$(STACK) store
+
 $(STAMP): requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
 	touch $(STAMP)
 
-up: venv
+up: store
 	$(STACK) up
 
 down: venv
@@ -36,7 +41,7 @@ down: venv
 status: venv
 	$(STACK) status
 
-demo: venv
+demo: store
 	$(STACK) up
 	$(BIN)/python deploy/local/demo.py
 
@@ -59,7 +64,7 @@ schemas: venv
 unit: venv
 	$(BIN)/pytest -m unit
 
-test: lint
+test: lint store
 	$(BIN)/pytest
 
 clean-local: down

@@ -107,7 +107,7 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
     store = (
         "MONGODB_URL"
         if "MONGODB_URL" in os.environ
-        else f"SecantusDB {Path(os.environ.get('CRM_SECANTUSD') or 'secantusd-py').name}"
+        else f"SecantusDB {stack.store_server(build=False).name}"
     )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"\n{title} ({machine}; store: {store})")

@@ -3,6 +3,7 @@
     python deploy/local/stack.py up       # start what is missing, wait until ready, print URLs
     python deploy/local/stack.py down     # stop what `up` started (data stays in .local/)
     python deploy/local/stack.py status
+    python deploy/local/stack.py store    # build (first run) and name the MongoDB-wire server
 
 Neither server is started when `KAFKA_BOOTSTRAP_SERVERS` / `MONGODB_URL` are set: the stack then
 uses those. The tests use the same functions with their own ports and folder.
@@ -252,6 +253,127 @@ def provision_topics(bootstrap: str, **options: Any) -> list[str]:
 
 
 # -- SecantusDB ------------------------------------------------------------------------------
+# The Rust SecantusDB server: about five times the Python one's throughput (docs/performance.md).
+# Built once per machine and user, outside the clone, so a fresh clone does not build it again.
+RUST_STORE_CRATE = "secantus-mdb"
+RUST_STORE_VERSION = "0.5.3-beta.196"
+RUST_TOOLCHAIN = "1.98"
+
+
+def user_cache() -> Path:
+    """Per-user cache shared by every clone: `CRM_CACHE`, else `$XDG_CACHE_HOME/crm-suite`."""
+    explicit = os.environ.get("CRM_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "crm-suite"
+
+
+def _cargo_tool(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (str(p) for p in [Path.home() / ".cargo" / "bin" / name] if p.exists()), None
+    )
+
+
+def _run_with_progress(
+    command: list[str], what: str, log: Path, env: Mapping[str, str] | None = None
+) -> None:
+    """Run `command` with its output in `log`; print a line every 30 s so a long build shows
+    it is alive; raise with the log's tail when it fails."""
+    started = time.monotonic()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                compiled = log.read_bytes().count(b"Compiling ")
+                print(
+                    f"  ... {what}: {time.monotonic() - started:.0f} s, {compiled} crates compiled",
+                    flush=True,
+                )
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{tail}")
+
+
+def rust_store(build: bool = True) -> Path | None:
+    """The cached `secantusd-rs`, built with cargo on first use (about 6 minutes on 2 cores);
+    None, with the reason printed, where it cannot be had (no cargo, no network)."""
+    root = user_cache() / f"{RUST_STORE_CRATE}-{RUST_STORE_VERSION}"
+    binary = root / "bin" / "secantusd-rs"
+    if binary.exists() or not build:
+        return binary if binary.exists() else None
+    cargo, rustup = _cargo_tool("cargo"), _cargo_tool("rustup")
+    if cargo is None or rustup is None:
+        print("no cargo/rustup on this machine: using the Python SecantusDB server", flush=True)
+        return None
+    root.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl  # POSIX only, like the rest of the local stack
+
+    with (root.parent / f"{root.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another clone may be building it right now
+        if binary.exists():
+            return binary
+        print(
+            f"building the Rust SecantusDB server {RUST_STORE_VERSION} into {root} "
+            "(once per machine, about 6 minutes; CRM_STORE=python skips it)",
+            flush=True,
+        )
+        staging = root.parent / f"{root.name}.building"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        log = root.parent / f"{root.name}.log"
+        try:
+            _run_with_progress(
+                [rustup, "toolchain", "install", RUST_TOOLCHAIN, "--profile", "minimal"],
+                f"Rust {RUST_TOOLCHAIN} toolchain",
+                log,
+            )
+            _run_with_progress(
+                [
+                    cargo,
+                    f"+{RUST_TOOLCHAIN}",
+                    "install",
+                    RUST_STORE_CRATE,
+                    "--version",
+                    RUST_STORE_VERSION,
+                    "--locked",
+                    "--root",
+                    str(staging),
+                ],
+                f"cargo install {RUST_STORE_CRATE}",
+                log,
+                # The crate's release profile (one codegen unit, thin LTO) compiles on one core;
+                # this build trades a little speed of the server for a build that uses them all.
+                {
+                    **os.environ,
+                    "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
+                    "CARGO_PROFILE_RELEASE_LTO": "off",
+                },
+            )
+        except (OSError, RuntimeError) as exc:
+            print(f"the Rust store could not be built, using the Python one: {exc}", flush=True)
+            shutil.rmtree(staging, ignore_errors=True)
+            return None
+        shutil.rmtree(root, ignore_errors=True)
+        staging.rename(root)
+    return binary
+
+
+def store_server(build: bool = True) -> Path:
+    """The MongoDB-wire server the stack and the tests start: `CRM_SECANTUSD` if set; the Python
+    `secantusd-py` with `CRM_STORE=python`; else the Rust server (built on first use), falling
+    back to the Python one where it cannot be built."""
+    explicit = os.environ.get("CRM_SECANTUSD")
+    if explicit:
+        return Path(explicit)
+    python = Path(sys.executable).with_name("secantusd-py")
+    if os.environ.get("CRM_STORE", "rust") == "python":
+        return python
+    return rust_store(build) or python
+
+
 @dataclass
 class MongoNode:
     data: Path
@@ -262,10 +384,7 @@ class MongoNode:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def start(self) -> subprocess.Popen[bytes]:
-        # CRM_SECANTUSD: another build of the server, e.g. the Rust `secantusd-rs` (benchmarks).
-        server = Path(
-            os.environ.get("CRM_SECANTUSD") or Path(sys.executable).with_name("secantusd-py")
-        )
+        server = store_server()
         log = self.data / "secantusdb.log"
         self.data.mkdir(parents=True, exist_ok=True)
         proc = spawn(
@@ -578,7 +697,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status", "topics"])
+    parser.add_argument("command", choices=["up", "down", "status", "topics", "store"])
     args = parser.parse_args(list(argv) if argv is not None else None)
     stack = LocalStack()
     if args.command == "up":
@@ -587,6 +706,8 @@ def main(argv: Iterable[str] | None = None) -> None:
         stack.down()
     elif args.command == "status":
         stack.status()
+    elif args.command == "store":
+        print(f"MongoDB-wire server: {store_server()}")
     else:
         print("\n".join(provision_topics(stack.bootstrap())) or "all topics exist")
 
