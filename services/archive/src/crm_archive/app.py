@@ -33,7 +33,7 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
     repository = customer_repository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
-    kafka.subscribe(runtime, repository, rules, clock)
+    runtime.subscribe(kafka.SUBSCRIPTION, repository=repository, rules=rules, clock=clock)
 
     async def review(now: datetime) -> int:
         return await handlers.review(now, repository, rules=rules)

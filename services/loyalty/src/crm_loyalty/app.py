@@ -21,7 +21,7 @@ def build_app(settings: LoyaltySettings | None = None, *, clock: Clock = utc_now
     repository = MongoAccountRepository(runtime.db, runtime.uow, rules, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
-    kafka.subscribe(runtime, repository, rules, clock)
+    runtime.subscribe(kafka.SUBSCRIPTION, repository=repository, rules=rules, clock=clock)
 
     async def expiry(now: datetime) -> int:
         return await handlers.expiry_sweep(now, repository, rules=rules)

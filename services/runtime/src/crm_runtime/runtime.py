@@ -6,9 +6,11 @@ to `create_http_app`, whose lifespan starts and stops everything.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,6 +36,21 @@ from crm_runtime.tracing import Tracing, traced, tracer_provider
 from crm_runtime.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a service consumes, declared once in its `entrypoints/kafka.py`: the runtime derives
+    the topics from the contracts' registry (`consumed_by(service)`) and wires the consumer."""
+
+    apply: Callable[..., Coroutine[Any, Any, int]]
+    """`apply(events, **context) -> applied`: the service's batch use case."""
+    accepted_types: Sequence[str]
+    """Event types it handles; others on its topics are skipped (not dead-lettered)."""
+    description: str
+    """For the AsyncAPI document."""
+
+
 StartupStep = Callable[[], Awaitable[None]]
 GaugeRefresh = Callable[[], Awaitable[None]]
 
@@ -127,6 +144,15 @@ class Runtime:
         for message in outbound:
             for count in self._event_counts.get(message.event.type, ()):
                 count(message.event)
+
+    def subscribe(self, subscription: "Subscription", **context: Any) -> BatchConsumer:
+        """Consume as `subscription` declares, its handler called with `context` (the repository,
+        rules, clock...) after the events: `apply(events, **context)`."""
+        return self.consume(
+            functools.partial(subscription.apply, **context),
+            accepted_types=subscription.accepted_types,
+            description=subscription.description,
+        )
 
     def consume(
         self,

@@ -21,7 +21,7 @@ def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now
     repository = MongoTicketRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
-    kafka.subscribe(runtime, repository, rules, clock)
+    runtime.subscribe(kafka.SUBSCRIPTION, repository=repository, rules=rules, clock=clock)
 
     async def sla(now: datetime) -> int:
         return await handlers.sla_sweep(now, repository, rules=rules)

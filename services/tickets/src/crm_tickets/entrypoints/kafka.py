@@ -1,22 +1,11 @@
-"""The tickets' Kafka subscriber: complaints and surveys from the call center, grades from the
-archive."""
+"""The tickets' Kafka subscription: complaints and surveys from the call center, grades from the
+archive; each batch goes to `handlers.apply_events(events, repository=, rules=, clock=)`."""
 
-from functools import partial
-
-from crm_runtime.runtime import Runtime
-from crm_runtime.sweeps import Clock
+from crm_runtime.runtime import Subscription
 from crm_tickets import handlers
-from crm_tickets.domain.rules import TicketRules
-from crm_tickets.ports import TicketRepository
 
-
-def subscribe(
-    runtime: Runtime, repository: TicketRepository, rules: TicketRules, clock: Clock
-) -> None:
-    """Each batch: `handlers.apply_events(events, repository, rules=, clock=)`."""
-    apply = partial(handlers.apply_events, repository=repository, rules=rules, clock=clock)
-    runtime.consume(
-        apply,
-        accepted_types=handlers.CONSUMED_TYPES,
-        description="Complaints open tickets, surveys record CSAT/NPS, grades set priorities.",
-    )
+SUBSCRIPTION = Subscription(
+    handlers.apply_events,
+    accepted_types=handlers.CONSUMED_TYPES,
+    description="Complaints open tickets, surveys record CSAT/NPS, grades set priorities.",
+)
