@@ -4,7 +4,7 @@ machine.
 
     python benchmarks/suite_vs_floor.py [--orders 6000] [--complaints 1500] [--registrations 1000]
                                         [--rate 200] [--seconds 30]
-    CRM_SECANTUSD=path/to/secantusd-rs python benchmarks/suite_vs_floor.py   # the Rust server
+    CRM_STORE=python python benchmarks/suite_vs_floor.py   # on the Python server (default: Rust)
 
 - **Floor**: a minimal aiokafka consumer that parses the same JSON and does one `insert_many` per
   batch into the same store (no validation, no idempotence, no transaction, no outbox).
