@@ -6,8 +6,10 @@ from datetime import date, datetime
 from typing import Any
 
 from crm_contracts import CloudEvent, event_key
-from crm_loyalty.domain.account import Account, Entry
+from crm_loyalty.domain.account import Account
+from crm_loyalty.domain.ledger import Entry
 from crm_loyalty.domain.rules import LoyaltyRules
+from crm_loyalty.ports import Changes
 from crm_runtime.outbox import OutboundMessage
 
 
@@ -47,24 +49,16 @@ class InMemoryAccounts:
     async def entry(self, entry_id: str) -> Entry | None:
         return self.ledger.get(entry_id)
 
-    async def save(
-        self,
-        accounts: Sequence[Account],
-        entries: Sequence[Entry],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-        *,
-        erased: Sequence[str] = (),
-    ) -> None:
-        self.erased.update(erased)
-        for entry in entries:
+    async def save(self, changes: Changes) -> None:
+        self.erased.update(changes.erased)
+        for entry in changes.entries:
             assert entry.entry_id not in self.ledger, f"ledger entry {entry.entry_id} written twice"
-        for account in accounts:
+        for account in changes.accounts:
             account.version += 1
             self.accounts[account.customer_id] = copy.deepcopy(account)
-        self.ledger.update((e.entry_id, e) for e in entries)
-        self.processed.update(event_key(e) for e in applied)
-        self.outbox.extend(outbound)
+        self.ledger.update((e.entry_id, e) for e in changes.entries)
+        self.processed.update(event_key(e) for e in changes.applied)
+        self.outbox.extend(changes.outbound)
 
     def sum_of_ledger(self, customer_id: str) -> int:
         return sum(e.points for e in self.ledger.values() if e.customer_id == customer_id)

@@ -10,12 +10,13 @@ from loyalty_fakes import InMemoryAccounts
 from crm_loyalty import commands
 from crm_loyalty.domain.account import (
     Account,
-    Entry,
     IdempotencyKeyReusedError,
     InsufficientPointsError,
     NoAccountError,
 )
+from crm_loyalty.domain.ledger import Entry
 from crm_loyalty.domain.rules import LoyaltyRules
+from crm_loyalty.ports import Changes
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -32,7 +33,8 @@ async def with_points(points: int) -> InMemoryAccounts:
     changes = account.place_order(
         "o-1", Decimal(points), "CNY", "web", NOW, RULES, entry_id="o-1/earn"
     )
-    await repository.save([account], [c for c in changes if isinstance(c, Entry)], [], [])
+    entries = [c for c in changes if isinstance(c, Entry)]
+    await repository.save(Changes(accounts=[account], entries=entries))
     return repository
 
 

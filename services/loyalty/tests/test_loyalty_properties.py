@@ -19,6 +19,7 @@ from crm_contracts.orders import v1 as orders_v1
 from crm_loyalty.domain.account import InsufficientPointsError
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_loyalty.handlers import apply_events, expiry_sweep, to_message
+from crm_loyalty.ports import Changes
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -73,7 +74,8 @@ async def redeem(repo: InMemoryAccounts, n: int, points: int, at: datetime) -> b
         return False
     assert account.balance >= 0, "a redemption overdrew the account"
     entries = [c for c in changes if hasattr(c, "entry_id")]
-    await repo.save([account], entries, [], [to_message(account, c) for c in changes])
+    outbound = [to_message(account, c) for c in changes]
+    await repo.save(Changes(accounts=[account], entries=entries, outbound=outbound))
     return True
 
 

@@ -1,6 +1,6 @@
 """What staff and integrations ask of loyalty over HTTP: redeem points, adjust a balance. Plain
-functions over the `AccountRepository` port (`redeem(command, repository, clock)`): unit tests
-run them on the in-memory fakes.
+functions over the `AccountRepository` port of `ports.py` (`redeem(command, repository, clock)`):
+unit tests run them on the in-memory fakes.
 
 Both are idempotent by the caller's key: a retry with the same key and request returns the first
 result (`replayed`); the same key with another request is refused. A write that lost a race to
@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from crm_loyalty.domain.account import (
     Account,
     Change,
-    Entry,
     IdempotencyKeyReusedError,
     InsufficientPointsError,
     NoAccountError,
 )
+from crm_loyalty.domain.ledger import Entry
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_loyalty.handlers import AccountRepository, save_changes
+from crm_loyalty.handlers import save_changes
+from crm_loyalty.ports import AccountRepository
 from crm_runtime.errors import retry_on_conflict
 from crm_runtime.sweeps import Clock
 

@@ -1,21 +1,25 @@
-"""Use cases: inbound events, API actions and sweeps -> ledger entries and `loyalty.v1` events.
+"""Use cases: inbound events and sweeps -> ledger entries and `loyalty.v1` events (the HTTP
+commands, redeem and adjust, are in `commands.py`).
 
-Plain async functions over an `AccountRepository`: the unit tests call them with an in-memory one.
+Plain async functions over the `AccountRepository` port (`ports.py`): the unit tests call them
+with an in-memory one.
 """
 
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.topics import LOYALTY
-from crm_loyalty.domain.account import Account, Change, Entry, ExpiringSoon, TierChanged
+from crm_loyalty.domain.account import Account, Change, ExpiringSoon, TierChanged
+from crm_loyalty.domain.ledger import Entry
 from crm_loyalty.domain.rules import LoyaltyRules
+from crm_loyalty.ports import AccountRepository, Changes
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 from crm_runtime.sweeps import Clock, utc_now
@@ -28,28 +32,6 @@ CONSUMED_TYPES = (
     *orders_v1.EVENTS,
 )
 KEPT_AFTER_ERASURE = ("ledger figures", "points balance and lots")
-
-
-class AccountRepository(Protocol):
-    async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
-
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]: ...
-
-    async def due(self, sweep: str, now: datetime, limit: int) -> list[str]: ...
-
-    async def entry(self, entry_id: str) -> Entry | None: ...
-
-    async def save(
-        self,
-        accounts: Sequence[Account],
-        entries: Sequence[Entry],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-        *,
-        erased: Sequence[str] = (),
-    ) -> None:
-        """`erased`: customers whose personal data (birthday, reasons) goes now."""
-        ...
 
 
 async def apply_events(
@@ -174,11 +156,17 @@ async def save_changes(
     applied: Sequence[CloudEvent[Any]],
     confirmations: Sequence[OutboundMessage] = (),
 ) -> None:
-    """`confirmations`: erasure confirmations; their customers are erased in the same write."""
-    entries = [c for _, c in changes if isinstance(c, Entry)]
-    outbound = [to_message(account, change) for account, change in changes]
-    erased = [message.event.subject for message in confirmations]
-    await repository.save(accounts, entries, applied, [*outbound, *confirmations], erased=erased)
+    """Save the accounts with what changed them: the entries, the events announcing each change,
+    and `confirmations` of erasure, whose customers are erased in the same write."""
+    await repository.save(
+        Changes(
+            accounts=list(accounts),
+            entries=[c for _, c in changes if isinstance(c, Entry)],
+            applied=list(applied),
+            outbound=[*(to_message(a, c) for a, c in changes), *confirmations],
+            erased=[message.event.subject for message in confirmations],
+        )
+    )
 
 
 def _with_source(change: Change, event_id: str) -> Change:

@@ -1,11 +1,10 @@
 """The read side of the liability report: aggregation pipelines the database runs over the
 accounts, and the answer shaped from the few rows they return (one per expiry month), never from
-the accounts themselves. Pure: the repository runs them (`MongoAccountRepository.liability`)."""
+the accounts themselves. Pure: the repository runs them (`MongoAccountRepository.liability`); the
+routes' port for it is `ports.AccountQueries`."""
 
 from datetime import datetime, timedelta
-from typing import Any, Protocol
-
-from crm_loyalty.domain.account import Account, Entry
+from typing import Any
 
 Document = dict[str, Any]
 EXPIRING_DAYS = 30
@@ -54,17 +53,3 @@ def liability_report(accounts: list[Document], months: list[Document]) -> Docume
         "expiring_within_30_days": sum(int(row["expiring"]) for row in months),
         "by_expiry_month": dict(sorted(by_month.items())),
     }
-
-
-class AccountQueries(Protocol):
-    """The read side the HTTP routes use."""
-
-    async def get(self, customer_id: str) -> Account | None: ...
-
-    async def exists(self, customer_id: str) -> bool: ...
-
-    async def ledger_page(
-        self, customer_id: str, before_seq: int | None, limit: int
-    ) -> list[Entry]: ...
-
-    async def liability(self, now: datetime) -> Document: ...

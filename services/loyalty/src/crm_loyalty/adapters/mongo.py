@@ -19,12 +19,13 @@ from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
 from crm_loyalty import queries
-from crm_loyalty.domain.account import STAFF_TEXT_KINDS, Account, Entry, Lot, OrderPoints
+from crm_loyalty.domain.account import Account
+from crm_loyalty.domain.ledger import STAFF_TEXT_KINDS, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
+from crm_loyalty.ports import Changes
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
-from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
 
@@ -267,17 +268,10 @@ class MongoAccountRepository:
         cursor = self.accounts.find(query, {"_id": 1}, sort=[("_id", ASCENDING)], limit=limit)
         return [doc["_id"] async for doc in cursor]
 
-    async def save(
-        self,
-        accounts: Sequence[Account],
-        entries: Sequence[Entry],
-        applied: Sequence[CloudEvent[Any]],
-        outbound: Sequence[OutboundMessage],
-        *,
-        erased: Sequence[str] = (),
-    ) -> None:
+    async def save(self, changes: Changes) -> None:
         """One transaction: accounts (optimistic on `version`), ledger, inbox, outbox, and the
-        erasure of `erased` customers (data keys destroyed, reasons dropped)."""
+        erasure of the `erased` customers (data keys destroyed, reasons dropped)."""
+        accounts, entries, erased = changes.accounts, changes.entries, changes.erased
         # Keys only for what has something to seal: most accounts and entries have nothing.
         sealing = {a.customer_id for a in accounts if a.birthday is not None} | {
             e.customer_id for e in entries if e.kind in STAFF_TEXT_KINDS and e.reason is not None
@@ -291,7 +285,7 @@ class MongoAccountRepository:
         documents = [
             (to_document(a, self.rules, cipher(a.customer_id), ring), a.version) for a in accounts
         ]
-        async with self.uow.commit(applied, outbound) as session:
+        async with self.uow.commit(changes.applied, changes.outbound) as session:
             await save_versioned(self.accounts, documents, session, what="account")
             if erased:
                 await self.keys.destroy(erased, session=session)

@@ -1,10 +1,7 @@
-"""A customer's points account: lots, orders, debt, tier — and the ledger entries it writes.
+"""A customer's points account: its orders, debt and tier, and the ledger entries it writes.
 
-Every change of points is an `Entry` (append-only in the ledger); the balance is the sum of the
-entries, and equals the lots' remaining points minus the recorded debt. Policies (README):
+The account decides; its lots and entries (`ledger.py`) hold the points. Policies (README):
 
-- Earned points form a lot that expires `lot_lifetime_months` later; spending takes the lots with
-  the earliest expiry first.
 - A refund reverses the points of the refunded part (cumulative, rounded so that a full refund
   reverses exactly what was earned); a cancellation reverses all of the order's points. The
   points come off the order's own lot first, then the earliest-expiring other lots; what is still
@@ -22,15 +19,17 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from crm_loyalty.domain.rules import LoyaltyRules, Tier, floor_points, tier_rank
-
-EntryKind = Literal["earn", "bonus", "redeem", "reverse", "expire", "adjust"]
-LotKind = Literal["order", "welcome", "birthday", "goodwill"]
-
-
-STAFF_TEXT_KINDS = frozenset({"adjust"})
-"""Entries whose reason is free text typed by staff (sealed at rest; reading it is audited).
-Other reasons are fixed words."""
+from crm_loyalty.domain.ledger import (
+    Entry,
+    EntryKind,
+    Lot,
+    LotKind,
+    OrderPoints,
+    spend_order,
+    take,
+    take_back,
+)
+from crm_loyalty.domain.rules import LoyaltyRules, Tier, tier_rank
 
 
 class NoAccountError(LookupError):
@@ -48,56 +47,6 @@ class InsufficientPointsError(Exception):
         super().__init__(f"{wanted} points asked, the balance is {balance}")
         self.wanted = wanted
         self.balance = balance
-
-
-@dataclass
-class Lot:
-    lot_id: str
-    kind: LotKind
-    earned_at: datetime
-    expires_at: datetime
-    points: int
-    remaining: int
-    order_id: str | None = None
-    expired: int = 0
-    reversed: int = 0
-    notified: bool = False
-
-
-@dataclass
-class OrderPoints:
-    order_id: str
-    placed_at: datetime | None  # None: a refund or cancellation arrived before the order
-    amount: Decimal
-    points: int = 0
-    refunded: Decimal = Decimal(0)
-    reversed: int = 0
-    cancelled: bool = False
-    refunds: list[str] = field(default_factory=list)  # applied refund ids: each counts once
-
-    @property
-    def qualifying(self) -> int:
-        return self.points - self.reversed
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One ledger line. `points` is signed; `balance` is the account balance after it."""
-
-    entry_id: str
-    customer_id: str
-    seq: int
-    kind: EntryKind
-    points: int
-    at: datetime
-    balance: int
-    debt: int
-    lots: dict[str, int] = field(default_factory=dict)
-    order_id: str | None = None
-    redemption_id: str | None = None
-    reason: str | None = None
-    expires_at: datetime | None = None
-    source_event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +67,8 @@ class ExpiringSoon:
 
 
 Change = Entry | TierChanged | ExpiringSoon
+"""The domain's events: what the account's methods return (as a list; `redeem` and `adjust`
+return their one entry), each announced on `loyalty.v1` by the use cases (`handlers.to_message`)."""
 
 
 @dataclass
@@ -156,7 +107,7 @@ class Account:
         horizon = now + timedelta(days=rules.expiring_notice_days)
         return sorted(
             (lot for lot in self.lots if lot.remaining > 0 and now < lot.expires_at <= horizon),
-            key=_spend_order,
+            key=spend_order,
         )
 
     def next_expiry_at(self) -> datetime | None:
@@ -225,7 +176,7 @@ class Account:
         if known is not None:  # refunded or cancelled before we saw it: earn what is left
             order.refunded, order.cancelled = min(amount, known.refunded), known.cancelled
             order.refunds = known.refunds
-            order.reversed = points - self._kept(order)
+            order.reversed = points - order.kept
         self.orders[order_id] = order
         kept = order.points - order.reversed
         changes: list[Change] = []
@@ -273,7 +224,7 @@ class Account:
         if points > self.balance:
             raise InsufficientPointsError(points, self.balance)
         entry_id = f"redeem/{self.customer_id}/{redemption_id}"
-        taken = self._take(points)
+        taken = take(self.lots, points)
         self.redemptions[redemption_id] = (points, entry_id)
         return self._entry(entry_id, "redeem", -points, at, lots=taken, redemption_id=redemption_id)
 
@@ -287,13 +238,15 @@ class Account:
             raise ValueError("an adjustment changes the balance: points may not be 0")
         if -points > self.balance:
             raise InsufficientPointsError(-points, self.balance)
-        return self._entry(entry_id, "adjust", points, at, lots=self._take(-points), reason=reason)
+        return self._entry(
+            entry_id, "adjust", points, at, lots=take(self.lots, -points), reason=reason
+        )
 
     # -- time ---------------------------------------------------------------------------------
     def expire(self, now: datetime) -> list[Change]:
         """Expire every lot due at `now`: one entry per lot."""
         changes: list[Change] = []
-        for lot in sorted(self.lots, key=_spend_order):
+        for lot in sorted(self.lots, key=spend_order):
             if lot.remaining > 0 and lot.expires_at <= now:
                 points, lot.expired, lot.remaining = lot.remaining, lot.expired + lot.remaining, 0
                 changes.append(
@@ -345,14 +298,6 @@ class Account:
         previous, self.tier, self.tier_since = self.tier, tier, now
         return [TierChanged(tier, previous, qualifying, now, cause)]
 
-    @staticmethod
-    def _kept(order: OrderPoints) -> int:
-        """Points the order keeps after its refunds: rounded down, so a full refund keeps 0."""
-        if order.cancelled or order.amount <= 0:
-            return 0
-        share = (order.amount - order.refunded) / order.amount
-        return max(0, floor_points(order.points * share))
-
     def _reverse(
         self,
         order: OrderPoints,
@@ -360,31 +305,16 @@ class Account:
         at: datetime,
         entry_id: str,
     ) -> list[Change]:
-        to_reverse = (order.points - order.reversed) - self._kept(order)
+        to_reverse = (order.points - order.reversed) - order.kept
         if to_reverse <= 0:
             return []
         order.reversed += to_reverse
         if self.tier != "standard":
             self.tier_review_due = min(at, self.tier_review_due or at)
-        lot = next(
-            (lot for lot in self.lots if lot.kind == "order" and lot.order_id == order.order_id),
-            None,
-        )
-        if lot is None:
-            return []
-        # Points of this order that already expired left the balance once; not again.
-        effective = min(to_reverse, lot.points - lot.expired - lot.reversed)
+        effective, taken, missing = take_back(self.lots, order.order_id, to_reverse)
         if effective <= 0:
             return []
-        lot.reversed += effective
-        from_lot = min(effective, lot.remaining)
-        lot.remaining -= from_lot
-        taken = {lot.lot_id: -from_lot} if from_lot else {}
-        missing = effective - from_lot
-        from_others = min(missing, sum(other.remaining for other in self.lots))
-        for lot_id, delta in self._take(from_others).items():
-            taken[lot_id] = taken.get(lot_id, 0) + delta
-        self.debt += missing - from_others
+        self.debt += missing
         return [
             self._entry(
                 entry_id,
@@ -396,21 +326,6 @@ class Account:
                 reason=reason,
             )
         ]
-
-    def _take(self, points: int) -> dict[str, int]:
-        """Take points from the lots, earliest expiry first."""
-        taken: dict[str, int] = {}
-        for lot in sorted(self.lots, key=_spend_order):
-            if points <= 0:
-                break
-            part = min(points, lot.remaining)
-            if part > 0:
-                lot.remaining -= part
-                taken[lot.lot_id] = -part
-                points -= part
-        if points > 0:
-            raise AssertionError("took more points than the lots hold")
-        return taken
 
     def _credit(
         self,
@@ -470,7 +385,3 @@ class Account:
             reason=reason,
             expires_at=expires_at,
         )
-
-
-def _spend_order(lot: Lot) -> tuple[datetime, datetime, str]:
-    return (lot.expires_at, lot.earned_at, lot.lot_id)

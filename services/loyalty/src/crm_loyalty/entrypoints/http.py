@@ -9,16 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm_loyalty import commands
 from crm_loyalty.domain.account import (
-    STAFF_TEXT_KINDS,
     Account,
-    Entry,
     IdempotencyKeyReusedError,
     InsufficientPointsError,
     NoAccountError,
 )
+from crm_loyalty.domain.ledger import STAFF_TEXT_KINDS, Entry
 from crm_loyalty.domain.rules import LoyaltyRules, Tier
-from crm_loyalty.handlers import AccountRepository
-from crm_loyalty.queries import AccountQueries
+from crm_loyalty.ports import AccountQueries, AccountRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
