@@ -10,7 +10,7 @@ from crm_contracts import CloudEvent, event_key
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Notification
 from crm_notify.domain.policy import Preferences
-from crm_notify.ports import Batch, DeliveryError, HandedOver
+from crm_notify.ports import Changes, DeliveryError, HandedOver
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 
@@ -45,20 +45,20 @@ class InMemoryNotify:
     async def digests(self, ids: Sequence[str]) -> dict[str, Digest]:
         return {i: copy.deepcopy(self.digests_[i]) for i in ids if i in self.digests_}
 
-    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None:
-        for p in batch.preferences.values():
+    async def save(self, changes: Changes) -> None:
+        for p in changes.preferences.values():
             self.prefs[p.customer_id] = copy.deepcopy(p)
-        for n in batch.notifications:
+        for n in changes.notifications:
             assert n.notification_id not in self.notifications, "a notification made twice"
             self.notifications[n.notification_id] = copy.deepcopy(n)
-        for d in batch.digests.values():
+        for d in changes.digests.values():
             self.digests_[d.digest_id] = copy.deepcopy(d)
-        for customer_id in batch.erased:
+        for customer_id in changes.erased:
             for n in self.notifications.values():
                 if n.customer_id == customer_id:
                     n.redact()
-        self.processed.update(event_key(e) for e in applied)
-        self.outbox.extend(batch.outbound)
+        self.processed.update(event_key(e) for e in changes.applied)
+        self.outbox.extend(changes.outbound)
 
     async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
         stopped = [

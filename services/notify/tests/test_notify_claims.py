@@ -22,10 +22,11 @@ from crm_notify.adapters.channels import (
     idempotency_key,
     webhook_sender,
 )
+from crm_notify.delivery import deliver
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import NotifyRules
 from crm_notify.domain.templates import one_line
-from crm_notify.handlers import apply_events, deliver
+from crm_notify.handlers import apply_events
 from crm_notify.ports import DeliveryError, HandedOver, Staff
 
 pytestmark = pytest.mark.unit

@@ -14,9 +14,10 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_notify.adapters.channels import Failover
+from crm_notify.delivery import deliver
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import NotifyRules
-from crm_notify.handlers import apply_events, care_sweep, deliver, digest_sweep
+from crm_notify.handlers import apply_events, care_sweep, digest_sweep
 from crm_notify.ports import DeliveryError, Staff
 
 pytestmark = pytest.mark.unit

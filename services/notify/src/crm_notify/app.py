@@ -4,7 +4,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from crm_notify import handlers, metrics
+from crm_notify import delivery, handlers, metrics
 from crm_notify.adapters.channels import (
     ChannelSenders,
     Failover,
@@ -84,7 +84,7 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
 
     async def deliver(now: datetime) -> int:
         # Claims run on real time (the default), whatever `clock` says business time is.
-        return await handlers.deliver(
+        return await delivery.deliver(
             now, repository, channels, rules=rules, send_timeout_s=settings.send_timeout_s
         )
 

@@ -1,7 +1,8 @@
-"""What notify's use cases work with and through: the change set one batch saves (`Batch`), the
-repository and the senders (ports the adapters implement), and where staff alerts go.
+"""What notify's use cases work with and through: the change set one write saves (`Changes`),
+the repository and the senders (ports the adapters implement), and where staff alerts go.
 
-Handlers, adapters and entry points import these; none of them imports another's module.
+Handlers, commands, the delivery worker, adapters and entry points import these: the adapters
+implement them without importing any use case (an import-linter contract).
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,16 +18,21 @@ from crm_runtime.outbox import OutboundMessage
 
 
 @dataclass
-class Batch:
-    """What one batch changes, saved in one transaction."""
+class Changes:
+    """What one batch, sweep or command changes, saved in one transaction."""
 
     preferences: dict[str, Preferences] = field(default_factory=dict)
+    """Preferences to write whole, by customer id."""
     notifications: list[Notification] = field(default_factory=list)
-    outbound: list[OutboundMessage] = field(default_factory=list)
+    """New notifications (their id is unique: the same trigger again is a conflict)."""
     digests: dict[str, Digest] = field(default_factory=dict)
+    """Points digests to write whole, by id."""
+    applied: list[CloudEvent[Any]] = field(default_factory=list)
+    """The inbound events applied (the inbox)."""
+    outbound: list[OutboundMessage] = field(default_factory=list)
+    """The events to publish (the outbox)."""
     erased: list[str] = field(default_factory=list)
-    known: set[str] = field(default_factory=set)
-    """Notification ids that exist already or were made in this batch (fetched up front)."""
+    """Customers whose keys are destroyed and whose messages are redacted now."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,6 @@ class NotifyQueries(Protocol):
 
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]: ...
 
-    async def put_preferences(self, preferences: Preferences) -> None: ...
-
 
 class NotifyRepository(Protocol):
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
@@ -69,7 +73,10 @@ class NotifyRepository(Protocol):
 
     async def digests(self, ids: Sequence[str]) -> dict[str, Digest]: ...
 
-    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None: ...
+    async def save(self, changes: Changes) -> None:
+        """The one write of batches, sweeps and commands: preferences, new notifications,
+        digests, erasures, inbox and outbox in one transaction."""
+        ...
 
     async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
         """Queued or deferred notifications due by `now`, and `sending` ones whose claim lapsed
@@ -88,8 +95,10 @@ class NotifyRepository(Protocol):
     async def save_delivery(
         self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
     ) -> None:
-        """Save the outcome with its events, if `claim` still holds it (else
-        `ConcurrencyConflictError`: another run took it over after the claim lapsed)."""
+        """The delivery worker's own write, the end of its claim: save the outcome (the delivery
+        fields only, so a redaction by an erasure meanwhile stays) with its events, if `claim`
+        still holds it (else `ConcurrencyConflictError`: another run took it over after the
+        claim lapsed)."""
         ...
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]: ...

@@ -4,7 +4,9 @@
 `notifications` each message with its status history (`_id` derives from cause and template:
 the unique key that makes a redelivered trigger send nothing more) and, while a delivery run
 sends it, its `claim`; `digests` the points earned per customer and day until the digest goes
-out. Batches are saved in one transaction with the inbox and the outbox.
+out. Batches, sweeps and commands save their `Changes` in one transaction with the inbox and the
+outbox (`save`); the delivery worker claims a notification and saves its outcome under the claim
+(`claim`, `handed_over`, `save_delivery`).
 """
 
 from collections.abc import Sequence
@@ -19,7 +21,7 @@ from crm_contracts import CloudEvent
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Notification, StatusChange
 from crm_notify.domain.policy import Preferences
-from crm_notify.ports import Batch, NotificationSummary
+from crm_notify.ports import Changes, NotificationSummary
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
@@ -178,13 +180,6 @@ class MongoNotifyRepository:
         found = await self._preferences_from([doc async for doc in cursor])
         return {p.customer_id: p for p in found}
 
-    async def put_preferences(self, preferences: Preferences) -> None:
-        cipher = (await self.keys.ciphers([preferences.customer_id], create=True))[
-            preferences.customer_id
-        ]
-        document = preferences_document(preferences, cipher, self.keys.ring)
-        await self.preferences_.replace_one({"_id": preferences.customer_id}, document, upsert=True)
-
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
         cursor = self.notifications.find({"_id": {"$in": list(notification_ids)}}, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
@@ -225,17 +220,18 @@ class MongoNotifyRepository:
         cursor = self.preferences_.find(query, sort=[("_id", ASCENDING)], limit=limit)
         return await self._preferences_from([doc async for doc in cursor])
 
-    async def save(self, batch: Batch, applied: Sequence[CloudEvent[Any]]) -> None:
-        """One transaction; erased customers' keys are destroyed and their messages redacted."""
-        erased = set(batch.erased)
+    async def save(self, changes: Changes) -> None:
+        """One transaction with the inbox and the outbox; erased customers' keys are destroyed
+        and their messages redacted. HTTP commands save through it too (`applied` empty)."""
+        erased = set(changes.erased)
         ciphers = await self.keys.ciphers(
-            {*batch.preferences, *(n.customer_id for n in batch.notifications)} - erased,
+            {*changes.preferences, *(n.customer_id for n in changes.notifications)} - erased,
             create=True,
         )
         shredded = SHREDDED
         ring = self.keys.ring
-        async with self.uow.commit(applied, batch.outbound) as session:
-            if batch.preferences:
+        async with self.uow.commit(changes.applied, changes.outbound) as session:
+            if changes.preferences:
                 await self.preferences_.bulk_write(
                     [
                         ReplaceOne(
@@ -243,7 +239,7 @@ class MongoNotifyRepository:
                             preferences_document(p, ciphers.get(p.customer_id, shredded), ring),
                             upsert=True,
                         )
-                        for p in batch.preferences.values()
+                        for p in changes.preferences.values()
                     ],
                     session=session,
                 )
@@ -251,23 +247,23 @@ class MongoNotifyRepository:
                 self.notifications,
                 [
                     (notification_document(n, ciphers.get(n.customer_id, shredded)), n.version)
-                    for n in batch.notifications
+                    for n in changes.notifications
                 ],
                 session,
                 what="notification",
             )
-            if batch.digests:
+            if changes.digests:
                 await self.digests_.bulk_write(
                     [
                         ReplaceOne({"_id": d.digest_id}, _digest_document(d), upsert=True)
-                        for d in batch.digests.values()
+                        for d in changes.digests.values()
                     ],
                     session=session,
                 )
-            if batch.erased:
-                await self.keys.destroy(batch.erased, session=session)
+            if changes.erased:
+                await self.keys.destroy(changes.erased, session=session)
                 await self.notifications.update_many(
-                    {"customer_id": {"$in": batch.erased}},
+                    {"customer_id": {"$in": changes.erased}},
                     {"$set": {"to": None, "subject": None, "body": None}, "$inc": {"version": 1}},
                     session=session,
                 )

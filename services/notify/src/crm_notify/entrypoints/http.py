@@ -1,15 +1,16 @@
 """The notify API (port 8084): notifications and their history, preferences, template preview."""
 
 import dataclasses
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from crm_notify import commands
 from crm_notify.domain.notification import Notification
-from crm_notify.domain.policy import Preferences, Status, zone_of
+from crm_notify.domain.policy import Preferences, Status
 from crm_notify.domain.templates import LOCALES, TEMPLATES, Locale, RenderError, render
-from crm_notify.ports import NotifyQueries
+from crm_notify.ports import NotifyQueries, NotifyRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
@@ -81,7 +82,11 @@ def notification_view(n: Notification) -> dict[str, Any]:
     }
 
 
-def notify_router(repository: NotifyQueries, auth: Authenticator, audit: PiiAudit) -> APIRouter:
+class Repository(NotifyRepository, NotifyQueries, Protocol):
+    """What the routes need: the commands' repository and the read side."""
+
+
+def notify_router(repository: Repository, auth: Authenticator, audit: PiiAudit) -> APIRouter:
     router = APIRouter()
     reader = auth.require("agent", "supervisor", "ops")
     agent = auth.require("agent", "supervisor")
@@ -132,18 +137,15 @@ def notify_router(repository: NotifyQueries, auth: Authenticator, audit: PiiAudi
         update: PreferencesUpdate,
         principal: Annotated[Principal, Depends(agent)],
     ) -> PreferencesView:
-        found = (await repository.preferences([customer_id])).get(customer_id)
-        if found is None:
-            raise HTTPException(404, f"no preferences for customer {customer_id!r}")
-        if update.locale is not None:
-            found.locale = update.locale
-        if update.time_zone is not None:
-            found.time_zone = update.time_zone
-            if zone_of(found).key != update.time_zone:
-                raise HTTPException(422, f"unknown time zone {update.time_zone!r}")
-        if update.opted_out is not None:
-            found.opted_out = sorted(set(update.opted_out))
-        await repository.put_preferences(found)
+        command = commands.UpdatePreferences(
+            customer_id, update.locale, update.time_zone, update.opted_out
+        )
+        try:
+            found = await commands.update_preferences(command, repository)
+        except commands.NoPreferencesError as exc:
+            raise HTTPException(404, f"no preferences for customer {customer_id!r}") from exc
+        except commands.UnknownTimeZoneError as exc:
+            raise HTTPException(422, str(exc)) from exc
         return preferences_view(found)
 
     @router.post("/templates/{name}/preview", tags=["templates"], summary="Render (ops).")

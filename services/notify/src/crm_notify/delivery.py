@@ -1,0 +1,152 @@
+"""The delivery worker: send what is due, one notification at a time — claim it, send it, save
+the outcome — with retries, a timeout per send, and provider failover (in the senders).
+
+A claim (status `sending`, a token and a lapse time) keeps other runs off a notification while
+it is sent; the outcome is saved under the claim (`NotifyRepository.save_delivery`), so a run
+whose claim was taken over changes nothing. Plain async functions over the `NotifyRepository`
+and `Senders` ports: unit tests use in-memory ones.
+"""
+
+import asyncio
+import functools
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from crm_notify.domain.notification import Claim, Notification
+from crm_notify.domain.policy import NotifyRules
+from crm_notify.handlers import outcome
+from crm_notify.ports import DeliveryError, NotifyRepository, Senders
+from crm_runtime.errors import ConcurrencyConflictError, is_transient
+from crm_runtime.sweeps import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+
+async def deliver(
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    *,
+    rules: NotifyRules,
+    batch: int = 100,
+    send_timeout_s: float = 30.0,
+    clock: Clock = utc_now,
+) -> int:
+    """Send what is due, one notification at a time: claim it, send it, save the outcome.
+
+    A failure is retried with exponential backoff up to `max_attempts`. Whatever goes wrong with
+    one message fails that message (for good unless the error is transient) and the run goes on
+    with the next; only a transient fault outside a send (the database down) ends the run.
+    A send is abandoned after `send_timeout_s`; a claim lasts twice that (`clock`: real time,
+    not the business clock `now`), so a claim that lapses belongs to a run that stopped.
+    """
+    sent = 0
+    lease = timedelta(seconds=2 * send_timeout_s)
+    for notification in await repository.due(now, clock(), batch):
+        try:
+            sent += await _deliver_one(
+                notification, now, repository, senders, rules, clock() + lease, send_timeout_s
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the database is down: the next run tries again
+            log.exception(
+                "notification skipped",
+                extra={"notification": notification.notification_id, "error": type(exc).__name__},
+            )
+    return sent
+
+
+async def _deliver_one(
+    notification: Notification,
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    rules: NotifyRules,
+    until: datetime,
+    send_timeout_s: float,
+) -> int:
+    """Claim, send and save one notification; 1 if it was sent."""
+    lapsed = notification.claim if notification.status == "sending" else None
+    claim = Claim(uuid.uuid4().hex, until)
+    if not await repository.claim(notification, claim):
+        return 0  # another run has it, or it changed since it was read
+    notification.claimed(claim)
+    if lapsed is not None and lapsed.handed_over_to:
+        # The run that claimed it stopped after the provider had the whole message and before
+        # its reply: sending again would make a second e-mail. It is recorded as sent,
+        # unconfirmed (README "Delivery").
+        notification.sent(now, lapsed.handed_over_to, unconfirmed=True)
+        log.warning("delivery unconfirmed", extra={"notification": notification.notification_id})
+    else:
+        await _send(notification, claim, now, repository, senders, rules, send_timeout_s)
+    final = notification.status in ("sent", "failed")
+    try:
+        await repository.save_delivery(
+            notification, claim, [outcome(notification, now)] if final else []
+        )
+    except ConcurrencyConflictError:
+        log.warning("claim lost while sending", extra={"id": notification.notification_id})
+        return 0
+    return int(notification.status == "sent")
+
+
+async def _send(
+    notification: Notification,
+    claim: Claim,
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    rules: NotifyRules,
+    send_timeout_s: float,
+) -> None:
+    """One attempt; its outcome is applied to `notification`. Never raises (but cancellation)."""
+    handed_over = functools.partial(_record_hand_over, repository, notification, claim)
+    try:
+        async with asyncio.timeout(send_timeout_s):
+            provider = await senders.send(notification, handed_over)
+    except Exception as exc:
+        permanent, reason = _failure(exc)
+        retry = (
+            None
+            if permanent or notification.attempts + 1 >= rules.max_attempts
+            else now + rules.retry_delay(notification.attempts + 1)
+        )
+        notification.attempt_failed(now, reason, retry)
+        log.warning(
+            "delivery failed",
+            exc_info=not isinstance(exc, DeliveryError),
+            extra={
+                "notification": notification.notification_id,
+                "attempts": notification.attempts,
+                "final": retry is None,
+                "error": type(exc).__name__,
+            },
+        )
+    else:
+        notification.sent(now, provider)
+
+
+def _failure(exc: Exception) -> tuple[bool, str]:
+    """(permanent, reason) of a failed send. An unexpected error (a bug, a header the library
+    refuses) is permanent unless transient; its reason names only its type, since its text may
+    hold the address or the message."""
+    if isinstance(exc, DeliveryError):
+        return exc.permanent, str(exc)[:300]
+    if isinstance(exc, TimeoutError):
+        return False, "no answer from the provider in time"
+    return not is_transient(exc), f"{type(exc).__name__} while sending"
+
+
+async def _record_hand_over(
+    repository: NotifyRepository, notification: Notification, claim: Claim, provider: str
+) -> None:
+    """Best effort: without the record a crash now means one more send (same Message-ID)."""
+    try:
+        await repository.handed_over(notification, claim, provider)
+    except Exception as exc:
+        log.warning(
+            "hand-over not recorded",
+            extra={"notification": notification.notification_id, "error": type(exc).__name__},
+        )
