@@ -1,12 +1,13 @@
 """Redeem and adjust, the HTTP commands, run on the in-memory fakes: idempotent by the caller's
-key, never overdrawing, a reused key refused."""
+key, never overdrawing, never spending expired points, a reused key refused."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from loyalty_fakes import InMemoryAccounts
 
+from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_loyalty import commands
 from crm_loyalty.domain.account import (
     Account,
@@ -15,7 +16,7 @@ from crm_loyalty.domain.account import (
     NoAccountError,
 )
 from crm_loyalty.domain.ledger import Entry
-from crm_loyalty.domain.rules import LoyaltyRules
+from crm_loyalty.domain.rules import LoyaltyRules, add_months
 from crm_loyalty.ports import Changes
 
 pytestmark = pytest.mark.unit
@@ -71,3 +72,13 @@ async def test_an_adjustment_opens_an_account_and_is_idempotent_by_key() -> None
         await commands.adjust(commands.Adjust("c9", 60, "x", "k1"), repository, clock, RULES)
     with pytest.raises(InsufficientPointsError):
         await commands.adjust(commands.Adjust("c9", -51, "x", "k2"), repository, clock, RULES)
+
+
+async def test_a_redemption_spends_no_expired_points_and_expires_them_even_when_refused() -> None:
+    repository = await with_points(500)
+    later = add_months(NOW, RULES.lot_lifetime_months) + timedelta(days=1)
+    with pytest.raises(InsufficientPointsError):
+        await commands.redeem(commands.Redeem("c1", 100, "k1"), repository, lambda: later)
+    assert [e.kind for e in repository.ledger.values()] == ["earn", "expire"]
+    assert repository.sum_of_ledger("c1") == 0
+    assert repository.published("c1") == [loyalty_v1.POINTS_EXPIRED]
