@@ -1,7 +1,8 @@
 """Notify on the real stack with a real SMTP server (aiosmtpd) and a local HTTP server standing in
 for the SMS provider: one correct zh-CN email per ticket, suppression without consent, marketing
 deferred from 23:00 to 09:00 (injected clock), retries through an SMTP outage with nothing lost or
-doubled, SMS through the provider adapter."""
+doubled, SMS through the provider adapter, preferences changed by staff and followed by the next
+message."""
 
 import json
 import threading
@@ -139,6 +140,34 @@ def test_without_consent_nothing_is_sent_and_a_suppressed_record_says_why(
     assert found[0]["status"] == "suppressed"
     assert found[0]["history"][-1]["reason"] == "email:no_consent, sms:no_address"
     assert smtp.mailbox.to(address) == []
+
+
+def test_staff_change_preferences_and_the_next_message_follows_them(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    customer = unique("prefs")
+    address = f"{customer}@example.com"
+    register(stack, customer, email=address)
+    eventually(lambda: notify.get(f"/preferences/{customer}").status_code == 200, timeout=30)
+    refused = notify.put(f"/preferences/{customer}", {"locale": "en", "time_zone": "Mars/Base"})
+    assert refused.status_code == 422
+    assert notify.get(f"/preferences/{customer}").json()["locale"] == "zh-CN"  # nothing saved
+    update = {"locale": "en", "time_zone": "Europe/Berlin", "opted_out": ["email"]}
+    changed = notify.put(f"/preferences/{customer}", update)
+    assert changed.status_code == 200
+    stored = notify.get(f"/preferences/{customer}").json()
+    assert stored == changed.json()
+    assert (stored["locale"], stored["time_zone"], stored["opted_out"]) == (
+        "en",
+        "Europe/Berlin",
+        ["email"],
+    )
+    assert stored["has_email"] is True  # the sealed address is still there
+    assert notify.put("/preferences/nobody-at-all", {"locale": "en"}).status_code == 404
+    send(stack, "tickets.v1", (customer, ticket_opened(customer, unique("T"))))
+    found = eventually(lambda: notifications(notify, customer, "ticket_ack"), timeout=30)
+    assert found[0]["status"] == "suppressed"
+    assert found[0]["history"][-1]["reason"] == "email:opted_out, sms:no_address"
 
 
 def test_a_birthday_greeting_due_at_23_00_is_deferred_and_sent_at_09_00(
