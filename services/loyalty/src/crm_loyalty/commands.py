@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from crm_loyalty.domain.account import (
     Account,
-    Change,
+    DomainEvent,
     IdempotencyKeyReusedError,
     InsufficientPointsError,
     NoAccountError,
@@ -68,7 +68,7 @@ async def redeem(command: Redeem, repository: AccountRepository, clock: Clock) -
             assert first is not None, "a redemption's entry is saved with it"
             return Done(first, replayed=True)
         now = clock()
-        expired: list[Change] = list(account.expire(now))  # never spend expired points
+        expired: list[DomainEvent] = list(account.expire(now))  # never spend expired points
         try:
             entry = account.redeem(command.key, command.points, now)
         except InsufficientPointsError:
@@ -98,7 +98,7 @@ async def adjust(
                     f"Idempotency-Key {command.key!r} was used for another adjustment"
                 )
             return Done(existing, replayed=True)
-        expired: list[Change] = list(account.expire(now))
+        expired: list[DomainEvent] = list(account.expire(now))
         entry = account.adjust(command.key, command.points, command.reason, now, rules)
         await _save(repository, account, [*expired, entry])
         return Done(entry, replayed=False)
@@ -106,5 +106,7 @@ async def adjust(
     return await retry_on_conflict(attempt)
 
 
-async def _save(repository: AccountRepository, account: Account, changes: list[Change]) -> None:
+async def _save(
+    repository: AccountRepository, account: Account, changes: list[DomainEvent]
+) -> None:
     await save_changes(repository, [account], [(account, c) for c in changes], applied=[])

@@ -16,7 +16,7 @@ from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.topics import LOYALTY
-from crm_loyalty.domain.account import Account, Change, ExpiringSoon, TierChanged
+from crm_loyalty.domain.account import Account, DomainEvent, ExpiringSoon, TierChanged
 from crm_loyalty.domain.ledger import Entry
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_loyalty.ports import AccountRepository, Changes
@@ -46,7 +46,7 @@ async def apply_events(
     if not fresh:
         return 0
     accounts = await repository.load(sorted({event.subject for event in fresh}))
-    changes: list[tuple[Account, Change]] = []
+    changes: list[tuple[Account, DomainEvent]] = []
     confirmations: list[OutboundMessage] = []
     for event in fresh:
         account = accounts.get(event.subject)
@@ -68,7 +68,7 @@ async def apply_events(
     return len(fresh)
 
 
-def apply_event(account: Account, event: CloudEvent[Any], rules: LoyaltyRules) -> list[Change]:
+def apply_event(account: Account, event: CloudEvent[Any], rules: LoyaltyRules) -> list[DomainEvent]:
     data = event.data
     match data:
         case members_v1.CustomerRegistered():
@@ -108,7 +108,7 @@ def apply_event(account: Account, event: CloudEvent[Any], rules: LoyaltyRules) -
 async def expiry_sweep(now: datetime, repository: AccountRepository, *, rules: LoyaltyRules) -> int:
     """Expire due lots and announce lots expiring within the notice period (once per lot)."""
 
-    def step(account: Account) -> list[Change]:
+    def step(account: Account) -> list[DomainEvent]:
         return [*account.expire(now), *account.notify_expiring(now, rules)]
 
     return await _sweep("expiry", now, repository, step)
@@ -133,7 +133,7 @@ async def _sweep(
     name: str,
     now: datetime,
     repository: AccountRepository,
-    step: Callable[[Account], list[Change]],
+    step: Callable[[Account], list[DomainEvent]],
     batch: int = 200,
 ) -> int:
     changed = 0
@@ -152,7 +152,7 @@ async def _sweep(
 async def save_changes(
     repository: AccountRepository,
     accounts: Sequence[Account],
-    changes: Sequence[tuple[Account, Change]],
+    changes: Sequence[tuple[Account, DomainEvent]],
     applied: Sequence[CloudEvent[Any]],
     confirmations: Sequence[OutboundMessage] = (),
 ) -> None:
@@ -169,14 +169,14 @@ async def save_changes(
     )
 
 
-def _with_source(change: Change, event_id: str) -> Change:
+def _with_source(change: DomainEvent, event_id: str) -> DomainEvent:
     if isinstance(change, Entry):
         return dataclasses.replace(change, source_event_id=event_id)
     return change
 
 
 # -- outbound -------------------------------------------------------------------------------
-def change_id(change: Change) -> str:
+def change_id(change: DomainEvent) -> str:
     """A stable id per change: the same change can never be announced under two ids."""
     match change:
         case Entry():
@@ -187,7 +187,7 @@ def change_id(change: Change) -> str:
             return f"tier/{change.cause}/{change.tier}"
 
 
-def to_message(account: Account, change: Change) -> OutboundMessage:
+def to_message(account: Account, change: DomainEvent) -> OutboundMessage:
     event_type, data, at = _contract(change)
     event = new_event(
         event_type,
@@ -202,7 +202,7 @@ def to_message(account: Account, change: Change) -> OutboundMessage:
     return OutboundMessage(LOYALTY.name, event)
 
 
-def _contract(change: Change) -> tuple[str, Any, datetime]:
+def _contract(change: DomainEvent) -> tuple[str, Any, datetime]:
     match change:
         case TierChanged():
             return (

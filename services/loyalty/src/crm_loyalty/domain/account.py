@@ -66,7 +66,7 @@ class ExpiringSoon:
     at: datetime
 
 
-Change = Entry | TierChanged | ExpiringSoon
+DomainEvent = Entry | TierChanged | ExpiringSoon
 """The domain's events: what the account's methods return (as a list; `redeem` and `adjust`
 return their one entry), each announced on `loyalty.v1` by the use cases (`handlers.to_message`)."""
 
@@ -141,7 +141,7 @@ class Account:
         return min(candidates, default=None)
 
     # -- inbound facts ------------------------------------------------------------------------
-    def enrol(self, at: datetime, rules: LoyaltyRules, birthday: date | None) -> list[Change]:
+    def enrol(self, at: datetime, rules: LoyaltyRules, birthday: date | None) -> list[DomainEvent]:
         if birthday is not None:
             self.birthday = birthday
         if self.enrolled_at is not None:
@@ -167,7 +167,7 @@ class Account:
         at: datetime,
         rules: LoyaltyRules,
         entry_id: str,
-    ) -> list[Change]:
+    ) -> list[DomainEvent]:
         known = self.orders.get(order_id)
         if known is not None and known.placed_at is not None:
             return []  # the same order again (another event id): it earned already
@@ -179,7 +179,7 @@ class Account:
             order.reversed = points - order.kept
         self.orders[order_id] = order
         kept = order.points - order.reversed
-        changes: list[Change] = []
+        changes: list[DomainEvent] = []
         if kept > 0:
             changes.append(
                 self._credit(entry_id, "earn", "order", kept, at, rules, order_id=order_id)
@@ -194,7 +194,7 @@ class Account:
         at: datetime,
         entry_id: str,
         refund_id: str,
-    ) -> list[Change]:
+    ) -> list[DomainEvent]:
         """`refund_id` (the event id) makes a refund count once even if delivered again."""
         order = self.orders.get(order_id) or OrderPoints(order_id, None, Decimal(0))
         self.orders[order_id] = order
@@ -207,7 +207,7 @@ class Account:
         order.refunded = min(order.amount, order.refunded + amount)
         return self._reverse(order, "refund", at, entry_id)
 
-    def cancel(self, order_id: str, at: datetime, entry_id: str) -> list[Change]:
+    def cancel(self, order_id: str, at: datetime, entry_id: str) -> list[DomainEvent]:
         order = self.orders.get(order_id)
         if order is None or order.placed_at is None:
             stub = order or OrderPoints(order_id, None, Decimal(0))
@@ -243,9 +243,9 @@ class Account:
         )
 
     # -- time ---------------------------------------------------------------------------------
-    def expire(self, now: datetime) -> list[Change]:
+    def expire(self, now: datetime) -> list[DomainEvent]:
         """Expire every lot due at `now`: one entry per lot."""
-        changes: list[Change] = []
+        changes: list[DomainEvent] = []
         for lot in sorted(self.lots, key=spend_order):
             if lot.remaining > 0 and lot.expires_at <= now:
                 points, lot.expired, lot.remaining = lot.remaining, lot.expired + lot.remaining, 0
@@ -261,16 +261,18 @@ class Account:
                 )
         return changes
 
-    def notify_expiring(self, now: datetime, rules: LoyaltyRules) -> list[Change]:
+    def notify_expiring(self, now: datetime, rules: LoyaltyRules) -> list[DomainEvent]:
         """Once per lot, `expiring_notice_days` ahead of its expiry."""
-        notices: list[Change] = []
+        notices: list[DomainEvent] = []
         for lot in self.expiring(now, rules):
             if not lot.notified:
                 lot.notified = True
                 notices.append(ExpiringSoon(lot.lot_id, lot.remaining, lot.expires_at, now))
         return notices
 
-    def celebrate_birthday(self, today: date, at: datetime, rules: LoyaltyRules) -> list[Change]:
+    def celebrate_birthday(
+        self, today: date, at: datetime, rules: LoyaltyRules
+    ) -> list[DomainEvent]:
         if (
             self.birthday is None
             or rules.birthday_bonus <= 0
@@ -282,13 +284,13 @@ class Account:
         entry_id = f"birthday/{self.customer_id}/{today.year}"
         return [self._credit(entry_id, "bonus", "birthday", rules.birthday_bonus, at, rules)]
 
-    def review_tier(self, now: datetime, rules: LoyaltyRules) -> list[Change]:
+    def review_tier(self, now: datetime, rules: LoyaltyRules) -> list[DomainEvent]:
         return self._review_tier(now, rules, cause=f"review@{now.isoformat()}", promote_only=False)
 
     # -- internals ----------------------------------------------------------------------------
     def _review_tier(
         self, now: datetime, rules: LoyaltyRules, *, cause: str, promote_only: bool
-    ) -> list[Change]:
+    ) -> list[DomainEvent]:
         qualifying = self.qualifying_points(now, rules)
         tier = rules.tier_for(qualifying)
         if not promote_only:
@@ -304,7 +306,7 @@ class Account:
         reason: Literal["refund", "cancellation"],
         at: datetime,
         entry_id: str,
-    ) -> list[Change]:
+    ) -> list[DomainEvent]:
         to_reverse = (order.points - order.reversed) - order.kept
         if to_reverse <= 0:
             return []
