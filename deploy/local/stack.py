@@ -107,7 +107,12 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
 def kafka_classpath(cache: Path = CACHE) -> str:
     """Resolve the broker's jars from Maven Central once; later calls read the cached list."""
     listing = cache / "kafka" / "classpath.txt"
-    if not listing.exists() or listing.stat().st_mtime < KAFKA_POM.stat().st_mtime:
+    if (
+        not listing.exists()
+        or listing.stat().st_mtime < KAFKA_POM.stat().st_mtime
+        # a listing written through another path to this cache (a moved clone, a symlink)
+        or not all(Path(jar).exists() for jar in listing.read_text().strip().split(os.pathsep))
+    ):
         if shutil.which("mvn") is None or shutil.which("java") is None:
             raise RuntimeError("the local Kafka needs java (17+) and mvn on the PATH")
         listing.parent.mkdir(parents=True, exist_ok=True)
