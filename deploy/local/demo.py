@@ -354,9 +354,12 @@ def main() -> None:
             f"  balance {points['balance']}, tier {points['tier']} "
             f"({points['qualifying_points']} qualifying points; {progress})"
         )
-    sla = get(f"http://127.0.0.1:{tickets_port}/reports/sla?since=2000-01-01T00:00:00Z")
+    # A report covers at most 366 days (REPORT_MAX_DAYS): the last year's complaints.
+    since = (datetime.now(UTC) - timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sla = get(f"http://127.0.0.1:{tickets_port}/reports/sla?since={since}")
     print(
-        f"\nTickets (GET /reports/sla): {sla['all']['tickets']} opened from complaints, "
+        f"\nTickets (GET /reports/sla, the last 365 days): {sla['all']['tickets']} opened from "
+        "complaints, "
         f"{sla['all']['breached']} past their SLA (historical complaints nobody answered); "
         "by priority: " + ", ".join(f"{p} {v['tickets']}" for p, v in sla["by_priority"].items())
     )
