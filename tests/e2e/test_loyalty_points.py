@@ -29,8 +29,10 @@ def loyalty(stack: Stack) -> Iterator[ServiceProcess]:
         "loyalty",
         stack,
         clock_override_enabled="true",
-        welcome_bonus="100",
-        tier_thresholds=json.dumps({"standard": 0, "silver": 1000, "gold": 5000, "diamond": 20000}),
+        rules__welcome_bonus="100",
+        rules__tier_thresholds=json.dumps(
+            {"standard": 0, "silver": 1000, "gold": 5000, "diamond": 20000}
+        ),
     ).start()
     yield service
     service.stop()

@@ -69,8 +69,10 @@ def notify(stack: Stack, smtp: SmtpServer, sms: SmsProvider) -> Iterator[Service
         smtp_host="127.0.0.1",
         smtp_port=str(smtp.port),
         sms_url=sms.url,
-        retry_initial_s="1",
+        retry_initial_s="1",  # the runtime back-off, and the delivery retry:
+        rules__retry_initial_s="1",
         retry_max_s="2",
+        rules__retry_max_s="2",
         deliver_interval_s="0.5",
         clock_override_enabled="true",
     ).start()

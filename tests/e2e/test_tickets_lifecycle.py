@@ -13,9 +13,9 @@ from stackutil import ServiceProcess, Stack, cloud_event, collect, eventually, s
 
 pytestmark = pytest.mark.e2e
 ALWAYS_OPEN = {
-    "opens": "00:00",
-    "closes": "00:00",
-    "working_weekdays": json.dumps(list(range(7))),
+    "rules__calendar__opens": "00:00",
+    "rules__calendar__closes": "00:00",
+    "rules__calendar__working_weekdays": json.dumps(list(range(7))),
 }
 
 

@@ -65,8 +65,8 @@ def loyalty(stack: FaultStack, **env: str) -> ServiceProcess:
         "loyalty",
         stack,
         batch_max_records="100",
-        tier_thresholds=TIERS,
-        welcome_bonus="0",
+        rules__tier_thresholds=TIERS,
+        rules__welcome_bonus="0",
         sweeps_enabled="false",
         retry_initial_s="0.2",
         retry_max_s="2",
@@ -268,9 +268,11 @@ def notify_service(stack: FaultStack, smtp: SmtpServer) -> ServiceProcess:
         smtp_host="127.0.0.1",
         smtp_port=str(smtp.port),
         deliver_interval_s="0.3",
-        retry_initial_s="0.5",
+        retry_initial_s="0.5",  # the runtime back-off, and the delivery retry:
+        rules__retry_initial_s="0.5",
         retry_max_s="2",
-        max_attempts="30",
+        rules__retry_max_s="2",
+        rules__max_attempts="30",
         failover_threshold="1000",
     )
 

@@ -91,9 +91,11 @@ def notify_service(stack: FaultStack, smtp_port: int) -> ServiceProcess:
         smtp_host="127.0.0.1",
         smtp_port=str(smtp_port),
         deliver_interval_s="0.3",
-        retry_initial_s="0.5",
+        retry_initial_s="0.5",  # the runtime back-off, and the delivery retry:
+        rules__retry_initial_s="0.5",
         retry_max_s="2",
-        max_attempts="30",
+        rules__retry_max_s="2",
+        rules__max_attempts="30",
         send_timeout_s="4",  # a claim lasts twice as long: a dead sender's claim lapses in 8 s
     )
 

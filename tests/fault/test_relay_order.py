@@ -28,7 +28,7 @@ def test_two_relays_publish_each_customers_events_in_commit_order(faulty: FaultS
         "loyalty",
         faulty,
         sweeps_enabled="false",
-        welcome_bonus="0",
+        rules__welcome_bonus="0",
         outbox_relay_enabled="false",
         retry_max_s="2",
     )

@@ -49,8 +49,10 @@ def notify(stack: Stack, smtp: SmtpServer) -> Iterator[ServiceProcess]:
         smtp_host="127.0.0.1",
         smtp_port=str(smtp.port),
         deliver_interval_s="0.3",
-        retry_initial_s="0.5",
+        retry_initial_s="0.5",  # the runtime back-off, and the delivery retry:
+        rules__retry_initial_s="0.5",
         retry_max_s="1",
+        rules__retry_max_s="1",
     ).start()
     yield service
     service.stop()

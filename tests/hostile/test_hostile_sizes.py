@@ -74,11 +74,11 @@ def tickets(stack: Stack) -> Iterator[ServiceProcess]:
         "tickets",
         stack,
         clock_override_enabled="true",
-        opens="00:00",
-        closes="00:00",
-        working_weekdays=json.dumps(list(range(7))),
-        max_comments="3",
-        max_history="12",
+        rules__calendar__opens="00:00",
+        rules__calendar__closes="00:00",
+        rules__calendar__working_weekdays=json.dumps(list(range(7))),
+        rules__max_comments="3",
+        rules__max_history="12",
     ).start()
     yield service
     service.stop()

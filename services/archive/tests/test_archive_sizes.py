@@ -175,12 +175,13 @@ async def test_a_customer_of_100000_orders_and_complaints_stays_far_below_16_mb(
 
 def test_the_largest_record_the_settings_allow_stays_under_10_mb() -> None:
     """Every kept fact at its settings' maximum, every id at 128 characters."""
-    settings = ArchiveSettings(
+    largest = ArchiveRules(
         orders_kept=20_000, complaints_kept=10_000, surveys_kept=10_000, open_tickets_kept=10_000
     )
+    settings = ArchiveSettings(rules=largest)
     with pytest.raises(ValueError, match="less than or equal to 20000"):
-        ArchiveSettings(orders_kept=20_001)
-    rules = settings.rules()
+        ArchiveSettings(rules=ArchiveRules(orders_kept=20_001))
+    rules = settings.rules
     long = "x" * 121
     customer = Customer.first_sighting("c" * 128, T0, "order.placed")
     for i in range(rules.orders_kept):

@@ -12,6 +12,7 @@ from test_tickets_flow import RULES, T0
 
 from crm_runtime.crypto import FieldCipher
 from crm_tickets.adapters.documents import to_document
+from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import Change, Comment, Ticket, TicketFullError
 from crm_tickets.settings import TicketsSettings
 
@@ -97,7 +98,7 @@ def test_the_largest_ticket_allowed_stays_under_16_mb(max_comments: int, max_his
 
 
 def test_the_limits_are_settings_bounded_below_16_mb() -> None:
-    assert TicketsSettings().rules().max_comments == 200
-    assert TicketsSettings().rules().max_history == 1000
+    assert TicketsSettings().rules.max_comments == 200
+    assert TicketsSettings().rules.max_history == 1000
     with pytest.raises(ValueError, match="less than or equal to 300"):
-        TicketsSettings(max_comments=301)
+        TicketsSettings(rules=TicketRules(max_comments=301))

@@ -28,7 +28,7 @@ def customer_repository(
 
 def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or ArchiveSettings()
-    rules = settings.rules()
+    rules = settings.rules
     runtime = Runtime(settings, clock)
     repository = customer_repository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)

@@ -53,7 +53,7 @@ async def topic_partitions(
 async def rebuild(
     settings: ArchiveSettings, database: str, *, drop: bool, at: datetime | None, batch: int = 1000
 ) -> dict[str, int]:
-    rules = settings.rules()
+    rules = settings.rules
     client = create_client(
         settings.mongodb_url, app_name="crm-archive-rebuild", **settings.mongodb_options()
     )

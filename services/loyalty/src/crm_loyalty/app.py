@@ -16,7 +16,7 @@ from crm_runtime.sweeps import Clock, utc_now
 
 def build_app(settings: LoyaltySettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or LoyaltySettings()
-    rules = settings.rules()
+    rules = settings.rules
     runtime = Runtime(settings, clock)
     repository = MongoAccountRepository(runtime.db, runtime.uow, rules, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)

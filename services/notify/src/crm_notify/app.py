@@ -73,7 +73,7 @@ def senders(settings: NotifySettings) -> ChannelSenders:
 
 def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or NotifySettings()
-    rules = settings.rules()
+    rules = settings.rules
     runtime = Runtime(settings, clock)
     repository = MongoNotifyRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)

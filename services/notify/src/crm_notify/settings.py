@@ -1,10 +1,12 @@
 """Notify settings: `CRM_NOTIFY_*` plus the shared `KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URL`.
 
-Documented in the service README. Maps are JSON, e.g.
+Documented in the service README. The policy is `NotifyRules` (`domain/policy.py`, its defaults
+and bounds declared there once), nested as `rules`: `CRM_NOTIFY_RULES__DAILY_CAP=5`,
+`CRM_NOTIFY_RULES__QUIET_START=22:00`. Maps are JSON, e.g.
 `CRM_NOTIFY_HOLIDAYS='{"2027-02-06": "春节"}'`.
 """
 
-from datetime import date, time
+from datetime import date
 from typing import ClassVar
 
 from pydantic import Field
@@ -15,11 +17,14 @@ from crm_runtime.settings import ServiceSettings
 
 
 class NotifySettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="CRM_NOTIFY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_NOTIFY_", env_nested_delimiter="__", extra="ignore"
+    )
 
     service: ClassVar[str] = "notify"
     default_http_port: ClassVar[int] = 8084
 
+    rules: NotifyRules = Field(default_factory=NotifyRules)
     # Email
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
@@ -36,15 +41,15 @@ class NotifySettings(ServiceSettings):
     # Staff alerts
     staff_webhook_url: str | None = None
     staff_webhook_secret: str = "change-me"
-    # Policy
-    quiet_start: time = time(21, 0)
-    quiet_end: time = time(9, 0)
-    daily_cap: int = Field(default=3, ge=0, description="Marketing messages per customer per day.")
-    max_attempts: int = Field(default=8, ge=1)
+    # The runtime's back-off on a transient fault (broker or database down). Until the delivery
+    # retry moved into `rules` (`RULES__RETRY_INITIAL_S`...) these two names set both, so notify
+    # keeps the values it ran with rather than the runtime's 0.2 s and 15 s.
     retry_initial_s: float = Field(default=5.0, gt=0)
     retry_max_s: float = Field(default=900.0, gt=0)
+    # Failover between a channel's providers
     failover_threshold: int = Field(default=3, ge=1)
     failover_cooldown_s: float = Field(default=60.0, gt=0)
+    # Care messages and sweeps
     care_time_zone: str = "Asia/Shanghai"
     holidays: dict[date, str] = Field(default_factory=dict, description="Date -> holiday name.")
     deliver_interval_s: float = Field(default=2.0, gt=0)
@@ -55,13 +60,3 @@ class NotifySettings(ServiceSettings):
     )
     care_interval_s: float = Field(default=3600.0, gt=0)
     digest_interval_s: float = Field(default=3600.0, gt=0)
-
-    def rules(self) -> NotifyRules:
-        return NotifyRules(
-            quiet_start=self.quiet_start,
-            quiet_end=self.quiet_end,
-            daily_cap=self.daily_cap,
-            max_attempts=self.max_attempts,
-            retry_initial_s=self.retry_initial_s,
-            retry_max_s=self.retry_max_s,
-        )

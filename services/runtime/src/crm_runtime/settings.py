@@ -4,17 +4,49 @@
 `CRM_<SERVICE>_<NAME>` (for example `CRM_ARCHIVE_HTTP_PORT`). `CRM_API_TOKENS`, the keys
 (`CRM_MASTER_KEYS_FILE`...) and the transport security (`KAFKA_SECURITY_PROTOCOL`...) are shared
 too: `deploy/SECURITY.md` describes them.
+
+A service's business rules are its domain's plain dataclass, nested in its settings as `rules`:
+`CRM_<SERVICE>_RULES__<NAME>` sets one rule (JSON for maps, lists and nested rules), and
+`CRM_<SERVICE>_RULES` (a JSON object) several at once.
 """
 
+import dataclasses
 import ssl
+import typing
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from crm_runtime.crypto import KeyRing
 
 ROLES = ("agent", "supervisor", "ops", "integration")
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, reading into plain (stdlib) dataclasses too.
+
+    pydantic-settings finds the type of a nested name (`RULES__RECENCY_DAYS`) only in pydantic
+    models, so without this a tuple, map or set nested in a rules dataclass would arrive as the
+    raw string and fail to validate: here its JSON is decoded as it is for a model's field."""
+
+    def next_field(
+        self, field: FieldInfo | Any | None, key: str, case_sensitive: bool | None = None
+    ) -> FieldInfo | None:
+        annotation = field.annotation if isinstance(field, FieldInfo) else field
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+            hints = typing.get_type_hints(annotation)
+            for name in (f.name for f in dataclasses.fields(annotation)):
+                if name == key or (not case_sensitive and name.lower() == key.lower()):
+                    return FieldInfo.from_annotation(hints[name])
+            return None
+        return super().next_field(field, key, case_sensitive)
 
 
 class ServiceSettings(BaseSettings):
@@ -178,6 +210,17 @@ class ServiceSettings(BaseSettings):
         default=SecretStr(""),
         validation_alias=AliasChoices("MONGODB_PASSWORD", "mongodb_password"),
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvSource(settings_cls), dotenv_settings, file_secret_settings
 
     def key_ring(self) -> KeyRing:
         return KeyRing.from_config(

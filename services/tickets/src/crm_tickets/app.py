@@ -16,7 +16,7 @@ from crm_tickets.settings import TicketsSettings
 
 def build_app(settings: TicketsSettings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     settings = settings or TicketsSettings()
-    rules = settings.rules()
+    rules = settings.rules
     runtime = Runtime(settings, clock)
     repository = MongoTicketRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)

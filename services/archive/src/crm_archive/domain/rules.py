@@ -1,9 +1,12 @@
 """The archive's documented, configurable rules: RFM scores, grade, lifecycle stage, churn warning.
 
 Every rule is a pure function of a customer's facts and `now`; the service README gives each one
-with an example. Thresholds come from `ArchiveRules` (settings `CRM_ARCHIVE_RULES__*`).
+with an example. Thresholds come from `ArchiveRules`, declared here once and nested in the
+settings: `CRM_ARCHIVE_RULES__<NAME>` sets one (e.g. `CRM_ARCHIVE_RULES__VIP_SPEND=5000`).
 """
 
+import operator
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,6 +16,21 @@ from typing import Literal
 Stage = Literal["potential", "new", "active", "loyal", "at_risk", "churned", "one_time"]
 Grade = Literal["vip", "ordinary", "potential"]
 ChurnReason = Literal["purchase_interval", "complaints", "low_csat"]
+
+_BOUNDS = {
+    "ge": ("greater than or equal to", operator.ge),
+    "gt": ("greater than", operator.gt),
+    "le": ("less than or equal to", operator.le),
+    "lt": ("less than", operator.lt),
+}
+
+
+def within(name: str, value: float, **bounds: float) -> None:
+    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
+    for kind, limit in bounds.items():
+        words, holds = _BOUNDS[kind]
+        if not holds(value, limit):
+            raise ValueError(f"{name} must be {words} {limit}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class ArchiveRules:
     low_csat: int = 2
     interval_factor: int = 2
     min_orders_for_interval: int = 3
+    """The purchase-interval warning needs at least this many orders (two make one interval)."""
     # How much of a customer's life the record holds in full (the rest is kept apart, as totals in
     # the record and one document per fact): a record never nears MongoDB's 16 MB limit.
     orders_kept: int = 2000
@@ -54,6 +73,27 @@ class ArchiveRules:
     surveys_kept: int = 1000
     open_tickets_kept: int = 1000
     """The open tickets listed (the latest opened)."""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Z]{3}", self.base_currency):
+            raise ValueError("base_currency must match pattern '^[A-Z]{3}$'")
+        within("vip_rfm_total", self.vip_rfm_total, ge=3, le=15)
+        within("low_csat", self.low_csat, ge=1, le=5)
+        within("min_orders_for_interval", self.min_orders_for_interval, ge=2)
+        for name in (
+            "rfm_window_days",
+            "new_days",
+            "loyal_orders",
+            "at_risk_days",
+            "churned_days",
+            "complaint_window_days",
+            "complaints_for_risk",
+            "interval_factor",
+        ):
+            within(name, getattr(self, name), ge=1)
+        # Their upper bounds are the store's (MongoDB's 16 MB document): `ArchiveSettings`.
+        for name in ("orders_kept", "complaints_kept", "surveys_kept", "open_tickets_kept"):
+            within(name, getattr(self, name), ge=1)
 
 
 @dataclass(frozen=True)

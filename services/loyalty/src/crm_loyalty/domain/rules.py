@@ -1,10 +1,14 @@
 """The loyalty rules as data: earn rates, multipliers, promotions, bonuses, lifetimes, tiers.
 
-Every figure is configuration (see `LoyaltySettings`) and documented with examples in the README.
-Pure code: no I/O, no framework.
+Every figure is configuration, declared here once and nested in `LoyaltySettings` as `rules`:
+`CRM_LOYALTY_RULES__WELCOME_BONUS=50`, maps and lists as JSON
+(`CRM_LOYALTY_RULES__EARN_RATES='{"CNY": "1", "USD": "7"}'`); the README documents each with
+examples. Pure code: no I/O, no framework.
 """
 
 import calendar
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -12,6 +16,22 @@ from typing import Literal
 
 Tier = Literal["standard", "silver", "gold", "diamond"]
 TIERS: tuple[Tier, ...] = ("standard", "silver", "gold", "diamond")
+
+
+_BOUNDS: dict[str, tuple[str, Callable[[Decimal | float, float], bool]]] = {
+    "ge": ("greater than or equal to", operator.ge),
+    "gt": ("greater than", operator.gt),
+    "le": ("less than or equal to", operator.le),
+    "lt": ("less than", operator.lt),
+}
+
+
+def within(name: str, value: Decimal | float, **bounds: float) -> None:
+    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
+    for kind, limit in bounds.items():
+        words, holds = _BOUNDS[kind]
+        if not holds(value, limit):
+            raise ValueError(f"{name} must be {words} {limit}")
 
 
 def tier_rank(tier: Tier) -> int:
@@ -28,6 +48,11 @@ class Promotion:
     ends_at: datetime
     multiplier: Decimal
     channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a promotion's name must have at least 1 character")
+        within("multiplier", self.multiplier, gt=0)
 
     def applies(self, at: datetime, channel: str | None) -> bool:
         in_time = self.starts_at <= at < self.ends_at
@@ -66,6 +91,13 @@ class LoyaltyRules:
     birthday_bonus: int = 200
     lot_lifetime_months: int = 24
     expiring_notice_days: int = 30
+
+    def __post_init__(self) -> None:
+        within("qualifying_window_days", self.qualifying_window_days, ge=1)
+        within("welcome_bonus", self.welcome_bonus, ge=0)
+        within("birthday_bonus", self.birthday_bonus, ge=0)
+        within("lot_lifetime_months", self.lot_lifetime_months, ge=1)
+        within("expiring_notice_days", self.expiring_notice_days, ge=0)
 
     # -- earning ------------------------------------------------------------------------------
     def order_points(

@@ -1,11 +1,14 @@
 """Who hears about what, over which channel, and when: preferences, consent, quiet hours, caps.
 
 Pure code. `decide` answers for one intended message: send now, defer until a time, or suppress
-(with the reason). The rules are documented with examples in the service README.
+(with the reason). The rules are documented with examples in the service README; `NotifyRules`
+is declared here once and nested in the settings: `CRM_NOTIFY_RULES__DAILY_CAP=5`.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
@@ -14,6 +17,22 @@ from zoneinfo import ZoneInfo
 Channel = Literal["email", "sms", "webhook"]
 Purpose = Literal["transactional", "marketing", "staff"]
 Status = Literal["queued", "deferred", "sending", "sent", "failed", "suppressed"]
+
+
+_BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
+    "ge": ("greater than or equal to", operator.ge),
+    "gt": ("greater than", operator.gt),
+    "le": ("less than or equal to", operator.le),
+    "lt": ("less than", operator.lt),
+}
+
+
+def within(name: str, value: float, **bounds: float) -> None:
+    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
+    for kind, limit in bounds.items():
+        words, holds = _BOUNDS[kind]
+        if not holds(value, limit):
+            raise ValueError(f"{name} must be {words} {limit}")
 
 
 @dataclass
@@ -60,6 +79,12 @@ class NotifyRules:
     max_attempts: int = 8
     retry_initial_s: float = 5.0
     retry_max_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        within("daily_cap", self.daily_cap, ge=0)
+        within("max_attempts", self.max_attempts, ge=1)
+        within("retry_initial_s", self.retry_initial_s, gt=0)
+        within("retry_max_s", self.retry_max_s, gt=0)
 
     def is_quiet(self, local: time) -> bool:
         if self.quiet_start > self.quiet_end:  # over midnight: 21:00-09:00

@@ -6,7 +6,7 @@ Pure code. `working_seconds(a, b)` counts the business seconds between two insta
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MAX_DAYS = 3660  # ten years: a bound for searches, never reached by a sane target
 
@@ -21,6 +21,10 @@ class BusinessCalendar:
     extra_working_days: frozenset[date] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
         if self.closes <= self.opens and self.closes != time(0):
             raise ValueError("the working day must close after it opens (00:00 = midnight)")
 

@@ -1,8 +1,12 @@
 """Ticket rules as data: priority, queues, SLA targets, warning share, auto-close, reopen window.
 
-Documented with examples in the service README. Pure code.
+Documented with examples in the service README. Pure code. Declared here once and nested in the
+settings: `CRM_TICKETS_RULES__<NAME>` sets one (e.g. `CRM_TICKETS_RULES__AUTO_CLOSE_DAYS=14`), the
+calendar's as `CRM_TICKETS_RULES__CALENDAR__<NAME>`.
 """
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,6 +22,21 @@ SEVERITY_PRIORITY: dict[str, Priority] = {
     "low": "P4",
 }
 SUPERVISOR_QUEUE = "supervisors"
+
+_BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
+    "ge": ("greater than or equal to", operator.ge),
+    "gt": ("greater than", operator.gt),
+    "le": ("less than or equal to", operator.le),
+    "lt": ("less than", operator.lt),
+}
+
+
+def within(name: str, value: float, **bounds: float) -> None:
+    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
+    for kind, limit in bounds.items():
+        words, holds = _BOUNDS[kind]
+        if not holds(value, limit):
+            raise ValueError(f"{name} must be {words} {limit}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,15 @@ class TicketRules:
     """History lines a ticket holds: people's actions beyond it get a 409; a change from the
     system or an event (SLA, auto-close, a survey) still applies, its line is omitted and
     counted (`history_omitted`)."""
+
+    def __post_init__(self) -> None:
+        within("warning_share", self.warning_share, gt=0, lt=1)
+        within("auto_close_days", self.auto_close_days, ge=1)
+        within("reopen_days", self.reopen_days, ge=0)
+        within("low_csat", self.low_csat, ge=1, le=5)
+        # Their upper bounds are the store's (MongoDB's 16 MB document): `TicketsSettings`.
+        within("max_comments", self.max_comments, ge=1)
+        within("max_history", self.max_history, ge=1)
 
     def priority(self, severity: str, grade: str | None) -> Priority:
         """Severity sets the base (critical P1 … low P4); a VIP's ticket is one level higher."""

@@ -1,0 +1,48 @@
+"""The notify policy is `NotifyRules`, declared once and nested in the settings: each rule is set
+from the environment as `CRM_NOTIFY_RULES__<NAME>` (maps and lists as JSON)."""
+
+from datetime import time
+
+import pytest
+
+from crm_notify.domain.policy import NotifyRules
+from crm_notify.settings import NotifySettings
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_defaults_are_the_domains() -> None:
+    settings = NotifySettings()
+    assert settings.rules == NotifyRules()
+    assert (settings.retry_initial_s, settings.retry_max_s) == (5.0, 900.0)
+
+
+def test_a_rule_is_set_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_NOTIFY_RULES__DAILY_CAP", "5")
+    monkeypatch.setenv("CRM_NOTIFY_RULES__QUIET_START", "22:30")
+    monkeypatch.setenv("CRM_NOTIFY_RULES__RETRY_INITIAL_S", "0.5")
+    monkeypatch.setenv("CRM_NOTIFY_RULES__CHANNELS", '{"marketing": ["email"]}')
+    monkeypatch.setenv("CRM_NOTIFY_RETRY_INITIAL_S", "2")
+    settings = NotifySettings()
+    rules = settings.rules
+    assert (rules.daily_cap, rules.quiet_start) == (5, time(22, 30))
+    assert rules.channels == {"marketing": ("email",)}
+    assert rules.retry_initial_s == 0.5
+    assert settings.retry_initial_s == 2  # the runtime's back-off is not a rule
+    assert rules.max_attempts == NotifyRules().max_attempts
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_ATTEMPTS", "0", "max_attempts must be greater than or equal to 1"),
+        ("RETRY_MAX_S", "0", "retry_max_s must be greater than 0"),
+        ("CHANNELS", '{"marketing": ["fax"]}', "email"),
+    ],
+)
+def test_a_rule_out_of_bounds_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(f"CRM_NOTIFY_RULES__{name}", value)
+    with pytest.raises(ValueError, match=message):
+        NotifySettings()
