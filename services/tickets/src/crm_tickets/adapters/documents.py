@@ -8,6 +8,7 @@ for queries and reports. A ticket's figures are stored as the domain computed th
 from typing import Any
 
 from crm_runtime.crypto import FieldCipher
+from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.ticket import Change, Comment, SlaState, Survey, Ticket, TicketFigures
@@ -149,54 +150,34 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
 
 
 def agent_document(agent: Agent) -> Document:
-    return {
-        "_id": agent.agent_id,
-        "name": agent.name,
-        "queues": agent.queues,
-        "capacity": agent.capacity,
-        "active": agent.active,
-        "last_assigned_at": agent.last_assigned_at,
-    }
+    return dataclass_document(agent, "agent_id")
 
 
 def agent_from_document(doc: Document) -> Agent:
-    return Agent(
-        doc["_id"],
-        doc.get("name", ""),
-        list(doc.get("queues", [])),
-        doc.get("capacity", 0),
-        doc.get("active", True),
-        doc.get("last_assigned_at"),
+    return dataclass_from(
+        Agent,
+        doc,
+        "agent_id",
+        name=doc.get("name", ""),
+        queues=list(doc.get("queues", [])),
+        capacity=doc.get("capacity", 0),
     )
 
 
 def pending_document(survey: PendingSurvey) -> Document:
-    return {
-        "_id": survey.ticket_id,
-        "survey_id": survey.survey_id,
-        "csat": survey.csat,
-        "nps": survey.nps,
-        "at": survey.at,
-        "event_id": survey.event_id,
-    }
+    return dataclass_document(survey, "ticket_id")
 
 
 def pending_from_document(doc: Document) -> PendingSurvey:
-    return PendingSurvey(
-        doc["_id"], doc["survey_id"], doc.get("csat"), doc.get("nps"), doc["at"], doc["event_id"]
-    )
+    return dataclass_from(PendingSurvey, doc, "ticket_id", csat=doc.get("csat"), nps=doc.get("nps"))
 
 
 def summary_from_document(doc: Document) -> TicketSummary:
-    return TicketSummary(
-        id=doc["_id"],
-        customer_id=doc["customer_id"],
-        status=doc["status"],
-        priority=doc["priority"],
-        category=doc["category"],
-        queue=doc["queue"],
+    return dataclass_from(
+        TicketSummary,
+        doc,
+        "id",
         assignee=doc.get("assignee"),
-        opened_at=doc["opened_at"],
         breached=doc.get("breached", False),
         flagged_for_review=doc.get("flagged_for_review", False),
     )
