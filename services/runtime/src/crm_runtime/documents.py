@@ -38,9 +38,10 @@ def dataclass_document(
 
 
 def dataclass_from(
-    cls: type[T], doc: Document, id_field: str, *, id_key: str = "_id", **overrides: Any
+    cls: type[T], doc: Document, id_field: str | None, *, id_key: str = "_id", **overrides: Any
 ) -> T:
-    """An instance of the dataclass `cls`: `id_field` from `doc[id_key]` (when it is a field),
+    """An instance of the dataclass `cls`: `id_field` from `doc[id_key]` (when it is a field;
+    None: a record without id, as a sub-document),
     each other field from `overrides`, else from `doc`, else its default (`KeyError` if it has
     none). Keys of `doc` that are not fields are left out."""
     unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

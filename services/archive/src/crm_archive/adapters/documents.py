@@ -73,21 +73,13 @@ def _earlier_from(doc: Document | None) -> Earlier:
     if not doc:
         return Earlier()
     foreign = doc.get("foreign", {})
-    return Earlier(
-        orders=doc["orders"],
-        base_orders=doc["base_orders"],
+    return dataclass_from(
+        Earlier,
+        doc,
+        None,
         base_net=_decimal(doc["base_net"]),
         foreign={c: _decimal(f["net"]) for c, f in foreign.items()},
         foreign_orders={c: f["orders"] for c, f in foreign.items()},
-        first_order_at=doc.get("first_order_at"),
-        complaints=doc["complaints"],
-        surveys=doc["surveys"],
-        nps_answers=doc["nps_answers"],
-        promoters=doc["promoters"],
-        detractors=doc["detractors"],
-        csat_answers=doc["csat_answers"],
-        csat_total=doc["csat_total"],
-        stored=doc["stored"],
     )
 
 

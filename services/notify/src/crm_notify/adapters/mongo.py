@@ -109,26 +109,15 @@ def _claim(doc: Document | None) -> Claim | None:
 
 
 def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
-    return Notification(
-        notification_id=doc["_id"],
-        customer_id=doc["customer_id"],
-        template=doc["template"],
-        purpose=doc["purpose"],
-        cause=doc["cause"],
-        created_at=doc["created_at"],
-        locale=doc.get("locale", "zh-CN"),
-        channel=doc.get("channel"),
+    return dataclass_from(
+        Notification,
+        doc,
+        "notification_id",
         to=cipher.open(f"{doc['_id']}/to", doc.get("to")),
         subject=cipher.open(f"{doc['_id']}/subject", doc.get("subject")) or "",
         body=cipher.open(f"{doc['_id']}/body", doc.get("body")) or "",
-        status=doc["status"],
         history=[StatusChange(h["at"], h["status"], h.get("reason")) for h in doc["history"]],
-        attempts=doc.get("attempts", 0),
-        next_attempt_at=doc.get("next_attempt_at"),
-        provider=doc.get("provider"),
-        trace=doc.get("trace"),
         claim=_claim(doc.get("claim")),
-        version=doc["version"],
     )
 
 

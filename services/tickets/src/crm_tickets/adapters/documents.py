@@ -100,20 +100,11 @@ def to_document(ticket: Ticket, figures: TicketFigures, cipher: FieldCipher) -> 
 def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
     """A shredded key (the customer was erased) opens nothing: texts come back empty."""
     survey = doc.get("survey")
-    return Ticket(
-        ticket_id=doc["_id"],
-        customer_id=doc["customer_id"],
-        opened_at=doc["opened_at"],
-        channel=doc["channel"],
-        category=doc["category"],
-        severity=doc["severity"],
-        priority=doc["priority"],
-        queue=doc["queue"],
-        status=doc["status"],
-        complaint_id=doc.get("complaint_id"),
-        order_id=doc.get("order_id"),
+    return dataclass_from(
+        Ticket,
+        doc,
+        "ticket_id",
         description=cipher.open(f"{doc['_id']}/description", doc.get("description")) or "",
-        assignee=doc.get("assignee"),
         comments=[
             Comment(
                 c["id"],
@@ -124,7 +115,6 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
             )
             for c in doc.get("comments", [])
         ],
-        root_causes=list(doc.get("root_causes", [])),
         history=[
             Change(
                 h["at"],
@@ -135,17 +125,10 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
             for i, h in enumerate(doc.get("history", []))
         ],
         status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
-        first_response_at=doc.get("first_response_at"),
-        resolved_at=doc.get("resolved_at"),
-        closed_at=doc.get("closed_at"),
         sla={k: SlaState(v["warned"], v["breached"]) for k, v in doc.get("sla", {}).items()},
-        escalated=doc.get("escalated", False),
         survey=Survey(survey["id"], survey["at"], survey["csat"], survey["nps"])
         if survey
         else None,
-        flagged_for_review=doc.get("flagged_for_review", False),
-        history_omitted=doc.get("history_omitted", 0),
-        version=doc["version"],
     )
 
 
