@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
+from pymongo import ASCENDING, AsyncMongoClient, InsertOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -184,3 +184,14 @@ async def save_versioned(
         raise
     if result.matched_count != updates:
         raise ConcurrencyConflictError(f"a {what} was changed concurrently")
+
+
+async def due_ids(
+    collection: AsyncCollection[Document], field: str, now: datetime, limit: int
+) -> list[str]:
+    """The ids of the documents whose time `field` has come (`<= now`), the earliest first: what
+    a sweep looks at next (an index on `field` keeps it cheap)."""
+    cursor = collection.find(
+        {field: {"$lte": now}}, {"_id": 1}, sort=[(field, ASCENDING)], limit=limit
+    )
+    return [doc["_id"] async for doc in cursor]

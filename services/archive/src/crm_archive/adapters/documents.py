@@ -15,6 +15,7 @@ from crm_archive.domain.facts import Order, Survey
 from crm_archive.domain.value import Figures
 from crm_archive.ports import CustomerRow, TimelineEntry
 from crm_runtime.crypto import FieldCipher, KeyRing
+from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document
 
 
@@ -72,21 +73,13 @@ def _earlier_from(doc: Document | None) -> Earlier:
     if not doc:
         return Earlier()
     foreign = doc.get("foreign", {})
-    return Earlier(
-        orders=doc["orders"],
-        base_orders=doc["base_orders"],
+    return dataclass_from(
+        Earlier,
+        doc,
+        None,
         base_net=_decimal(doc["base_net"]),
         foreign={c: _decimal(f["net"]) for c, f in foreign.items()},
         foreign_orders={c: f["orders"] for c, f in foreign.items()},
-        first_order_at=doc.get("first_order_at"),
-        complaints=doc["complaints"],
-        surveys=doc["surveys"],
-        nps_answers=doc["nps_answers"],
-        promoters=doc["promoters"],
-        detractors=doc["detractors"],
-        csat_answers=doc["csat_answers"],
-        csat_total=doc["csat_total"],
-        stored=doc["stored"],
     )
 
 
@@ -233,17 +226,11 @@ def _by_time(item: tuple[str, datetime]) -> tuple[datetime, str]:
 
 
 def timeline_document(entry: TimelineEntry) -> Document:
-    return {
-        "_id": entry.event_id,
-        "customer_id": entry.customer_id,
-        "at": entry.at,
-        "type": entry.type,
-        "data": entry.data,
-    }
+    return dataclass_document(entry, "event_id")
 
 
 def timeline_entry(doc: Document) -> TimelineEntry:
-    return TimelineEntry(doc["_id"], doc["customer_id"], doc["at"], doc["type"], doc["data"])
+    return dataclass_from(TimelineEntry, doc, "event_id")
 
 
 def customer_row(doc: Document) -> CustomerRow:

@@ -29,7 +29,7 @@ from crm_archive.domain.facts import Order, Survey
 from crm_archive.ports import Changes, CustomerFilter, CustomerRow, TimelineEntry
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys
-from crm_runtime.mongo import Document, save_versioned
+from crm_runtime.mongo import Document, due_ids, save_versioned
 from crm_runtime.uow import UnitOfWork
 
 PAGE = 500
@@ -136,13 +136,7 @@ class MongoCustomerRepository:
         return (await self.load([customer_id])).get(customer_id)
 
     async def due_for_review(self, now: datetime, limit: int) -> list[str]:
-        cursor = self.customers.find(
-            {"next_review_at": {"$lte": now}},
-            {"_id": 1},
-            sort=[("next_review_at", ASCENDING)],
-            limit=limit,
-        )
-        return [doc["_id"] async for doc in cursor]
+        return await due_ids(self.customers, "next_review_at", now, limit)
 
     async def save(self, changes: Changes) -> None:
         """One transaction: customers (optimistic on `version`), what they keep apart, timeline,

@@ -3,6 +3,7 @@ document), and how the answers are made from the domain's records and the ports'
 
 from collections.abc import AsyncIterator
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +12,7 @@ from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
 from crm_archive.ports import CustomerRow, TimelineEntry
 from crm_archive.queries import CustomerDetail, ErasureStatus
+from crm_runtime.views import view
 
 
 class ProfileView(BaseModel):
@@ -118,94 +120,46 @@ class ErasureView(BaseModel):
 def customer_view(detail: CustomerDetail, now: datetime, rules: ArchiveRules) -> CustomerView:
     customer = detail.customer
     value = customer.value(now, rules)
-    p = customer.profile
-    return CustomerView(
-        id=customer.id,
-        stub=customer.stub,
-        registered_at=customer.registered_at,
-        first_seen_at=customer.first_seen_at,
-        last_event_at=customer.last_event_at,
-        profile=ProfileView(
-            name=p.name,
-            phone=p.phone,
-            email=p.email,
-            birthday=p.birthday,
-            gender=p.gender,
-            city=p.city,
-            source=p.source,
-        ),
-        tags=customer.tags,
-        consents=customer.consents,
-        account_owner=customer.account_owner,
-        grade=customer.grade,
-        stage=customer.stage,
-        value=ValueView(
-            order_count=value.order_count,
+    return view(
+        CustomerView,
+        customer,
+        profile=view(ProfileView, customer.profile),
+        value=view(
+            ValueView,
+            value,
             net_spent=format(value.net_spent, "f"),
             currency=rules.base_currency,
             foreign_spent={k: format(v, "f") for k, v in value.foreign_spent.items()},
-            first_order_at=value.first_order_at,
-            last_order_at=value.last_order_at,
-            average_order_value=(
-                format(value.average_order_value, "f")
-                if value.average_order_value is not None
-                else None
-            ),
-            rfm=RfmView(
-                recency_days=value.rfm.recency_days,
-                frequency=value.rfm.frequency,
-                monetary=format(value.rfm.monetary, "f"),
-                r=value.rfm.r,
-                f=value.rfm.f,
-                m=value.rfm.m,
-                total=value.rfm.total,
-            ),
-            nps=value.nps,
-            csat=format(value.csat, "f") if value.csat is not None else None,
-            surveys=value.surveys,
+            average_order_value=_decimal_text(value.average_order_value),
+            rfm=view(RfmView, value.rfm, monetary=format(value.rfm.monetary, "f")),
+            csat=_decimal_text(value.csat),
         ),
         churn_risk=ChurnView(
             at_risk=bool(customer.churn_reasons),
             reasons=customer.churn_reasons,
             since=customer.churn_risk_since,
         ),
-        contacts=customer.contacts,
         complaints=customer.complaint_count,
-        open_tickets=customer.open_tickets,
-        tickets_resolved=customer.tickets_resolved,
-        loyalty_tier=customer.loyalty_tier,
         possible_duplicate_of=detail.duplicate_of,
         erased=customer.erased_at is not None,
     )
 
 
+def _decimal_text(value: Decimal | None) -> str | None:
+    return format(value, "f") if value is not None else None
+
+
 def summary_view(row: CustomerRow) -> CustomerSummary:
-    return CustomerSummary(
-        id=row.id,
-        grade=row.grade,
-        stage=row.stage,
-        at_risk=row.at_risk,
-        account_owner=row.account_owner,
-        order_count=row.order_count,
-        net_spent=format(row.net_spent, "f"),
-        last_order_at=row.last_order_at,
-    )
+    return view(CustomerSummary, row, net_spent=format(row.net_spent, "f"))
 
 
 def timeline_view(entry: TimelineEntry) -> TimelineView:
-    return TimelineView(event_id=entry.event_id, at=entry.at, type=entry.type, data=entry.data)
+    return view(TimelineView, entry)
 
 
 def erasure_view(status: ErasureStatus) -> ErasureView:
-    return ErasureView(
-        customer_id=status.customer_id,
-        requested_at=status.requested_at,
-        request_event_id=status.request_event_id,
-        services={
-            name: ServiceErasure(confirmed_at=at) for name, at in status.confirmed_at.items()
-        },
-        complete=status.complete,
-    )
+    services = {name: ServiceErasure(confirmed_at=at) for name, at in status.confirmed_at.items()}
+    return view(ErasureView, status, services=services)
 
 
 async def order_items(orders: AsyncIterator[Order]) -> AsyncIterator[dict[str, Any]]:

@@ -24,6 +24,7 @@ from crm_loyalty.domain.ledger import STAFF_TEXT_KINDS, Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_loyalty.ports import Changes
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
+from crm_runtime.documents import dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.uow import UnitOfWork
@@ -111,30 +112,16 @@ def from_document(doc: Document, cipher: FieldCipher) -> Account:
         tier_since=doc.get("tier_since"),
         tier_reviewed_at=doc.get("tier_reviewed_at"),
         tier_review_due=doc.get("tier_review_due"),
-        lots=[
-            Lot(
-                lot_id=lot["id"],
-                kind=lot["kind"],
-                earned_at=lot["earned_at"],
-                expires_at=lot["expires_at"],
-                points=lot["points"],
-                remaining=lot["remaining"],
-                order_id=lot.get("order_id"),
-                expired=lot["expired"],
-                reversed=lot["reversed"],
-                notified=lot["notified"],
-            )
-            for lot in doc.get("lots", [])
-        ],
+        lots=[dataclass_from(Lot, lot, "lot_id", id_key="id") for lot in doc.get("lots", [])],
         orders={
-            o["id"]: OrderPoints(
-                order_id=o["id"],
+            o["id"]: dataclass_from(
+                OrderPoints,
+                o,
+                "order_id",
+                id_key="id",
                 placed_at=o.get("placed_at"),
                 amount=_decimal(o["amount"]),
-                points=o["points"],
                 refunded=_decimal(o["refunded"]),
-                reversed=o["reversed"],
-                cancelled=o["cancelled"],
                 refunds=list(o.get("refunds", [])),
             )
             for o in doc.get("orders", [])
@@ -178,21 +165,12 @@ def entry_document(entry: Entry, cipher: FieldCipher) -> Document:
 
 
 def _entry(doc: Document) -> Entry:
-    return Entry(
-        entry_id=doc["_id"],
-        customer_id=doc["customer_id"],
-        seq=doc["seq"],
-        kind=doc["kind"],
-        points=doc["points"],
-        at=doc["at"],
-        balance=doc["balance"],
+    return dataclass_from(
+        Entry,
+        doc,
+        "entry_id",
         debt=doc.get("debt", 0),
         lots={row["lot"]: row["points"] for row in doc.get("lots", [])},
-        order_id=doc.get("order_id"),
-        redemption_id=doc.get("redemption_id"),
-        reason=doc.get("reason"),
-        expires_at=doc.get("expires_at"),
-        source_event_id=doc.get("source_event_id"),
     )
 
 

@@ -20,6 +20,7 @@ from crm_loyalty.ports import AccountQueries, AccountRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
+from crm_runtime.views import view
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 IdempotencyKey = Annotated[
@@ -96,12 +97,9 @@ class AdjustmentView(BaseModel):
 def account_view(account: Account, now: datetime, rules: LoyaltyRules) -> AccountView:
     qualifying = account.qualifying_points(now, rules)
     nxt = rules.next_tier(account.tier)
-    return AccountView(
-        customer_id=account.customer_id,
-        balance=account.balance,
-        debt=account.debt,
-        tier=account.tier,
-        tier_since=account.tier_since,
+    return view(
+        AccountView,
+        account,
         qualifying_points=qualifying,
         next_tier=nxt,
         points_to_next_tier=(
@@ -111,23 +109,11 @@ def account_view(account: Account, now: datetime, rules: LoyaltyRules) -> Accoun
             ExpiringView(points=lot.remaining, expires_at=lot.expires_at)
             for lot in account.expiring(now, rules)
         ],
-        enrolled_at=account.enrolled_at,
     )
 
 
 def entry_view(entry: Entry) -> EntryView:
-    return EntryView(
-        entry_id=entry.entry_id,
-        seq=entry.seq,
-        kind=entry.kind,
-        points=entry.points,
-        at=entry.at,
-        balance=entry.balance,
-        order_id=entry.order_id,
-        redemption_id=entry.redemption_id,
-        reason=entry.reason,
-        expires_at=entry.expires_at,
-    )
+    return view(EntryView, entry)
 
 
 class Repository(AccountRepository, AccountQueries, Protocol):
@@ -205,12 +191,7 @@ def accounts_router(
                 409, f"not enough points: {exc.wanted} asked, the balance is {exc.balance}"
             ) from exc
         response.status_code = 200 if done.replayed else 201
-        return RedemptionView(
-            redemption_id=key,
-            points=-done.entry.points,
-            balance=done.entry.balance,
-            entry_id=done.entry.entry_id,
-        )
+        return view(RedemptionView, done.entry, redemption_id=key, points=-done.entry.points)
 
     @router.post(
         "/accounts/{customer_id}/adjustments",
@@ -240,12 +221,7 @@ def accounts_router(
         if done.replayed:  # a replay reads the stored reason back
             await audit.record(principal, "POST /accounts/{customer_id}/adjustments", [customer_id])
         response.status_code = 200 if done.replayed else 201
-        return AdjustmentView(
-            points=done.entry.points,
-            reason=done.entry.reason or "",
-            balance=done.entry.balance,
-            entry_id=done.entry.entry_id,
-        )
+        return view(AdjustmentView, done.entry, reason=done.entry.reason or "")
 
     @router.get("/reports/liability", summary="Outstanding points and their expiry profile.")
     async def liability(principal: Annotated[Principal, Depends(reporter)]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from crm_notify.domain.notification import Claim, Notification, StatusChange
 from crm_notify.domain.policy import Preferences
 from crm_notify.ports import Changes, NotificationSummary
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
+from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.outbox import OutboundMessage
@@ -108,26 +109,15 @@ def _claim(doc: Document | None) -> Claim | None:
 
 
 def notification_from(doc: Document, cipher: FieldCipher) -> Notification:
-    return Notification(
-        notification_id=doc["_id"],
-        customer_id=doc["customer_id"],
-        template=doc["template"],
-        purpose=doc["purpose"],
-        cause=doc["cause"],
-        created_at=doc["created_at"],
-        locale=doc.get("locale", "zh-CN"),
-        channel=doc.get("channel"),
+    return dataclass_from(
+        Notification,
+        doc,
+        "notification_id",
         to=cipher.open(f"{doc['_id']}/to", doc.get("to")),
         subject=cipher.open(f"{doc['_id']}/subject", doc.get("subject")) or "",
         body=cipher.open(f"{doc['_id']}/body", doc.get("body")) or "",
-        status=doc["status"],
         history=[StatusChange(h["at"], h["status"], h.get("reason")) for h in doc["history"]],
-        attempts=doc.get("attempts", 0),
-        next_attempt_at=doc.get("next_attempt_at"),
-        provider=doc.get("provider"),
-        trace=doc.get("trace"),
         claim=_claim(doc.get("claim")),
-        version=doc["version"],
     )
 
 
@@ -349,15 +339,12 @@ class MongoNotifyRepository:
             query, {"body": 0, "to": 0, "subject": 0}, sort=[("_id", ASCENDING)], limit=limit
         )
         return [
-            NotificationSummary(
-                id=d["_id"],
-                customer_id=d["customer_id"],
-                template=d["template"],
-                purpose=d["purpose"],
+            dataclass_from(
+                NotificationSummary,
+                d,
+                "id",
                 channel=d.get("channel"),
-                status=d["status"],
                 attempts=d.get("attempts", 0),
-                created_at=d["created_at"],
                 reason=d["history"][-1].get("reason") if d.get("history") else None,
             )
             async for d in cursor
@@ -365,21 +352,8 @@ class MongoNotifyRepository:
 
 
 def _digest_document(digest: Digest) -> Document:
-    return {
-        "_id": digest.digest_id,
-        "customer_id": digest.customer_id,
-        "day": digest.day.isoformat(),
-        "points": digest.points,
-        "orders": digest.orders,
-        "balance": digest.balance,
-    }
+    return dataclass_document(digest, "digest_id", day=digest.day.isoformat())
 
 
 def _digest(doc: Document) -> Digest:
-    return Digest(
-        doc["customer_id"],
-        date.fromisoformat(doc["day"]),
-        doc.get("points", 0),
-        doc.get("orders", 0),
-        doc.get("balance", 0),
-    )
+    return dataclass_from(Digest, doc, "digest_id", day=date.fromisoformat(doc["day"]))

@@ -14,6 +14,7 @@ from crm_notify.ports import NotifyQueries, NotifyRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor, present
+from crm_runtime.views import view
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -49,16 +50,7 @@ class PreviewRequest(BaseModel):
 
 
 def preferences_view(p: Preferences) -> PreferencesView:
-    return PreferencesView(
-        customer_id=p.customer_id,
-        registered=p.registered,
-        locale=p.locale,
-        time_zone=p.time_zone,
-        consents=p.consents,
-        opted_out=p.opted_out,
-        has_email=p.email is not None,
-        has_phone=p.phone is not None,
-    )
+    return view(PreferencesView, p, has_email=p.email is not None, has_phone=p.phone is not None)
 
 
 def notification_view(n: Notification) -> dict[str, Any]:

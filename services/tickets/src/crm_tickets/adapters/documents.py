@@ -8,6 +8,7 @@ for queries and reports. A ticket's figures are stored as the domain computed th
 from typing import Any
 
 from crm_runtime.crypto import FieldCipher
+from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.ticket import Change, Comment, SlaState, Survey, Ticket, TicketFigures
@@ -99,20 +100,11 @@ def to_document(ticket: Ticket, figures: TicketFigures, cipher: FieldCipher) -> 
 def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
     """A shredded key (the customer was erased) opens nothing: texts come back empty."""
     survey = doc.get("survey")
-    return Ticket(
-        ticket_id=doc["_id"],
-        customer_id=doc["customer_id"],
-        opened_at=doc["opened_at"],
-        channel=doc["channel"],
-        category=doc["category"],
-        severity=doc["severity"],
-        priority=doc["priority"],
-        queue=doc["queue"],
-        status=doc["status"],
-        complaint_id=doc.get("complaint_id"),
-        order_id=doc.get("order_id"),
+    return dataclass_from(
+        Ticket,
+        doc,
+        "ticket_id",
         description=cipher.open(f"{doc['_id']}/description", doc.get("description")) or "",
-        assignee=doc.get("assignee"),
         comments=[
             Comment(
                 c["id"],
@@ -123,7 +115,6 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
             )
             for c in doc.get("comments", [])
         ],
-        root_causes=list(doc.get("root_causes", [])),
         history=[
             Change(
                 h["at"],
@@ -134,69 +125,42 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
             for i, h in enumerate(doc.get("history", []))
         ],
         status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
-        first_response_at=doc.get("first_response_at"),
-        resolved_at=doc.get("resolved_at"),
-        closed_at=doc.get("closed_at"),
         sla={k: SlaState(v["warned"], v["breached"]) for k, v in doc.get("sla", {}).items()},
-        escalated=doc.get("escalated", False),
         survey=Survey(survey["id"], survey["at"], survey["csat"], survey["nps"])
         if survey
         else None,
-        flagged_for_review=doc.get("flagged_for_review", False),
-        history_omitted=doc.get("history_omitted", 0),
-        version=doc["version"],
     )
 
 
 def agent_document(agent: Agent) -> Document:
-    return {
-        "_id": agent.agent_id,
-        "name": agent.name,
-        "queues": agent.queues,
-        "capacity": agent.capacity,
-        "active": agent.active,
-        "last_assigned_at": agent.last_assigned_at,
-    }
+    return dataclass_document(agent, "agent_id")
 
 
 def agent_from_document(doc: Document) -> Agent:
-    return Agent(
-        doc["_id"],
-        doc.get("name", ""),
-        list(doc.get("queues", [])),
-        doc.get("capacity", 0),
-        doc.get("active", True),
-        doc.get("last_assigned_at"),
+    return dataclass_from(
+        Agent,
+        doc,
+        "agent_id",
+        name=doc.get("name", ""),
+        queues=list(doc.get("queues", [])),
+        capacity=doc.get("capacity", 0),
     )
 
 
 def pending_document(survey: PendingSurvey) -> Document:
-    return {
-        "_id": survey.ticket_id,
-        "survey_id": survey.survey_id,
-        "csat": survey.csat,
-        "nps": survey.nps,
-        "at": survey.at,
-        "event_id": survey.event_id,
-    }
+    return dataclass_document(survey, "ticket_id")
 
 
 def pending_from_document(doc: Document) -> PendingSurvey:
-    return PendingSurvey(
-        doc["_id"], doc["survey_id"], doc.get("csat"), doc.get("nps"), doc["at"], doc["event_id"]
-    )
+    return dataclass_from(PendingSurvey, doc, "ticket_id", csat=doc.get("csat"), nps=doc.get("nps"))
 
 
 def summary_from_document(doc: Document) -> TicketSummary:
-    return TicketSummary(
-        id=doc["_id"],
-        customer_id=doc["customer_id"],
-        status=doc["status"],
-        priority=doc["priority"],
-        category=doc["category"],
-        queue=doc["queue"],
+    return dataclass_from(
+        TicketSummary,
+        doc,
+        "id",
         assignee=doc.get("assignee"),
-        opened_at=doc["opened_at"],
         breached=doc.get("breached", False),
         flagged_for_review=doc.get("flagged_for_review", False),
     )

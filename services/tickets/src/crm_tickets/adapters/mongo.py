@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import SHREDDED, CustomerKeys
-from crm_runtime.mongo import Document, save_versioned
+from crm_runtime.mongo import Document, due_ids, save_versioned
 from crm_runtime.paging import present
 from crm_runtime.uow import UnitOfWork
 from crm_tickets import queries
@@ -107,13 +107,7 @@ class MongoTicketRepository:
         return loads
 
     async def due(self, now: datetime, limit: int) -> list[str]:
-        cursor = self.tickets.find(
-            {"next_check_at": {"$lte": now}},
-            {"_id": 1},
-            sort=[("next_check_at", ASCENDING)],
-            limit=limit,
-        )
-        return [doc["_id"] async for doc in cursor]
+        return await due_ids(self.tickets, "next_check_at", now, limit)
 
     async def unassigned(self, limit: int) -> list[str]:
         cursor = self.tickets.find(

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from crm_runtime.views import view
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import Ticket
 from crm_tickets.queries import AgentLoad, sla_clocks
@@ -21,14 +22,7 @@ class AgentView(BaseModel):
 
 def agent_view(loaded: AgentLoad) -> AgentView:
     agent = loaded.agent
-    return AgentView(
-        id=agent.agent_id,
-        name=agent.name,
-        queues=agent.queues,
-        capacity=agent.capacity,
-        active=agent.active,
-        open_tickets=loaded.open_tickets,
-    )
+    return view(AgentView, agent, id=agent.agent_id, open_tickets=loaded.open_tickets)
 
 
 def ticket_view(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, Any]:
