@@ -41,11 +41,6 @@ class NotifySettings(ServiceSettings):
     # Staff alerts
     staff_webhook_url: str | None = None
     staff_webhook_secret: str = "change-me"
-    # The runtime's back-off on a transient fault (broker or database down). Until the delivery
-    # retry moved into `rules` (`RULES__RETRY_INITIAL_S`...) these two names set both, so notify
-    # keeps the values it ran with rather than the runtime's 0.2 s and 15 s.
-    retry_initial_s: float = Field(default=5.0, gt=0)
-    retry_max_s: float = Field(default=900.0, gt=0)
     # Failover between a channel's providers
     failover_threshold: int = Field(default=3, ge=1)
     failover_cooldown_s: float = Field(default=60.0, gt=0)
