@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +26,6 @@ from crm_runtime.asyncapi import (
     publications_of,
     service_document,
 )
-from crm_runtime.auth import Principal
 from crm_runtime.errors import is_transient
 from crm_runtime.guard import RequestGuard
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
@@ -45,6 +44,16 @@ ERROR_NAMES = {
     422: "invalid_request",
     503: "unavailable",
 }
+
+
+T = TypeVar("T")
+
+
+def or_404(found: T | None, detail: str) -> T:
+    """What a route looked up, or a 404 with `detail` ("no customer 'c-1'") when it is not there."""
+    if found is None:
+        raise HTTPException(404, detail)
+    return found
 
 
 def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
@@ -116,10 +125,10 @@ def create_http_app(
             404: {"description": "No such sweep."},
             409: {"description": "Running elsewhere."},
         },
+        dependencies=[Depends(ops)],
     )
     async def run_sweep(
         name: str,
-        principal: Annotated[Principal, Depends(ops)],
         at: Annotated[AwareDatetime | None, Query(description="RFC 3339 with zone")] = None,
     ) -> dict[str, Any]:
         if name not in runtime.sweeps.sweeps:
@@ -135,9 +144,9 @@ def create_http_app(
         "/audit/pii-reads",
         tags=["operations"],
         summary="Who read which customer's personal data, newest first (ops).",
+        dependencies=[Depends(ops)],
     )
     async def pii_reads(
-        principal: Annotated[Principal, Depends(ops)],
         customer_id: Annotated[str | None, Query(max_length=128)] = None,
         actor: Annotated[str | None, Query(max_length=64, description="token id")] = None,
         since: Annotated[AwareDatetime | None, Query(description="RFC 3339 with zone")] = None,
@@ -160,9 +169,9 @@ def create_http_app(
         "/ops/keys/rewrap",
         tags=["operations"],
         summary="Key rotation: re-wrap data keys still under an old master key (ops).",
+        dependencies=[Depends(ops)],
     )
     async def rewrap(
-        principal: Annotated[Principal, Depends(ops)],
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> dict[str, Any]:
         done, failed = await runtime.keys.rewrap(limit)

@@ -27,6 +27,7 @@ from crm_archive.entrypoints.views import (
 from crm_archive.ports import CustomerFilter, CustomerQueries, CustomerRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.http import or_404
 from crm_runtime.paging import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -71,10 +72,7 @@ def customers_router(
     supervisor = auth.require("supervisor")
 
     async def load(customer_id: str) -> Customer:
-        customer = await repository.get(customer_id)
-        if customer is None:
-            raise HTTPException(404, f"no customer {customer_id!r}")
-        return customer
+        return or_404(await repository.get(customer_id), f"no customer {customer_id!r}")
 
     @router.get(
         "/customers/{customer_id}",
@@ -92,19 +90,21 @@ def customers_router(
         "/customers/{customer_id}/erasure",
         summary="An erasure request and each service's confirmation (PIPL / GDPR).",
         responses={404: {"description": "No such customer, or no erasure requested."}},
+        dependencies=[Depends(reader)],
     )
-    async def get_erasure(
-        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
-    ) -> ErasureView:
+    async def get_erasure(customer_id: CustomerId) -> ErasureView:
         status = queries.erasure_status(await load(customer_id))
         if status is None:
             raise HTTPException(404, f"no erasure was requested for {customer_id!r}")
         return erasure_view(status)
 
-    @router.get("/customers/{customer_id}/timeline", summary="Every interaction, paged by cursor.")
+    @router.get(
+        "/customers/{customer_id}/timeline",
+        summary="Every interaction, paged by cursor.",
+        dependencies=[Depends(reader)],
+    )
     async def get_timeline(
         customer_id: CustomerId,
-        principal: Annotated[Principal, Depends(reader)],
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
         order: Literal["newest_first", "oldest_first"] = "newest_first",
@@ -122,10 +122,11 @@ def customers_router(
         return Page[TimelineView](items=items, next_cursor=next_cursor)
 
     @router.get(
-        "/customers", summary="Find customers by grade, stage, owner, risk, phone or email."
+        "/customers",
+        summary="Find customers by grade, stage, owner, risk, phone or email.",
+        dependencies=[Depends(reader)],
     )
     async def list_customers(
-        principal: Annotated[Principal, Depends(reader)],
         grade: Grade | None = None,
         stage: Stage | None = None,
         owner: Annotated[str | None, Query(max_length=128)] = None,
@@ -142,10 +143,12 @@ def customers_router(
         next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
         return Page[CustomerSummary](items=items, next_cursor=next_cursor)
 
-    @router.get("/segments/summary", summary="How many customers in each grade and stage.")
-    async def segments(
-        principal: Annotated[Principal, Depends(reader)],
-    ) -> dict[str, dict[str, int]]:
+    @router.get(
+        "/segments/summary",
+        summary="How many customers in each grade and stage.",
+        dependencies=[Depends(reader)],
+    )
+    async def segments() -> dict[str, dict[str, int]]:
         return await repository.segments()
 
     @router.patch("/customers/{customer_id}", summary="Set the account owner (责任人) or tags.")

@@ -19,6 +19,7 @@ from crm_loyalty.domain.rules import LoyaltyRules, Tier
 from crm_loyalty.ports import AccountQueries, AccountRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.http import or_404
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
 from crm_runtime.views import view
 
@@ -134,15 +135,15 @@ def accounts_router(
     reporter = auth.require("supervisor", "ops")
 
     async def load(customer_id: str) -> Account:
-        account = await repository.get(customer_id)
-        if account is None:
-            raise HTTPException(404, f"no loyalty account for customer {customer_id!r}")
-        return account
+        detail = f"no loyalty account for customer {customer_id!r}"
+        return or_404(await repository.get(customer_id), detail)
 
-    @router.get("/accounts/{customer_id}", summary="Balance, tier, progress, points expiring.")
-    async def get_account(
-        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
-    ) -> AccountView:
+    @router.get(
+        "/accounts/{customer_id}",
+        summary="Balance, tier, progress, points expiring.",
+        dependencies=[Depends(reader)],
+    )
+    async def get_account(customer_id: CustomerId) -> AccountView:
         return account_view(await load(customer_id), clock(), rules)
 
     @router.get("/accounts/{customer_id}/ledger", summary="The ledger, newest first, by cursor.")
@@ -171,13 +172,13 @@ def accounts_router(
             200: {"description": "A retry with the same Idempotency-Key: the first result."},
             409: {"description": "Not enough points, or the key was used for another amount."},
         },
+        dependencies=[Depends(redeemer)],
     )
     async def redeem(
         customer_id: CustomerId,
         request: RedemptionRequest,
         key: IdempotencyKey,
         response: Response,
-        principal: Annotated[Principal, Depends(redeemer)],
     ) -> RedemptionView:
         command = commands.Redeem(customer_id, request.points, key)
         try:
@@ -223,8 +224,12 @@ def accounts_router(
         response.status_code = 200 if done.replayed else 201
         return view(AdjustmentView, done.entry, reason=done.entry.reason or "")
 
-    @router.get("/reports/liability", summary="Outstanding points and their expiry profile.")
-    async def liability(principal: Annotated[Principal, Depends(reporter)]) -> dict[str, Any]:
+    @router.get(
+        "/reports/liability",
+        summary="Outstanding points and their expiry profile.",
+        dependencies=[Depends(reporter)],
+    )
+    async def liability() -> dict[str, Any]:
         return await repository.liability(clock())
 
     return router

@@ -84,9 +84,13 @@ def notify_router(repository: Repository, auth: Authenticator, audit: PiiAudit) 
     agent = auth.require("agent", "supervisor")
     ops = auth.require("ops", "supervisor")
 
-    @router.get("/notifications", tags=["notifications"], summary="Paged by cursor.")
+    @router.get(
+        "/notifications",
+        tags=["notifications"],
+        summary="Paged by cursor.",
+        dependencies=[Depends(reader)],
+    )
     async def list_notifications(
-        principal: Annotated[Principal, Depends(reader)],
         customer_id: Annotated[str | None, Query(max_length=128)] = None,
         status: Status | None = None,
         template: Annotated[str | None, Query(max_length=64)] = None,
@@ -112,22 +116,22 @@ def notify_router(repository: Repository, auth: Authenticator, audit: PiiAudit) 
         )
         return notification_view(notification)
 
-    @router.get("/preferences/{customer_id}", tags=["preferences"])
-    async def get_preferences(
-        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
-    ) -> PreferencesView:
+    @router.get("/preferences/{customer_id}", tags=["preferences"], dependencies=[Depends(reader)])
+    async def get_preferences(customer_id: CustomerId) -> PreferencesView:
         found = (await repository.preferences([customer_id])).get(customer_id)
         if found is None:
             raise HTTPException(404, f"no preferences for customer {customer_id!r}")
         return preferences_view(found)
 
     @router.put(
-        "/preferences/{customer_id}", tags=["preferences"], summary="Locale, zone, opt-outs."
+        "/preferences/{customer_id}",
+        tags=["preferences"],
+        summary="Locale, zone, opt-outs.",
+        dependencies=[Depends(agent)],
     )
     async def put_preferences(
         customer_id: CustomerId,
         update: PreferencesUpdate,
-        principal: Annotated[Principal, Depends(agent)],
     ) -> PreferencesView:
         command = commands.UpdatePreferences(
             customer_id, update.locale, update.time_zone, update.opted_out
@@ -140,11 +144,15 @@ def notify_router(repository: Repository, auth: Authenticator, audit: PiiAudit) 
             raise HTTPException(422, str(exc)) from exc
         return preferences_view(found)
 
-    @router.post("/templates/{name}/preview", tags=["templates"], summary="Render (ops).")
+    @router.post(
+        "/templates/{name}/preview",
+        tags=["templates"],
+        summary="Render (ops).",
+        dependencies=[Depends(ops)],
+    )
     async def preview(
         name: Annotated[str, Path(max_length=64)],
         request: PreviewRequest,
-        principal: Annotated[Principal, Depends(ops)],
     ) -> dict[str, Any]:
         template = TEMPLATES.get(name)
         if template is None:

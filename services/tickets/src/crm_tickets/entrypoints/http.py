@@ -157,9 +157,10 @@ def ticket_routes(
         await audit.record(principal, "GET /tickets/{ticket_id}", [ticket.customer_id])
         return ticket_view(ticket, clock(), rules)
 
-    @router.get("/tickets", summary="Find tickets; paged by cursor.")
+    @router.get(
+        "/tickets", summary="Find tickets; paged by cursor.", dependencies=[Depends(reader)]
+    )
     async def list_tickets(
-        principal: Annotated[Principal, Depends(reader)],
         status: Status | None = None,
         priority: Priority | None = None,
         queue: Annotated[str | None, Query(max_length=100)] = None,
@@ -277,24 +278,29 @@ def agent_routes(repository: Repository, auth: Authenticator) -> APIRouter:
     reader = auth.require("agent", "supervisor", "ops")
     supervisor = auth.require("supervisor")
 
-    @router.get("/agents", summary="Agents, their queues, capacity and load.")
-    async def list_agents(principal: Annotated[Principal, Depends(reader)]) -> list[AgentView]:
+    @router.get(
+        "/agents",
+        summary="Agents, their queues, capacity and load.",
+        dependencies=[Depends(reader)],
+    )
+    async def list_agents() -> list[AgentView]:
         return [agent_view(a) for a in await queries.agents(repository)]
 
-    @router.get("/agents/{agent_id}")
-    async def get_agent(
-        agent_id: AgentId, principal: Annotated[Principal, Depends(reader)]
-    ) -> AgentView:
+    @router.get("/agents/{agent_id}", dependencies=[Depends(reader)])
+    async def get_agent(agent_id: AgentId) -> AgentView:
         agent = await repository.agent(agent_id)
         if agent is None:
             raise HTTPException(404, f"no agent {agent_id!r}")
         return agent_view(await queries.with_load(repository, agent))
 
-    @router.put("/agents/{agent_id}", summary="Create or replace (supervisor).")
+    @router.put(
+        "/agents/{agent_id}",
+        summary="Create or replace (supervisor).",
+        dependencies=[Depends(supervisor)],
+    )
     async def put_agent(
         agent_id: AgentId,
         request: AgentRequest,
-        principal: Annotated[Principal, Depends(supervisor)],
     ) -> AgentView:
         command = commands.PutAgent(
             agent_id, request.name, request.queues, request.capacity, request.active
@@ -302,10 +308,10 @@ def agent_routes(repository: Repository, auth: Authenticator) -> APIRouter:
         agent = await commands.put_agent(command, repository)
         return agent_view(await queries.with_load(repository, agent))
 
-    @router.delete("/agents/{agent_id}", summary="Deactivate (supervisor).")
-    async def delete_agent(
-        agent_id: AgentId, principal: Annotated[Principal, Depends(supervisor)]
-    ) -> AgentView:
+    @router.delete(
+        "/agents/{agent_id}", summary="Deactivate (supervisor).", dependencies=[Depends(supervisor)]
+    )
+    async def delete_agent(agent_id: AgentId) -> AgentView:
         try:
             agent = await commands.deactivate_agent(agent_id, repository)
         except NoAgentError as exc:
@@ -328,9 +334,13 @@ def report_routes(
         except ReportRangeError as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    @router.get("/reports/sla", summary="Breach rate and mean times.", responses=RANGE_REFUSED)
+    @router.get(
+        "/reports/sla",
+        summary="Breach rate and mean times.",
+        responses=RANGE_REFUSED,
+        dependencies=[Depends(reporter)],
+    )
     async def sla_report(
-        principal: Annotated[Principal, Depends(reporter)],
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
@@ -340,9 +350,9 @@ def report_routes(
         "/reports/root-causes",
         summary="Complaints by category and root cause.",
         responses=RANGE_REFUSED,
+        dependencies=[Depends(reporter)],
     )
     async def root_causes(
-        principal: Annotated[Principal, Depends(reporter)],
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
