@@ -88,6 +88,8 @@ def test_roles() -> None:
 def test_unknown_roles_are_refused_at_start() -> None:
     with pytest.raises(ValueError, match="unknown roles"):
         Authenticator({"t": ["admin"]})
+    with pytest.raises(ValueError, match="unknown roles"):
+        Authenticator({"t": {"user": "agent-07", "roles": ["admin"]}})
 
 
 # -- BatchConsumer with in-memory collaborators -------------------------------------------------

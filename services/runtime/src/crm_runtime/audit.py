@@ -1,6 +1,7 @@
-"""The audit trail of personal-data reads: who (token id and roles), when, which customer, which
-route. Every route that returns a customer's personal data records the read before answering;
-ops query the trail with `GET /audit/pii-reads`. Entries are kept `retention_days` (TTL index).
+"""The audit trail of personal-data reads: who (`actor`, the user id; `token_id`, the token they
+used; their roles), when, which customer, which route. Every route that returns a customer's
+personal data records the read before answering; ops query the trail with `GET /audit/pii-reads`
+(`?actor=<user id>`). Entries are kept `retention_days` (TTL index).
 """
 
 import uuid
@@ -41,7 +42,8 @@ class PiiAudit:
                 "_id": f"{at:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:12]}",
                 "at": at,
                 "service": self.service,
-                "actor": principal.token_id,
+                "actor": principal.user,
+                "token_id": principal.token_id,
                 "roles": sorted(principal.roles),
                 "customer_id": customer_id,
                 "route": route,

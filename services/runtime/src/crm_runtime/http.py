@@ -148,7 +148,7 @@ def create_http_app(
     )
     async def pii_reads(
         customer_id: Annotated[str | None, Query(max_length=128)] = None,
-        actor: Annotated[str | None, Query(max_length=64, description="token id")] = None,
+        actor: Annotated[str | None, Query(max_length=64, description="user id")] = None,
         since: Annotated[AwareDatetime | None, Query(description="RFC 3339 with zone")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: str | None = None,
@@ -192,7 +192,14 @@ class PiiRead(BaseModel):
     id: str = Field(validation_alias="_id")
     at: datetime
     service: str
-    actor: str = Field(description="The first 12 hex digits of the token's SHA-256.")
+    actor: str = Field(
+        description="The user id of the reader (for a token granting only roles, its token_id)."
+    )
+    token_id: str | None = Field(
+        default=None,
+        description="The token used: the first 12 hex digits of its SHA-256 (absent in reads "
+        "recorded before tokens named a person).",
+    )
     roles: list[str]
     customer_id: str
     route: str

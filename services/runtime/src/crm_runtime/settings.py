@@ -28,6 +28,10 @@ from crm_runtime.crypto import KeyRing
 
 ROLES = ("agent", "supervisor", "ops", "integration")
 
+TokenGrant = list[str] | dict[str, Any]
+"""What one API token grants: `{"user": "<user id>", "roles": [...]}`, or (the earlier form) a
+list of roles. `crm_runtime.auth.Authenticator` checks it at start."""
+
 
 class _EnvSource(EnvSettingsSource):
     """The environment, reading into plain (stdlib) dataclasses too.
@@ -135,15 +139,18 @@ class ServiceSettings(BaseSettings):
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=15.0, gt=0)
 
-    api_tokens: dict[str, list[str]] = Field(
+    api_tokens: dict[str, TokenGrant] = Field(
         default_factory=dict,
         validation_alias=AliasChoices("CRM_API_TOKENS", "api_tokens"),
-        description='JSON: {"<token>": ["agent", "ops"]}. Kept only as SHA-256 hashes in memory.',
+        description='JSON: {"<token>": {"user": "agent-07", "roles": ["agent"]}}; or, the '
+        'earlier form, {"<token>": ["agent"]} (its user is then the token\'s hash prefix). Kept '
+        "only as SHA-256 hashes in memory.",
     )
-    api_token_hashes: dict[str, list[str]] = Field(
+    api_token_hashes: dict[str, TokenGrant] = Field(
         default_factory=dict,
         validation_alias=AliasChoices("CRM_API_TOKEN_HASHES", "api_token_hashes"),
-        description='JSON: {"<sha256 hex of token>": ["agent"]}: no secret in the environment.',
+        description='JSON: {"<sha256 hex of token>": {"user": "agent-07", "roles": ["agent"]}} '
+        "(or a list of roles): no secret in the environment.",
     )
 
     master_keys_file: str = Field(
