@@ -126,3 +126,40 @@ def test_reports_answer_for_a_range_and_refuse_a_bad_one(client: TestClient) -> 
     too_long = {"since": (T0 - timedelta(days=32)).isoformat(), "until": T0.isoformat()}
     refused = client.get("/reports/root-causes", params=too_long)
     assert (refused.status_code, "at most 31 days" in refused.text) == (422, True)
+
+
+def test_my_tickets_are_those_assigned_to_my_user_id_and_history_names_me(
+    repo: InMemoryTickets, audit: Audit
+) -> None:
+    """An agent's id is its user's id: `assignee=me` lists the signed-in user's tickets, and
+    what she does is recorded under her user id."""
+    auth = Authenticator(
+        {
+            "t-07": {"user": "agent-07", "roles": ["agent"]},
+            "t-sup": {"user": "sup-01", "roles": ["supervisor"]},
+        }
+    )
+    app = FastAPI()
+    app.include_router(tickets_router(repo, auth, audit, RULES, lambda: T0, report_max_days=31))
+    sup = TestClient(app, headers={"Authorization": "Bearer t-sup"})
+    agent = TestClient(app, headers={"Authorization": "Bearer t-07"})
+    assert sup.put(
+        "/agents/agent-07", json={"name": "Ann", "queues": ["x"], "capacity": 5}
+    ).is_success
+    assert (
+        sup.put(
+            "/agents/not a user", json={"name": "B", "queues": ["x"], "capacity": 1}
+        ).status_code
+        == 422
+    )
+    mine, other = new_ticket(sup, "c1")["id"], new_ticket(sup, "c2")["id"]
+    assigned = sup.post(f"/tickets/{mine}/assign", json={"assignee": "agent-07"}).json()
+    assert (assigned["assignee"], assigned["history"][-1]["actor"]) == ("agent-07", "sup-01")
+    agent.post(f"/tickets/{mine}/comment", json={"text": "called back"})
+    listed = agent.get("/tickets", params={"assignee": "me"}).json()["items"]
+    assert [t["id"] for t in listed] == [mine]
+    assert other not in [
+        t["id"] for t in sup.get("/tickets", params={"assignee": "me"}).json()["items"]
+    ]
+    history = agent.get(f"/tickets/{mine}").json()["history"]
+    assert history[-1]["actor"] == "agent-07"

@@ -23,7 +23,7 @@ class PatchCustomer:
     changes: dict[str, object]
     """The fields to set, by name: `account_owner` (None: no owner) and/or `tags`."""
     by: str
-    """Who asked (the token's id), kept on the timeline."""
+    """Who asked (the user id), kept on the timeline."""
 
 
 async def patch_customer(

@@ -160,7 +160,7 @@ def customers_router(
         changes = patch.model_dump(exclude_unset=True)
         if not changes:
             raise HTTPException(400, "nothing to change: send account_owner and/or tags")
-        command = commands.PatchCustomer(customer_id, changes, by=principal.token_id)
+        command = commands.PatchCustomer(customer_id, changes, by=principal.user)
         try:
             customer = await commands.patch_customer(command, repository, clock, rules)
         except NoCustomerError as exc:

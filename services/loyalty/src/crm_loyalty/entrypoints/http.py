@@ -209,7 +209,7 @@ def accounts_router(
     ) -> AdjustmentView:
         if request.points == 0:
             raise HTTPException(422, "points may not be 0")
-        reason = f"{request.reason} (by {principal.token_id})"
+        reason = f"{request.reason} (by {principal.user})"
         command = commands.Adjust(customer_id, request.points, reason, key)
         try:
             done = await commands.adjust(command, repository, clock, rules)

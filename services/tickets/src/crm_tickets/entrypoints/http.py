@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Protocol
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.auth import USER_ID_PATTERN, Authenticator, Principal
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
 from crm_runtime.sweeps import Clock
 from crm_tickets import commands, queries
@@ -25,6 +25,11 @@ from crm_tickets.queries import ReportRangeError, TicketFilter, TicketQueries, T
 
 TicketId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\s]+$")]
 AgentId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+NewAgentId = Annotated[
+    str, Path(pattern=USER_ID_PATTERN, description="The agent's user id (who signs in as it).")
+]
+ME = "me"
+"""`GET /tickets?assignee=me`: the signed-in user's tickets (an agent's id is its user id)."""
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
@@ -135,7 +140,7 @@ def ticket_routes(
         command = commands.OpenTicket(
             customer_id=request.customer_id,
             description=request.description,
-            actor=principal.token_id,
+            actor=principal.user,
             channel=request.channel,
             category=request.category,
             severity=request.severity,
@@ -157,20 +162,24 @@ def ticket_routes(
         await audit.record(principal, "GET /tickets/{ticket_id}", [ticket.customer_id])
         return ticket_view(ticket, clock(), rules)
 
-    @router.get(
-        "/tickets", summary="Find tickets; paged by cursor.", dependencies=[Depends(reader)]
-    )
+    @router.get("/tickets", summary="Find tickets; paged by cursor.")
     async def list_tickets(
+        principal: Annotated[Principal, Depends(reader)],
         status: Status | None = None,
         priority: Priority | None = None,
         queue: Annotated[str | None, Query(max_length=100)] = None,
-        assignee: Annotated[str | None, Query(max_length=128)] = None,
+        assignee: Annotated[
+            str | None,
+            Query(max_length=128, description="An agent's id (its user id), or `me`."),
+        ] = None,
         customer_id: Annotated[str | None, Query(max_length=128)] = None,
         breached: bool | None = None,
         flagged: bool | None = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[TicketSummary]:
+        if assignee == ME:
+            assignee = principal.user
         where = TicketFilter(status, priority, queue, assignee, customer_id, breached, flagged)
         items = await repository.find(where, after_id(cursor), limit)
         next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
@@ -208,7 +217,7 @@ def action_routes(
         request: AssignRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        command = commands.Assign(ticket_id, request.assignee, principal.token_id)
+        command = commands.Assign(ticket_id, request.assignee, principal.user)
         return await answer(
             principal,
             "POST /tickets/{ticket_id}/assign",
@@ -221,7 +230,7 @@ def action_routes(
         request: CommentRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        command = commands.Comment(ticket_id, request.text, principal.token_id, request.public)
+        command = commands.Comment(ticket_id, request.text, principal.user, request.public)
         return await answer(
             principal,
             "POST /tickets/{ticket_id}/comment",
@@ -234,7 +243,7 @@ def action_routes(
         request: StatusRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        command = commands.ChangeStatus(ticket_id, request.status, principal.token_id)
+        command = commands.ChangeStatus(ticket_id, request.status, principal.user)
         return await answer(
             principal,
             "POST /tickets/{ticket_id}/status",
@@ -247,9 +256,7 @@ def action_routes(
         request: ResolveRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        command = commands.Resolve(
-            ticket_id, request.root_causes, principal.token_id, request.summary
-        )
+        command = commands.Resolve(ticket_id, request.root_causes, principal.user, request.summary)
         return await answer(
             principal,
             "POST /tickets/{ticket_id}/resolve",
@@ -262,7 +269,7 @@ def action_routes(
         request: ReopenRequest,
         principal: Annotated[Principal, Depends(worker)],
     ) -> dict[str, Any]:
-        command = commands.Reopen(ticket_id, principal.token_id, request.reason)
+        command = commands.Reopen(ticket_id, principal.user, request.reason)
         return await answer(
             principal,
             "POST /tickets/{ticket_id}/reopen",
@@ -299,7 +306,7 @@ def agent_routes(repository: Repository, auth: Authenticator) -> APIRouter:
         dependencies=[Depends(supervisor)],
     )
     async def put_agent(
-        agent_id: AgentId,
+        agent_id: NewAgentId,
         request: AgentRequest,
     ) -> AgentView:
         command = commands.PutAgent(
