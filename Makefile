@@ -13,7 +13,7 @@ STACK := $(BIN)/python deploy/local/stack.py
 help:
 	@echo "make demo   - start the local stack and the services, replay realistic traffic, print a summary"
 	@echo "make test   - lint, then every test (unit, integration, e2e) on a real Kafka + MongoDB-wire server"
-	@echo "make up     - start Kafka, SecantusDB and the services in the background; print URLs and the dev token"
+	@echo "make up     - start Kafka, SecantusDB and the services in the background; print URLs, the dev token and the demo users"
 	@echo "make down   - stop what 'make up' started (data stays in .local/)"
 	@echo "make lint   - ruff, ruff format --check, mypy, lint-imports"
 	@echo "make schemas - regenerate contracts/schemas after a contract change"

@@ -295,6 +295,10 @@ def main() -> None:
             f"http://127.0.0.1:{tickets_port}/agents/agent-{n + 1}",
             {"name": f"Agent {n + 1}", "queues": [queue], "capacity": 20},
         )
+    put(  # the demo user agent-07 (stack.DEMO_USERS) is an agent too: her tickets, assignee=me
+        f"http://127.0.0.1:{tickets_port}/agents/agent-07",
+        {"name": "Agent 07", "queues": ["delivery", "service"], "capacity": 20},
+    )
     ports = (archive_port, loyalty_port, tickets_port, notify_port)
     before = {port: handled(port) for port in ports}
     archive_before = stack.metric(archive_port, "crm_events_processed_total")

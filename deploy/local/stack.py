@@ -37,6 +37,14 @@ LOCAL = ROOT / ".local"
 CACHE = ROOT / ".cache"
 KAFKA_POM = HERE / "kafka" / "pom.xml"
 DEV_TOKEN = "crm-dev-token"
+DEMO_USERS: dict[str, dict[str, Any]] = {
+    DEV_TOKEN: {"user": "dev", "roles": ["agent", "supervisor", "ops", "integration"]},
+    "crm-demo-agent-07": {"user": "agent-07", "roles": ["agent"]},
+    "crm-demo-owner-01": {"user": "owner-01", "roles": ["agent"]},
+    "crm-demo-sup-01": {"user": "sup-01", "roles": ["supervisor"]},
+}
+"""The local stack's people, by token: the dev token (all roles) and a few named demo users (an
+agent, an account owner, a supervisor). Never configure these tokens anywhere else."""
 SERVICES: dict[str, int] = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
 """Services of the suite and their HTTP ports."""
 
@@ -541,7 +549,7 @@ def service_env(
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "MONGODB_URL": mongodb_url,
-        "CRM_API_TOKENS": f'{{"{DEV_TOKEN}": ["agent", "supervisor", "ops", "integration"]}}',
+        "CRM_API_TOKENS": json.dumps(DEMO_USERS),
         "CRM_MASTER_KEYS_FILE": os.environ.get("CRM_MASTER_KEYS_FILE", str(dev_keys_file())),
         f"{prefix}HTTP_PORT": str(port),
         "PYTHONUNBUFFERED": "1",
@@ -679,6 +687,10 @@ class LocalStack:
         for name, port in self.services.items():
             print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
         print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
+        print("  demo users:  (user, roles: token)")
+        for token, person in DEMO_USERS.items():
+            if token != DEV_TOKEN:
+                print(f"    {person['user']:<10} {', '.join(person['roles']):<11} {token}")
         if self._running("prometheus"):
             print(f"  Prometheus:  http://127.0.0.1:{PROMETHEUS_PORT}  (/alerts, /rules, /graph)")
         print(f"  mail:        {self.root / 'mail'}  (what notify sent, as a maildir)")
