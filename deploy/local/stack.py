@@ -687,7 +687,7 @@ class LocalStack:
         for name, port in self.services.items():
             print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
         print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
-        print("  demo users:  (user, roles: token)")
+        print("  demo users:  user       roles       token")
         for token, person in DEMO_USERS.items():
             if token != DEV_TOKEN:
                 print(f"    {person['user']:<10} {', '.join(person['roles']):<11} {token}")
