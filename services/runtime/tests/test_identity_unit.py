@@ -85,8 +85,14 @@ def test_user_ids_of_letters_digits_and_dot_underscore_at_dash_are_accepted(user
         {"user": "agent-07"},
         {"user": "agent-07", "roles": ["agent"], "role": "ops"},
         {"user": "agent-07", "roles": "agent"},
+        "agent",
     ],
 )
-def test_a_malformed_grant_is_refused_at_start(grant: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="API token"):
-        Authenticator({"t": grant})
+def test_a_malformed_grant_is_refused_at_start_without_naming_the_token(
+    grant: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_API_TOKENS", json.dumps({"secret-token": grant}))
+    settings = ServiceSettings()
+    with pytest.raises(ValueError, match="API token") as refused:
+        Authenticator(settings.api_tokens)
+    assert "secret-token" not in str(refused.value)

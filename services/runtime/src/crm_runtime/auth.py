@@ -13,15 +13,19 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from crm_runtime.settings import ROLES, TokenGrant
+from crm_runtime.settings import ROLES
 
 DEV_TOKEN = "crm-dev-token"
 """The documented token of the local stack (all roles). Never configure it anywhere else."""
+
+TokenGrant = list[str] | dict[str, Any]
+"""What one API token grants: `{"user": "<user id>", "roles": [...]}`, or (the earlier form) a
+list of roles."""
 
 USER_ID_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
 """A user id: 1 to 64 letters, digits, `.`, `_`, `@` or `-` (safe in a URL, a log, a query)."""
@@ -55,6 +59,8 @@ def _grant(token_id: str, grant: TokenGrant) -> _Grant:
     where = f"API token {token_id}"
     if isinstance(grant, list):
         user, roles = None, grant
+    elif not isinstance(grant, dict):
+        raise ValueError(f'{where}: expected {{"user": "<user id>", "roles": [...]}} or [roles]')
     else:
         unknown_keys = set(grant) - {"user", "roles"}
         if unknown_keys or "user" not in grant or "roles" not in grant:

@@ -28,10 +28,6 @@ from crm_runtime.crypto import KeyRing
 
 ROLES = ("agent", "supervisor", "ops", "integration")
 
-TokenGrant = list[str] | dict[str, Any]
-"""What one API token grants: `{"user": "<user id>", "roles": [...]}`, or (the earlier form) a
-list of roles. `crm_runtime.auth.Authenticator` checks it at start."""
-
 
 class _EnvSource(EnvSettingsSource):
     """The environment, reading into plain (stdlib) dataclasses too.
@@ -139,14 +135,16 @@ class ServiceSettings(BaseSettings):
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=15.0, gt=0)
 
-    api_tokens: dict[str, TokenGrant] = Field(
+    # Each grant is read as `Any` and checked by `crm_runtime.auth.Authenticator`, whose messages
+    # name a token by its id: a pydantic error would name the plaintext token as its location.
+    api_tokens: dict[str, Any] = Field(
         default_factory=dict,
         validation_alias=AliasChoices("CRM_API_TOKENS", "api_tokens"),
         description='JSON: {"<token>": {"user": "agent-07", "roles": ["agent"]}}; or, the '
         'earlier form, {"<token>": ["agent"]} (its user is then the token\'s hash prefix). Kept '
         "only as SHA-256 hashes in memory.",
     )
-    api_token_hashes: dict[str, TokenGrant] = Field(
+    api_token_hashes: dict[str, Any] = Field(
         default_factory=dict,
         validation_alias=AliasChoices("CRM_API_TOKEN_HASHES", "api_token_hashes"),
         description='JSON: {"<sha256 hex of token>": {"user": "agent-07", "roles": ["agent"]}} '
