@@ -11,7 +11,8 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from crm_archive.domain.rules import ArchiveRules, within
+from crm_archive.domain.rules import ArchiveRules
+from crm_runtime.bounds import within
 from crm_runtime.settings import ServiceSettings
 
 

@@ -13,8 +13,9 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from crm_runtime.bounds import within
 from crm_runtime.settings import ServiceSettings
-from crm_tickets.domain.rules import TicketRules, within
+from crm_tickets.domain.rules import TicketRules
 
 
 class TicketsSettings(ServiceSettings):

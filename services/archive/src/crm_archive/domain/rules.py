@@ -5,7 +5,6 @@ with an example. Thresholds come from `ArchiveRules`, declared here once and nes
 settings: `CRM_ARCHIVE_RULES__<NAME>` sets one (e.g. `CRM_ARCHIVE_RULES__VIP_SPEND=5000`).
 """
 
-import operator
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,24 +12,11 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Literal
 
+from crm_runtime.bounds import within
+
 Stage = Literal["potential", "new", "active", "loyal", "at_risk", "churned", "one_time"]
 Grade = Literal["vip", "ordinary", "potential"]
 ChurnReason = Literal["purchase_interval", "complaints", "low_csat"]
-
-_BOUNDS = {
-    "ge": ("greater than or equal to", operator.ge),
-    "gt": ("greater than", operator.gt),
-    "le": ("less than or equal to", operator.le),
-    "lt": ("less than", operator.lt),
-}
-
-
-def within(name: str, value: float, **bounds: float) -> None:
-    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
-    for kind, limit in bounds.items():
-        words, holds = _BOUNDS[kind]
-        if not holds(value, limit):
-            raise ValueError(f"{name} must be {words} {limit}")
 
 
 @dataclass(frozen=True)

@@ -7,31 +7,15 @@ examples. Pure code: no I/O, no framework.
 """
 
 import calendar
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Literal
 
+from crm_runtime.bounds import within
+
 Tier = Literal["standard", "silver", "gold", "diamond"]
 TIERS: tuple[Tier, ...] = ("standard", "silver", "gold", "diamond")
-
-
-_BOUNDS: dict[str, tuple[str, Callable[[Decimal | float, float], bool]]] = {
-    "ge": ("greater than or equal to", operator.ge),
-    "gt": ("greater than", operator.gt),
-    "le": ("less than or equal to", operator.le),
-    "lt": ("less than", operator.lt),
-}
-
-
-def within(name: str, value: Decimal | float, **bounds: float) -> None:
-    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
-    for kind, limit in bounds.items():
-        words, holds = _BOUNDS[kind]
-        if not holds(value, limit):
-            raise ValueError(f"{name} must be {words} {limit}")
 
 
 def tier_rank(tier: Tier) -> int:

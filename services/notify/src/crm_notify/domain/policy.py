@@ -7,32 +7,16 @@ is declared here once and nested in the settings: `CRM_NOTIFY_RULES__DAILY_CAP=5
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from crm_runtime.bounds import within
+
 Channel = Literal["email", "sms", "webhook"]
 Purpose = Literal["transactional", "marketing", "staff"]
 Status = Literal["queued", "deferred", "sending", "sent", "failed", "suppressed"]
-
-
-_BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
-    "ge": ("greater than or equal to", operator.ge),
-    "gt": ("greater than", operator.gt),
-    "le": ("less than or equal to", operator.le),
-    "lt": ("less than", operator.lt),
-}
-
-
-def within(name: str, value: float, **bounds: float) -> None:
-    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
-    for kind, limit in bounds.items():
-        words, holds = _BOUNDS[kind]
-        if not holds(value, limit):
-            raise ValueError(f"{name} must be {words} {limit}")
 
 
 @dataclass

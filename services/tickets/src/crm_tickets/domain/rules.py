@@ -5,11 +5,10 @@ settings: `CRM_TICKETS_RULES__<NAME>` sets one (e.g. `CRM_TICKETS_RULES__AUTO_CL
 calendar's as `CRM_TICKETS_RULES__CALENDAR__<NAME>`.
 """
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from crm_runtime.bounds import within
 from crm_tickets.domain.calendar import BusinessCalendar
 
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -22,21 +21,6 @@ SEVERITY_PRIORITY: dict[str, Priority] = {
     "low": "P4",
 }
 SUPERVISOR_QUEUE = "supervisors"
-
-_BOUNDS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
-    "ge": ("greater than or equal to", operator.ge),
-    "gt": ("greater than", operator.gt),
-    "le": ("less than or equal to", operator.le),
-    "lt": ("less than", operator.lt),
-}
-
-
-def within(name: str, value: float, **bounds: float) -> None:
-    """Raise a ValueError worded as pydantic's when `value` is out of `ge`, `gt`, `le`, `lt`."""
-    for kind, limit in bounds.items():
-        words, holds = _BOUNDS[kind]
-        if not holds(value, limit):
-            raise ValueError(f"{name} must be {words} {limit}")
 
 
 @dataclass(frozen=True)
