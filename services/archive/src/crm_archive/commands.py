@@ -9,7 +9,7 @@ on a fresh read (`retry_on_conflict`), so neither the event nor the staff change
 
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from crm_archive.domain.customer import Customer, NoCustomerError
@@ -61,6 +61,11 @@ async def patch_customer(
 ContactChannel = Literal["call", "email", "visit", "meeting", "wechat", "social"]
 CONTACT_LOGGED = "contact.logged"
 """The timeline type of a contact, made by staff or logged by the call center."""
+
+
+def to_milliseconds(at: datetime) -> datetime:
+    """The time as MongoDB keeps it: what a command answers is what a later read gives back."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -135,7 +140,7 @@ async def log_contact(
                     f"Idempotency-Key {command.key!r} was used for another contact"
                 )
             return Logged(first, replayed=True)
-        now = clock()
+        now = to_milliseconds(clock())
         customer.log_contact(now)
         events = customer.evaluate(now, rules)
         summary = None if erased else command.summary
@@ -166,7 +171,8 @@ async def add_note(command: AddNote, repository: CustomerRepository, clock: Cloc
         raise NoCustomerError(command.customer_id)
     if customer.erased_at is not None:
         raise CustomerErasedError(f"customer {command.customer_id!r} was erased")
-    note = Note(f"note-{uuid.uuid4()}", customer.id, clock(), command.by, command.text)
+    at = to_milliseconds(clock())
+    note = Note(f"note-{uuid.uuid4()}", customer.id, at, command.by, command.text)
     # A note races an erasure harmlessly: sealed under a key the erasure destroys.
     await repository.save(Changes(notes=[note]))
     return note
