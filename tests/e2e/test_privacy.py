@@ -64,7 +64,7 @@ def suite(stack: Stack, smtp: SmtpServer) -> Iterator[dict[str, ServiceProcess]]
 
 
 def live_through_the_suite(stack: Stack, p: Person) -> None:
-    """Register, buy, complain (free text with the phone and name), answer a survey."""
+    """Register, buy, complain and call (free text with the phone and name)."""
     registration = {
         "name": p.name,
         "phone": p.phone,
@@ -91,11 +91,29 @@ def live_through_the_suite(stack: Stack, p: Person) -> None:
         "severity": "high",
         "description": f"{p.name} 说包裹破损，请回电 {p.phone} 或发邮件 {p.email}",
     }
+    call = {
+        "contact_id": unique("C"),
+        "agent_id": "cc-1",
+        "channel": "phone",
+        "direction": "in",
+        "summary": f"{p.name} 来电，回拨 {p.phone}",
+    }
     send(
         stack,
         "callcenter.v1",
         (p.customer_id, cloud_event("complaint.reported", p.customer_id, complaint)),
+        (p.customer_id, cloud_event("contact.logged", p.customer_id, call)),
     )
+
+
+def staff_write_about(archive: ServiceProcess, p: Person) -> None:
+    """A visit logged (its summary naming the person) and an internal note, by staff."""
+    visit = {"channel": "visit", "summary": f"拜访 {p.name}，邮箱 {p.email}"}
+    key = {"Idempotency-Key": unique("visit")}
+    logged = archive.post(f"/customers/{p.customer_id}/contacts", visit, headers=key)
+    assert logged.status_code == 201, logged.text
+    note = {"text": f"{p.name} 的私人电话 {p.phone}"}
+    assert archive.post(f"/customers/{p.customer_id}/notes", note).status_code == 201
 
 
 def settled(suite: dict[str, ServiceProcess], smtp: SmtpServer, p: Person) -> str:
@@ -150,6 +168,8 @@ def test_no_plaintext_phone_email_or_name_in_any_database_or_log(
     for p in PEOPLE:
         live_through_the_suite(stack, p)
     ticket_ids = {p.customer_id: settled(suite, smtp, p) for p in PEOPLE}
+    for p in PEOPLE:
+        staff_write_about(suite["archive"], p)
     first = PEOPLE[0]
     comment = {"text": f"已致电 {first.phone}，{first.name} 确认收到补发", "public": True}
     assert (
@@ -162,6 +182,16 @@ def test_no_plaintext_phone_email_or_name_in_any_database_or_log(
     ticket = suite["tickets"].get(f"/tickets/{ticket_ids[first.customer_id]}").json()
     assert first.phone in ticket["description"]
     assert first.name in ticket["comments"][0]["text"]
+    notes = suite["archive"].get(f"/customers/{first.customer_id}/notes").json()["items"]
+    assert first.phone in notes[0]["text"]
+
+    def contact_summaries() -> list[str] | None:
+        path = f"/customers/{first.customer_id}/timeline"
+        items = suite["archive"].get(path).json()["items"]
+        found = [e["summary"] for e in items if e["type"] == "contact.logged"]
+        return found if len(found) == 2 else None
+
+    assert all(first.name in summary for summary in eventually(contact_summaries, timeout=30))
     found = suite["archive"].get("/customers", q=first.phone).json()["items"]
     assert [c["id"] for c in found] == [first.customer_id], "phone lookup by keyed hash"
     found = suite["archive"].get("/customers", q=first.email.upper()).json()["items"]
@@ -195,6 +225,7 @@ def test_erasure_is_confirmed_by_every_service_within_10_s_and_nothing_personal_
 ) -> None:
     p, ticket_id = a_customer_everywhere(stack, suite, smtp, "慕容复")
     archive = suite["archive"]
+    staff_write_about(archive, p)
     assert archive.get(f"/customers/{p.customer_id}/erasure").status_code == 404
     before = suite["loyalty"].get(f"/accounts/{p.customer_id}").json()["balance"]
 
@@ -217,6 +248,11 @@ def test_erasure_is_confirmed_by_every_service_within_10_s_and_nothing_personal_
     assert customer["erased"]
     assert all(v is None for v in customer["profile"].values() if v != "")
     assert customer["value"]["order_count"] == 2, "the figures stay"
+    notes = archive.get(f"/customers/{p.customer_id}/notes").json()["items"]
+    assert [n["text"] for n in notes] == [None], "the note's text goes"
+    timeline = archive.get(f"/customers/{p.customer_id}/timeline").json()["items"]
+    contacts = [e for e in timeline if e["type"] == "contact.logged"]
+    assert [e["summary"] for e in contacts] == [None] * len(contacts), "the summaries go"
     export = archive.get(f"/customers/{p.customer_id}/export").text
     assert not [n for n in p.needles() if n in export], "the export holds nothing personal"
     assert archive.get("/customers", q=p.phone).json()["items"] == []

@@ -1,6 +1,7 @@
 """An in-memory customer repository: the unit tests' stand-in for MongoDB (both ports)."""
 
 import copy
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from crm_archive.adapters.pii import normalise_email, normalise_phone
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
-from crm_archive.ports import Changes, CustomerFilter, CustomerRow, TimelineEntry
+from crm_archive.ports import Changes, CustomerFilter, CustomerRow, Note, TimelineEntry
 from crm_contracts import CloudEvent
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
@@ -20,6 +21,7 @@ class InMemoryCustomers:
     def __init__(self) -> None:
         self.customers: dict[str, Customer] = {}
         self.timeline: list[TimelineEntry] = []
+        self.notes: list[Note] = []
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
         self.apart: dict[str, dict[tuple[str, str], Any]] = {}
@@ -75,13 +77,20 @@ class InMemoryCustomers:
         due = [c for c in self.customers.values() if c.next_review_at and c.next_review_at <= now]
         return [c.id for c in sorted(due, key=lambda c: c.next_review_at or now)][:limit]
 
+    async def timeline_entry(self, event_id: str) -> TimelineEntry | None:
+        return next((e for e in self.timeline if e.event_id == event_id), None)
+
     async def save(self, changes: Changes) -> None:
         """As the MongoDB repository: all or nothing, and a record changed since it was read
-        (another version stored) is a `ConcurrencyConflictError`."""
+        (another version stored) is a `ConcurrencyConflictError`; an erased customer's
+        summaries and note texts are gone (as when its data key is destroyed)."""
         for customer in changes.customers:
             stored = self.customers.get(customer.id)
             if (stored.version if stored else 0) != customer.version:
                 raise ConcurrencyConflictError(f"customer {customer.id} changed concurrently")
+        written = {e.event_id for e in self.timeline} if changes.timeline else set()
+        if any(e.event_id in written for e in changes.timeline):
+            raise ConcurrencyConflictError("a timeline entry exists already")
         for customer in changes.customers:
             facts = self.apart.setdefault(customer.id, {})
             facts.update({("order", i): copy.deepcopy(o) for i, o in customer.apart.orders.items()})
@@ -92,6 +101,15 @@ class InMemoryCustomers:
             customer.saved()
             self.customers[customer.id] = copy.deepcopy(customer)
         self.timeline.extend(changes.timeline)
+        self.notes.extend(changes.notes)
+        erased = {i for i, c in self.customers.items() if c.erased_at is not None}
+        self.timeline = [
+            dataclasses.replace(e, summary=None) if e.customer_id in erased else e
+            for e in self.timeline
+        ]
+        self.notes = [
+            dataclasses.replace(n, text=None) if n.customer_id in erased else n for n in self.notes
+        ]
         self.processed.update(e.id for e in changes.applied)
         self.outbox.extend(changes.outbound)
 
@@ -150,6 +168,16 @@ class InMemoryCustomers:
                 if ((e.at, e.event_id) < after if newest_first else (e.at, e.event_id) > after)
             ]
         return entries[:limit]
+
+    async def notes_page(
+        self, customer_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Note]:
+        notes = sorted(
+            (n for n in self.notes if n.customer_id == customer_id),
+            key=lambda n: (n.at, n.note_id),
+            reverse=True,
+        )
+        return [n for n in notes if after is None or (n.at, n.note_id) < after][:limit]
 
     async def timeline_entries(self, customer_id: str) -> AsyncIterator[TimelineEntry]:
         for entry in await self.timeline_page(customer_id, None, len(self.timeline), False):

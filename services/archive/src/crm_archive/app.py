@@ -10,6 +10,7 @@ from crm_archive import handlers, metrics
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.entrypoints import kafka
 from crm_archive.entrypoints.http import customers_router
+from crm_archive.entrypoints.staff import staff_router
 from crm_archive.settings import ArchiveSettings
 from crm_runtime.crypto import CustomerKeys
 from crm_runtime.http import create_http_app
@@ -43,5 +44,8 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
         runtime,
         title="CRM archive",
         description="The customer ledger (客户档案): profile, timeline, value, grade, stage, risk.",
-        routers=[customers_router(repository, runtime.auth, runtime.audit, rules, clock)],
+        routers=[
+            customers_router(repository, runtime.auth, runtime.audit, rules, clock),
+            staff_router(repository, runtime.auth, runtime.audit, rules, clock),
+        ],
     )

@@ -115,6 +115,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
     """Change the customer by one inbound event; return its timeline entry."""
     at, data = event.time, event.data
     summary: dict[str, Any] = {}
+    text: str | None = None  # free text kept sealed with the entry (personal data)
     match data:
         case members_v1.CustomerRegistered():
             consents: dict[str, dict[str, bool]] = {
@@ -171,6 +172,8 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
                 "duration_s": data.duration_s,
                 "sentiment": data.sentiment,
             }
+            # Personal data arriving after an erasure is not taken in.
+            text = data.summary if customer.erased_at is None else None
         case callcenter_v1.ComplaintReported():
             customer.complain(data.complaint_id, at)
             summary = {
@@ -208,6 +211,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         at,
         event.type,
         {k: v for k, v in summary.items() if v is not None},
+        summary=text,
     )
 
 

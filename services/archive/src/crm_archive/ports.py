@@ -23,13 +23,29 @@ from crm_runtime.outbox import OutboundMessage
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    """One interaction on a customer's timeline. `data` holds no personal data."""
+    """One interaction on a customer's timeline. `data` holds no personal data; `summary` (a
+    contact's free text) may: the adapter seals it under the customer's data key, and an
+    erasure destroys that key and nulls it."""
 
     event_id: str
     customer_id: str
     at: datetime
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    summary: str | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """An internal note staff wrote about a customer. `text` is personal data: sealed at rest
+    under the customer's data key, None once the customer is erased."""
+
+    note_id: str
+    customer_id: str
+    at: datetime
+    by: str
+    """The author's user id."""
+    text: str | None
 
 
 @dataclass
@@ -42,6 +58,7 @@ class Changes:
     applied: list[CloudEvent[Any]] = field(default_factory=list)
     """The inbound events applied (the inbox): a redelivery of one changes nothing."""
     outbound: list[OutboundMessage] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
 
 class CustomerRepository(Protocol):
@@ -57,10 +74,15 @@ class CustomerRepository(Protocol):
 
     async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
 
+    async def timeline_entry(self, event_id: str) -> TimelineEntry | None:
+        """One timeline entry by id, its summary opened (None once the customer is erased)."""
+        ...
+
     async def save(self, changes: Changes) -> None:
         """One transaction: the records (optimistic on `version`: `ConcurrencyConflictError`
-        when one changed since it was read), what they keep apart, the timeline, the inbox, the
-        outbox, and the destruction of erased customers' data keys."""
+        when one changed since it was read), what they keep apart, the timeline, the notes, the
+        inbox, the outbox, and the erasure of erased customers (data keys destroyed, the
+        summaries of their timeline and the texts of their notes nulled)."""
         ...
 
 
@@ -109,6 +131,13 @@ class CustomerQueries(Protocol):
         self, customer_id: str, after: tuple[datetime, str] | None, limit: int, newest_first: bool
     ) -> list[TimelineEntry]:
         """`after`: (at, event id) of the last entry of the previous page."""
+        ...
+
+    async def notes_page(
+        self, customer_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Note]:
+        """A customer's notes, newest first, texts opened; `after`: (at, note id) of the last
+        note of the previous page."""
         ...
 
     def timeline_entries(self, customer_id: str) -> AsyncIterator[TimelineEntry]:

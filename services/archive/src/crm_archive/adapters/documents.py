@@ -1,6 +1,6 @@
 """How the archive's records are stored: the customer document, the facts it keeps apart
-(`facts_apart`), the timeline entries. Figures are the domain's (`Customer.figures`): stored, not
-computed here."""
+(`facts_apart`), the timeline entries and the notes (their free texts sealed). Figures are the
+domain's (`Customer.figures`): stored, not computed here."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +13,7 @@ from crm_archive.domain.apart import Earlier
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order, Survey
 from crm_archive.domain.value import Figures
-from crm_archive.ports import CustomerRow, TimelineEntry
+from crm_archive.ports import CustomerRow, Note, TimelineEntry
 from crm_runtime.crypto import FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document
@@ -225,12 +225,25 @@ def _by_time(item: tuple[str, datetime]) -> tuple[datetime, str]:
     return item[1], item[0]
 
 
-def timeline_document(entry: TimelineEntry) -> Document:
-    return dataclass_document(entry, "event_id")
+def timeline_document(entry: TimelineEntry, cipher: FieldCipher) -> Document:
+    """A contact's summary is sealed under the customer's data key (None when erased)."""
+    summary = cipher.seal(f"{entry.event_id}/summary", entry.summary)
+    return dataclass_document(entry, "event_id", summary=summary)
 
 
-def timeline_entry(doc: Document) -> TimelineEntry:
-    return dataclass_from(TimelineEntry, doc, "event_id")
+def timeline_entry(doc: Document, cipher: FieldCipher) -> TimelineEntry:
+    summary = cipher.open(f"{doc['_id']}/summary", doc.get("summary"))
+    return dataclass_from(TimelineEntry, doc, "event_id", summary=summary)
+
+
+def note_document(note: Note, cipher: FieldCipher) -> Document:
+    """The text is sealed under the customer's data key (None when erased)."""
+    return dataclass_document(note, "note_id", text=cipher.seal(f"{note.note_id}/text", note.text))
+
+
+def note_from(doc: Document, cipher: FieldCipher) -> Note:
+    text = cipher.open(f"{doc['_id']}/text", doc.get("text"))
+    return dataclass_from(Note, doc, "note_id", text=text)
 
 
 def customer_row(doc: Document) -> CustomerRow:

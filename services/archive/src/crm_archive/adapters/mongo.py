@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -16,6 +17,8 @@ from crm_archive.adapters.documents import (
     apart_id,
     customer_row,
     from_document,
+    note_document,
+    note_from,
     order_from,
     order_key,
     timeline_document,
@@ -26,9 +29,9 @@ from crm_archive.adapters.pii import SEALED, has_personal_data, lookup_key_for_q
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order, Survey
-from crm_archive.ports import Changes, CustomerFilter, CustomerRow, TimelineEntry
+from crm_archive.ports import Changes, CustomerFilter, CustomerRow, Note, TimelineEntry
 from crm_contracts import CloudEvent
-from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys
+from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.mongo import Document, due_ids, save_versioned
 from crm_runtime.uow import UnitOfWork
 
@@ -43,6 +46,7 @@ class MongoCustomerRepository:
         self.customers: AsyncCollection[Document] = database["customers"]
         self.timeline: AsyncCollection[Document] = database["timeline"]
         self.apart: AsyncCollection[Document] = database[APART]
+        self.notes: AsyncCollection[Document] = database["notes"]
         self.uow = uow
         self.keys = keys
 
@@ -59,6 +63,9 @@ class MongoCustomerRepository:
             await self.customers.create_index(keys)
         await self.timeline.create_index(
             [("customer_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
+        )
+        await self.notes.create_index(
+            [("customer_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]
         )
         await self.apart.create_index(
             [
@@ -140,26 +147,26 @@ class MongoCustomerRepository:
 
     async def save(self, changes: Changes) -> None:
         """One transaction: customers (optimistic on `version`), what they keep apart, timeline,
-        inbox, outbox, and the destruction of erased customers' data keys."""
+        notes, inbox, outbox, and the erasure of erased customers: data keys destroyed, the
+        summaries of their timeline and the texts of their notes nulled."""
         customers = changes.customers
-        erased = [c.id for c in customers if c.erased_at is not None]
+        forgotten = {c.id for c in customers if c.erased_at is not None}
+        erased = sorted(forgotten)
         if erased:  # only those not yet shredded: a tombstone keeps its first `destroyed_at`
             known = await self.keys.ciphers(erased)
             erased = [customer_id for customer_id in erased if not known[customer_id].destroyed]
-        ciphers = await self.keys.ciphers(
-            (c.id for c in customers if c.erased_at is None and has_personal_data(c.profile)),
-            create=True,
-        )
+        texts = {e.customer_id for e in changes.timeline if e.summary is not None} | {
+            n.customer_id for n in changes.notes if n.text is not None
+        }
+        profiles = {c.id for c in customers if c.erased_at is None and has_personal_data(c.profile)}
+        # A customer's key destroyed earlier stays destroyed: what it would seal is dropped.
+        ciphers = await self.keys.ciphers((profiles | texts) - forgotten, create=True)
+
+        def cipher(customer_id: str) -> FieldCipher:
+            return SHREDDED if customer_id in forgotten else ciphers.get(customer_id, NO_KEY)
+
         ring = self.keys.ring
-        documents = [
-            (
-                to_document(
-                    c, SHREDDED if c.erased_at is not None else ciphers.get(c.id, NO_KEY), ring
-                ),
-                c.version,
-            )
-            for c in customers
-        ]
+        documents = [(to_document(c, cipher(c.id), ring), c.version) for c in customers]
         apart: list[ReplaceOne[Document] | DeleteOne] = []
         for customer in customers:
             put, gone = apart_documents(customer)
@@ -167,15 +174,41 @@ class MongoCustomerRepository:
             apart += [DeleteOne({"_id": i}) for i in gone]
         async with self.uow.commit(changes.applied, changes.outbound) as session:
             await self.keys.destroy(erased, session=session)
+            if erased:
+                await self._forget_texts(erased, session)
             await save_versioned(self.customers, documents, session, what="customer")
             if apart:
                 await self.apart.bulk_write(apart, ordered=False, session=session)
             if changes.timeline:
                 await self.timeline.insert_many(
-                    [timeline_document(e) for e in changes.timeline], session=session
+                    [timeline_document(e, cipher(e.customer_id)) for e in changes.timeline],
+                    session=session,
+                )
+            if changes.notes:
+                await self.notes.insert_many(
+                    [note_document(n, cipher(n.customer_id)) for n in changes.notes],
+                    session=session,
                 )
         for customer in customers:
             customer.saved()
+
+    async def _forget_texts(self, erased: list[str], session: AsyncClientSession) -> None:
+        """Null what the destroyed keys sealed: no live document holds it either way (ADR 0006)."""
+        customer = {"customer_id": {"$in": erased}}
+        await self.timeline.update_many(
+            {**customer, "summary": {"$ne": None}}, {"$set": {"summary": None}}, session=session
+        )
+        await self.notes.update_many(customer, {"$set": {"text": None}}, session=session)
+
+    async def _cipher(self, customer_id: str) -> FieldCipher:
+        """The customer's cipher to open its texts (one that opens nothing if it has no key)."""
+        return (await self.keys.ciphers([customer_id]))[customer_id]
+
+    async def timeline_entry(self, event_id: str) -> TimelineEntry | None:
+        doc = await self.timeline.find_one({"_id": event_id})
+        if doc is None:
+            return None
+        return timeline_entry(doc, await self._cipher(doc["customer_id"]))
 
     # -- queries ------------------------------------------------------------------------------
     async def exists(self, customer_id: str) -> bool:
@@ -221,7 +254,21 @@ class MongoCustomerRepository:
         cursor = self.timeline.find(
             query, sort=[("at", direction), ("_id", direction)], limit=limit
         )
-        return [timeline_entry(doc) async for doc in cursor]
+        docs = [doc async for doc in cursor]
+        cipher = await self._cipher(customer_id) if _sealed(docs, "summary") else NO_KEY
+        return [timeline_entry(doc, cipher) for doc in docs]
+
+    async def notes_page(
+        self, customer_id: str, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Note]:
+        query: dict[str, Any] = {"customer_id": customer_id}
+        if after is not None:
+            at, note_id = after
+            query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": note_id}}]
+        cursor = self.notes.find(query, sort=[("at", DESCENDING), ("_id", DESCENDING)], limit=limit)
+        docs = [doc async for doc in cursor]
+        cipher = await self._cipher(customer_id) if _sealed(docs, "text") else NO_KEY
+        return [note_from(doc, cipher) for doc in docs]
 
     async def timeline_entries(self, customer_id: str) -> AsyncIterator[TimelineEntry]:
         """Every timeline entry of a customer, oldest first, read page by page."""
@@ -230,8 +277,9 @@ class MongoCustomerRepository:
             sort=[("at", ASCENDING), ("_id", ASCENDING)],
             batch_size=PAGE,
         )
+        cipher = await self._cipher(customer_id)
         async for doc in cursor:
-            yield timeline_entry(doc)
+            yield timeline_entry(doc, cipher)
 
     async def orders(self, customer: Customer) -> AsyncIterator[Order]:
         """Every order of a customer: those kept apart (oldest first, page by page), then those
@@ -256,3 +304,8 @@ class MongoCustomerRepository:
     async def segments(self) -> dict[str, dict[str, int]]:
         rows = {key: await self._rows(queries.segment_pipeline(key)) for key in queries.SEGMENTS}
         return queries.segments_report(rows)
+
+
+def _sealed(docs: list[Document], field: str) -> bool:
+    """Whether any of the documents holds a sealed `field` (else no key needs reading)."""
+    return any(doc.get(field) is not None for doc in docs)

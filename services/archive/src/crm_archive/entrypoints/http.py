@@ -100,11 +100,11 @@ def customers_router(
 
     @router.get(
         "/customers/{customer_id}/timeline",
-        summary="Every interaction, paged by cursor.",
-        dependencies=[Depends(reader)],
+        summary="Every interaction, paged by cursor (audited when it shows a contact summary).",
     )
     async def get_timeline(
         customer_id: CustomerId,
+        principal: Annotated[Principal, Depends(reader)],
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
         order: Literal["newest_first", "oldest_first"] = "newest_first",
@@ -113,6 +113,8 @@ def customers_router(
             raise HTTPException(404, f"no customer {customer_id!r}")
         after = timeline_after(cursor)
         entries = await repository.timeline_page(customer_id, after, limit, order == "newest_first")
+        if any(entry.summary is not None for entry in entries):  # personal data: audited
+            await audit.record(principal, "GET /customers/{customer_id}/timeline", [customer_id])
         items = [timeline_view(entry) for entry in entries]
         next_cursor = (
             encode_cursor({"at": items[-1].at.isoformat(), "id": items[-1].event_id})

@@ -4,13 +4,14 @@ document), and how the answers are made from the domain's records and the ports'
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from crm_archive.commands import ContactChannel
 from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
-from crm_archive.ports import CustomerRow, TimelineEntry
+from crm_archive.ports import CustomerRow, Note, TimelineEntry
 from crm_archive.queries import CustomerDetail, ErasureStatus
 from crm_runtime.views import view
 
@@ -94,6 +95,53 @@ class TimelineView(BaseModel):
     at: datetime
     type: str
     data: dict[str, Any]
+    summary: str | None = Field(
+        default=None,
+        description="A contact's summary (personal data, sealed at rest); null after an erasure.",
+    )
+
+
+TEXT_LIMIT = 10_000
+"""Characters of a note or a contact's summary."""
+LABEL_LIMIT = 200
+"""Characters of a contact's purpose or outcome."""
+
+
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError("must not be empty or only spaces")
+    return value
+
+
+class ContactRequest(BaseModel):
+    """A contact staff made. `purpose` and `outcome` are short labels kept in plain text (no
+    personal data there); the `summary` is sealed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: ContactChannel
+    direction: Literal["in", "out"] = "out"
+    purpose: str | None = Field(default=None, min_length=1, max_length=LABEL_LIMIT)
+    outcome: str | None = Field(default=None, min_length=1, max_length=LABEL_LIMIT)
+    summary: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMIT)
+    next_contact_on: date | None = None
+
+    _texts = field_validator("purpose", "outcome", "summary")(_not_blank)
+
+
+class NoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=TEXT_LIMIT, description="Personal data: sealed.")
+
+    _text = field_validator("text")(_not_blank)
+
+
+class NoteView(BaseModel):
+    note_id: str
+    at: datetime
+    by: str = Field(description="The author's user id.")
+    text: str | None = Field(description="Null after the customer's erasure.")
 
 
 class CustomerPatch(BaseModel):
@@ -155,6 +203,10 @@ def summary_view(row: CustomerRow) -> CustomerSummary:
 
 def timeline_view(entry: TimelineEntry) -> TimelineView:
     return view(TimelineView, entry)
+
+
+def note_view(note: Note) -> NoteView:
+    return view(NoteView, note)
 
 
 def erasure_view(status: ErasureStatus) -> ErasureView:
