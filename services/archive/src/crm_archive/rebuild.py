@@ -6,6 +6,10 @@ Reads every consumed topic from the beginning up to the offsets it finds at star
 events with the live handlers (bad messages are skipped: they are in the DLQ already), then runs
 the review sweep as of `--at` (default: now). Rules changed in configuration apply to everyone.
 Point the service at the new database (`CRM_ARCHIVE_DATABASE`) to switch over.
+
+What staff entered over HTTP is on no topic, so a rebuild does not have it: account owners and
+tags set with PATCH, contacts logged and notes written by staff. Rebuild to recompute what the
+events say, not to restore those (a backup does).
 """
 
 import argparse
@@ -132,7 +136,8 @@ def main() -> None:
         f"rebuilt {args.database}: {counts['applied']} events applied, "
         f"{counts['skipped']} skipped, "
         f"{counts['reviewed']} customers reviewed in {elapsed:.1f} s "
-        f"({counts['applied'] / max(elapsed, 1e-9):.0f} events/s)"
+        f"({counts['applied'] / max(elapsed, 1e-9):.0f} events/s)\n"
+        "not rebuilt (on no topic): owners and tags set by staff, staff contacts, notes"
     )
 
 
