@@ -88,6 +88,14 @@ def time_ingest(
     return time.monotonic() - begin, peak
 
 
+def outbox_drained(port: int, timeout_s: float = 120.0) -> None:
+    """Wait until the service's relay has published everything it stored (the backlog gauge is
+    refreshed on each scrape), so a CPU figure includes the relay's share."""
+    deadline = time.monotonic() + timeout_s
+    while stack.metric(port, "crm_outbox_backlog") > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU time a process has used so far (0 if unknown)."""
     if pid is None:

@@ -5,8 +5,9 @@
 Starts a private Apache Kafka + SecantusDB on free ports (or uses KAFKA_BOOTSTRAP_SERVERS /
 MONGODB_URL). Latency: orders are sent one at a time (every 50 ms) to a running loyalty service
 and each is timed from the send to its `points.earned` on `loyalty.v1`. Ingest: `orders.v1` is
-pre-loaded, a fresh loyalty instance starts, and is timed from ready to the last order applied.
-Prints a table.
+pre-loaded, a fresh loyalty instance starts, and is timed from ready to the last order applied;
+its CPU per event is counted from ready until the outbox is drained (the relay's publishing
+included). Prints a table.
 """
 
 import argparse
@@ -16,7 +17,15 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from benchutil import latencies, latency_row, print_table, private_stack, time_ingest
+from benchutil import (
+    cpu_seconds,
+    latencies,
+    latency_row,
+    outbox_drained,
+    print_table,
+    private_stack,
+    time_ingest,
+)
 from stackutil import order_placed, produce
 
 
@@ -67,7 +76,10 @@ def main() -> None:
             },
         )
         total = args.orders + args.latency_orders  # the new group reads the latency orders too
+        cpu_at_ready = cpu_seconds(proc.pid)
         elapsed, peak = time_ingest(port, proc.pid, total)
+        outbox_drained(port)  # points.earned published too: the relay's CPU counts
+        cpu_ms = (cpu_seconds(proc.pid) - cpu_at_ready) * 1000 / total
         print_table(
             "Loyalty: order.placed -> points.earned",
             ("orders timed", "p50 ms", "p95 ms", "max ms"),
@@ -75,13 +87,14 @@ def main() -> None:
         )
         print_table(
             "Loyalty ingest",
-            ("orders", "customers", "seconds", "events/s", "peak RSS MB"),
+            ("orders", "customers", "seconds", "events/s", "CPU ms/event", "peak RSS MB"),
             [
                 (
                     total,
                     args.customers,
                     f"{elapsed:.1f}",
                     f"{total / elapsed:.0f}",
+                    f"{cpu_ms:.3f}",
                     f"{peak:.0f}",
                 )
             ],

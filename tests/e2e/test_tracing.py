@@ -1,6 +1,7 @@
 """Trace context across services: a complaint traced by the call center leads to a ticket and an
 e-mail whose events carry the same trace id, each hop in a span of its own, in the CloudEvents
-`traceparent` and (FastStream's telemetry middleware) in the Kafka `traceparent` header."""
+`traceparent` and (the relay's publish span, `Tracing.publish_span`) in the Kafka `traceparent`
+header."""
 
 import asyncio
 import json

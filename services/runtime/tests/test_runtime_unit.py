@@ -314,3 +314,40 @@ async def test_readiness_turns_green_again_when_the_relay_recovers() -> None:
         await task
     assert relay.failures == 0, "it failed twice"
     assert health.problems() == {}, "and said so when it worked again"
+
+
+def test_the_relay_finds_the_brokers_aiokafka_producer() -> None:
+    """`kafka_producer` reaches into FastStream (no public accessor): an upgrade that moves the
+    producer fails here, not in the relay."""
+    from faststream.exceptions import IncorrectState
+    from faststream.kafka import KafkaBroker
+
+    from crm_runtime.kafka import kafka_producer
+
+    broker = KafkaBroker("localhost:9092")
+    with pytest.raises(IncorrectState):  # not started: the relay reports it and retries
+        kafka_producer(broker)
+
+
+async def test_the_relay_publishes_through_the_producer_the_broker_connected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka import AIOKafkaProducer
+    from faststream.kafka import KafkaBroker
+
+    from crm_runtime.kafka import kafka_producer
+
+    async def started(self: AIOKafkaProducer) -> None:
+        return None
+
+    async def stopped(self: AIOKafkaProducer) -> None:
+        self._closed = True
+
+    monkeypatch.setattr(AIOKafkaProducer, "start", started)
+    monkeypatch.setattr(AIOKafkaProducer, "stop", stopped)
+    broker = KafkaBroker("localhost:9092")
+    producer = AIOKafkaProducer(bootstrap_servers="localhost:9092")
+    fast: Any = broker.config.producer  # FastStream's producer, holding the aiokafka one
+    await fast.connect(producer, None)
+    assert kafka_producer(broker) is producer
+    await fast.disconnect()

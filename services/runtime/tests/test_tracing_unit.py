@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 
 from crm_contracts import CloudEvent
 from crm_contracts.loyalty.v1 import POINTS_EARNED, PointsEarned
@@ -73,6 +74,26 @@ def test_an_event_already_traced_is_kept_and_the_others_are_copies() -> None:
     mine = f"00-{'a' * 32}-{'b' * 16}-01"
     original = outbound("c1", 1, traceparent=mine)
     assert tracing.stamp([inbound("c1", CAUSE)], [original]) == [original]
+
+
+def test_a_relayed_event_is_published_in_a_span_of_its_own_in_the_events_trace() -> None:
+    tracing = Tracing(tracer_provider("loyalty", "", 1.0), "loyalty")
+    span, header = tracing.publish_span("loyalty.v1", b"c1", "out-c1-1", CAUSE)
+    span.end()
+    trace_id, span_id, flags = parts(header)
+    assert (trace_id, flags) == (TRACE, "01")
+    assert span_id != "00f067aa0ba902b7"  # a span per hop (tests/e2e/test_tracing.py)
+    assert isinstance(span, ReadableSpan)
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+    _, again = tracing.publish_span("loyalty.v1", b"c1", "out-c1-1", CAUSE)
+    assert parts(again)[1] != span_id  # each publish (a redelivery too) is a span
+
+
+def test_an_untraced_relayed_event_is_published_in_a_new_trace() -> None:
+    tracing = Tracing(tracer_provider("loyalty", "", 1.0), "loyalty")
+    _, header = tracing.publish_span("loyalty.v1", b"c1", None, None)
+    assert parts(header)[0] != TRACE
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 """The AsyncAPI document of a service: the topics it consumes and the topics it publishes.
 
 FastStream documents the service's subscriber, but a service publishes through the outbox relay
-(`broker.publish`), which FastStream cannot see. `declare_publications` therefore registers one
-FastStream publisher per published topic, for the document only (nothing publishes through
-them), with the schema of the topic's events: the CloudEvents envelope whose `type` is the event
-type and whose `data` is that type's payload model. `service_document` then builds the document,
-gives each consumed topic the schema of its events too (the batch subscriber decodes records
-itself, so FastStream knows no payload type for it), and sorts it so that it reads the same from
-run to run. Topics, producers and event types come from the contracts' topic registry.
+(straight to the broker's aiokafka producer), which FastStream cannot see. `declare_publications`
+therefore registers one FastStream publisher per published topic, for the document only (nothing
+publishes through them), with the schema of the topic's events: the CloudEvents envelope whose
+`type` is the event type and whose `data` is that type's payload model. `service_document` then
+builds the document, gives each consumed topic the schema of its events too (the batch subscriber
+decodes records itself, so FastStream knows no payload type for it), and sorts it so that it reads
+the same from run to run. Topics, producers and event types come from the contracts' topic
+registry.
 
 `/asyncapi.json` serves this document; `docs/asyncapi/generate.py` writes each service's to
 `docs/asyncapi/<service>.yaml`.

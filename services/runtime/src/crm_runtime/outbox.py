@@ -216,7 +216,11 @@ class OutboxRelay:
 
 
 def _headers(document: Document) -> dict[str, str]:
-    headers = {"content-type": "application/cloudevents+json", "ce_type": document["type"]}
+    headers = {
+        "content-type": "application/cloudevents+json",
+        "correlation_id": document["_id"],  # the event id (FastStream's header, a random id)
+        "ce_type": document["type"],
+    }
     if document.get("traceparent"):
         headers["traceparent"] = document["traceparent"]
     return headers
