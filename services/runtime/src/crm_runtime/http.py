@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.specification.asyncapi import get_asyncapi_html
@@ -47,6 +47,18 @@ ERROR_NAMES = {
 
 
 T = TypeVar("T")
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\s]+$",
+        description="Chosen by the caller; a retry with the same key returns the first result.",
+    ),
+]
+"""The `Idempotency-Key` header of a command a caller may retry."""
 
 
 def or_404(found: T | None, detail: str) -> T:

@@ -4,7 +4,7 @@ port) and the answer into a view (`views.py`)."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 
 from crm_archive import commands
 from crm_archive.domain.customer import NoCustomerError
@@ -20,19 +20,9 @@ from crm_archive.entrypoints.views import (
 )
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.http import IdempotencyKey
 from crm_runtime.paging import DEFAULT_LIMIT, Page, encode_cursor
 from crm_runtime.sweeps import Clock
-
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=100,
-        pattern=r"^[^\s]+$",
-        description="Chosen by the caller; a retry with the same key returns the first result.",
-    ),
-]
 
 
 def staff_router(

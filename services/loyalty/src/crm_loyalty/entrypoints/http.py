@@ -4,7 +4,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_loyalty import commands
@@ -19,21 +19,11 @@ from crm_loyalty.domain.rules import LoyaltyRules, Tier
 from crm_loyalty.ports import AccountQueries, AccountRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.http import or_404
+from crm_runtime.http import IdempotencyKey, or_404
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_key, key_cursor
 from crm_runtime.views import view
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
-IdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=100,
-        pattern=r"^[^\s]+$",
-        description="Chosen by the caller; a retry with the same key returns the first result.",
-    ),
-]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
