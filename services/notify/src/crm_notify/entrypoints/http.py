@@ -130,8 +130,7 @@ def notify_router(repository: Repository, auth: Authenticator, audit: PiiAudit) 
         dependencies=[Depends(agent)],
     )
     async def put_preferences(
-        customer_id: CustomerId,
-        update: PreferencesUpdate,
+        customer_id: CustomerId, update: PreferencesUpdate
     ) -> PreferencesView:
         command = commands.UpdatePreferences(
             customer_id, update.locale, update.time_zone, update.opted_out

@@ -305,10 +305,7 @@ def agent_routes(repository: Repository, auth: Authenticator) -> APIRouter:
         summary="Create or replace (supervisor).",
         dependencies=[Depends(supervisor)],
     )
-    async def put_agent(
-        agent_id: NewAgentId,
-        request: AgentRequest,
-    ) -> AgentView:
+    async def put_agent(agent_id: NewAgentId, request: AgentRequest) -> AgentView:
         command = commands.PutAgent(
             agent_id, request.name, request.queues, request.capacity, request.active
         )
