@@ -15,6 +15,7 @@ help:
 	@echo "make test   - lint, then every test (unit, integration, e2e) on a real Kafka + MongoDB-wire server"
 	@echo "make up     - start Kafka, SecantusDB and the services in the background; print URLs, the dev token and the demo users"
 	@echo "make down   - stop what 'make up' started (data stays in .local/)"
+	@echo "make store  - build (once per machine) the Rust SecantusDB server the stack and tests run; CRM_STORE=python skips it"
 	@echo "make lint   - ruff, ruff format --check, mypy, lint-imports"
 	@echo "make schemas - regenerate contracts/schemas after a contract change"
 	@echo "make rebuild-archive - replay the retained topics into a fresh archive database"
