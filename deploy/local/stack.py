@@ -283,9 +283,9 @@ def user_cache() -> Path:
 
 
 def _cargo_tool(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (str(p) for p in [Path.home() / ".cargo" / "bin" / name] if p.exists()), None
-    )
+    """`name` from the PATH, else from rustup's default place (not on a non-login PATH)."""
+    installed = Path.home() / ".cargo" / "bin" / name
+    return shutil.which(name) or (str(installed) if installed.exists() else None)
 
 
 def _run_with_progress(
@@ -315,8 +315,10 @@ def rust_store(build: bool = True) -> Path | None:
     None, with the reason printed, where it cannot be had (no cargo, no network)."""
     root = user_cache() / f"{RUST_STORE_CRATE}-{RUST_STORE_VERSION}"
     binary = root / "bin" / "secantusd-rs"
-    if binary.exists() or not build:
-        return binary if binary.exists() else None
+    if binary.exists():
+        return binary
+    if not build:
+        return None
     cargo, rustup = _cargo_tool("cargo"), _cargo_tool("rustup")
     if cargo is None or rustup is None:
         print("no cargo/rustup on this machine: using the Python SecantusDB server", flush=True)
