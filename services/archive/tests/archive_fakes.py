@@ -11,7 +11,16 @@ from crm_archive.adapters.pii import normalise_email, normalise_phone
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
-from crm_archive.ports import Changes, CustomerFilter, CustomerRow, Note, TimelineEntry
+from crm_archive.domain.search import SearchText, city_token, name_tokens
+from crm_archive.ports import (
+    After,
+    Changes,
+    CustomerFilter,
+    CustomerRow,
+    CustomerSort,
+    Note,
+    TimelineEntry,
+)
 from crm_contracts import CloudEvent
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
@@ -118,32 +127,27 @@ class InMemoryCustomers:
         return customer_id in self.customers
 
     async def find(
-        self, filters: CustomerFilter, after: str | None, limit: int
+        self, filters: CustomerFilter, sort: CustomerSort, after: After | None, limit: int
     ) -> list[CustomerRow]:
-        def matches(c: Customer) -> bool:
-            wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk)
-            held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons))
-            if any(w is not None and w != h for w, h in zip(wanted, held, strict=True)):
-                return False
-            return filters.contact is None or _normalised(filters.contact) in _contacts(c)
+        """As the MongoDB repository: the matching rows in `sort` order (a missing value first
+        ascending, last descending; ties by id), after `after`."""
+        rows = [_row(c) for c in self.customers.values() if _matches(c, filters)]
 
-        found = sorted(
-            (c for i, c in self.customers.items() if (after is None or i > after) and matches(c)),
-            key=lambda c: c.id,
-        )
-        return [
-            CustomerRow(
-                c.id,
-                c.grade,
-                c.stage,
-                bool(c.churn_reasons),
-                c.account_owner,
-                c.figures.order_count,
-                c.figures.net_spent,
-                c.figures.last_order_at,
-            )
-            for c in found[:limit]
-        ]
+        def key(row: CustomerRow) -> tuple[bool, Any, str]:
+            value = row.sort_value(sort.field)
+            return value is not None, value, row.id
+
+        rows.sort(key=key, reverse=sort.descending)
+        if after is not None:
+            mark = (after.value is not None, after.value, after.id)
+            rows = [r for r in rows if (key(r) < mark if sort.descending else key(r) > mark)]
+        return rows[:limit]
+
+    async def matching(
+        self, filters: CustomerFilter, sort: CustomerSort
+    ) -> AsyncIterator[CustomerRow]:
+        for row in await self.find(filters, sort, None, len(self.customers)):
+            yield row
 
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         mine = _contacts(customer)
@@ -203,6 +207,54 @@ class InMemoryCustomers:
 
     def published(self, customer_id: str) -> list[str]:
         return [m.event.type for m in self.outbox if m.event.subject == customer_id]
+
+
+def _matches(c: Customer, filters: CustomerFilter) -> bool:
+    """`filters` applied to the plaintext record, as the keyed hashes apply them."""
+    wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk)
+    held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons))
+    if any(w is not None and w != h for w, h in zip(wanted, held, strict=True)):
+        return False
+    search, spent, last = filters.search, c.figures.net_spent, c.figures.last_order_at
+    return (
+        (search is None or _found(c, search))
+        and (filters.city is None or _same_city(filters.city, c.profile.city))
+        and set(filters.tags) <= set(c.tags)
+        and (filters.min_net_spent is None or spent >= filters.min_net_spent)
+        and (filters.max_net_spent is None or spent <= filters.max_net_spent)
+        and (
+            filters.last_order_after is None
+            or (last is not None and last >= filters.last_order_after)
+        )
+        and (
+            filters.last_order_before is None
+            or (last is not None and last < filters.last_order_before)
+        )
+    )
+
+
+def _same_city(wanted: str, city: str | None) -> bool:
+    return city_token(wanted) is not None and city_token(wanted) == city_token(city)
+
+
+def _found(c: Customer, search: SearchText) -> bool:
+    if search.kind == "name":
+        return set(search.name_tokens) <= set(name_tokens(c.profile.name))
+    return _normalised(search.text) in _contacts(c)
+
+
+def _row(c: Customer) -> CustomerRow:
+    return CustomerRow(
+        c.id,
+        c.grade,
+        c.stage,
+        bool(c.churn_reasons),
+        c.account_owner,
+        c.figures.order_count,
+        c.figures.net_spent,
+        c.figures.last_order_at,
+        c.rfm_total,
+    )
 
 
 def _normalised(contact: str) -> str:

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import Grade, Stage
+from crm_archive.domain.search import SearchText
 from crm_contracts import CloudEvent
 from crm_runtime.outbox import OutboundMessage
 
@@ -88,14 +89,47 @@ class CustomerRepository(Protocol):
 
 @dataclass(frozen=True)
 class CustomerFilter:
-    """`GET /customers`: the customers matching every criterion given."""
+    """`GET /customers` (and, later, the export of a segment): the customers matching every
+    criterion given."""
 
     grade: Grade | None = None
     stage: Stage | None = None
     owner: str | None = None
     at_risk: bool | None = None
-    contact: str | None = None
-    """A phone number or an email address, as typed: matched on the normalised value."""
+    search: SearchText | None = None
+    """What `q` asks for: a phone number, an e-mail address or a name fragment
+    (`domain.search.parse_search`), matched through keyed hashes."""
+    tags: tuple[str, ...] = ()
+    """Every one of these tags."""
+    city: str | None = None
+    """As typed: matched on the normalised city (`domain.search.city_token`)."""
+    min_net_spent: Decimal | None = None
+    max_net_spent: Decimal | None = None
+    """Net spend in the base currency, both bounds included."""
+    last_order_after: datetime | None = None
+    last_order_before: datetime | None = None
+    """The last active order placed at or after / strictly before these times."""
+
+
+SortField = Literal["net_spent", "last_order_at", "rfm"]
+
+
+@dataclass(frozen=True)
+class CustomerSort:
+    """The order of a customer list: by `field` then id (the id alone when None), ascending or
+    descending (the id too: ties keep one order). A customer without the value (no last order)
+    comes first ascending, last descending."""
+
+    field: SortField | None = None
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class After:
+    """Where the previous page of a sorted list ended: its last row's sort value and id."""
+
+    value: Decimal | datetime | int | None
+    id: str
 
 
 @dataclass(frozen=True)
@@ -110,6 +144,11 @@ class CustomerRow:
     order_count: int
     net_spent: Decimal
     last_order_at: datetime | None
+    rfm: int | None = None
+    """R + F + M (3-15) as of the record's last evaluation; None until it is evaluated again."""
+
+    def sort_value(self, field: SortField | None) -> Decimal | datetime | int | None:
+        return None if field is None else getattr(self, field)
 
 
 class CustomerQueries(Protocol):
@@ -120,8 +159,14 @@ class CustomerQueries(Protocol):
     async def exists(self, customer_id: str) -> bool: ...
 
     async def find(
-        self, filters: CustomerFilter, after: str | None, limit: int
-    ) -> list[CustomerRow]: ...
+        self, filters: CustomerFilter, sort: CustomerSort, after: After | None, limit: int
+    ) -> list[CustomerRow]:
+        """One page of the matching customers in `sort` order, after `after`."""
+        ...
+
+    def matching(self, filters: CustomerFilter, sort: CustomerSort) -> AsyncIterator[CustomerRow]:
+        """Every matching customer in `sort` order, read page by page (for streamed answers)."""
+        ...
 
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         """(id, registered_at) of a few other customers sharing its phone or email."""

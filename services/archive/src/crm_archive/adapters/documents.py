@@ -177,6 +177,7 @@ def to_document(customer: Customer, cipher: FieldCipher, ring: KeyRing) -> Docum
         "net_spent": _money(figures.net_spent),
         "first_order_at": figures.first_order_at,
         "last_order_at": figures.last_order_at,
+        "rfm": customer.rfm_total,
         "version": customer.version,
     }
 
@@ -213,6 +214,7 @@ def from_document(doc: Document, cipher: FieldCipher) -> Customer:
             doc.get("first_order_at"),
             doc.get("last_order_at"),
         ),
+        rfm_total=doc.get("rfm"),
         version=doc["version"],
     )
 
@@ -256,4 +258,5 @@ def customer_row(doc: Document) -> CustomerRow:
         order_count=doc.get("order_count", 0),
         net_spent=_decimal(doc["net_spent"]),
         last_order_at=doc.get("last_order_at"),
+        rfm=doc.get("rfm"),
     )

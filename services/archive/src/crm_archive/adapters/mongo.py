@@ -11,6 +11,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_archive import queries
+from crm_archive.adapters import finding
 from crm_archive.adapters.documents import (
     APART,
     apart_documents,
@@ -25,11 +26,19 @@ from crm_archive.adapters.documents import (
     timeline_entry,
     to_document,
 )
-from crm_archive.adapters.pii import SEALED, has_personal_data, lookup_key_for_query, lookup_keys
+from crm_archive.adapters.pii import SEALED, has_personal_data, lookup_keys
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order, Survey
-from crm_archive.ports import Changes, CustomerFilter, CustomerRow, Note, TimelineEntry
+from crm_archive.ports import (
+    After,
+    Changes,
+    CustomerFilter,
+    CustomerRow,
+    CustomerSort,
+    Note,
+    TimelineEntry,
+)
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.mongo import Document, due_ids, save_versioned
@@ -37,6 +46,20 @@ from crm_runtime.uow import UnitOfWork
 
 PAGE = 500
 """Documents per round trip when a query streams a customer's history."""
+ROW_FIELDS = {
+    field: 1
+    for field in (
+        "grade",
+        "stage",
+        "at_risk",
+        "account_owner",
+        "order_count",
+        "net_spent",
+        "last_order_at",
+        "rfm",
+    )
+}
+"""What a list row reads of a customer document (not its orders and complaints)."""
 
 
 class MongoCustomerRepository:
@@ -51,16 +74,7 @@ class MongoCustomerRepository:
         self.keys = keys
 
     async def ensure_indexes(self) -> None:
-        for keys in (
-            "grade",
-            "stage",
-            "at_risk",
-            "account_owner",
-            "next_review_at",
-            "lookup.phone",
-            "lookup.email",
-        ):
-            await self.customers.create_index(keys)
+        await self.customers.create_indexes(finding.INDEXES)
         await self.timeline.create_index(
             [("customer_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
         )
@@ -215,27 +229,25 @@ class MongoCustomerRepository:
         return await self.customers.find_one({"_id": customer_id}, {"_id": 1}) is not None
 
     async def find(
-        self, filters: CustomerFilter, after: str | None, limit: int
+        self, filters: CustomerFilter, sort: CustomerSort, after: After | None, limit: int
     ) -> list[CustomerRow]:
-        query: dict[str, Any] = {}
-        for field, value in (
-            ("grade", filters.grade),
-            ("stage", filters.stage),
-            ("account_owner", filters.owner),
-            ("at_risk", filters.at_risk),
-        ):
-            if value is not None:
-                query[field] = value
-        if filters.contact is not None:
-            field, key = lookup_key_for_query(filters.contact, self.keys.ring)
-            query[field] = key
-        if after is not None:
-            query["_id"] = {"$gt": after}
-        cursor = self.customers.find(query, sort=[("_id", ASCENDING)], limit=limit)
+        query = finding.page_query(filters, sort, after, self.keys.ring)
+        cursor = self.customers.find(query, ROW_FIELDS, sort=finding.sort_spec(sort), limit=limit)
         return [customer_row(doc) async for doc in cursor]
 
+    async def matching(
+        self, filters: CustomerFilter, sort: CustomerSort
+    ) -> AsyncIterator[CustomerRow]:
+        query = finding.customer_query(filters, self.keys.ring)
+        cursor = self.customers.find(
+            query, ROW_FIELDS, sort=finding.sort_spec(sort), batch_size=PAGE
+        )
+        async for doc in cursor:
+            yield customer_row(doc)
+
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
-        keys = {k: v for k, v in lookup_keys(customer.profile, self.keys.ring).items() if v}
+        lookup = lookup_keys(customer.profile, self.keys.ring)
+        keys = {k: lookup[k] for k in ("phone", "email") if lookup[k]}
         if not keys:
             return []
         query = {"$or": [{f"lookup.{k}": v} for k, v in keys.items()], "_id": {"$ne": customer.id}}

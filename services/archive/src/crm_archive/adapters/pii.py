@@ -1,7 +1,8 @@
 """The one place where the archive's personal data is written to and read from documents.
 
-Every personal field is sealed with the customer's data key (`crm_runtime.crypto`); phone and
-email lookups are keyed hashes of the normalised values. `source` (a channel name) stays plain.
+Every personal field is sealed with the customer's data key (`crm_runtime.crypto`); phone, email,
+city and name-fragment lookups are keyed hashes (HMAC under the index key) of the normalised
+values (`domain/search.py`). `source` (a channel name) stays plain.
 """
 
 import re
@@ -9,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from crm_archive.domain.facts import Profile
+from crm_archive.domain.search import SearchText, city_token, name_tokens
 from crm_runtime.crypto import FieldCipher, KeyRing
 
 SEALED = ("name", "phone", "email", "birthday", "gender", "city")
@@ -58,16 +60,30 @@ def profile_from_document(document: dict[str, Any] | None, cipher: FieldCipher) 
     )
 
 
-def lookup_keys(profile: Profile, ring: KeyRing) -> dict[str, str | None]:
-    """What `GET /customers?q=` and duplicate detection search by: keyed hashes."""
+def lookup_keys(profile: Profile, ring: KeyRing) -> dict[str, Any]:
+    """What `GET /customers` and duplicate detection search by: keyed hashes of the phone, the
+    email and the city, and of every fragment of the name (a list: a multikey index)."""
+    city = city_token(profile.city)
     return {
         "phone": ring.blind("phone", normalise_phone(profile.phone)) if profile.phone else None,
         "email": ring.blind("email", normalise_email(profile.email)) if profile.email else None,
+        "city": ring.blind("city", city) if city else None,
+        "name": [ring.blind("name", token) for token in name_tokens(profile.name)],
     }
 
 
-def lookup_key_for_query(q: str, ring: KeyRing) -> tuple[str, str]:
-    """(field, value) to search for a phone number or an email address typed by an agent."""
-    if "@" in q:
-        return "lookup.email", ring.blind("email", normalise_email(q))
-    return "lookup.phone", ring.blind("phone", normalise_phone(q))
+def city_lookup(city: str, ring: KeyRing) -> str | None:
+    """The keyed hash a city typed by an agent is searched by (None: nothing to search for)."""
+    token = city_token(city)
+    return ring.blind("city", token) if token else None
+
+
+def search_lookup(search: SearchText, ring: KeyRing) -> dict[str, Any]:
+    """The condition on `lookup` for what an agent typed in `q`: the phone's or the e-mail's
+    keyed hash, or every one of the name fragments' hashes."""
+    if search.kind == "email":
+        return {"lookup.email": ring.blind("email", normalise_email(search.text))}
+    if search.kind == "phone":
+        return {"lookup.phone": ring.blind("phone", normalise_phone(search.text))}
+    keys = [ring.blind("name", token) for token in search.name_tokens]
+    return {"lookup.name": keys[0] if len(keys) == 1 else {"$all": keys}}

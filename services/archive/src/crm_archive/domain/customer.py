@@ -82,6 +82,9 @@ class Customer:
     churn_risk_since: datetime | None = None
     next_review_at: datetime | None = None
     figures: Figures = field(default_factory=Figures)
+    rfm_total: int | None = None
+    """R + F + M as of the last evaluation, for sorting lists: a score changes only at a time
+    `next_review_at` names, when the review sweep evaluates the record again."""
     version: int = 0
     pending: list[DomainEvent] = field(default_factory=list, repr=False)
 
@@ -228,6 +231,7 @@ class Customer:
         self.compact(rules)
         value = self.value(now, rules)
         self.figures = value.figures
+        self.rfm_total = value.rfm.total
         times = [o.placed_at for o in self.active_orders() if o.placed_at is not None]
         new_grade = grade(value.order_count, value.rfm, rules)
         if new_grade != self.grade:

@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 
 from crm_archive import commands, queries
 from crm_archive.domain.customer import Customer, NoCustomerError
-from crm_archive.domain.rules import ArchiveRules, Grade, Stage
+from crm_archive.domain.rules import ArchiveRules
+from crm_archive.entrypoints.finding import CustomerQuery, list_after, list_cursor
 from crm_archive.entrypoints.views import (
     CustomerPatch,
     CustomerSummary,
@@ -24,19 +25,11 @@ from crm_archive.entrypoints.views import (
     timeline_items,
     timeline_view,
 )
-from crm_archive.ports import CustomerFilter, CustomerQueries, CustomerRepository
+from crm_archive.ports import CustomerQueries, CustomerRepository
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.http import or_404
-from crm_runtime.paging import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    Page,
-    after_id,
-    decode_cursor,
-    encode_cursor,
-    id_cursor,
-)
+from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from crm_runtime.streaming import streamed_json
 from crm_runtime.sweeps import Clock
 
@@ -125,25 +118,22 @@ def customers_router(
 
     @router.get(
         "/customers",
-        summary="Find customers by grade, stage, owner, risk, phone or email.",
+        summary="Find customers by name fragment, phone, e-mail, tag, city, value and standing.",
+        description="`q` finds a customer by part of the name (two or more Chinese characters "
+        "anywhere in it, or the beginning of a Latin word: two letters or more, case and "
+        "accents ignored), an exact phone number or an e-mail address, through keyed hashes "
+        "(never plaintext); the other parameters narrow the list. Sorted by id, or by `sort` "
+        "then id, and paged by `cursor` (the previous page's `next_cursor`, for the same sort).",
         dependencies=[Depends(reader)],
     )
     async def list_customers(
-        grade: Grade | None = None,
-        stage: Stage | None = None,
-        owner: Annotated[str | None, Query(max_length=128)] = None,
-        at_risk: bool | None = None,
-        q: Annotated[
-            str | None, Query(min_length=3, max_length=200, description="phone or email")
-        ] = None,
-        limit: Limit = DEFAULT_LIMIT,
-        cursor: str | None = None,
+        params: Annotated[CustomerQuery, Query()],
     ) -> Page[CustomerSummary]:
-        filters = CustomerFilter(grade, stage, owner, at_risk, contact=q)
-        rows = await repository.find(filters, after_id(cursor), limit)
+        sort = params.to_sort()
+        after = list_after(params.cursor, sort)
+        rows = await repository.find(params.to_filter(), sort, after, params.limit)
         items = [summary_view(row) for row in rows]
-        next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
-        return Page[CustomerSummary](items=items, next_cursor=next_cursor)
+        return Page[CustomerSummary](items=items, next_cursor=list_cursor(rows, sort, params.limit))
 
     @router.get(
         "/segments/summary",

@@ -88,6 +88,9 @@ class CustomerSummary(BaseModel):
     order_count: int
     net_spent: str
     last_order_at: datetime | None
+    rfm: int | None = Field(
+        default=None, description="R + F + M (3-15) as of the record's last evaluation."
+    )
 
 
 class TimelineView(BaseModel):

@@ -1,0 +1,104 @@
+"""`GET /customers` as a MongoDB query: the filter (`CustomerFilter`), the order
+(`CustomerSort`) and the keyset condition that continues after the previous page (`After`), and
+the indexes that serve them. Personal criteria (q, city) become keyed hashes (`pii.py`)."""
+
+from decimal import Decimal
+from typing import Any
+
+from bson.decimal128 import Decimal128
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from crm_archive.adapters.pii import city_lookup, search_lookup
+from crm_archive.ports import After, CustomerFilter, CustomerSort
+from crm_runtime.crypto import KeyRing
+from crm_runtime.mongo import Document
+
+NOTHING: Document = {"_id": {"$in": []}}
+"""A condition no document meets (a city that normalises to nothing)."""
+
+INDEXES = [
+    IndexModel(keys)
+    for keys in (
+        "grade",
+        "stage",
+        "at_risk",
+        "account_owner",
+        "next_review_at",
+        "lookup.phone",
+        "lookup.email",
+        "lookup.city",
+        "lookup.name",  # multikey: one entry per name fragment
+        "tags",
+        [("net_spent", ASCENDING), ("_id", ASCENDING)],
+        [("last_order_at", ASCENDING), ("_id", ASCENDING)],
+        [("rfm", ASCENDING), ("_id", ASCENDING)],
+    )
+]
+"""The customers' indexes: each filter, and (sort key, id) for the sorted, keyset-paged lists
+(read backwards for a descending sort)."""
+
+
+def customer_query(filters: CustomerFilter, ring: KeyRing) -> Document:
+    """The documents matching every criterion of `filters`."""
+    query: dict[str, Any] = {}
+    for field, value in (
+        ("grade", filters.grade),
+        ("stage", filters.stage),
+        ("account_owner", filters.owner),
+        ("at_risk", filters.at_risk),
+    ):
+        if value is not None:
+            query[field] = value
+    if filters.search is not None:
+        query.update(search_lookup(filters.search, ring))
+    if filters.city is not None:
+        city = city_lookup(filters.city, ring)
+        if city is None:
+            return NOTHING
+        query["lookup.city"] = city
+    if filters.tags:
+        query["tags"] = filters.tags[0] if len(filters.tags) == 1 else {"$all": list(filters.tags)}
+    spent = {
+        op: Decimal128(bound)
+        for op, bound in (("$gte", filters.min_net_spent), ("$lte", filters.max_net_spent))
+        if bound is not None
+    }
+    if spent:
+        query["net_spent"] = spent
+    ordered = {
+        op: at
+        for op, at in (("$gte", filters.last_order_after), ("$lt", filters.last_order_before))
+        if at is not None
+    }
+    if ordered:
+        query["last_order_at"] = ordered
+    return query
+
+
+def sort_spec(sort: CustomerSort) -> list[tuple[str, int]]:
+    direction = DESCENDING if sort.descending else ASCENDING
+    if sort.field is None:
+        return [("_id", direction)]
+    return [(sort.field, direction), ("_id", direction)]
+
+
+def after_query(sort: CustomerSort, after: After) -> Document:
+    """The rows after `after` in `sort` order. MongoDB orders a missing or null value before
+    any other, so a customer without the value comes first ascending and last descending."""
+    op = "$lt" if sort.descending else "$gt"
+    if sort.field is None:
+        return {"_id": {op: after.id}}
+    field = sort.field
+    value = Decimal128(after.value) if isinstance(after.value, Decimal) else after.value
+    if value is None:
+        same = {field: None, "_id": {op: after.id}}
+        return same if sort.descending else {"$or": [same, {field: {"$ne": None}}]}
+    beyond = [{field: {op: value}}, {field: value, "_id": {op: after.id}}]
+    return {"$or": [*beyond, {field: None}] if sort.descending else beyond}
+
+
+def page_query(
+    filters: CustomerFilter, sort: CustomerSort, after: After | None, ring: KeyRing
+) -> Document:
+    query = customer_query(filters, ring)
+    return query if after is None else {"$and": [query, after_query(sort, after)]}
