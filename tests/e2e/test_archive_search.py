@@ -83,7 +83,8 @@ def test_a_customer_is_found_by_two_chinese_characters_or_a_latin_prefix(
     assert keys_of(ids, found(archive, q="alvarez")) == ["alvarez"]
     assert found(archive, q="konkwo") == [], "the beginning of a word, not any part"
     assert keys_of(ids, found(archive, q="139 00000004")) == ["wang"], "a phone as before"
-    refused = archive.get("/customers", q="王")
+    assert archive.get("/customers", q="王").status_code == 422, "one character is too short"
+    refused = archive.get("/customers", q="王 x 🙂")
     assert refused.status_code == 422
     assert "two Chinese characters" in refused.json()["message"]
 
