@@ -240,8 +240,11 @@ def make_customer(n: int, rng: random.Random, now: datetime) -> Made:
     return Made(customer, phone)
 
 
-async def load(settings: ArchiveSettings, database: str, total: int, batch: int) -> list[Made]:
-    """The customers, saved `batch` at a time through the archive's repository."""
+async def load(
+    settings: ArchiveSettings, database: str, total: int, batch: int, *, save: bool = True
+) -> list[Made]:
+    """The customers, saved `batch` at a time through the archive's repository (or only made
+    again, the same names, phones and cities, for a database loaded by an earlier run)."""
     client = create_client(settings.mongodb_url, app_name="bench-archive-search")
     db = client[database]
     keys = CustomerKeys(db, settings.key_ring())
@@ -253,7 +256,8 @@ async def load(settings: ArchiveSettings, database: str, total: int, batch: int)
     begin = time.monotonic()
     for start in range(0, total, batch):
         chunk = [make_customer(n, rng, now) for n in range(start, min(start + batch, total))]
-        await repository.save(Changes(customers=[m.customer for m in chunk]))
+        if save:
+            await repository.save(Changes(customers=[m.customer for m in chunk]))
         made += chunk
         if (start // batch) % 20 == 0:
             print(
@@ -286,16 +290,22 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--database",
+        help="an archive database an earlier run loaded (with MONGODB_URL): not loaded again",
+    )
     args = parser.parse_args()
     with private_stack() as bench:
         run = f"search{int(time.time())}"
-        database = f"crm_archive_{run}"
+        database = args.database or f"crm_archive_{run}"
         os.environ.setdefault("CRM_MASTER_KEYS_FILE", str(dev_keys_file()))
         settings = ArchiveSettings(
             mongodb_url=bench.mongodb_url, kafka_bootstrap_servers=bench.bootstrap
         )
         began = time.monotonic()
-        made = asyncio.run(load(settings, database, args.customers, args.batch))
+        save = args.database is None
+        made = asyncio.run(load(settings, database, args.customers, args.batch, save=save))
+        print(f"database {database} at {bench.mongodb_url}", flush=True)
         loaded_s = time.monotonic() - began
         port, _ = bench.start_service(
             "archive",
