@@ -4,6 +4,7 @@ no plaintext, gone after an erasure), the list's parameters (a clear 4xx for bad
 keyset cursor, and filters, sort and paging on the in-memory fakes."""
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -138,6 +139,25 @@ def test_a_name_query_is_all_of_its_fragments_hashes() -> None:
     assert query == {"lookup.name": {"$all": lookup_keys(Profile(name="欧阳晓"), RING)["name"]}}
     assert "欧阳" not in repr(query)
     assert finding.customer_query(CustomerFilter(city="   "), RING) == finding.NOTHING
+
+
+def test_the_most_selective_criterion_comes_first_and_the_page_start_last() -> None:
+    """SecantusDB reads through the index of the first indexed criterion: a name, a city or a
+    tag before a grade, never the keyset condition first."""
+    filters = CustomerFilter(grade="vip", at_risk=False, city="杭州", search=parse_search("晓雨"))
+    assert list(finding.customer_query(filters, RING)) == [
+        "lookup.name",
+        "lookup.city",
+        "grade",
+        "at_risk",
+    ]
+    sort = CustomerSort("net_spent", descending=True)
+    page = finding.page_query(filters, sort, After(Decimal("5"), "c9"), RING)
+    assert list(page)[-1] == "$or"
+    ranged = replace(filters, min_net_spent=Decimal("1"))
+    assert list(finding.page_query(ranged, sort, After(None, "c9"), RING)) == ["$and"], (
+        "the same field twice: both kept"
+    )
 
 
 async def test_an_erased_customer_keeps_no_lookup_and_is_not_found_by_name() -> None:

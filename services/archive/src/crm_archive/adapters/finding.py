@@ -39,16 +39,10 @@ INDEXES = [
 
 
 def customer_query(filters: CustomerFilter, ring: KeyRing) -> Document:
-    """The documents matching every criterion of `filters`."""
+    """The documents matching every criterion of `filters`, the most selective first: SecantusDB
+    reads the documents through the index of the first indexed criterion and filters them by the
+    rest (at 100,000 customers, city then grade took 136 ms where grade then city took 1,220)."""
     query: dict[str, Any] = {}
-    for field, value in (
-        ("grade", filters.grade),
-        ("stage", filters.stage),
-        ("account_owner", filters.owner),
-        ("at_risk", filters.at_risk),
-    ):
-        if value is not None:
-            query[field] = value
     if filters.search is not None:
         query.update(search_lookup(filters.search, ring))
     if filters.city is not None:
@@ -56,8 +50,17 @@ def customer_query(filters: CustomerFilter, ring: KeyRing) -> Document:
         if city is None:
             return NOTHING
         query["lookup.city"] = city
+    if filters.owner is not None:
+        query["account_owner"] = filters.owner
     if filters.tags:
         query["tags"] = filters.tags[0] if len(filters.tags) == 1 else {"$all": list(filters.tags)}
+    for field, value in (
+        ("stage", filters.stage),
+        ("grade", filters.grade),
+        ("at_risk", filters.at_risk),
+    ):
+        if value is not None:
+            query[field] = value
     spent = {
         op: Decimal128(bound)
         for op, bound in (("$gte", filters.min_net_spent), ("$lte", filters.max_net_spent))
@@ -100,5 +103,10 @@ def after_query(sort: CustomerSort, after: After) -> Document:
 def page_query(
     filters: CustomerFilter, sort: CustomerSort, after: After | None, ring: KeyRing
 ) -> Document:
+    """The filter, and where the page starts after the criteria (not before them: see
+    `customer_query`); in an `$and` only when both constrain the same field."""
     query = customer_query(filters, ring)
-    return query if after is None else {"$and": [query, after_query(sort, after)]}
+    if after is None or query is NOTHING:
+        return query
+    start = after_query(sort, after)
+    return {"$and": [query, start]} if query.keys() & start.keys() else {**query, **start}
