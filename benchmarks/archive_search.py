@@ -261,7 +261,9 @@ async def load(
         made += chunk
         if (start // batch) % 20 == 0:
             print(
-                f"  loaded {len(made):,} customers ({time.monotonic() - begin:.0f} s)", flush=True
+                f"  {'loaded' if save else 'made'} {len(made):,} customers"
+                f" ({time.monotonic() - begin:.0f} s)",
+                flush=True,
             )
     await client.close()
     return made
@@ -354,7 +356,8 @@ def main() -> None:
                 params = {**dict(first.request.url.params), "cursor": cursor}
                 second.append({k: v for k, v in params.items() if v})
             table.append(row("second page of city + grade", *timed(c, second)))
-        print(f"\nloaded {len(made):,} customers in {loaded_s:.0f} s")
+        if save:
+            print(f"\nloaded {len(made):,} customers in {loaded_s:.0f} s")
         print_table(
             f"Archive search, {len(made):,} customers",
             ("search", "requests", "rows", "p50 ms", "p95 ms", "p99 ms"),

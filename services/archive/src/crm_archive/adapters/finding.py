@@ -103,10 +103,8 @@ def after_query(sort: CustomerSort, after: After) -> Document:
 def page_query(
     filters: CustomerFilter, sort: CustomerSort, after: After | None, ring: KeyRing
 ) -> Document:
-    """The filter, and where the page starts after the criteria (not before them: see
-    `customer_query`); in an `$and` only when both constrain the same field."""
+    """The filter, then where the page starts, as `{$and: [criteria, start]}`: SecantusDB reads
+    through the criteria's first index. With the start's `$or` beside the criteria instead, it
+    read through the sort key's index (a second page at 100,000 customers: 350 ms, not 41)."""
     query = customer_query(filters, ring)
-    if after is None or query is NOTHING:
-        return query
-    start = after_query(sort, after)
-    return {"$and": [query, start]} if query.keys() & start.keys() else {**query, **start}
+    return query if after is None else {"$and": [query, after_query(sort, after)]}
