@@ -1,9 +1,10 @@
-"""The `crm` command: topics, send and replay events, dead letters, rebuilds.
+"""The `crm` command: topics, send and replay events, dead letters, rebuilds, imports.
 
 Every command that talks to Kafka takes `--bootstrap` (default `KAFKA_BOOTSTRAP_SERVERS`, else
 127.0.0.1:9092) and the services' transport security from the environment
 (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`). A user mistake or an unreachable broker
-is one line on stderr and an exit code: 1 invalid input (the rest was done), 2 usage, 3 Kafka.
+is one line on stderr and an exit code: 1 invalid input (the rest was done), 2 usage, 3 Kafka,
+4 a service's HTTP API (`crm import`: the archive, at `--archive-url` with `--token`).
 """
 
 import contextlib
@@ -26,7 +27,7 @@ from rich.progress import (
 )
 
 from crm_cli import dlq as dead_letters
-from crm_cli import events, publish
+from crm_cli import events, importing, publish
 from crm_cli import rebuild as rebuilds
 from crm_cli import topics as topic_state
 from crm_cli.connection import DEFAULT_BOOTSTRAP, client_options, run
@@ -34,7 +35,7 @@ from crm_cli.errors import EXIT_INVALID, CliError, check_service
 from crm_contracts.topics import dlq_topic_name
 
 app = typer.Typer(
-    help="Operate the CRM suite: topics, events, dead letters, rebuilds.",
+    help="Operate the CRM suite: topics, events, dead letters, rebuilds, imports.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -46,11 +47,17 @@ dlq_app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(dlq_app, name="dlq")
+import_app = typer.Typer(
+    help="Bring records in from a spreadsheet: `crm import customers FILE`.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(import_app, name="import")
 
 
 @app.callback()
 def main() -> None:
-    """Operate the CRM suite: topics, events, dead letters, rebuilds."""
+    """Operate the CRM suite: topics, events, dead letters, rebuilds, imports."""
     quiet = logging.getLogger("aiokafka")  # its connection warnings: our errors say it in one line
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
@@ -360,3 +367,87 @@ def rebuild_command(
     if code:
         typer.echo(f"error: {found.module} exited with code {code}", err=True)
         raise typer.Exit(code)
+
+
+# -- import ----------------------------------------------------------------------------------
+@import_app.command("customers")
+@errors_handled
+def import_customers_command(
+    path: Annotated[
+        Path, typer.Argument(help="A .csv (UTF-8 or GB18030) or .xlsx file with a header row.")
+    ],
+    column_map: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="HEADER=FIELD,... for headers not known already (e.g. 姓名=name,手机=phone). "
+            f"Fields: {', '.join(importing.FIELDS)}.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row (duplicates too); create nothing.")
+    ] = False,
+    rejects_path: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Where the rejected rows go (default FILE.rejects.csv)."),
+    ] = None,
+    archive_url: Annotated[
+        str, typer.Option("--archive-url", envvar="CRM_ARCHIVE_URL", show_envvar=True)
+    ] = "http://127.0.0.1:8081",
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token", envvar="CRM_TOKEN", show_envvar=True, help="A supervisor's API token."
+        ),
+    ] = "",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1000)] = 500,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Create customers from a spreadsheet, in the archive.
+
+    Each row becomes a customer (`POST /customers`: a phone or e-mail already on file is
+    refused). Re-running the same file creates nothing new. Every row not taken in is written
+    to the rejects file with its row number and the reason; the exit code is 1 when there are
+    any.
+    """
+    if not token:
+        raise CliError("no token: pass --token or set CRM_TOKEN (a supervisor's API token)")
+    sheet = importing.open_sheet(path)
+    mapping = importing.column_map(sheet.headers, importing.parse_map(column_map))
+    console = Console(stderr=True, highlight=False)
+    mapped = ", ".join(f"{sheet.headers[i]}→{field}" for i, field in mapping.items())
+    console.print(f"columns: {mapped}", markup=False, soft_wrap=True)
+    rejects = importing.Rejects(rejects_path or path.with_name(path.name + ".rejects.csv"))
+    client = importing.ArchiveClient(archive_url, token)
+    bar = _progress(console) if progress else None
+    try:
+        with bar or contextlib.nullcontext():
+            verb = "checking" if dry_run else "importing"
+            task = bar.add_task(verb, total=sheet.total) if bar else None
+
+            def on_rows(count: int) -> None:
+                if bar is not None and task is not None:
+                    bar.advance(task, count)
+
+            report = importing.import_customers(
+                sheet,
+                mapping,
+                client,
+                rejects,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                on_rows=on_rows,
+            )
+    finally:
+        client.close()
+        rejects.close()
+    done = f"{report.checked} would be created" if dry_run else f"{report.created} created"
+    typer.echo(
+        f"{done}, {report.existing} imported before, {report.rejected} rejected"
+        + (f" (see {rejects.path})" if report.rejected else ""),
+        err=True,
+    )
+    for reason, count in sorted(report.reasons.items(), key=lambda item: -item[1])[:10]:
+        typer.echo(f"  {count} × {reason}", err=True)
+    if report.rejected:
+        raise typer.Exit(EXIT_INVALID)
