@@ -244,9 +244,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             # it yet), not the caller's: 503, counted for the alert; the log names the key id.
             runtime: Runtime = request.app.state.runtime
             runtime.metrics.master_key_missing.labels(runtime.service, exc.key_id).inc()
-            log.error(
-                "master key missing", extra={"path": request.url.path, "key_id": exc.key_id}
-            )
+            log.error("master key missing", extra={"path": request.url.path, "key_id": exc.key_id})
             return JSONResponse(
                 error_body(
                     503,
