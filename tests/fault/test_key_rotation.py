@@ -101,13 +101,16 @@ class Traffic:
         self.orders = 0
         self.customers: list[str] = []
 
-    def round(self, new_customers: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
-        """New customers' registrations, then one order for every customer so far."""
+    def round(
+        self, new_customers: int, recent: int | None = None
+    ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+        """New customers' registrations, then one order for each of the `recent` latest
+        customers (every customer so far when None)."""
         start = len(self.customers)
         fresh = [f"{self.run}-{n}" for n in range(start, start + new_customers)]
         self.customers.extend(fresh)
         orders: list[tuple[str, bytes]] = []
-        for customer in self.customers:
+        for customer in self.customers[-recent if recent else 0 :]:
             amount = 10 + (self.orders * 37) % 990
             event_id = f"{self.run}-e{self.orders}"
             event = order_placed(
@@ -235,24 +238,22 @@ def test_a_two_phase_rotation_one_replica_at_a_time_loses_and_dead_letters_nothi
     first, second = replicas(faulty, keys[0])
     run = unique("kt")
     traffic = Traffic(run)
-    rounds = [traffic.round(40) for _ in range(8)]
     loyalty = Loyalty(faulty, first, run)
     first.start()
     second.start()
-    sent = threading.Event()
+    restarted = threading.Event()
     failure: list[BaseException] = []
 
     def flow() -> None:
-        """Traffic throughout the restarts: a round (registrations, then orders) a second."""
+        """Traffic throughout the restarts: registrations and orders, a round every 0.5 s."""
         try:
-            for signups, orders in rounds:
+            while not restarted.is_set():
+                signups, orders = traffic.round(20, recent=60)
                 send(faulty, signups, "members.v1")
                 send(faulty, orders, "orders.v1")
-                time.sleep(1)
+                time.sleep(0.5)
         except BaseException as exc:  # the assertion below says what went wrong
             failure.append(exc)
-        finally:
-            sent.set()
 
     producer = threading.Thread(target=flow, daemon=True)
     producer.start()
@@ -260,10 +261,22 @@ def test_a_two_phase_rotation_one_replica_at_a_time_loses_and_dead_letters_nothi
         for phase in (1, 2):
             restart(first, keys[phase])
             restart(second, keys[phase])
-        assert sent.wait(300), "the traffic was sent"
+        restarted.set()
+        producer.join(60)
+        assert not producer.is_alive(), "the traffic stopped"
         assert not failure, failure
-        eventually(lambda: loyalty.entries() >= traffic.orders, timeout=300, interval=0.5)
-        assert loyalty.data_keys("k-new") > 0, "phase 2 wraps new data keys under k-new"
+        signups, orders = traffic.round(20, recent=60)  # customers new in phase 2
+        send(faulty, signups, "members.v1")
+        send(faulty, orders, "orders.v1")
+
+        def applied() -> bool:
+            return loyalty.entries() >= traffic.orders and loyalty.with_birthday() >= len(
+                traffic.customers
+            )
+
+        eventually(applied, timeout=300, interval=0.5)
+        assert loyalty.data_keys("k-new") >= 20, "phase 2 wraps new data keys under k-new"
+        assert loyalty.data_keys("k-old") > 0, "and the old ones still open"
 
         def rewrapped() -> bool:
             answer = first.post("/ops/keys/rewrap", limit="10000")
@@ -272,18 +285,21 @@ def test_a_two_phase_rotation_one_replica_at_a_time_loses_and_dead_letters_nothi
 
         assert eventually(rewrapped, timeout=60), "every data key re-wrapped under k-new"
         assert loyalty.data_keys("k-old") == 0, "nothing left under the old key"
-        signups, orders = traffic.round(10)
+        signups, orders = traffic.round(10, recent=60)
         send(faulty, signups, "members.v1")
         send(faulty, orders, "orders.v1")
         restart(first, keys[3])
         restart(second, keys[3])
-        eventually(lambda: loyalty.entries() >= traffic.orders, timeout=300, interval=0.5)
+        eventually(applied, timeout=300, interval=0.5)
         time.sleep(1)  # anything doubled would land now
         loyalty.assert_exact(traffic)
         for replica in (first, second):
             assert replica.metric("crm_master_key_missing_total") == 0
         assert dead_letters(faulty, run) == [], "nothing in loyalty.dlq.v1"
-        print(f"\nrotation under traffic: {traffic.orders} orders exact, nothing dead-lettered")
+        print(
+            f"\nrotation under traffic: {len(traffic.customers)} customers, {traffic.orders} "
+            "orders exact, nothing dead-lettered"
+        )
     finally:
         second.stop()
         first.stop()
