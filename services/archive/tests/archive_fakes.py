@@ -104,7 +104,7 @@ class InMemoryCustomers:
         self.notes.extend(changes.notes)
         erased = {i for i, c in self.customers.items() if c.erased_at is not None}
         self.timeline = [
-            dataclasses.replace(e, summary=None) if e.customer_id in erased else e
+            dataclasses.replace(e, summary=None, request=None) if e.customer_id in erased else e
             for e in self.timeline
         ]
         self.notes = [
@@ -121,8 +121,8 @@ class InMemoryCustomers:
         self, filters: CustomerFilter, after: str | None, limit: int
     ) -> list[CustomerRow]:
         def matches(c: Customer) -> bool:
-            wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk)
-            held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons))
+            wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk, filters.type)
+            held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons), c.profile.type)
             if any(w is not None and w != h for w, h in zip(wanted, held, strict=True)):
                 return False
             return filters.contact is None or _normalised(filters.contact) in _contacts(c)

@@ -118,20 +118,9 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
     text: str | None = None  # free text kept sealed with the entry (personal data)
     match data:
         case members_v1.CustomerRegistered():
-            consents: dict[str, dict[str, bool]] = {
-                ch: {"transactional": c.transactional, "marketing": c.marketing}
-                for ch, c in data.consents.items()
-            }
-            profile = Profile(
-                data.name,
-                data.phone,
-                data.email and str(data.email),
-                data.birthday,
-                data.gender,
-                data.city,
-                data.source,
+            customer.register(
+                at, profile_of(data), list(data.tags), consents_of(data), data.account_owner
             )
-            customer.register(at, profile, list(data.tags), consents, data.account_owner)
             summary = {"source": data.source}
         case members_v1.CustomerProfileUpdated():
             changes = {name: getattr(data, name) for name in sorted(data.model_fields_set)}
@@ -213,6 +202,31 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         {k: v for k, v in summary.items() if v is not None},
         summary=text,
     )
+
+
+def profile_of(data: members_v1.CustomerRegistered) -> Profile:
+    """The profile a registration gives."""
+    return Profile(
+        name=data.name,
+        phone=data.phone,
+        email=data.email and str(data.email),
+        birthday=data.birthday,
+        gender=data.gender,
+        city=data.city,
+        source=data.source,
+        type=data.type,
+        address=data.address,
+        company=data.company,
+        job_title=data.job_title,
+    )
+
+
+def consents_of(data: members_v1.CustomerRegistered) -> dict[str, dict[str, bool]]:
+    """The consents a registration gives, per channel and purpose."""
+    return {
+        channel: {"transactional": c.transactional, "marketing": c.marketing}
+        for channel, c in data.consents.items()
+    }
 
 
 async def review(

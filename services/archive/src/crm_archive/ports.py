@@ -18,6 +18,7 @@ from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import Grade, Stage
 from crm_contracts import CloudEvent
+from crm_contracts.members.v1 import CustomerType
 from crm_runtime.outbox import OutboundMessage
 
 
@@ -33,6 +34,9 @@ class TimelineEntry:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
     summary: str | None = None
+    request: str | None = None
+    """What staff sent to make the entry (a customer's creation), kept to compare a retry with:
+    personal data, sealed like `summary`, never shown."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class CustomerRepository(Protocol):
         """One timeline entry by id, its summary opened (None once the customer is erased)."""
         ...
 
+    async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
+        """(id, registered_at) of a few other customers sharing its phone or email."""
+        ...
+
     async def save(self, changes: Changes) -> None:
         """One transaction: the records (optimistic on `version`: `ConcurrencyConflictError`
         when one changed since it was read), what they keep apart, the timeline, the notes, the
@@ -96,6 +104,7 @@ class CustomerFilter:
     at_risk: bool | None = None
     contact: str | None = None
     """A phone number or an email address, as typed: matched on the normalised value."""
+    type: CustomerType | None = None
 
 
 @dataclass(frozen=True)

@@ -226,14 +226,17 @@ def _by_time(item: tuple[str, datetime]) -> tuple[datetime, str]:
 
 
 def timeline_document(entry: TimelineEntry, cipher: FieldCipher) -> Document:
-    """A contact's summary is sealed under the customer's data key (None when erased)."""
+    """A contact's summary and a creation's request are sealed under the customer's data key
+    (None when erased)."""
     summary = cipher.seal(f"{entry.event_id}/summary", entry.summary)
-    return dataclass_document(entry, "event_id", summary=summary)
+    request = cipher.seal(f"{entry.event_id}/request", entry.request)
+    return dataclass_document(entry, "event_id", summary=summary, request=request)
 
 
 def timeline_entry(doc: Document, cipher: FieldCipher) -> TimelineEntry:
     summary = cipher.open(f"{doc['_id']}/summary", doc.get("summary"))
-    return dataclass_from(TimelineEntry, doc, "event_id", summary=summary)
+    request = cipher.open(f"{doc['_id']}/request", doc.get("request"))
+    return dataclass_from(TimelineEntry, doc, "event_id", summary=summary, request=request)
 
 
 def note_document(note: Note, cipher: FieldCipher) -> Document:

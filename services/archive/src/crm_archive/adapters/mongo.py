@@ -155,7 +155,8 @@ class MongoCustomerRepository:
         if erased:  # only those not yet shredded: a tombstone keeps its first `destroyed_at`
             known = await self.keys.ciphers(erased)
             erased = [customer_id for customer_id in erased if not known[customer_id].destroyed]
-        texts = {e.customer_id for e in changes.timeline if e.summary is not None} | {
+        sealed = [e for e in changes.timeline if e.summary is not None or e.request is not None]
+        texts = {e.customer_id for e in sealed} | {
             n.customer_id for n in changes.notes if n.text is not None
         }
         profiles = {c.id for c in customers if c.erased_at is None and has_personal_data(c.profile)}
@@ -196,7 +197,9 @@ class MongoCustomerRepository:
         """Null what the destroyed keys sealed: no live document holds it either way (ADR 0006)."""
         customer = {"customer_id": {"$in": erased}}
         await self.timeline.update_many(
-            {**customer, "summary": {"$ne": None}}, {"$set": {"summary": None}}, session=session
+            {**customer, "$or": [{"summary": {"$ne": None}}, {"request": {"$ne": None}}]},
+            {"$set": {"summary": None, "request": None}},
+            session=session,
         )
         await self.notes.update_many(customer, {"$set": {"text": None}}, session=session)
 
@@ -226,6 +229,10 @@ class MongoCustomerRepository:
         ):
             if value is not None:
                 query[field] = value
+        if filters.type == "company":
+            query["pii.type"] = "company"
+        elif filters.type == "person":  # records from before types were kept are people
+            query["pii.type"] = {"$ne": "company"}
         if filters.contact is not None:
             field, key = lookup_key_for_query(filters.contact, self.keys.ring)
             query[field] = key
@@ -255,7 +262,8 @@ class MongoCustomerRepository:
             query, sort=[("at", direction), ("_id", direction)], limit=limit
         )
         docs = [doc async for doc in cursor]
-        cipher = await self._cipher(customer_id) if _sealed(docs, "summary") else NO_KEY
+        sealed = _sealed(docs, "summary") or _sealed(docs, "request")
+        cipher = await self._cipher(customer_id) if sealed else NO_KEY
         return [timeline_entry(doc, cipher) for doc in docs]
 
     async def notes_page(
