@@ -173,9 +173,9 @@ def customers_router(
     async def patch_customer(
         customer_id: CustomerId,
         patch: CustomerPatch,
-        if_match: IfMatch,
         response: Response,
         principal: Annotated[Principal, Depends(staff)],
+        if_match: IfMatch = None,
     ) -> CustomerView:
         changes = patch.model_dump(exclude_unset=True)
         if not changes:
