@@ -5,7 +5,8 @@ stale version (412), without If-Match (428), on the version she read (200); she 
 owner (403); she logs a visit; the timeline names her on the creation, the edit and the visit.
 The archive announces the customer on members.v1 like a registration: loyalty enrols them and
 notify sends them the welcome e-mail; the archive's own consumer takes the echo as a duplicate
-and changes nothing; archive.v1 (kept forever) carries none of the personal data."""
+and changes nothing; her order's lines show as product preferences; archive.v1 (kept forever)
+carries none of the personal data."""
 
 import asyncio
 import json
@@ -19,9 +20,11 @@ from stackutil import (
     ServiceProcess,
     SmtpServer,
     Stack,
+    cloud_event,
     collect,
     eventually,
     running_suite,
+    send,
     unique,
 )
 
@@ -163,6 +166,25 @@ def test_an_agent_enters_and_edits_a_customer_that_every_service_learns_of(
     settled = call("GET", archive, path)
     eventually(lambda: archive.metric("crm_events_duplicate_total") >= 4, timeout=60)
     assert call("GET", archive, path).headers["ETag"] == settled.headers["ETag"]
+    # Her orders' lines make her product preferences (12 months, by spend).
+    items = [
+        {"sku": "tea-longjing", "category": "tea", "qty": 2, "unit_price": "300.00"},
+        {"sku": "cup-celadon", "category": "ware", "qty": 4, "unit_price": "25.00"},
+    ]
+    order = {"order_id": unique("o"), "amount": "700.00", "currency": "CNY", "items": items}
+    send(stack, "orders.v1", (customer_id, cloud_event("order.placed", customer_id, order)))
+    preferences = eventually(
+        lambda: call("GET", archive, path).json()["preferences"]["skus"], timeout=30
+    )
+    assert preferences == [
+        {"sku": "tea-longjing", "spend": "600.00"},
+        {"sku": "cup-celadon", "spend": "100.00"},
+    ]
+    categories = call("GET", archive, path).json()["preferences"]["categories"]
+    assert categories == [
+        {"category": "tea", "spend": "600.00"},
+        {"category": "ware", "spend": "100.00"},
+    ]
     # archive.v1 is kept forever: it names the fields that changed, never their values.
     events = asyncio.run(
         collect(

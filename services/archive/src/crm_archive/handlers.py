@@ -22,7 +22,7 @@ from crm_archive.domain.events import (
 )
 from crm_archive.domain.facts import Profile
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.ports import Changes, CustomerRepository, TimelineEntry
+from crm_archive.ports import Changes, CustomerRepository, ItemSpend, OrderLines, TimelineEntry
 from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
@@ -67,6 +67,8 @@ async def apply_events(
     last_cause: dict[str, str] = {}
     now = clock()
     outbound: list[OutboundMessage] = []
+    lines: list[OrderLines] = []
+    cancelled: list[tuple[str, str]] = []
     for event in fresh:
         customer = customers.get(event.subject)
         if customer is None:
@@ -78,12 +80,35 @@ async def apply_events(
         if event.type == members_v1.CUSTOMER_ERASURE_REQUESTED:
             # Saved with the erasure (and the key's destruction) in the batch's transaction.
             outbound.append(erasure_confirmation("archive", event, now, KEPT_AFTER_ERASURE))
+        match event.data:
+            case orders_v1.OrderPlaced(items=items) if items:
+                lines.append(order_lines(event.subject, event.time, event.data))
+            case orders_v1.OrderCancelled():
+                cancelled.append((event.subject, event.data.order_id))
     for customer in touched.values():
         outbound.extend(
             to_messages(customer, customer.evaluate(now, rules), last_cause[customer.id], now)
         )
-    await repository.save(Changes(list(touched.values()), timeline, fresh, outbound))
+    await repository.save(
+        Changes(
+            list(touched.values()),
+            timeline,
+            fresh,
+            outbound,
+            order_lines=lines,
+            cancelled_orders=cancelled,
+        )
+    )
     return len(fresh)
+
+
+def order_lines(customer_id: str, at: datetime, order: orders_v1.OrderPlaced) -> OrderLines:
+    """What each line of an order spent (quantity x unit price), for product preferences."""
+    items = tuple(
+        ItemSpend(item.sku, item.category, int(item.unit_price * item.qty * 100))
+        for item in order.items
+    )
+    return OrderLines(customer_id, order.order_id, at, order.currency, items)
 
 
 def references(events: Sequence[CloudEvent[Any]]) -> dict[str, FactIds]:

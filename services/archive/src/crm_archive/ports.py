@@ -52,6 +52,36 @@ class Note:
     text: str | None
 
 
+@dataclass(frozen=True)
+class ItemSpend:
+    """What an order spent on one line: `cents` = quantity x unit price, in the order's
+    currency."""
+
+    sku: str
+    category: str | None
+    cents: int
+
+
+@dataclass(frozen=True)
+class OrderLines:
+    """An order's lines, kept apart from the record (one document per order, ADR 0008) for
+    the customer's product preferences. The first announcement of an order wins."""
+
+    customer_id: str
+    order_id: str
+    at: datetime
+    currency: str
+    items: tuple[ItemSpend, ...]
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """A customer's top categories and SKUs by spend over a window, the largest first."""
+
+    categories: list[tuple[str, Decimal]] = field(default_factory=list)
+    skus: list[tuple[str, Decimal]] = field(default_factory=list)
+
+
 @dataclass
 class Changes:
     """What one batch, sweep or request changes, saved in one transaction."""
@@ -63,6 +93,9 @@ class Changes:
     """The inbound events applied (the inbox): a redelivery of one changes nothing."""
     outbound: list[OutboundMessage] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    order_lines: list[OrderLines] = field(default_factory=list)
+    cancelled_orders: list[tuple[str, str]] = field(default_factory=list)
+    """(customer id, order id): their lines no longer count."""
 
 
 class CustomerRepository(Protocol):
@@ -159,4 +192,11 @@ class CustomerQueries(Protocol):
 
     async def segments(self) -> dict[str, dict[str, int]]:
         """Customers by grade, by stage and by risk."""
+        ...
+
+    async def preferences(
+        self, customer_id: str, since: datetime, currency: str, top: int
+    ) -> Preferences:
+        """The `top` categories and SKUs by spend of the customer's orders placed since `since`
+        in `currency`, cancelled ones left out (aggregated in the database)."""
         ...

@@ -61,6 +61,15 @@ def timeline_after(cursor: str | None) -> tuple[datetime, str] | None:
         raise HTTPException(400, INVALID_CURSOR) from exc
 
 
+async def view_of(
+    customer: Customer, repository: CustomerQueries, clock: Clock, rules: ArchiveRules
+) -> CustomerView:
+    """What a route answers about a customer, as of now."""
+    now = clock()
+    detail = await queries.detail(customer, repository, now, rules.base_currency)
+    return customer_view(detail, now, rules)
+
+
 def customers_router(
     repository: Repository,
     auth: Authenticator,
@@ -88,7 +97,7 @@ def customers_router(
         customer = await load(customer_id)
         await audit.record(principal, "GET /customers/{customer_id}", [customer.id])
         response.headers["ETag"] = etag(customer.version)
-        return customer_view(await queries.detail(customer, repository), clock(), rules)
+        return await view_of(customer, repository, clock, rules)
 
     @router.get(
         "/customers/{customer_id}/erasure",
@@ -194,7 +203,7 @@ def customers_router(
             raise HTTPException(409, f"{exc}: only the account owner can be set") from exc
         await audit.record(principal, "PATCH /customers/{customer_id}", [customer.id])
         response.headers["ETag"] = etag(customer.version)
-        return customer_view(await queries.detail(customer, repository), clock(), rules)
+        return await view_of(customer, repository, clock, rules)
 
     @router.get(
         "/customers/{customer_id}/export",
@@ -214,8 +223,9 @@ def customers_router(
     ) -> StreamingResponse:
         customer = await load(customer_id)
         await audit.record(principal, "GET /customers/{customer_id}/export", [customer.id])
-        found = await queries.export(customer, repository)
-        head = {"customer": customer_view(found.detail, clock(), rules).model_dump(mode="json")}
+        now = clock()
+        found = await queries.export(customer, repository, now, rules.base_currency)
+        head = {"customer": customer_view(found.detail, now, rules).model_dump(mode="json")}
         parts = {"orders": order_items(found.orders), "timeline": timeline_items(found.timeline)}
         return streamed_json(head, parts)
 

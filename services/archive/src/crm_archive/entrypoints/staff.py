@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
-from crm_archive import commands, queries
+from crm_archive import commands
 from crm_archive.domain.customer import NoCustomerError
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.entrypoints.http import CustomerId, Limit, Repository, timeline_after
+from crm_archive.entrypoints.http import CustomerId, Limit, Repository, timeline_after, view_of
 from crm_archive.entrypoints.views import (
     ContactRequest,
     CustomerCreate,
@@ -17,7 +17,6 @@ from crm_archive.entrypoints.views import (
     NoteRequest,
     NoteView,
     TimelineView,
-    customer_view,
     note_view,
     timeline_view,
 )
@@ -76,7 +75,7 @@ def staff_router(
         response.status_code = 200 if done.replayed else 201
         response.headers["ETag"] = etag(done.customer.version)
         response.headers["Location"] = f"/customers/{done.customer.id}"
-        return customer_view(await queries.detail(done.customer, repository), clock(), rules)
+        return await view_of(done.customer, repository, clock, rules)
 
     @router.post(
         "/customers/{customer_id}/contacts",

@@ -62,6 +62,24 @@ class ChurnView(BaseModel):
     since: datetime | None
 
 
+class CategorySpend(BaseModel):
+    category: str
+    spend: str
+
+
+class SkuSpend(BaseModel):
+    sku: str
+    spend: str
+
+
+class PreferencesView(BaseModel):
+    """Product preferences: what the customer spent most on over the last 12 months (orders
+    in the base currency, cancelled ones left out; refunds are not split by line)."""
+
+    categories: list[CategorySpend]
+    skus: list[SkuSpend]
+
+
 class CustomerView(BaseModel):
     id: str
     stub: bool
@@ -82,6 +100,7 @@ class CustomerView(BaseModel):
     tickets_resolved: int
     loyalty_tier: str | None
     possible_duplicate_of: str | None
+    preferences: PreferencesView
     erased: bool
 
 
@@ -211,6 +230,16 @@ def customer_view(detail: CustomerDetail, now: datetime, rules: ArchiveRules) ->
         ),
         complaints=customer.complaint_count,
         possible_duplicate_of=detail.duplicate_of,
+        preferences=PreferencesView(
+            categories=[
+                CategorySpend(category=name, spend=format(spend, "f"))
+                for name, spend in detail.preferences.categories
+            ],
+            skus=[
+                SkuSpend(sku=sku, spend=format(spend, "f"))
+                for sku, spend in detail.preferences.skus
+            ],
+        ),
         erased=customer.erased_at is not None,
     )
 
