@@ -330,7 +330,7 @@ class MongoCustomerRepository:
     async def preferences(
         self, customer_id: str, since: datetime, currency: str, top: int
     ) -> Preferences:
-        ranked = {}
+        ranked: dict[str, list[Document]] = {}
         for by in ("category", "sku"):
             pipeline = queries.preference_pipeline(customer_id, since, currency, by, top)
             ranked[by] = await self._lines(pipeline)
