@@ -50,9 +50,10 @@ def test_the_timeline_names_the_supervisor_who_patched_a_customer(
 ) -> None:
     archive = services["archive"]
     customer = registered(stack, archive)
+    version = archive.get(f"/customers/{customer}").headers["ETag"]
     patched = httpx.patch(
         f"{archive.url}/customers/{customer}",
-        headers=AS_SUPERVISOR,
+        headers={**AS_SUPERVISOR, "If-Match": version},
         json={"account_owner": AGENT},
         timeout=10,
     )

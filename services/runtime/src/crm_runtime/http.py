@@ -7,6 +7,7 @@ its own routers. Errors are JSON `{"error": ..., "message": ...}`; a bad request
 """
 
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -41,8 +42,10 @@ ERROR_NAMES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     422: "invalid_request",
+    428: "precondition_required",
     503: "unavailable",
 }
 
@@ -60,6 +63,36 @@ IdempotencyKey = Annotated[
     ),
 ]
 """The `Idempotency-Key` header of a command a caller may retry."""
+
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=100,
+        description='The record\'s version as its `ETag` gave it (`"7"`); `*`: any version.',
+    ),
+]
+"""The `If-Match` header of a change made on a version the caller read (optimistic)."""
+
+
+def etag(version: int) -> str:
+    """A record's `ETag`: its version, quoted (`"7"`)."""
+    return f'"{version}"'
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an `If-Match` header names (None for `*`): 428 when the header is missing,
+    400 when it names no version (`"7"`, or weak `W/"7"`)."""
+    if if_match is None:
+        raise HTTPException(428, 'send If-Match with the ETag of the record you read (e.g. "7")')
+    tag = if_match.strip()
+    if tag == "*":
+        return None
+    found = re.fullmatch(r'(?:W/)?"?([0-9]{1,18})"?', tag)
+    if found is None:
+        raise HTTPException(400, f'If-Match {if_match!r} is not an ETag of this API (e.g. "7")')
+    return int(found.group(1))
 
 
 def or_404(found: T | None, detail: str) -> T:
@@ -221,8 +254,11 @@ class PiiRead(BaseModel):
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A detail may be {"message": ..., **more}: the answer carries the more (e.g. the ids
+        # of the records a conflict is with).
+        more = dict(exc.detail) if isinstance(exc.detail, dict) else {"message": exc.detail}
         return JSONResponse(
-            error_body(exc.status_code, str(exc.detail)),
+            error_body(exc.status_code, str(more.pop("message", "")), **more),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

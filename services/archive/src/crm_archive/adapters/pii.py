@@ -1,7 +1,8 @@
 """The one place where the archive's personal data is written to and read from documents.
 
 Every personal field is sealed with the customer's data key (`crm_runtime.crypto`); phone and
-email lookups are keyed hashes of the normalised values. `source` (a channel name) stays plain.
+email lookups are keyed hashes of the normalised values. `source` (a channel name) and `type`
+(person or company) stay plain.
 """
 
 import re
@@ -11,7 +12,7 @@ from typing import Any
 from crm_archive.domain.facts import Profile
 from crm_runtime.crypto import FieldCipher, KeyRing
 
-SEALED = ("name", "phone", "email", "birthday", "gender", "city")
+SEALED = ("name", "phone", "email", "birthday", "gender", "city", "address", "company", "job_title")
 
 
 def normalise_phone(phone: str) -> str:
@@ -36,10 +37,14 @@ def profile_to_document(profile: Profile, cipher: FieldCipher) -> dict[str, Any]
         "birthday": profile.birthday.isoformat() if profile.birthday else None,
         "gender": profile.gender,
         "city": profile.city,
+        "address": profile.address,
+        "company": profile.company,
+        "job_title": profile.job_title,
     }
     return {
         **{name: cipher.seal(name, value) for name, value in plain.items()},
         "source": profile.source,
+        "type": profile.type,
     }
 
 
@@ -55,6 +60,10 @@ def profile_from_document(document: dict[str, Any] | None, cipher: FieldCipher) 
         gender=opened["gender"],
         city=opened["city"],
         source=document.get("source"),
+        type=document.get("type") or "person",
+        address=opened["address"],
+        company=opened["company"],
+        job_title=opened["job_title"],
     )
 
 

@@ -9,7 +9,8 @@ CENT = Decimal("0.01")
 
 @dataclass
 class Profile:
-    """Who the customer is. Personal data: read and written in one place (the repository)."""
+    """Who the customer is. Personal data, read and written in one place (the repository),
+    except `type` and `source`."""
 
     name: str | None = None
     phone: str | None = None
@@ -18,6 +19,11 @@ class Profile:
     gender: str | None = None
     city: str | None = None
     source: str | None = None
+    type: str = "person"
+    """"person" or "company": plain, kept after an erasure."""
+    address: str | None = None
+    company: str | None = None
+    job_title: str | None = None
 
 
 @dataclass
