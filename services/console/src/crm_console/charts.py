@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH = 560
-LABEL = 170
+WIDTH = 360
+LABEL = 130
 ROW = 26
 
 
@@ -15,7 +15,7 @@ def bars(rows: Sequence[tuple[str, float]], *, title: str, fmt: str = "{:,.0f}")
     if not rows:
         return Markup("")
     top = max((value for _, value in rows), default=0) or 1
-    span = WIDTH - LABEL - 70
+    span = WIDTH - LABEL - 50
     height = ROW * len(rows) + 4
     parts = [
         f'<svg class="chart" role="img" aria-label="{escape(title)}" '
