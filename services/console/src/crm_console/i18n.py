@@ -164,6 +164,8 @@ EN: dict[str, str] = {
         "No service reports CSAT and NPS over time yet: see each customer's value."
     ),
     "supervisor.no_owner": "(no owner)",
+    "supervisor.liability_total": "{points} points outstanding in {accounts} accounts",
+    "supervisor.nothing": "Nothing to show.",
     "ops.title": "Ops",
     "ops.metrics": "Metrics",
     "ops.dead_letters": "Dead letters",
@@ -349,6 +351,8 @@ ZH: dict[str, str] = {
     "supervisor.csat_nps": "满意度与净推荐值趋势",
     "supervisor.csat_nps_missing": "目前没有服务按时间汇总满意度和净推荐值：请查看各客户的价值。",
     "supervisor.no_owner": "（无责任人）",
+    "supervisor.liability_total": "{accounts} 个账户共有 {points} 积分未使用",
+    "supervisor.nothing": "暂无数据。",
     "ops.title": "运维",
     "ops.metrics": "监控指标",
     "ops.dead_letters": "死信",
