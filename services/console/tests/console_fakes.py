@@ -41,6 +41,11 @@ CUSTOMER = {
 class FakeSuite:
     def __init__(self) -> None:
         self.down: set[str] = set()
+        self.broken: set[str] = set()
+        """Services that answer 500 to everything."""
+        self.version: int | None = None
+        """The customer's version (`ETag`), when the archive versions edits; None: it does not."""
+        self.patches: list[dict[str, Any]] = []
         self.contacts: list[tuple[str, dict[str, Any]]] = []
         self.notes: list[dict[str, Any]] = []
         self.app = self._app()
@@ -71,6 +76,8 @@ class FakeSuite:
 
         @app.middleware("http")
         async def guard(request: Request, call_next: Any) -> Any:
+            if request.url.hostname in suite.broken:
+                return refuse(500, "internal error")
             person = who(request)
             if person is None:
                 return refuse(401, "the bearer token is not valid")
@@ -106,7 +113,9 @@ class FakeSuite:
                 return refuse(404, "no such route")
             if customer_id != "c-1":
                 return refuse(404, f"no customer {customer_id!r}")
-            return CUSTOMER
+            if suite.version is None:
+                return CUSTOMER
+            return JSONResponse(CUSTOMER, headers={"ETag": f'"{suite.version}"'})
 
         @app.get("/customers/{customer_id}/timeline")
         async def timeline(customer_id: str) -> Any:
@@ -151,8 +160,17 @@ class FakeSuite:
 
         @app.patch("/customers/{customer_id}")
         async def patch(request: Request, customer_id: str) -> Any:
-            if not has(request, "supervisor"):
+            body = await request.json()
+            if "account_owner" in body and not has(request, "supervisor"):
                 return refuse(403, "this route needs one of the roles ['supervisor']")
+            if suite.version is not None:
+                match = request.headers.get("if-match")
+                if match is None:
+                    return refuse(428, "send If-Match")
+                if match != f'"{suite.version}"':
+                    return refuse(412, "the record changed")
+                suite.version += 1
+            suite.patches.append(body)
             return CUSTOMER
 
         @app.get("/accounts/{customer_id}")

@@ -3,6 +3,7 @@ sign-out, CSRF, roles, errors said in the person's language, a service down in o
 page while the rest works, the language choice and how amounts read. The real services and a
 real browser: tests/e2e/test_console.py."""
 
+import html
 import re
 
 import pytest
@@ -33,10 +34,10 @@ def client(suite: FakeSuite) -> TestClient:
     return TestClient(build_app(settings, transport=suite.transport()), follow_redirects=False)
 
 
-def hidden(html: str, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+def hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
     assert found, f"no hidden {name} in the page"
-    return found.group(1)
+    return html.unescape(found.group(1))
 
 
 def sign_in(client: TestClient, token: str) -> str:
@@ -203,3 +204,48 @@ def test_amounts_read_as_cny() -> None:
     assert i18n.money("1234.5") == "¥1,234.50"
     assert i18n.money("-12.00") == "¥-12.00"
     assert i18n.money("99.90", "USD") == "USD 99.90"
+
+
+def test_a_service_answering_5xx_shows_as_unavailable_in_its_part(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    sign_in(client, "agent-token")
+    suite.broken.add("tickets")
+    page = client.get("/customers/c-1")
+    assert page.status_code == 200
+    assert "tickets is unavailable right now." in page.text
+    assert "王小丫" in page.text
+
+
+def test_no_edit_form_when_the_archive_does_not_version_customers(client: TestClient) -> None:
+    sign_in(client, "agent-token")
+    assert 'action="/customers/c-1/profile"' not in client.get("/customers/c-1").text
+
+
+def test_an_edit_is_sent_with_if_match_and_a_stale_one_is_said_in_the_persons_language(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    suite.version = 3
+    csrf = sign_in(client, "agent-token")
+    page = client.get("/customers/c-1").text
+    version = hidden(page, "version")
+    assert version == '"3"'
+    form = {"csrf": csrf, "version": version, "name": "王小雅", "phone": "", "city": "杭州"}
+    assert client.post("/customers/c-1/profile", data=form).status_code == 303
+    assert suite.patches == [{"name": "王小雅", "phone": None, "email": None, "city": "杭州"}]
+    assert "Profile saved." in client.get("/customers/c-1").text
+    # the same form again: someone (this person) changed the customer since it was rendered
+    client.cookies.set(i18n.LANG_COOKIE, "zh-CN")
+    assert client.post("/customers/c-1/profile", data=form).status_code == 303
+    assert "其他人刚刚修改了该记录，请刷新后重试。" in client.get("/customers/c-1").text
+    assert len(suite.patches) == 1
+
+
+def test_the_owner_is_set_on_the_version_read(client: TestClient, suite: FakeSuite) -> None:
+    suite.version = 5
+    csrf = sign_in(client, "sup-token")
+    version = hidden(client.get("/customers/c-1").text, "version")
+    form = {"csrf": csrf, "version": version, "account_owner": "owner-01"}
+    assert client.post("/customers/c-1/owner", data=form).status_code == 303
+    assert suite.patches == [{"account_owner": "owner-01"}]
+    assert "Account owner set." in client.get("/customers/c-1").text

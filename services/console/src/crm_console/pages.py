@@ -242,6 +242,7 @@ def customer_routes(console: Console) -> APIRouter:
             staff=staff,
             channels=CHANNELS,
             contact_key=str(uuid.uuid4()),
+            version=found.etag if isinstance(found, Answer) else None,
         )
 
     @routes.post("/customers/{customer_id}/contacts", summary="Log a contact.")
@@ -293,10 +294,38 @@ def customer_routes(console: Console) -> APIRouter:
             f"/customers/{customer_id}",
             _token(page),
             json={"account_owner": owner},
+            headers=if_match(fields),
         )
         return after(console, page, result, "owner.set", f"/customers/{customer_id}")
 
+    @routes.post("/customers/{customer_id}/profile", summary="Edit the profile (If-Match).")
+    async def edit_profile(request: Request, customer_id: Id) -> Response:
+        page = console.page(request, "agent", "supervisor")
+        fields = await console.form(page)
+        if not fields.get("version"):  # edits are made on the version read, never blind
+            raise CsrfRefused
+        body = {name: fields.get(name, "").strip() or None for name in PROFILE_FIELDS}
+        result = await services.call(
+            "archive",
+            "PATCH",
+            f"/customers/{customer_id}",
+            _token(page),
+            json=body,
+            headers=if_match(fields),
+        )
+        return after(console, page, result, "profile.saved", f"/customers/{customer_id}")
+
     return routes
+
+
+PROFILE_FIELDS = ("name", "phone", "email", "city")
+"""The profile fields the edit form offers (the archive validates them)."""
+
+
+def if_match(fields: dict[str, str]) -> dict[str, str]:
+    """`If-Match` with the version the form was rendered from (the archive's `ETag`), if any."""
+    version = fields.get("version", "").strip()
+    return {"If-Match": version} if version else {}
 
 
 def _token(page: Page) -> str:

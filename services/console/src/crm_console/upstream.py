@@ -24,6 +24,8 @@ class Answer:
     service: str
     status: int
     data: Any
+    etag: str | None = None
+    """The record's version, when the service versions it (`ETag`): sent back as `If-Match`."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ class Services:
             return Failure(service, None, type(exc).__name__)
         if response.status_code < 400:
             self.metrics.calls.labels(service, "ok").inc()
-            return Answer(service, response.status_code, _json(response))
+            etag = response.headers.get("etag")
+            return Answer(service, response.status_code, _json(response), etag)
         outcome = "unavailable" if response.status_code >= 500 else "refused"
         self.metrics.calls.labels(service, outcome).inc()
         body = _json(response)

@@ -139,7 +139,9 @@ class Console:
                 return page.t("error.not_found") + (f" ({detail})" if detail else "")
             case 409:
                 return page.t("error.conflict", detail=detail)
-            case 412:
+            case 401:
+                return page.t("signin.expired")
+            case 412 | 428:
                 return page.t("error.stale")
             case 422:
                 fields = ", ".join(p.rsplit(".", 1)[-1] for p in failure.problems) or detail
