@@ -67,6 +67,9 @@ def test_the_session_cookie_is_httponly_samesite_strict_and_holds_no_token(
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
     assert "agent-token" not in cookie
+    page = client.get("/customers")
+    assert page.headers["cache-control"] == "no-store"
+    assert "script-src 'none'" in page.headers["content-security-policy"]
 
 
 def test_sign_in_with_a_bad_token_says_so_and_makes_no_session(client: TestClient) -> None:
