@@ -27,6 +27,7 @@ from crm_runtime.asyncapi import (
     service_document,
 )
 from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.crypto import MasterKeyMissingError
 from crm_runtime.errors import is_transient
 from crm_runtime.guard import RequestGuard
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
@@ -260,6 +261,21 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, MasterKeyMissingError):
+            # A configuration fault of this replica (a rotation's new master key not given to
+            # it yet), not the caller's: 503, counted for the alert; the log names the key id.
+            runtime: Runtime = request.app.state.runtime
+            runtime.metrics.master_key_missing.labels(runtime.service, exc.key_id).inc()
+            log.error("master key missing", extra={"path": request.url.path, "key_id": exc.key_id})
+            return JSONResponse(
+                error_body(
+                    503,
+                    "this replica cannot open the data yet (a master key is being rotated), "
+                    "retry shortly",
+                ),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         if is_transient(exc):
             return JSONResponse(
                 error_body(503, "a dependency is unavailable, retry shortly"),
