@@ -43,6 +43,7 @@ OPERATIONS: dict[tuple[str, str], Access] = {
     ("GET", "/docs"): OPEN,
     ("GET", "/docs/oauth2-redirect"): OPEN,
     ("GET", "/redoc"): OPEN,
+    ("GET", "/me"): roles(AGENT, SUPERVISOR, OPS, INTEGRATION),
     ("GET", "/audit/pii-reads"): roles(OPS),
     ("POST", "/ops/keys/rewrap"): roles(OPS),
     ("POST", "/ops/sweeps/{name}"): roles(OPS),

@@ -27,11 +27,13 @@ from crm_runtime.asyncapi import (
     publications_of,
     service_document,
 )
+from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.crypto import MasterKeyMissingError
 from crm_runtime.errors import is_transient
 from crm_runtime.guard import RequestGuard
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
 from crm_runtime.runtime import Runtime
+from crm_runtime.settings import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +229,29 @@ def create_http_app(
             "current_master_key": runtime.keys.ring.current,
         }
 
+    app.include_router(me_router(runtime.auth))
     for router in routers:
         app.include_router(router)
     return app
+
+
+class Me(BaseModel):
+    """Who a bearer token names (ADR 0010)."""
+
+    user: str = Field(description="The user id that records name.")
+    roles: list[str] = Field(description="Sorted.")
+
+
+def me_router(auth: Authenticator) -> APIRouter:
+    """`GET /me`: who the caller's token names and its roles (the console asks at sign-in)."""
+    router = APIRouter(tags=["identity"])
+    anyone = auth.require(*ROLES)
+
+    @router.get("/me", summary="Who the bearer token names: the user id and roles (any role).")
+    async def me(principal: Annotated[Principal, Depends(anyone)]) -> Me:
+        return Me(user=principal.user, roles=sorted(principal.roles))
+
+    return router
 
 
 class PiiRead(BaseModel):
