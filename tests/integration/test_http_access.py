@@ -54,7 +54,8 @@ ROLE_MATRIX: dict[tuple[str, str, str], Access] = {
     # archive (services/archive/README.md, "Serves")
     ("archive", "GET", "/customers"): roles(AGENT, SUPERVISOR, OPS),
     ("archive", "GET", "/customers/{customer_id}"): roles(AGENT, SUPERVISOR, OPS),
-    ("archive", "PATCH", "/customers/{customer_id}"): roles(SUPERVISOR),
+    ("archive", "POST", "/customers"): roles(AGENT, SUPERVISOR),
+    ("archive", "PATCH", "/customers/{customer_id}"): roles(AGENT, SUPERVISOR),
     ("archive", "GET", "/customers/{customer_id}/timeline"): roles(AGENT, SUPERVISOR, OPS),
     ("archive", "GET", "/customers/{customer_id}/export"): roles(AGENT, SUPERVISOR, OPS),
     ("archive", "GET", "/customers/{customer_id}/erasure"): roles(AGENT, SUPERVISOR, OPS),
