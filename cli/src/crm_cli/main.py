@@ -39,7 +39,7 @@ from crm_cli.errors import EXIT_INVALID, CliError, check_service
 from crm_contracts.topics import dlq_topic_name
 
 app = typer.Typer(
-    help="Operate the CRM suite: topics, events, dead letters, rebuilds, imports.",
+    help="Operate the CRM suite: topics, events, dead letters, rebuilds, imports, backups.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,16 +57,13 @@ import_app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(import_app, name="import")
-backup_app = typer.Typer(
-    help="Back up the services' databases (data and keys apart): `crm backup`, `crm backup prune`.",
-    rich_markup_mode="markdown",
-)
+backup_app = typer.Typer(rich_markup_mode="markdown")  # help: `backup_command`'s docstring
 app.add_typer(backup_app, name="backup")
 
 
 @app.callback()
 def main() -> None:
-    """Operate the CRM suite: topics, events, dead letters, rebuilds, imports."""
+    """Operate the CRM suite: topics, events, dead letters, rebuilds, imports, backups."""
     quiet = logging.getLogger("aiokafka")  # its connection warnings: our errors say it in one line
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
