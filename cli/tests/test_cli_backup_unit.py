@@ -188,7 +188,7 @@ def test_restore_without_a_key_backup_says_the_sealed_fields_stay_unreadable(
         ],
     )
     assert result.exit_code == 2
-    assert "no key backup taken at or after 2026-11-01T02:00:00+00:00" in result.stderr
+    assert "no key backup of loyalty taken at or after 2026-11-01T02:00:00+00:00" in result.stderr
     assert "sealed fields stay unreadable" in result.stderr
 
 
@@ -197,10 +197,25 @@ def test_a_restore_takes_the_newest_key_backup_not_older_than_the_data(tmp_path:
     for hours in (-1, 0, 5, 30):
         write_backup(tmp_path, "keys", T0 + timedelta(hours=hours), {"archive": {"data_keys": []}})
     write_backup(tmp_path, "data", T0 + timedelta(hours=40), {"archive": {"customers": []}})
-    chosen = backup.choose_key_backup(tmp_path, T0)
+    chosen = backup.choose_key_backup(tmp_path, T0, ["archive"])
     assert chosen is not None
     assert chosen[1].taken_at == T0 + timedelta(hours=30)
-    assert backup.choose_key_backup(tmp_path, T0 + timedelta(hours=31)) is None
+    assert backup.choose_key_backup(tmp_path, T0 + timedelta(hours=31), ["archive"]) is None
+
+
+def test_a_newer_key_backup_of_fewer_services_does_not_hide_a_complete_one(tmp_path: Path) -> None:
+    both: dict[str, dict[str, list[dict[str, object]]]] = {
+        "archive": {"data_keys": []},
+        "loyalty": {"data_keys": []},
+    }
+    write_backup(tmp_path, "keys", T0, both)
+    write_backup(tmp_path, "keys", T0 + timedelta(hours=1), {"loyalty": {"data_keys": []}})
+    chosen = backup.choose_key_backup(tmp_path, T0, ["archive", "loyalty"])
+    assert chosen is not None
+    assert chosen[1].taken_at == T0
+    only_loyalty = backup.choose_key_backup(tmp_path, T0, ["loyalty"])
+    assert only_loyalty is not None
+    assert only_loyalty[1].taken_at == T0 + timedelta(hours=1)
 
 
 def test_prune_deletes_only_the_key_backups_older_than_the_retention(tmp_path: Path) -> None:

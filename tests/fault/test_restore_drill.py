@@ -65,7 +65,9 @@ def start_services(stack: FaultStack, smtp: SmtpServer) -> dict[str, ServiceProc
     return services
 
 
-def crm(stack: FaultStack, services: dict[str, ServiceProcess], *args: str) -> str:
+def crm(
+    stack: FaultStack, services: dict[str, ServiceProcess], *args: str, exit_code: int = 0
+) -> str:
     """Run the `crm` command as an operator would, with the services' databases and groups."""
     env = {
         **os.environ,
@@ -86,7 +88,7 @@ def crm(stack: FaultStack, services: dict[str, ServiceProcess], *args: str) -> s
         timeout=600,
         check=False,
     )
-    assert done.returncode == 0, f"crm {' '.join(args)}: {done.stdout}\n{done.stderr}"
+    assert done.returncode == exit_code, f"crm {' '.join(args)}: {done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
 
@@ -311,6 +313,21 @@ def test_restore_after_a_wipe_equals_the_run_without_it_and_keeps_the_erased_era
         assert response.status_code == 200, response.text
         assert response.json()["erased"] is True
         assert response.json()["profile"]["name"] is None
+
+        # A restore over running services is refused before anything is dropped.
+        refused = crm(
+            faulty,
+            services,
+            "restore",
+            str(data_dir),
+            "--keys-to",
+            str(key_root),
+            "--drop",
+            "--no-progress",
+            exit_code=2,
+        )
+        assert "archive is running (consumer group" in refused, refused
+        assert figures.read() == restored, "nothing dropped, nothing changed"
 
         # 5. The old backup: its key backup opens the erased customer's name until the
         # retention passes; then the only key backup left (taken after the erasure) does not.

@@ -265,11 +265,18 @@ def key_backups(root: Path) -> list[tuple[Path, Manifest]]:
     )
 
 
-def choose_key_backup(root: Path, taken_at: datetime) -> tuple[Path, Manifest] | None:
-    """The newest key backup not older than the data snapshot: it holds a key for every
-    customer the snapshot holds sealed data of (keys are never deleted, only tombstoned) and a
-    tombstone for every erasure up to its own time."""
-    usable = [item for item in key_backups(root) if item[1].taken_at >= taken_at]
+def choose_key_backup(
+    root: Path, taken_at: datetime, services: Iterable[str]
+) -> tuple[Path, Manifest] | None:
+    """The newest key backup not older than the data snapshot that holds every service restored:
+    it holds a key for every customer the snapshot holds sealed data of (keys are never deleted,
+    only tombstoned) and a tombstone for every erasure up to its own time."""
+    wanted = set(services)
+    usable = [
+        item
+        for item in key_backups(root)
+        if item[1].taken_at >= taken_at and wanted <= set(item[1].services)
+    ]
     return usable[-1] if usable else None
 
 
@@ -596,10 +603,11 @@ async def restore(
             f"backup {data_dir} is not sound, nothing restored: " + "; ".join(problems),
             EXIT_INVALID,
         )
-    chosen_keys = choose_key_backup(key_root, manifest.taken_at) if key_root else None
+    chosen_keys = choose_key_backup(key_root, manifest.taken_at, services) if key_root else None
     if chosen_keys is None and not without_keys:
         raise CliError(
-            f"no key backup taken at or after {manifest.taken_at.isoformat()} in {key_root}: "
+            f"no key backup of {', '.join(services)} taken at or after "
+            f"{manifest.taken_at.isoformat()} in {key_root}: "
             "without one every customer's sealed fields stay unreadable; pass --without-keys "
             "to restore the figures anyway",
             EXIT_USAGE,
