@@ -8,10 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from crm_archive.adapters.documents import order_key
-from crm_archive.adapters.pii import normalise_email, normalise_phone
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
-from crm_archive.domain.facts import Order
+from crm_archive.domain.facts import Order, normalise_email, normalise_phone
 from crm_archive.ports import (
     Changes,
     CustomerFilter,
@@ -159,6 +158,17 @@ class InMemoryCustomers:
             )
             for c in found[:limit]
         ]
+
+    async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
+        found = {}
+        for customer in customers:
+            mine = _contacts(customer)
+            ids = sorted(
+                c.id for c in self.customers.values() if c.id != customer.id and mine & _contacts(c)
+            )
+            if ids:
+                found[customer.id] = ids
+        return found
 
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         mine = _contacts(customer)

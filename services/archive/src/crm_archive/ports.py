@@ -111,6 +111,11 @@ class CustomerRepository(Protocol):
 
     async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
 
+    async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
+        """For each of `customers` (about to be entered) that shares a phone or an e-mail with
+        customers on file, their ids: one query for them all (a bulk import's batch)."""
+        ...
+
     async def timeline_entry(self, event_id: str) -> TimelineEntry | None:
         """One timeline entry by id, its summary opened (None once the customer is erased)."""
         ...

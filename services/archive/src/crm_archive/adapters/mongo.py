@@ -255,6 +255,26 @@ class MongoCustomerRepository:
         cursor = self.customers.find(query, sort=[("_id", ASCENDING)], limit=limit)
         return [customer_row(doc) async for doc in cursor]
 
+    async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for customer in customers:
+            for field, key in lookup_keys(customer.profile, self.keys.ring).items():
+                if field in ("phone", "email") and key:
+                    wanted.setdefault((field, key), []).append(customer.id)
+        if not wanted:
+            return {}
+        by_field: dict[str, list[str]] = {}
+        for field, key in wanted:
+            by_field.setdefault(field, []).append(key)
+        query = {"$or": [{f"lookup.{f}": {"$in": keys}} for f, keys in by_field.items()]}
+        found: dict[str, set[str]] = {}
+        async for doc in self.customers.find(query, {"_id": 1, "lookup": 1}):
+            for field in by_field:
+                for customer_id in wanted.get((field, doc["lookup"].get(field)), []):
+                    if customer_id != doc["_id"]:
+                        found.setdefault(customer_id, set()).add(doc["_id"])
+        return {customer_id: sorted(ids) for customer_id, ids in found.items()}
+
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         keys = {k: v for k, v in lookup_keys(customer.profile, self.keys.ring).items() if v}
         if not keys:

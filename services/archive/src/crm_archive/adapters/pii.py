@@ -5,23 +5,13 @@ email lookups are keyed hashes of the normalised values. `source` (a channel nam
 (person or company) stay plain.
 """
 
-import re
 from datetime import date
 from typing import Any
 
-from crm_archive.domain.facts import Profile
+from crm_archive.domain.facts import Profile, normalise_email, normalise_phone
 from crm_runtime.crypto import FieldCipher, KeyRing
 
 SEALED = ("name", "phone", "email", "birthday", "gender", "city", "address", "company", "job_title")
-
-
-def normalise_phone(phone: str) -> str:
-    digits = re.sub(r"\D", "", phone)
-    return digits[-11:] if len(digits) > 11 else digits
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
 
 
 def has_personal_data(profile: Profile) -> bool:

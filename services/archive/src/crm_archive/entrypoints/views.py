@@ -176,6 +176,39 @@ class CustomerCreate(members_v1.CustomerRegistered):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_IMPORT_ROWS = 1000
+
+
+class ImportRowRequest(BaseModel):
+    """A spreadsheet row: its number in the file and the fields of `POST /customers`, read
+    one by one (a row that cannot be read is rejected with the reason; the others go in)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    row: int = Field(ge=1, description="The row's number in the file, to report against.")
+    customer: dict[str, Any] = Field(description="The fields of `POST /customers`.")
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rows: list[ImportRowRequest] = Field(min_length=1, max_length=MAX_IMPORT_ROWS)
+
+
+class ImportRowResult(BaseModel):
+    row: int
+    status: Literal["created", "exists", "valid", "rejected"] = Field(
+        description="created; exists (entered by an earlier import of the same row); valid "
+        "(`dry_run`: would be created); rejected (see `reason`)."
+    )
+    id: str | None = Field(default=None, description="The customer's id (not when rejected).")
+    reason: str | None = None
+
+
+class ImportAnswer(BaseModel):
+    results: list[ImportRowResult]
+
+
 class CustomerPatch(members_v1.CustomerProfileUpdated):
     """The fields to change; a field sent as null is cleared (`type` cannot be). `consents`:
     the consents to set, per channel and purpose. `account_owner`: supervisors only."""
