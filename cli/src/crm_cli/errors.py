@@ -8,6 +8,8 @@ EXIT_USAGE = 2
 """A user mistake: a missing file, an unknown service, an unsupported operation."""
 EXIT_BROKER = 3
 """Kafka could not be reached or refused the operation."""
+EXIT_SERVICE = 4
+"""A service's HTTP API could not be reached, refused the token, or failed."""
 
 
 class CliError(Exception):

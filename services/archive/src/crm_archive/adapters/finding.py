@@ -75,6 +75,10 @@ def customer_query(filters: CustomerFilter, ring: KeyRing) -> Document:
     }
     if ordered:
         query["last_order_at"] = ordered
+    if filters.type == "company":
+        query["pii.type"] = "company"
+    elif filters.type == "person":  # records from before types were kept are people
+        query["pii.type"] = {"$ne": "company"}
     return query
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from crm_archive.domain.rules import Grade, Stage
 from crm_archive.domain.search import SearchTextError, parse_search
 from crm_archive.ports import After, CustomerFilter, CustomerRow, CustomerSort, SortField
+from crm_contracts.members.v1 import CustomerType
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 
 INVALID_CURSOR = "the cursor is not valid; start again without one"
@@ -24,6 +25,7 @@ class CustomerQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    type: CustomerType | None = Field(default=None, description="A person or a company.")
     grade: Grade | None = None
     stage: Stage | None = None
     owner: str | None = Field(default=None, max_length=128, description="The account owner.")
@@ -77,6 +79,7 @@ class CustomerQuery(BaseModel):
         except SearchTextError as exc:
             raise HTTPException(422, str(exc)) from exc
         return CustomerFilter(
+            type=self.type,
             grade=self.grade,
             stage=self.stage,
             owner=self.owner,
