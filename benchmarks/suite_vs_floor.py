@@ -3,7 +3,8 @@ load; resident memory under that load. One run, one private stack, so the ratios
 machine.
 
     python benchmarks/suite_vs_floor.py [--orders 6000] [--complaints 1500] [--registrations 1000]
-                                        [--rate 200] [--seconds 30]
+                                        [--rate 200] [--seconds 30] [--latency-only]
+                                        [--deliver-interval-s S]
     CRM_STORE=python python benchmarks/suite_vs_floor.py   # on the Python server (default: Rust)
 
 - **Floor**: a minimal aiokafka consumer that parses the same JSON and does one `insert_many` per
@@ -278,6 +279,51 @@ class MemoryWatch:
         return self.peak
 
 
+def ingest(bench: BenchStack, run: str, notify_env: dict[str, str]) -> None:
+    """Each service alone, beside the floor and the naive baseline; prints the table."""
+    rows = []
+    # One service at a time: the floor and the naive baseline read exactly the messages
+    # the service will read (its topics, as they are now), then the service does.
+    for name in ("archive", "loyalty", "tickets", "notify"):
+        topics = [t.name for t in consumed_by(name)]
+        total = asyncio.run(messages_in(bench.bootstrap, topics))
+        floor_rate = total / asyncio.run(floor(bench, topics, total, f"{run}_{name}"))
+        naive_rate = total / asyncio.run(naive(bench, topics, total, f"{run}_{name}"))
+        handled, seconds, service_cpu, store_cpu = service_ingest(
+            bench, name, run, notify_env if name == "notify" else {}
+        )
+        rate = handled / seconds
+        rows.append(
+            (
+                name,
+                handled,
+                f"{rate:.0f}",
+                f"{floor_rate:.0f}",
+                f"{naive_rate:.0f}",
+                f"{rate / floor_rate:.2f}",
+                f"{rate / naive_rate:.1f}",
+                f"{service_cpu / seconds:.0%}",
+                f"{store_cpu / seconds:.0%}",
+            )
+        )
+    print_table(
+        "Ingest of everything in each service's topics, beside the floor and the naive "
+        "baseline reading the same messages",
+        (
+            "service",
+            "messages",
+            "service/s",
+            "floor/s",
+            "naive/s",
+            "x floor",
+            "x naive",
+            "svc CPU",
+            "store CPU",
+        ),
+        rows,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=6_000)
@@ -285,6 +331,17 @@ def main() -> None:
     parser.add_argument("--registrations", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--deliver-interval-s",
+        type=float,
+        default=None,
+        help="notify's delivery sweep interval in the latency run (default: the service's own)",
+    )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="skip the ingest table: only the latency and memory under the offered load",
+    )
     args = parser.parse_args()
     run = f"b{int(time.time())}"
     smtp = SmtpServer()
@@ -301,50 +358,11 @@ def main() -> None:
                     (f"{run}-m{i}", registration(f"{run}-m{i}")) for i in range(args.registrations)
                 ],
             }
-            for topic, messages in workloads.items():
-                asyncio.run(produce(bench.bootstrap, topic, messages))
             notify_env = {"CRM_NOTIFY_SMTP_PORT": str(smtp.port)}
-            rows = []
-            # One service at a time: the floor and the naive baseline read exactly the messages
-            # the service will read (its topics, as they are now), then the service does.
-            for name in ("archive", "loyalty", "tickets", "notify"):
-                topics = [t.name for t in consumed_by(name)]
-                total = asyncio.run(messages_in(bench.bootstrap, topics))
-                floor_rate = total / asyncio.run(floor(bench, topics, total, f"{run}_{name}"))
-                naive_rate = total / asyncio.run(naive(bench, topics, total, f"{run}_{name}"))
-                handled, seconds, service_cpu, store_cpu = service_ingest(
-                    bench, name, run, notify_env if name == "notify" else {}
-                )
-                rate = handled / seconds
-                rows.append(
-                    (
-                        name,
-                        handled,
-                        f"{rate:.0f}",
-                        f"{floor_rate:.0f}",
-                        f"{naive_rate:.0f}",
-                        f"{rate / floor_rate:.2f}",
-                        f"{rate / naive_rate:.1f}",
-                        f"{service_cpu / seconds:.0%}",
-                        f"{store_cpu / seconds:.0%}",
-                    )
-                )
-            print_table(
-                "Ingest of everything in each service's topics, beside the floor and the naive "
-                "baseline reading the same messages",
-                (
-                    "service",
-                    "messages",
-                    "service/s",
-                    "floor/s",
-                    "naive/s",
-                    "x floor",
-                    "x naive",
-                    "svc CPU",
-                    "store CPU",
-                ),
-                rows,
-            )
+            if not args.latency_only:
+                for topic, messages in workloads.items():
+                    asyncio.run(produce(bench.bootstrap, topic, messages))
+                ingest(bench, run, notify_env)
 
             # All four services, started at the end of every topic, under a fixed load.
             pids: dict[str, int] = {}
@@ -359,7 +377,9 @@ def main() -> None:
                     f"{prefix}SWEEPS_ENABLED": "true",
                 }
                 if name == "notify":
-                    env |= {**notify_env, "CRM_NOTIFY_DELIVER_INTERVAL_S": "0.2"}
+                    env |= notify_env
+                    if args.deliver_interval_s is not None:
+                        env["CRM_NOTIFY_DELIVER_INTERVAL_S"] = str(args.deliver_interval_s)
                 _, proc = bench.start_service(name, env)
                 pids[name] = proc.pid
             asyncio.run(
