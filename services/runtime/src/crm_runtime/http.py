@@ -40,8 +40,10 @@ ERROR_NAMES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     422: "invalid_request",
+    428: "precondition_required",
     503: "unavailable",
 }
 
