@@ -6,6 +6,7 @@ Plain async functions over the `NotifyRepository` port: unit tests use an in-mem
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +19,7 @@ from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import NOTIFY
 from crm_notify.domain.digest import Digest
-from crm_notify.domain.notification import Intent, Notification
+from crm_notify.domain.notification import Intent, Notification, cancel_unwanted
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
@@ -40,6 +41,15 @@ CONSUMED_TYPES = (
 )
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What a batch did: the events it applied, and the notifications it decided that are due
+    now (queued for this moment), for the delivery worker to send right after the commit."""
+
+    events: int
+    due: list[str] = field(default_factory=list)
+
+
 async def apply_events(
     events: Sequence[CloudEvent[Any]],
     repository: NotifyRepository,
@@ -47,13 +57,14 @@ async def apply_events(
     rules: NotifyRules,
     staff: Staff,
     now: datetime,
-) -> int:
+) -> Applied:
     fresh = await repository.unprocessed(events)
     if not fresh:
-        return 0
+        return Applied(0)
     changes = Changes(applied=fresh)
     changes.preferences = await repository.preferences(sorted({e.subject for e in fresh}))
     known = await _existing(repository, [i for e in fresh for i in intents_for(e)])
+    withdrawn: set[str] = set()
     for event in fresh:
         preferences = changes.preferences.setdefault(event.subject, Preferences(event.subject))
         if isinstance(event.data, loyalty_v1.PointsEarned):
@@ -61,6 +72,8 @@ async def apply_events(
             continue
         was_registered = preferences.registered
         update_preferences(preferences, event)
+        if isinstance(event.data, members_v1.CustomerConsentChanged) and not event.data.granted:
+            withdrawn.add(preferences.customer_id)
         if isinstance(event.data, members_v1.CustomerErasureRequested):
             changes.erased.append(preferences.customer_id)
             changes.outbound.append(erasure_confirmation("notify", event, now, KEPT_AFTER_ERASURE))
@@ -68,8 +81,31 @@ async def apply_events(
             continue  # registered again (another source): one welcome per customer
         for intent in intents_for(event):
             await _notify(changes, known, repository, preferences, intent, rules, staff, now)
+    if withdrawn:
+        await cancel_withdrawn(changes, repository, sorted(withdrawn), now)
     await repository.save(changes)
-    return len(fresh)
+    due = [
+        n.notification_id
+        for n in changes.notifications
+        if n.status == "queued" and n.next_attempt_at is not None and n.next_attempt_at <= now
+    ]
+    return Applied(len(fresh), due)
+
+
+async def cancel_withdrawn(
+    changes: Changes, repository: NotifyRepository, customer_ids: Sequence[str], now: datetime
+) -> None:
+    """A consent withdrawn or a channel opted out cancels the customers' waiting messages that
+    their preferences in `changes` no longer allow: the stored ones and the ones this change
+    set has just made (a message decided in the same batch, before the withdrawal)."""
+    stored = await repository.waiting(customer_ids)
+    for customer_id in customer_ids:
+        preferences = changes.preferences[customer_id]
+        mine = [n for n in stored if n.customer_id == customer_id]
+        changes.cancelled += cancel_unwanted(mine, preferences, now)
+        made = [n for n in changes.notifications if n.customer_id == customer_id]
+        cancel_unwanted(made, preferences, now)  # saved as new, cancelled from the start
+        changes.outbound += [outcome(n, now) for n in [*mine, *made] if n.status == "cancelled"]
 
 
 async def _existing(repository: NotifyRepository, intents: Sequence[Intent]) -> set[str]:
@@ -161,6 +197,10 @@ def outcome(notification: Notification, now: datetime) -> OutboundMessage:
         data = notify_v1.NotificationFailed(
             **base, reason=reason[:500], attempts=max(1, notification.attempts)
         )
+    elif notification.status == "cancelled":
+        event_type = notify_v1.NOTIFICATION_CANCELLED
+        reason = notification.history[-1].reason or "cancelled"
+        data = notify_v1.NotificationCancelled(**base, reason=reason[:500])
     else:
         event_type = notify_v1.NOTIFICATION_SUPPRESSED
         reason = notification.history[-1].reason or "suppressed"
