@@ -176,12 +176,13 @@ HANDLED = ("crm_events_processed_total", "crm_events_ignored_total", "crm_dlq_me
 # -- latency at a fixed load -------------------------------------------------------------------
 async def offered_load(
     bench: BenchStack, run: str, rate: float, seconds: float, complainers: list[str]
-) -> tuple[tuple[list[float], int], tuple[list[float], int]]:
+) -> tuple[tuple[list[float], int], tuple[list[float], int], tuple[list[float], int]]:
     """Offer `rate` events/s for `seconds`; returns (latencies in seconds, how many sent) for
-    orders and for complaints."""
+    orders, for complaints (to the e-mail sent) and for complaints to `ticket.opened` (the
+    tickets hop alone, before notify)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False)
     await consumer.start()
-    partitions = await topic_partitions(bench.bootstrap, ["loyalty.v1", "notify.v1"])
+    partitions = await topic_partitions(bench.bootstrap, ["loyalty.v1", "tickets.v1", "notify.v1"])
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     for partition in partitions:
@@ -193,6 +194,7 @@ async def offered_load(
     sent_orders: dict[str, float] = {}
     sent_complaints: dict[str, float] = {}
     seen: dict[str, float] = {}
+    opened: dict[str, float] = {}
     sending = True
 
     async def receive() -> None:
@@ -205,6 +207,8 @@ async def offered_load(
                     data = event.get("data") or {}
                     if event["type"] == "points.earned" and data.get("order_id") in sent_orders:
                         seen.setdefault(data["order_id"], now)
+                    elif event["type"] == "ticket.opened" and event["subject"] in sent_complaints:
+                        opened.setdefault(event["subject"], now)
                     elif (
                         event["type"] == "notification.sent"
                         and data.get("template") == "ticket_ack"
@@ -246,7 +250,12 @@ async def offered_load(
         await consumer.stop()
     orders_s = [seen[k] - t for k, t in sent_orders.items() if k in seen]
     complaints_s = [seen[k] - t for k, t in sent_complaints.items() if k in seen]
-    return (orders_s, len(sent_orders)), (complaints_s, len(sent_complaints))
+    opened_s = [opened[k] - t for k, t in sent_complaints.items() if k in opened]
+    return (
+        (orders_s, len(sent_orders)),
+        (complaints_s, len(sent_complaints)),
+        (opened_s, len(sent_complaints)),
+    )
 
 
 def percentiles(times: list[float], sent: int) -> tuple[str, ...]:
@@ -387,7 +396,7 @@ def main() -> None:
             )
             time.sleep(5)  # the registrations are in notify before the complaints come
             watch = MemoryWatch(pids)
-            order_run, complaint_run = asyncio.run(
+            order_run, complaint_run, opened_run = asyncio.run(
                 offered_load(bench, run, args.rate, args.seconds, complainers)
             )
             peaks = watch.stop()
@@ -396,6 +405,7 @@ def main() -> None:
                 ("path", "answered/sent", "p50 ms", "p95 ms", "p99 ms", "max ms"),
                 [
                     ("order -> points.earned", *percentiles(*order_run)),
+                    ("complaint -> ticket.opened", *percentiles(*opened_run)),
                     ("complaint -> ack e-mail sent", *percentiles(*complaint_run)),
                 ],
             )

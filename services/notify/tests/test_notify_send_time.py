@@ -136,7 +136,8 @@ async def test_a_batch_names_what_is_due_now_and_exactly_those_are_sent() -> Non
         now=LATE,
     )
     welcomes = {n.customer_id: n.notification_id for n in repo.by_template("welcome")}
-    assert applied.events == 2 and sorted(applied.due) == sorted(welcomes.values())
+    assert applied.events == 2
+    assert sorted(applied.due) == sorted(welcomes.values())
     assert await deliver_ids([welcomes["c1"]], LATE, repo, senders, rules=RULES) == 1
     assert [n.customer_id for n in senders.sent] == ["c1"]
     # Handed over twice (a sweep ran meanwhile): claimed and sent once.
@@ -154,10 +155,14 @@ async def test_send_now_sends_what_it_is_handed_and_leaves_the_rest_to_the_sweep
         done.set()
         return len(ids)
 
-    worker = SendNow(send, limit=3)
+    worker = SendNow(send, workers=2, limit=3)
     worker.hand(["a", "b"])
     worker.hand(["b", "c", "d", "e"])  # "b" once; beyond the limit: the sweep sends them
     task = asyncio.create_task(worker.run())
     await asyncio.wait_for(done.wait(), timeout=5)
-    task.cancel()
     assert sent == [["a", "b", "c"]]
+    done.clear()
+    worker.hand(["f"])  # a worker waiting again wakes for what comes later
+    await asyncio.wait_for(done.wait(), timeout=5)
+    task.cancel()
+    assert sent == [["a", "b", "c"], ["f"]]

@@ -11,6 +11,7 @@ and `Senders` ports: unit tests use in-memory ones.
 
 import asyncio
 import functools
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -149,16 +150,25 @@ async def _still_wanted(
 class SendNow:
     """The delivery worker's short way: the notifications a consumer batch decided are due now
     are handed over (`hand`) right after that batch committed and sent by `run` at once, not at
-    the next `deliver` sweep. `run` is one task: sends stay one at a time, in hand-over order.
+    the next `deliver` sweep. `run` keeps `workers` sends going at a time (each claims its
+    message first, so no two send one message): one slow provider answer does not hold up the
+    messages decided after it.
 
     Nothing rests on it: what it was handed is queued in the database, so what it does not get
     to (more than `limit` waiting, a restart, a failed run) the `deliver` sweep sends.
     """
 
-    def __init__(self, send: Callable[[list[str]], Awaitable[int]], *, limit: int = 10_000) -> None:
+    def __init__(
+        self,
+        send: Callable[[list[str]], Awaitable[int]],
+        *,
+        workers: int = 4,
+        chunk: int = 10,
+        limit: int = 10_000,
+    ) -> None:
         self.send = send
-        self.limit = limit
-        self._ids: dict[str, None] = {}  # an ordered set
+        self.workers, self.chunk, self.limit = workers, chunk, limit
+        self._ids: dict[str, None] = {}  # an ordered set: the oldest handed first
         self._handed = asyncio.Event()
 
     def hand(self, notification_ids: Sequence[str]) -> None:
@@ -171,10 +181,16 @@ class SendNow:
             self._handed.set()
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+
+    async def _worker(self) -> None:
         while True:
-            await self._handed.wait()
-            self._handed.clear()
-            ids, self._ids = list(self._ids), {}
+            while not self._ids:  # no await between the check and the wait: no wake is lost
+                self._handed.clear()
+                await self._handed.wait()
+            ids = list(itertools.islice(self._ids, self.chunk))
+            for notification_id in ids:
+                del self._ids[notification_id]
             try:
                 await self.send(ids)
             except Exception as exc:  # the database down: the sweep sends them later
