@@ -11,6 +11,7 @@ from notify_fakes import InMemoryNotify
 from test_notify_flow import ev, opened, registered, run
 
 from crm_contracts import CloudEvent
+from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.members.v1 import Consent
 from crm_notify import commands
@@ -124,3 +125,15 @@ async def test_an_opt_out_cancels_what_waits_on_that_channel_and_says_why() -> N
         ("welcome", "email:opted_out"),
         ("ticket_ack", "email:opted_out"),
     }
+
+
+async def test_points_and_tickets_do_not_make_a_staff_members_etag_stale() -> None:
+    """Only the member system's events change preferences: a batch of points or a ticket for
+    the customer writes none, so staff who read them meanwhile still save (no 412 for nothing)."""
+    repo = await known_customer("c1")
+    read = repo.prefs["c1"].version
+    earned = loyalty_v1.PointsEarned(points=10, order_id="o1", balance=10)
+    await run(repo, ev(loyalty_v1.POINTS_EARNED, "c1", earned), opened("c1"))
+    assert repo.prefs["c1"].version == read
+    saved = await commands.update_preferences(commands.UpdatePreferences("c1", read, "en"), repo)
+    assert saved.version == read + 1

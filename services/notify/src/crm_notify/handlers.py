@@ -62,14 +62,19 @@ async def apply_events(
     if not fresh:
         return Applied(0)
     changes = Changes(applied=fresh)
-    changes.preferences = await repository.preferences(sorted({e.subject for e in fresh}))
+    subjects = sorted({e.subject for e in fresh})
+    found = await repository.preferences(subjects)
+    everyone = {s: found.get(s) or Preferences(s) for s in subjects}
+    stored_digests = await _digests_for(repository, everyone, fresh)
     known = await _existing(repository, [i for e in fresh for i in intents_for(e)])
     withdrawn: set[str] = set()
     for event in fresh:
-        preferences = changes.preferences.setdefault(event.subject, Preferences(event.subject))
+        preferences = everyone[event.subject]
         if isinstance(event.data, loyalty_v1.PointsEarned):
-            await _add_to_digest(changes, repository, preferences, event)
+            _add_to_digest(changes, stored_digests, preferences, event)
             continue
+        if event.type in members_v1.EVENTS:  # written only when the member system spoke
+            changes.preferences[preferences.customer_id] = preferences
         was_registered = preferences.registered
         update_preferences(preferences, event)
         if isinstance(event.data, members_v1.CustomerConsentChanged) and not event.data.granted:
@@ -114,21 +119,38 @@ async def _existing(repository: NotifyRepository, intents: Sequence[Intent]) -> 
     return await repository.existing(ids) if ids else set()
 
 
-async def _add_to_digest(
-    changes: Changes,
+def _digest_of(preferences: Preferences, event: CloudEvent[Any]) -> Digest:
+    """The (empty) digest of the customer's local day the points were earned."""
+    return Digest(preferences.customer_id, event.time.astimezone(zone_of(preferences)).date())
+
+
+async def _digests_for(
     repository: NotifyRepository,
+    everyone: dict[str, Preferences],
+    events: Sequence[CloudEvent[Any]],
+) -> dict[str, Digest]:
+    """The stored digests the batch's points may add to, in one read (not one per event)."""
+    ids = {
+        _digest_of(everyone[e.subject], e).digest_id
+        for e in events
+        if isinstance(e.data, loyalty_v1.PointsEarned)
+    }
+    return await repository.digests(sorted(ids)) if ids else {}
+
+
+def _add_to_digest(
+    changes: Changes,
+    stored: dict[str, Digest],
     preferences: Preferences,
     event: CloudEvent[Any],
 ) -> None:
     data: loyalty_v1.PointsEarned = event.data
     if data.reason != "order" or data.points <= 0:
         return
-    day = event.time.astimezone(zone_of(preferences)).date()
-    digest_id = Digest(preferences.customer_id, day).digest_id
-    if digest_id not in changes.digests:
-        known = await repository.digests([digest_id])
-        changes.digests[digest_id] = known.get(digest_id) or Digest(preferences.customer_id, day)
-    digest = changes.digests[digest_id]
+    empty = _digest_of(preferences, event)
+    digest_id = empty.digest_id
+    digest = changes.digests.get(digest_id) or stored.get(digest_id) or empty
+    changes.digests[digest_id] = digest
     digest.points += data.points
     digest.orders += 1
     digest.balance = data.balance
