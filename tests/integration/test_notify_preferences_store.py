@@ -54,6 +54,8 @@ async def test_the_later_of_two_writers_over_one_version_is_refused(
         await repository.save(Changes(preferences={"c1": batch}))
     now = await stored(repository, "c1")
     assert (now.locale, now.consents, now.version) == ("en", {}, 2)
+    standing = (await repository.standing(["c1"]))["c1"]  # the send-time check's read
+    assert (standing.locale, standing.version, standing.email) == ("en", 2, None)
 
 
 async def test_a_second_first_write_is_refused_and_an_unversioned_record_is_taken_over(

@@ -29,6 +29,14 @@ class InMemoryNotify:
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
         return {c: copy.deepcopy(self.prefs[c]) for c in customer_ids if c in self.prefs}
 
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        sealed = {"name": None, "email": None, "phone": None, "birthday": None}
+        return {
+            c: copy.deepcopy(replace(self.prefs[c], **sealed))
+            for c in customer_ids
+            if c in self.prefs
+        }
+
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
         return {i for i in notification_ids if i in self.notifications}
 

@@ -134,7 +134,7 @@ async def _still_wanted(
     still waiting."""
     preferences = None
     if notification.purpose != "staff":
-        found = await repository.preferences([notification.customer_id])
+        found = await repository.standing([notification.customer_id])
         preferences = found.get(notification.customer_id)
     decision = recheck(preferences, notification.purpose, notification.channel, now, rules)
     if decision.action == "cancel":

@@ -70,6 +70,11 @@ class NotifyRepository(Protocol):
 
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]: ...
 
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        """Their preferences without the sealed fields (name, addresses, birthday: None): what
+        the send-time check needs, read without opening personal data or a data key."""
+        ...
+
     async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
         """The customers' notifications still queued or deferred (what a withdrawal cancels)."""
         ...

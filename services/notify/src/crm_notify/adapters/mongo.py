@@ -174,6 +174,11 @@ class MongoNotifyRepository:
         found = await self._preferences_from([doc async for doc in cursor])
         return {p.customer_id: p for p in found}
 
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        sealed = {"name": 0, "email": 0, "phone": 0, "birthday": 0, "birthday_key": 0}
+        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}}, sealed)
+        return {doc["_id"]: preferences_from(doc, SHREDDED) async for doc in cursor}
+
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
         cursor = self.notifications.find({"_id": {"$in": list(notification_ids)}}, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
