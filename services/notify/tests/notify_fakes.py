@@ -30,11 +30,10 @@ class InMemoryNotify:
         return {c: copy.deepcopy(self.prefs[c]) for c in customer_ids if c in self.prefs}
 
     async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
-        sealed = {"name": None, "email": None, "phone": None, "birthday": None}
         return {
-            c: copy.deepcopy(replace(self.prefs[c], **sealed))
+            c: replace(copy.deepcopy(p), name=None, email=None, phone=None, birthday=None)
             for c in customer_ids
-            if c in self.prefs
+            if (p := self.prefs.get(c)) is not None
         }
 
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
