@@ -64,7 +64,8 @@ def crm_import(archive: ServiceProcess, path: Path, token: str, *args: str) -> A
 
 def customers_in(stack: Stack, archive: ServiceProcess) -> int:
     database = archive.env["CRM_ARCHIVE_DATABASE"]
-    with MongoClient(stack.mongodb_url) as client:
+    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongodb_url)
+    with client:
         return client[database]["customers"].count_documents({})
 
 
