@@ -13,7 +13,7 @@ import pytest
 from tooling import PORTS, ROOT
 
 OUR_PACKAGES = {"crm-contracts", "crm-runtime", "crm-archive", "crm-tickets", "crm-loyalty"}
-OUR_PACKAGES |= {"crm-notify", "crm-cli"}
+OUR_PACKAGES |= {"crm-notify", "crm-relations", "crm-cli"}
 
 
 @dataclass
