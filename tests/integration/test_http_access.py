@@ -9,7 +9,7 @@ import httpx
 import pytest
 from stackutil import DEV_TOKEN, ServiceProcess, Stack
 
-SERVICES = ("archive", "tickets", "loyalty", "notify")
+SERVICES = ("archive", "tickets", "loyalty", "notify", "relations")
 ROLE_TOKENS = {f"only-{role}": [role] for role in ("agent", "supervisor", "ops", "integration")}
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/asyncapi", "/asyncapi.json")
 
