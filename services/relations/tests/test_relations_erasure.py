@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from relations_events import erasure, graded, registered
+from relations_events import churn_risk, csat, erasure, graded, registered
 from relations_fakes import InMemoryRelations
 
 from crm_contracts.privacy import v1 as privacy_v1
@@ -43,3 +43,16 @@ async def test_erasure_cancels_open_tasks_drops_summaries_and_is_confirmed_once(
         [graded("C-1", MONDAY + timedelta(days=2), "ordinary")], repository, rules=RULES
     )
     assert repository.open_of("C-1") == []  # nothing planned for an erased customer
+
+
+async def test_a_customer_erased_before_relations_heard_of_them_gets_no_calls_later() -> None:
+    repository = InMemoryRelations()
+    await handlers.apply_events([erasure("C-9", MONDAY)], repository, rules=RULES)
+    later = MONDAY + timedelta(days=1)
+    await handlers.apply_events(
+        [churn_risk("C-9", later), csat("C-9", later, 1), graded("C-9", later, "vip")],
+        repository,
+        rules=RULES,
+    )
+    assert repository.open_of("C-9") == []
+    assert repository.published(v1.TASK_CREATED) == []

@@ -193,3 +193,19 @@ async def test_plans_are_configuration() -> None:
     await apply(repository, created("C-2", MONDAY), graded("C-2", MONDAY, "ordinary"), rules=rules)
     assert repository.open_of("C-1")[0].due_at == close_of(2027, 1, 11)
     assert repository.open_of("C-2") == []
+
+
+async def test_one_key_makes_one_task_and_another_task_under_that_key_is_refused() -> None:
+    repository = InMemoryRelations()
+    actor = commands.Actor("li.wei", supervisor=False)
+    command = commands.CreateTask("C-1", "callback", "li.wei", None, 1, "回电", "key-1")
+    first = await commands.create_task(command, actor, repository, lambda: MONDAY, RULES)
+    again = await commands.create_task(command, actor, repository, lambda: MONDAY, RULES)
+    assert (again.task.task_id, again.replayed) == (first.task.task_id, True)
+    assert len(repository.published(v1.TASK_CREATED)) == 1
+    other = commands.CreateTask("C-2", "callback", "li.wei", None, 1, None, "key-1")
+    with pytest.raises(commands.IdempotencyKeyReusedError):
+        await commands.create_task(other, actor, repository, lambda: MONDAY, RULES)
+    for_someone_else = commands.CreateTask("C-1", "callback", "zhao.lei", None, 1, None, "k2")
+    with pytest.raises(commands.NotYoursError):
+        await commands.create_task(for_someone_else, actor, repository, lambda: MONDAY, RULES)

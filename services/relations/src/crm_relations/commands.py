@@ -34,6 +34,10 @@ class NotYoursError(PermissionError):
     """An agent acting on a task of someone else."""
 
 
+class IdempotencyKeyReusedError(ValueError):
+    """An Idempotency-Key already used for another task."""
+
+
 @dataclass(frozen=True)
 class Actor:
     user: str
@@ -93,6 +97,10 @@ async def create_task(
     async def attempt() -> Done:
         existing = (await repository.tasks([new_id])).get(new_id)
         if existing is not None:
+            if (existing.customer_id, existing.kind) != (command.customer_id, command.kind):
+                raise IdempotencyKeyReusedError(
+                    f"Idempotency-Key {command.key!r} was used for another task"
+                )
             return Done(existing, replayed=True)
         now = clock()
         if command.due_on is not None:

@@ -131,6 +131,8 @@ def apply_event(batch: Batch, event: CloudEvent[Any], rules: RelationsRules) -> 
     customer = batch.customers.get(event.subject)
     if customer is None and event.type in PROFILE_TYPES:
         customer = batch.customers[event.subject] = Customer(event.subject, first_seen=at)
+    if customer is not None and customer.erased and event.type not in orders_v1.EVENTS:
+        return  # nothing is planned or asked of anyone for an erased customer
     match data:
         case members_v1.CustomerRegistered():
             assert customer is not None
@@ -200,10 +202,13 @@ def _new_task(
 
 
 def _erase(batch: Batch, customer_id: str, at: datetime) -> None:
+    """Kept as an erased record (even for a customer relations never heard of), so that no later
+    event plans a follow-up or a call for them."""
     customer = batch.customers.get(customer_id)
-    if customer is not None:
-        customer.erased = True
-        customer.plan_task_id = None
+    if customer is None:
+        customer = batch.customers[customer_id] = Customer(customer_id, first_seen=at)
+    customer.erased = True
+    customer.plan_task_id = None
     for task in batch.open_of(customer_id):
         task.forget()
         batch.record([TaskCancelled(task, SYSTEM, "erased", at)])

@@ -160,7 +160,12 @@ def tasks_router(
             request.summary,
             key,
         )
-        done = await commands.create_task(command, _actor(principal), repository, clock, rules)
+        try:
+            done = await commands.create_task(command, _actor(principal), repository, clock, rules)
+        except commands.NotYoursError as exc:
+            raise HTTPException(403, str(exc)) from exc
+        except commands.IdempotencyKeyReusedError as exc:
+            raise HTTPException(409, str(exc)) from exc
         response.status_code = 200 if done.replayed else 201
         return task_view(done.task)
 
@@ -205,8 +210,10 @@ def tasks_router(
         today = rules.calendar.local_date(now)
         until = until or today
         since = since or until - timedelta(days=29)
-        if since > until or (until - since).days > 366:
-            raise HTTPException(422, "since must be on or before until, at most 366 days apart")
+        if not date(2000, 1, 1) <= since <= until <= date(2199, 12, 31):
+            raise HTTPException(422, "since must be on or before until, both in 2000-2199")
+        if (until - since).days > 366:
+            raise HTTPException(422, "since and until may be at most 366 days apart")
         return await repository.follow_up_report(now, since, until)
 
     return router

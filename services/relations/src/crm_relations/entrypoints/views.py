@@ -24,6 +24,8 @@ UserId = Annotated[
 ]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Day = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2199, 12, 31))]
+"""A date the calendar arithmetic can go past by a quarter or a holiday season: 2000-2199."""
 
 
 class _Request(BaseModel):
@@ -35,7 +37,7 @@ class TaskRequest(_Request):
     kind: TaskKind = "follow_up"
     owner: UserId | None = Field(default=None, description="Default: you. Supervisors: anyone.")
     queue: bool = Field(default=False, description="True: for the team's queue (no owner).")
-    due_on: date | None = Field(default=None, description="Due at that business day's close.")
+    due_on: Day | None = Field(default=None, description="Due at that business day's close.")
     due_in_business_days: int | None = Field(default=None, ge=0, le=60)
     summary: str | None = Field(default=None, max_length=2000, description="Purpose (sealed).")
 
@@ -43,7 +45,7 @@ class TaskRequest(_Request):
 class CompleteRequest(_Request):
     outcome: Outcome
     summary: str | None = Field(default=None, max_length=2000, description="Sealed at rest.")
-    next_follow_up_on: date | None = Field(
+    next_follow_up_on: Day | None = Field(
         default=None, description="Schedules the customer's next follow-up on that day."
     )
 
@@ -104,23 +106,23 @@ class AgreementRequest(_Request):
     customer_id: Id
     number: Id
     owner: UserId | None = None
-    starts_on: date
-    ends_on: date
+    starts_on: Day
+    ends_on: Day
     terms: TermsModel
 
 
 class AmendRequest(_Request):
     owner: UserId | None
-    ends_on: date
+    ends_on: Day
     terms: TermsModel
 
 
 class TerminateRequest(_Request):
-    on: date
+    on: Day
 
 
 class RenewRequest(_Request):
-    ends_on: date
+    ends_on: Day
 
 
 class FulfilmentView(BaseModel):
