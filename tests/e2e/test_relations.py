@@ -128,6 +128,17 @@ def test_a_vip_is_followed_up_in_30_days_a_churn_warning_makes_a_call_completing
     assert moved["task_id"] == follow_up["task_id"]
     expected = CALENDAR.due_on(CALENDAR.local_date(datetime.now(UTC)) + timedelta(days=30))
     assert datetime.fromisoformat(moved["due_at"]) == expected
+    today = CALENDAR.local_date(datetime.now(UTC))
+    report = relations.get(
+        "/reports/follow-ups",
+        since=today.isoformat(),
+        until=(today + timedelta(days=10)).isoformat(),
+    )
+    assert report.status_code == 200, report.text
+    [mine] = [row for row in report.json()["owners"] if row["owner"] == OWNER]
+    assert mine["done_on_time"] >= 1, "the recovery call, due within 2 business days, done today"
+    assert mine["customers"] >= 1
+    assert mine["contacted_within_plan"] >= 1, "the VIP was contacted today"
 
 
 def test_an_agreement_at_risk_at_mid_quarter_is_met_at_its_end_and_its_renewal_falls_due(
