@@ -53,6 +53,8 @@ SERVICES: dict[str, int] = {
     "relations": 8085,
 }
 """Services of the suite and their HTTP ports."""
+CONSOLE_PORT = 8080
+"""The web console (`crm_console`): pages for people, in front of the services' HTTP APIs."""
 
 
 # -- small helpers ---------------------------------------------------------------------------
@@ -577,6 +579,18 @@ def start_mail_catcher(root: Path, port: int = MAIL_PORT) -> subprocess.Popen[by
     return spawn([sys.executable, "-m", "aiosmtpd", *args], root / "logs" / "mail.log", cwd=ROOT)
 
 
+def console_env(port: int, services: Mapping[str, int]) -> dict[str, str]:
+    """The console's environment: where each service answers (it has no broker, no database)."""
+    return {
+        **{
+            f"CRM_CONSOLE_{name.upper()}_URL": f"http://127.0.0.1:{p}"
+            for name, p in services.items()
+        },
+        "CRM_CONSOLE_HTTP_PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
     return spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
 
@@ -609,6 +623,7 @@ class LocalStack:
     controller_port: int = 9093
     mongo_port: int = 27017
     services: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+    console_port: int = CONSOLE_PORT
 
     @property
     def pids(self) -> Path:
@@ -669,6 +684,16 @@ class LocalStack:
             self._record(name, proc)
         for name, port in self.services.items():
             wait_for(functools.partial(service_ready, port), f"service {name}", 120)
+        if not self._running("console"):
+            if port_open(self.console_port):
+                raise RuntimeError(
+                    f"port {self.console_port} is taken by a process we did not start"
+                )
+            env = {**os.environ, **console_env(self.console_port, self.services)}
+            self._record(
+                "console", start_service("console", env, self.root / "logs" / "console.log")
+            )
+        wait_for(functools.partial(service_ready, self.console_port), "the console", 60)
         self._start_prometheus()
         self.print_urls()
 
@@ -694,6 +719,7 @@ class LocalStack:
         print(f"  MongoDB:     {self.mongodb_url()}")
         for name, port in self.services.items():
             print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
+        print(f"  console      http://127.0.0.1:{self.console_port}  (sign in with a token below)")
         print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
         print("  demo users:  user       roles       token")
         for token, person in DEMO_USERS.items():
@@ -705,7 +731,7 @@ class LocalStack:
         print(f"  logs:        {self.root / 'logs'}")
 
     def down(self) -> None:
-        for name in ["prometheus", *self.services, "mail", "secantusdb", "kafka"]:
+        for name in ["prometheus", "console", *self.services, "mail", "secantusdb", "kafka"]:
             pid = self._running(name)
             if pid:
                 print(f"stopping {name} (pid {pid})", flush=True)
@@ -713,7 +739,7 @@ class LocalStack:
                 (self.pids / f"{name}.pid").unlink(missing_ok=True)
 
     def status(self) -> None:
-        for name in ["kafka", "secantusdb", "mail", *self.services, "prometheus"]:
+        for name in ["kafka", "secantusdb", "mail", *self.services, "console", "prometheus"]:
             pid = self._running(name)
             print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'stopped'}")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import pytest
+from stackutil import local_stack
 from tooling import PORTS, ROOT
 
 OUR_PACKAGES = {"crm-contracts", "crm-runtime", "crm-archive", "crm-tickets", "crm-loyalty"}
@@ -24,6 +25,10 @@ class Stage:
 
     def args(self, keyword: str) -> list[str]:
         return [args for kw, args in self.instructions if kw == keyword]
+
+
+IMAGES = sorted([*PORTS, "console"])
+"""Every image: the services, and the console in front of them."""
 
 
 def parse_dockerfile(text: str) -> list[Stage]:
@@ -114,7 +119,7 @@ def problems(text: str, service: str) -> list[str]:
     checks = final.args("HEALTHCHECK")
     if not checks or "/healthz" not in checks[-1] or "urllib" not in checks[-1]:
         found.append("no HEALTHCHECK on /healthz with python's urllib in the final stage")
-    port = str(PORTS[service])
+    port = str({**PORTS, "console": local_stack.CONSOLE_PORT}[service])
     if not any(port in args.split() for args in final.args("EXPOSE")):
         found.append(f"the final stage does not EXPOSE {port}")
     env = env_values(final)
@@ -125,14 +130,14 @@ def problems(text: str, service: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("service", sorted(PORTS))
+@pytest.mark.parametrize("service", IMAGES)
 def test_dockerfile_is_multi_stage_non_root_and_healthchecked(service: str) -> None:
     dockerfile = ROOT / "services" / service / "Dockerfile"
     assert dockerfile.is_file(), f"{dockerfile} is missing"
     assert problems(dockerfile.read_text(), service) == []
 
 
-@pytest.mark.parametrize("service", sorted(PORTS))
+@pytest.mark.parametrize("service", IMAGES)
 def test_dockerfile_copies_what_exists(service: str) -> None:
     stages = parse_dockerfile((ROOT / "services" / service / "Dockerfile").read_text())
     copied = {

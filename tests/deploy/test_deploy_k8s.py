@@ -22,6 +22,10 @@ CONSUMED: dict[str, tuple[str, ...]] = {
 }
 """What each service subscribes to: the runtime takes it from the topic registry."""
 OVERLAYS = {"dev": "crm-dev", "prod": "crm-prod"}
+CONSOLE = "console"
+"""The web console: a Deployment, Service and PDB like the services; no ScaledObject (it consumes
+nothing), no keys (it holds no data)."""
+HTTP_PORTS = {**PORTS, CONSOLE: 8080}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 Doc = dict[str, Any]
@@ -67,8 +71,9 @@ def memory_mi(quantity: str) -> float:
 @pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
 def test_renders_every_service(target: str) -> None:
     docs = render(target)
-    for kind in ("Deployment", "Service", "PodDisruptionBudget", "ScaledObject"):
-        assert set(of_kind(docs, kind)) == set(PORTS), kind
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        assert set(of_kind(docs, kind)) == set(HTTP_PORTS), kind
+    assert set(of_kind(docs, "ScaledObject")) == set(PORTS)
     assert not of_kind(docs, "Secret"), "secrets are referenced by name, never rendered"
 
 
@@ -94,7 +99,7 @@ def test_deployments_are_probed_limited_and_non_root(overlay: str) -> None:
         assert pod.get("automountServiceAccountToken") is False
         (container,) = pod["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports["http"] == PORTS[name]
+        assert ports["http"] == HTTP_PORTS[name]
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         for bound in ("requests", "limits"):
@@ -115,6 +120,9 @@ def test_deployments_are_probed_limited_and_non_root(overlay: str) -> None:
             assert "secretKeyRef" in variable["valueFrom"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        if name == CONSOLE:
+            assert "master-keys" not in volumes, "the console holds no data: no keys"
+            continue
         assert volumes["master-keys"]["secret"]["secretName"] == "crm-master-keys"
         keys_file = shared_config(docs)["CRM_MASTER_KEYS_FILE"]
         assert keys_file.startswith(mounts["master-keys"] + "/")

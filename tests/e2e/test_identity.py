@@ -50,9 +50,10 @@ def test_the_timeline_names_the_supervisor_who_patched_a_customer(
 ) -> None:
     archive = services["archive"]
     customer = registered(stack, archive)
+    version = archive.get(f"/customers/{customer}").headers["ETag"]
     patched = httpx.patch(
         f"{archive.url}/customers/{customer}",
-        headers=AS_SUPERVISOR,
+        headers={**AS_SUPERVISOR, "If-Match": version},
         json={"account_owner": AGENT},
         timeout=10,
     )
@@ -122,3 +123,32 @@ def test_the_audit_of_a_personal_data_read_names_the_reader(
     ]
     assert mine[0]["token_id"] != AGENT  # which token she used, to revoke it if it leaked
     assert "e2e-agent-token" not in json.dumps(trail)
+
+
+def test_an_idempotency_key_of_post_tickets_is_its_caller_s_own(
+    services: dict[str, ServiceProcess],
+) -> None:
+    """Issue 18: a key was global, so another caller's same key answered the first caller's
+    ticket (texts and all). Now: the caller's retry answers its ticket (200), another caller's
+    same key opens another ticket (201), the same key with another body is a 422."""
+    tickets, key = services["tickets"], unique("intake-key")
+
+    def intake(headers: dict[str, str], description: str = "包裹未到") -> httpx.Response:
+        body = {"customer_id": "c-intake-key", "description": description}
+        return httpx.post(
+            f"{tickets.url}/tickets",
+            headers={**headers, "Idempotency-Key": key},
+            json=body,
+            timeout=10,
+        )
+
+    first = intake(AS_AGENT)
+    assert first.status_code == 201, first.text
+    retry = intake(AS_AGENT)
+    assert (retry.status_code, retry.json()["id"]) == (200, first.json()["id"])
+    other_caller = intake(AS_SUPERVISOR)
+    assert other_caller.status_code == 201, other_caller.text
+    assert other_caller.json()["id"] != first.json()["id"]
+    reused = intake(AS_AGENT, "另一件事")
+    assert reused.status_code == 422, reused.text
+    assert "different request" in reused.json()["message"]

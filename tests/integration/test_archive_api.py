@@ -172,9 +172,10 @@ def test_a_supervisor_sets_the_owner_and_agents_may_not(
     customer = unique("own")
     send(stack, "orders.v1", (customer, order_placed(customer, "o1", "1", time=NOW)))
     record(archive, customer)
+    version = archive.get(f"/customers/{customer}").headers["ETag"]
     changed = httpx.patch(
         archive.url + f"/customers/{customer}",
-        headers=AUTH,
+        headers={**AUTH, "If-Match": version},
         json={"account_owner": "agent-7", "tags": ["vip-care"]},
         timeout=10,
     )

@@ -29,6 +29,7 @@ RUNTIME: frozenset[str] = frozenset(
         "crm_events_duplicate_total",
         "crm_dlq_messages_total",
         "crm_transient_retries_total",
+        "crm_master_key_missing_total",
         *histogram("crm_batch_duration_seconds"),
         "crm_outbox_published_total",
         "crm_outbox_backlog",

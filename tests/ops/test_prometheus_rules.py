@@ -27,6 +27,7 @@ ALERTS = {
     "CrmSweepStale",
     "CrmConsumerUnassigned",
     "CrmGaugesFailing",
+    "CrmMasterKeyMissing",
 }
 
 

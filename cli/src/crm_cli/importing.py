@@ -4,13 +4,12 @@ The file is read row by row (any size, in bounded memory); each row is mapped to
 `POST /customers` by its column header (Chinese and English headers are known, `--map` adds
 more) and sent in batches to the archive's `POST /customers/import`, which validates every row,
 refuses a phone or e-mail already on file, and creates the rest in one transaction per batch.
-Each row carries a key derived from its content, so running the same file again creates nothing
-new: rows already imported answer `exists`. Rows that cannot be taken in are written to a rejects
-file with their row number and the reason.
+The archive derives each customer's id from the row's content, so running the same file again
+creates nothing new: rows already imported answer `exists`. Rows that cannot be taken in are
+written to a rejects file with their row number and the reason.
 """
 
 import csv
-import hashlib
 import json
 import re
 import time
@@ -135,6 +134,8 @@ TAG_SEPARATORS = re.compile(r"[,;，；、|]")
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日", "%d/%m/%Y")
 MAX_CELL = 2_000
 """A cell longer than this is a mistake in the file (a whole paragraph pasted in)."""
+MAX_BATCH_BYTES = 48 * 1024
+"""A batch's body stays under this: the services refuse bodies over 64 KiB by default."""
 
 
 class RowError(ValueError):
@@ -233,10 +234,9 @@ def to_customer(values: list[object], mapping: Mapping[int, str]) -> dict[str, A
     return customer
 
 
-def row_key(customer: Mapping[str, Any]) -> str:
-    """The row's Idempotency-Key: its content, so the same row sent again is recognised."""
-    canonical = json.dumps(customer, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "import-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+def body_size(customer: Mapping[str, Any]) -> int:
+    """The bytes a row adds to a request body (its JSON, with the row number around it)."""
+    return len(json.dumps(customer, ensure_ascii=False).encode()) + 40
 
 
 @dataclass(frozen=True)
@@ -402,6 +402,12 @@ class ArchiveClient:
                     EXIT_SERVICE,
                 )
             results: list[dict[str, Any]] = answer.json()["results"]
+            if len(results) != len(rows):
+                raise CliError(
+                    f"the archive at {self.url} answered {len(results)} results for {len(rows)} "
+                    "rows: is it a version without `POST /customers/import`?",
+                    EXIT_SERVICE,
+                )
             return results
         raise CliError(f"the archive at {self.url}: {problem}", EXIT_SERVICE)
 
@@ -433,12 +439,11 @@ def import_customers(
     pending: list[tuple[int, dict[str, Any] | str]] = []
     """(row, the row to send or the reason it was refused here), in file order."""
     to_send = 0
+    size = 0
 
     def flush() -> None:
         sent = [
-            {"row": row, "key": row_key(found), "customer": found}
-            for row, found in pending
-            if not isinstance(found, str)
+            {"row": row, "customer": found} for row, found in pending if not isinstance(found, str)
         ]
         results = iter(client.send(sent, dry_run) if sent else [])
         for row, found in pending:
@@ -462,12 +467,24 @@ def import_customers(
 
     for number, cells in sheet.rows:
         try:
-            pending.append((number, to_customer(cells, mapping)))
-            to_send += 1
+            customer = to_customer(cells, mapping)
         except RowError as exc:
             pending.append((number, str(exc)))
-        if to_send >= batch_size or len(pending) >= 4 * batch_size:
+            if len(pending) >= 4 * batch_size:
+                flush()
+                to_send = size = 0
+            continue
+        if body_size(customer) > MAX_BATCH_BYTES:
+            pending.append((number, f"row: more than {MAX_BATCH_BYTES // 1024} KiB of text"))
+            continue
+        if size + body_size(customer) > MAX_BATCH_BYTES:
             flush()
-            to_send = 0
+            to_send = size = 0
+        pending.append((number, customer))
+        to_send += 1
+        size += body_size(customer)
+        if to_send >= batch_size:
+            flush()
+            to_send = size = 0
     flush()
     return report

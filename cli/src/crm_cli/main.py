@@ -1,16 +1,19 @@
-"""The `crm` command: topics, send and replay events, dead letters, rebuilds, imports.
+"""The `crm` command: topics, send and replay events, dead letters, rebuilds, imports, backups.
 
 Every command that talks to Kafka takes `--bootstrap` (default `KAFKA_BOOTSTRAP_SERVERS`, else
 127.0.0.1:9092) and the services' transport security from the environment
 (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`). A user mistake or an unreachable broker
 is one line on stderr and an exit code: 1 invalid input (the rest was done), 2 usage, 3 Kafka,
 4 a service's HTTP API (`crm import`: the archive, at `--archive-url` with `--token`).
+`crm backup` and `crm restore` also reach MongoDB at `MONGODB_URL` (credentials and TLS from the
+services' `MONGODB_*` variables); their database errors exit 1.
 """
 
 import contextlib
 import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -26,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from crm_cli import backup as backups
 from crm_cli import dlq as dead_letters
 from crm_cli import events, importing, publish
 from crm_cli import rebuild as rebuilds
@@ -35,7 +39,7 @@ from crm_cli.errors import EXIT_INVALID, CliError, check_service
 from crm_contracts.topics import dlq_topic_name
 
 app = typer.Typer(
-    help="Operate the CRM suite: topics, events, dead letters, rebuilds, imports.",
+    help="Operate the CRM suite: topics, events, dead letters, rebuilds, imports, backups.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,11 +57,13 @@ import_app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(import_app, name="import")
+backup_app = typer.Typer(rich_markup_mode="markdown")  # help: `backup_command`'s docstring
+app.add_typer(backup_app, name="backup")
 
 
 @app.callback()
 def main() -> None:
-    """Operate the CRM suite: topics, events, dead letters, rebuilds, imports."""
+    """Operate the CRM suite: topics, events, dead letters, rebuilds, imports, backups."""
     quiet = logging.getLogger("aiokafka")  # its connection warnings: our errors say it in one line
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
@@ -451,3 +457,186 @@ def import_customers_command(
         typer.echo(f"  {count} × {reason}", err=True)
     if report.rejected:
         raise typer.Exit(EXIT_INVALID)
+
+
+# -- backup / restore ------------------------------------------------------------------------
+MongoUrl = Annotated[
+    str,
+    typer.Option(
+        "--mongodb-url", envvar="MONGODB_URL", show_envvar=True, help="The services' MongoDB."
+    ),
+]
+ServiceChoice = Annotated[
+    str,
+    typer.Option("--service", "-s", help="archive, tickets, loyalty, notify or all."),
+]
+KeyRoot = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys-to",
+        envvar="CRM_KEY_BACKUP_DIR",
+        show_envvar=True,
+        help="Folder of the key backups: kept apart from the data backups (ADR 0013).",
+    ),
+]
+KeyRetention = Annotated[
+    str,
+    typer.Option(
+        "--key-retention",
+        envvar="CRM_KEY_BACKUP_RETENTION",
+        show_envvar=True,
+        help="Key backups older than this are deleted (30d, 12h...): an erased customer's "
+        "data in older data backups is unreadable once it passed.",
+    ),
+]
+DEFAULT_MONGODB_URL = "mongodb://127.0.0.1:27017/?directConnection=true"
+
+
+class _Bars:
+    """`crm_cli.backup.Progress` as rich progress bars."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+
+    def task(self, description: str, total: int | None) -> Callable[[int], None]:
+        task = self.bar.add_task(description, total=total)
+        return lambda count: self.bar.advance(task, count)
+
+
+def _bars(progress: bool) -> tuple[contextlib.AbstractContextManager[object], backups.Progress]:
+    if not progress:
+        return contextlib.nullcontext(), backups.NoProgress()
+    bar = _progress(Console(stderr=True, highlight=False))
+    return bar, _Bars(bar)
+
+
+def _key_root(key_root: Path | None) -> Path:
+    if key_root is None:
+        raise CliError("no key backup folder: pass --keys-to or set CRM_KEY_BACKUP_DIR")
+    return key_root
+
+
+@backup_app.callback(invoke_without_command=True)
+@errors_handled
+def backup_command(
+    ctx: typer.Context,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to", envvar="CRM_BACKUP_DIR", show_envvar=True, help="Folder of the data backups."
+        ),
+    ] = None,
+    key_root: KeyRoot = None,
+    service: ServiceChoice = "all",
+    key_retention: KeyRetention = "30d",
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    mongodb_url: MongoUrl = DEFAULT_MONGODB_URL,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Back up the services' databases: a consistent snapshot each, with their consumer offsets.
+
+    Writes `TO/<id>/` (every collection but the data keys, a manifest with counts, SHA-256
+    checksums and offsets) and `KEYS/<id>/` (the data keys: their own short-lived backup), then
+    deletes the key backups older than `--key-retention`. The services keep running.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if to is None:
+        raise CliError("no backup folder: pass --to or set CRM_BACKUP_DIR")
+    retention = backups.parse_duration(key_retention)
+    chosen = backups.targets(service)
+    options = client_options(bootstrap)
+    context, bars = _bars(progress)
+    with context:
+        report = run(
+            bootstrap,
+            backups.take_backup(
+                options, mongodb_url, chosen, to, _key_root(key_root), retention, bars
+            ),
+        )
+    for name, entry in report.manifest.services.items():
+        counted = sum(item.documents for item in entry.collections.values())
+        typer.echo(f"{name}: {counted} document(s) in {len(entry.collections)} collection(s)")
+    typer.echo(f"data backup {report.data}; key backup {report.keys}", err=True)
+    for path in report.pruned:
+        typer.echo(f"pruned key backup {path} (older than {key_retention})", err=True)
+
+
+@backup_app.command("prune")
+@errors_handled
+def backup_prune_command(
+    key_root: KeyRoot = None,
+    key_retention: KeyRetention = "30d",
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="Prune as of this ISO time instead of now (for drills)."),
+    ] = None,
+) -> None:
+    """Delete the key backups older than the retention.
+
+    Data backups are kept: without a key backup their sealed fields cannot be opened.
+    """
+    at = backups.parse_time(now) if now else datetime.now(UTC)
+    root = _key_root(key_root)
+    deleted = backups.prune_key_backups(root, backups.parse_duration(key_retention), at)
+    for path in deleted:
+        typer.echo(f"pruned key backup {path}")
+    kept = len(backups.key_backups(root))
+    typer.echo(f"{len(deleted)} key backup(s) pruned, {kept} kept", err=True)
+
+
+@app.command("restore")
+@errors_handled
+def restore_command(
+    backup: Annotated[Path, typer.Argument(help="A data backup folder: `TO/<id>`.")],
+    key_root: KeyRoot = None,
+    service: ServiceChoice = "all",
+    drop: Annotated[
+        bool,
+        typer.Option("--drop", help="Drop the service's database first (else it must be empty)."),
+    ] = False,
+    without_keys: Annotated[
+        bool,
+        typer.Option(
+            "--without-keys",
+            help="Restore without a key backup: figures only, every sealed field unreadable.",
+        ),
+    ] = False,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    mongodb_url: MongoUrl = DEFAULT_MONGODB_URL,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Restore a backup into the stopped services' databases.
+
+    Verifies every checksum first; loads the data and the newest key backup not older than it;
+    destroys the keys of every customer whose erasure was requested or confirmed since the
+    snapshot; sets each consumer group back to the snapshot's offsets, so the services, started
+    again, re-consume everything after it.
+    """
+    chosen = [target.service for target in backups.targets(service)]
+    options = client_options(bootstrap)
+    context, bars = _bars(progress)
+    with context:
+        report = run(
+            bootstrap,
+            backups.restore(
+                options,
+                mongodb_url,
+                backup,
+                key_root,
+                chosen,
+                drop=drop,
+                without_keys=without_keys,
+                progress=bars,
+            ),
+        )
+    for name, count in report.documents.items():
+        typer.echo(f"{name}: {count} document(s) restored")
+    keys = f"keys from {report.keys}" if report.keys else "NO keys: sealed fields unreadable"
+    typer.echo(
+        f"{keys}; {len(report.erased)} customer(s) erased since the snapshot, their keys "
+        f"destroyed; {report.partitions} partition(s) set back to the snapshot's offsets",
+        err=True,
+    )
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning} (events between are lost to the service)", err=True)

@@ -49,12 +49,13 @@ ORDERS = Topic(
 )
 MEMBERS = Topic(
     "members.v1",
-    producer="member system (external)",
+    producer="member system (external), archive",
     consumers=("archive", "tickets", "loyalty", "notify", "relations"),
     event_types=tuple(members_v1.EVENTS),
     retention_ms=PII_RETENTION_MS,
-    description="Registrations, profile and consent changes, erasure requests. Carries "
-    "personal data in plaintext: kept 30 days.",
+    description="Registrations, profile and consent changes, erasure requests: from the member "
+    "system, and from the archive for the customers staff enter and edit (`source` crm/archive). "
+    "Carries personal data in plaintext: kept 30 days.",
 )
 CALLCENTER = Topic(
     "callcenter.v1",

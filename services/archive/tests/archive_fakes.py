@@ -4,14 +4,22 @@ import copy
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from crm_archive.adapters.documents import order_key
-from crm_archive.adapters.pii import normalise_email, normalise_phone
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
-from crm_archive.domain.facts import Order
-from crm_archive.ports import Changes, CustomerFilter, CustomerRow, Note, TimelineEntry
+from crm_archive.domain.facts import Order, normalise_email, normalise_phone
+from crm_archive.ports import (
+    Changes,
+    CustomerFilter,
+    CustomerRow,
+    Note,
+    OrderLines,
+    Preferences,
+    TimelineEntry,
+)
 from crm_contracts import CloudEvent
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
@@ -24,6 +32,9 @@ class InMemoryCustomers:
         self.notes: list[Note] = []
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
+        self.lines: dict[tuple[str, str], OrderLines] = {}
+        """(customer, order) -> the order's lines, as first announced."""
+        self.cancelled: set[tuple[str, str]] = set()
         self.apart: dict[str, dict[tuple[str, str], Any]] = {}
         """Per customer, the facts its record keeps apart: (kind, id) -> Order, time, Survey."""
 
@@ -104,12 +115,15 @@ class InMemoryCustomers:
         self.notes.extend(changes.notes)
         erased = {i for i, c in self.customers.items() if c.erased_at is not None}
         self.timeline = [
-            dataclasses.replace(e, summary=None) if e.customer_id in erased else e
+            dataclasses.replace(e, summary=None, request=None) if e.customer_id in erased else e
             for e in self.timeline
         ]
         self.notes = [
             dataclasses.replace(n, text=None) if n.customer_id in erased else n for n in self.notes
         ]
+        for lines in changes.order_lines:
+            self.lines.setdefault((lines.customer_id, lines.order_id), lines)
+        self.cancelled.update(changes.cancelled_orders)
         self.processed.update(e.id for e in changes.applied)
         self.outbox.extend(changes.outbound)
 
@@ -121,8 +135,8 @@ class InMemoryCustomers:
         self, filters: CustomerFilter, after: str | None, limit: int
     ) -> list[CustomerRow]:
         def matches(c: Customer) -> bool:
-            wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk)
-            held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons))
+            wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk, filters.type)
+            held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons), c.profile.type)
             if any(w is not None and w != h for w, h in zip(wanted, held, strict=True)):
                 return False
             return filters.contact is None or _normalised(filters.contact) in _contacts(c)
@@ -144,6 +158,17 @@ class InMemoryCustomers:
             )
             for c in found[:limit]
         ]
+
+    async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
+        found = {}
+        for customer in customers:
+            mine = _contacts(customer)
+            ids = sorted(
+                c.id for c in self.customers.values() if c.id != customer.id and mine & _contacts(c)
+            )
+            if ids:
+                found[customer.id] = ids
+        return found
 
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         mine = _contacts(customer)
@@ -200,6 +225,27 @@ class InMemoryCustomers:
             risk = str(bool(c.churn_reasons)).lower()
             counts["at_risk"][risk] = counts["at_risk"].get(risk, 0) + 1
         return counts
+
+    async def preferences(
+        self, customer_id: str, since: datetime, currency: str, top: int
+    ) -> Preferences:
+        """As the database's aggregation: spend per category and SKU, the largest first."""
+        by_category: dict[str, int] = {}
+        by_sku: dict[str, int] = {}
+        for key, lines in self.lines.items():
+            wanted = lines.customer_id == customer_id and lines.currency == currency
+            if not wanted or lines.at < since or key in self.cancelled:
+                continue
+            for item in lines.items:
+                by_sku[item.sku] = by_sku.get(item.sku, 0) + item.cents
+                if item.category is not None:
+                    by_category[item.category] = by_category.get(item.category, 0) + item.cents
+
+        def ranked(spend: dict[str, int]) -> list[tuple[str, Decimal]]:
+            best = sorted(spend.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+            return [(name, Decimal(cents).scaleb(-2)) for name, cents in best]
+
+        return Preferences(ranked(by_category), ranked(by_sku))
 
     def published(self, customer_id: str) -> list[str]:
         return [m.event.type for m in self.outbox if m.event.subject == customer_id]

@@ -94,3 +94,21 @@ async def test_in_a_rebuild_without_the_request_the_archive_confirmation_erases_
     assert customer.erased_at is not None
     assert customer.profile.name is None
     assert customer.erasure_request_id == "erase-1"
+
+
+async def test_tags_sent_after_an_erasure_are_not_taken_in_again() -> None:
+    """Issue 18, item 4: the member system's tags for an erased customer were stored again."""
+    repo = InMemoryCustomers()
+    await apply_events(
+        [registered("c1", T0), erasure("c1")],
+        repo,
+        clock=Clock(T0 + timedelta(days=1)),
+        rules=RULES,
+    )
+    later = T0 + timedelta(days=2)
+    update = members_v1.CustomerProfileUpdated(tags=["again"], account_owner="agent-9")
+    event = ev(members_v1.CUSTOMER_PROFILE_UPDATED, "c1", later, update)
+    await apply_events([event], repo, clock=Clock(later), rules=RULES)
+    customer = repo.customers["c1"]
+    assert customer.tags == []
+    assert customer.account_owner == "agent-9", "the owner is not personal data"

@@ -2,6 +2,8 @@
 progress, and the export of every order (kept apart or held) and timeline entry."""
 
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any
 
 import pytest
 from archive_fakes import InMemoryCustomers
@@ -12,6 +14,7 @@ from crm_archive import queries
 from crm_archive.domain.rules import ArchiveRules
 from crm_archive.handlers import apply_events
 from crm_contracts.members import v1 as members_v1
+from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.topics import SERVICES
 
 pytestmark = pytest.mark.unit
@@ -60,7 +63,46 @@ async def test_the_export_holds_every_order_oldest_first_and_the_whole_timeline(
     await apply_events(events, repo, clock=Clock(T0 + timedelta(days=5)), rules=rules)
     customer = repo.customers["c1"]
     assert sorted(customer.orders) == ["o3", "o4"]  # the others are kept apart
-    export = await queries.export(customer, repo)
+    export = await queries.export(customer, repo, T0 + timedelta(days=5), rules.base_currency)
     assert export.detail.customer is customer
     assert [o.order_id async for o in export.orders] == ["o0", "o1", "o2", "o3", "o4"]
     assert [e.type async for e in export.timeline] == ["order.placed"] * 5
+
+
+def bought(
+    customer: str, order_id: str, days_ago: int, lines: list[tuple[str, str, int, str]], **kw: str
+) -> Any:
+    """An order placed `days_ago` before T0 + 400 days, its lines (sku, category, qty, price)."""
+    items = [
+        orders_v1.OrderItem(sku=sku, category=category, qty=qty, unit_price=Decimal(price))
+        for sku, category, qty, price in lines
+    ]
+    total = sum((i.unit_price * i.qty for i in items), Decimal(0))
+    order = orders_v1.OrderPlaced(
+        order_id=order_id, amount=total, currency=kw.get("currency", "CNY"), items=items
+    )
+    return ev(orders_v1.ORDER_PLACED, customer, NOW - timedelta(days=days_ago), order)
+
+
+NOW = T0 + timedelta(days=400)
+
+
+async def test_product_preferences_rank_the_spend_of_the_last_12_months_active_orders() -> None:
+    repo = InMemoryCustomers()
+    await run(
+        repo,
+        bought("c1", "o1", 10, [("tea-1", "tea", 2, "50.00"), ("cup-1", "ware", 1, "30.00")]),
+        bought("c1", "o2", 20, [("tea-2", "tea", 1, "20.00"), ("pot-1", "ware", 1, "90.00")]),
+        # Older than 12 months, cancelled, or in another currency: not counted.
+        bought("c1", "o3", 366, [("cup-1", "ware", 100, "30.00")]),
+        bought("c1", "o4", 5, [("pot-1", "ware", 100, "90.00")]),
+        ev(orders_v1.ORDER_CANCELLED, "c1", NOW, orders_v1.OrderCancelled(order_id="o4")),
+        bought("c1", "o5", 5, [("tea-9", "tea", 100, "9.00")], currency="USD"),
+        # The same order announced again (another event id) counts once.
+        bought("c1", "o1", 10, [("tea-1", "tea", 2, "50.00"), ("cup-1", "ware", 1, "30.00")]),
+        now=NOW,
+    )
+    detail = await queries.detail(repo.customers["c1"], repo, NOW, "CNY")
+    assert detail.preferences.categories == [("tea", Decimal("120")), ("ware", Decimal("120"))]
+    assert detail.preferences.skus[:2] == [("tea-1", Decimal("100")), ("pot-1", Decimal("90"))]
+    assert [sku for sku, _ in detail.preferences.skus] == ["tea-1", "pot-1", "cup-1", "tea-2"]

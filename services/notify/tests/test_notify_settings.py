@@ -7,6 +7,7 @@ import pytest
 
 from crm_notify.domain.policy import NotifyRules
 from crm_notify.settings import NotifySettings
+from crm_runtime.settings import InsecureSettingsError
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +49,44 @@ def test_a_rule_out_of_bounds_is_refused(
     monkeypatch.setenv(f"CRM_NOTIFY_RULES__{name}", value)
     with pytest.raises(ValueError, match=message):
         NotifySettings()
+
+
+def test_a_staff_webhook_signed_with_change_me_refuses_to_start_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18: the default webhook secret (`change-me`) let anyone sign a staff webhook."""
+    monkeypatch.setenv("CRM_NOTIFY_STAFF_WEBHOOK_URL", "https://hooks.example.cn/crm")
+    monkeypatch.setenv("CRM_NOTIFY_HTTP_HOST", "0.0.0.0")
+    with pytest.raises(
+        InsecureSettingsError, match="CRM_NOTIFY_STAFF_WEBHOOK_SECRET is 'change-me'"
+    ):
+        NotifySettings().refuse_insecure_off_loopback()
+    monkeypatch.setenv("CRM_NOTIFY_STAFF_WEBHOOK_SECRET", "a-secret-of-ours")
+    NotifySettings().refuse_insecure_off_loopback()
+
+
+def test_change_me_is_harmless_without_a_webhook_or_on_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_NOTIFY_HTTP_HOST", "0.0.0.0")
+    NotifySettings().refuse_insecure_off_loopback()  # no webhook: the secret signs nothing
+    monkeypatch.setenv("CRM_NOTIFY_STAFF_WEBHOOK_URL", "http://127.0.0.1:9000/hook")
+    monkeypatch.setenv("CRM_NOTIFY_HTTP_HOST", "127.0.0.1")
+    NotifySettings().refuse_insecure_off_loopback()
+
+
+def test_an_smtp_password_without_starttls_refuses_to_start_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_NOTIFY_SMTP_USERNAME", "crm")
+    monkeypatch.setenv("CRM_NOTIFY_SMTP_PASSWORD", "s3cret-pass")
+    monkeypatch.setenv("CRM_NOTIFY_HTTP_HOST", "0.0.0.0")
+    with pytest.raises(InsecureSettingsError) as refused:
+        NotifySettings().refuse_insecure_off_loopback()
+    assert "CRM_NOTIFY_SMTP_PASSWORD is set while CRM_NOTIFY_SMTP_STARTTLS is false" in str(
+        refused.value
+    )
+    assert "CRM_NOTIFY_HTTP_HOST" in str(refused.value)
+    assert "s3cret-pass" not in str(refused.value)
+    monkeypatch.setenv("CRM_NOTIFY_SMTP_STARTTLS", "true")
+    NotifySettings().refuse_insecure_off_loopback()

@@ -3,6 +3,7 @@ agent with room), the actions on a ticket (refused when the status machine or th
 say no, redone on a fresh read after losing a race, bringing what is due with them), agents."""
 
 import copy
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -20,7 +21,6 @@ from crm_tickets.domain.ticket import (
     Ticket,
     TicketFullError,
 )
-from crm_tickets.handlers import derived_ticket_id
 
 pytestmark = pytest.mark.unit
 
@@ -68,25 +68,61 @@ async def test_intake_with_a_key_opens_one_ticket_and_a_retry_answers_it() -> No
     repo.customer_grades["c1"] = "vip"
     first = await commands.open_ticket(intake("k-1"), repo, Clock(), RULES)
     again = await commands.open_ticket(intake("k-1"), repo, Clock(T0 + timedelta(hours=1)), RULES)
-    assert first.ticket.ticket_id == again.ticket.ticket_id == derived_ticket_id("manual", "k-1")
+    assert first.ticket.ticket_id == again.ticket.ticket_id == intake("k-1").ticket_id()
     assert (first.replayed, again.replayed) == (False, True)
     assert first.ticket.priority == "P2"  # medium, one level up for a VIP
     assert repo.published() == ["ticket.opened"]
 
 
+async def test_an_idempotency_key_is_the_caller_s_own() -> None:
+    """Issue 18: keys were global, so another caller's same (reused or guessed) key answered
+    the first caller's ticket, texts and all. Now the other caller opens a ticket of its own."""
+    repo = repo_with()
+    mine = await commands.open_ticket(intake("k-1"), repo, Clock(), RULES)
+    theirs_command = replace(intake("k-1"), actor="tok-2", customer_id="c2")
+    theirs = await commands.open_ticket(theirs_command, repo, Clock(), RULES)
+    assert theirs.replayed is False
+    assert theirs.ticket.ticket_id != mine.ticket.ticket_id
+    assert (theirs.ticket.customer_id, theirs.ticket.description) == ("c2", "包裹破损")
+    assert repo.published() == ["ticket.opened", "ticket.opened"]
+
+
+async def test_a_key_reused_for_another_request_is_refused_and_opens_nothing() -> None:
+    repo = repo_with()
+    first = await commands.open_ticket(intake("k-1"), repo, Clock(), RULES)
+    other = replace(intake("k-1"), description="另一件事")
+    with pytest.raises(commands.IdempotencyKeyReusedError, match=r"k-1.*different request"):
+        await commands.open_ticket(other, repo, Clock(), RULES)
+    assert list(repo.tickets) == [first.ticket.ticket_id]
+    assert repo.published() == ["ticket.opened"]
+
+
+async def test_the_stored_fingerprint_is_a_hash_not_the_request() -> None:
+    repo = repo_with()
+    done = await commands.open_ticket(intake("k-1"), repo, Clock(), RULES)
+    stored = repo.tickets[done.ticket.ticket_id].intake_fingerprint
+    assert stored is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", stored)  # a SHA-256, not the description
+    assert stored == intake("k-1").fingerprint(done.ticket.ticket_id)
+    assert (
+        await commands.open_ticket(intake(), repo, Clock(), RULES)
+    ).ticket.intake_fingerprint is None
+
+
 async def test_an_intake_that_lost_the_race_for_its_key_answers_the_winner_s_ticket() -> None:
     repo = repo_with()
-    ticket_id = derived_ticket_id("manual", "k-1")
+    command = intake("k-1")
+    ticket_id = command.ticket_id()
 
-    def the_other_request_wins() -> None:
+    def the_same_request_wins() -> None:
         winner, _ = Ticket.open(
             ticket_id, "c1", T0, channel="web", category=None, severity=None, grade=None,
-            rules=RULES, actor="tok-2",
+            rules=RULES, actor="tok-1", intake_fingerprint=command.fingerprint(ticket_id),
         )  # fmt: skip
         repo.tickets[ticket_id] = replace(winner, version=1)
 
-    repo.before_save = the_other_request_wins
-    done = await commands.open_ticket(intake("k-1"), repo, Clock(), RULES)
+    repo.before_save = the_same_request_wins
+    done = await commands.open_ticket(command, repo, Clock(), RULES)
     assert (done.replayed, done.ticket.channel) == (True, "web")
     assert repo.saves == 0
 

@@ -1,22 +1,29 @@
 """Complaints become one ticket each, are assigned round-robin within capacity, move through the
 status machine (invalid moves refused), get a VIP priority, record a survey, and escalate."""
 
+from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import CollectorRegistry
 from tickets_fakes import InMemoryTickets
 
-from crm_contracts import CloudEvent, new_event
+from crm_contracts import CloudEvent, encode_event, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.members import v1 as members_v1
+from crm_runtime.consumer import BatchConsumer
+from crm_runtime.dlq import DeadLetters, InboundRecord
+from crm_runtime.health import Health
+from crm_runtime.metrics import RuntimeMetrics
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.calendar import BusinessCalendar
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError
 from crm_tickets.handlers import (
+    CONSUMED_TYPES,
     apply_events,
     assignment_sweep,
     complaint_ticket_id,
@@ -183,6 +190,64 @@ async def test_a_survey_before_its_ticket_is_kept_and_lands_when_the_ticket_open
     early = callcenter_v1.SurveyAnswered(survey_id="s2", ticket_id=other, csat=1)
     await run(repo, ev(callcenter_v1.SURVEY_ANSWERED, "c2", early), complaint("c2", "k2"))
     assert repo.tickets[other].flagged_for_review
+
+
+async def test_a_survey_naming_another_customer_s_ticket_is_dead_lettered_with_its_reason() -> None:
+    """Issue 18: a survey's `ticket_id` was not checked against its event's customer, so anyone
+    able to send a survey could score (and flag) another customer's ticket. It now goes to
+    `tickets.dlq.v1`, saying why; the customer's own survey in the same batch still lands."""
+    repo = repo_with_agents()
+    await run(repo, complaint("c1", "k1"), complaint("c2", "k2"))
+    ticket_id = complaint_ticket_id("k1")
+    forged = callcenter_v1.SurveyAnswered(survey_id="s-forged", ticket_id=ticket_id, csat=1)
+    own = callcenter_v1.SurveyAnswered(survey_id="s-own", ticket_id=complaint_ticket_id("k2"))
+    batch = [
+        ev(callcenter_v1.SURVEY_ANSWERED, "c2", forged),
+        ev(callcenter_v1.SURVEY_ANSWERED, "c2", own),
+    ]
+    sent: list[dict[str, str]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
+        sent.append({"topic": topic, **headers})
+
+    async def handle(events: Sequence[CloudEvent[Any]]) -> int:
+        return await apply_events(events, repo, rules=RULES, clock=lambda: T0)
+
+    consumer = BatchConsumer(
+        handle,
+        DeadLetters(send, service="tickets", consumer_group="tickets"),
+        health=Health(),
+        metrics=RuntimeMetrics(CollectorRegistry(), "tickets"),
+        accepted_types=CONSUMED_TYPES,
+    )
+    await consumer.process(
+        [
+            InboundRecord("callcenter.v1", 0, offset, b"c2", encode_event(event))
+            for offset, event in enumerate(batch)
+        ]
+    )
+    assert [(d["topic"], d["x-dlq-source-offset"]) for d in sent] == [("tickets.dlq.v1", "0")]
+    assert "another customer's" in sent[0]["x-dlq-reason"]
+    assert repo.tickets[ticket_id].survey is None
+    assert not repo.tickets[ticket_id].flagged_for_review
+    assert "ticket.csat_recorded" not in repo.published(ticket_id)
+    own_ticket = repo.tickets[complaint_ticket_id("k2")].survey
+    assert own_ticket is not None
+    assert own_ticket.survey_id == "s-own"
+
+
+async def test_a_kept_survey_lands_only_on_a_ticket_of_its_customer() -> None:
+    """A survey that came before its ticket is kept; when the ticket opens for another customer,
+    it is dropped (it was already committed: a log line names it), never recorded."""
+    repo = repo_with_agents()
+    ticket_id = complaint_ticket_id("k1")
+    forged = callcenter_v1.SurveyAnswered(survey_id="s-forged", ticket_id=ticket_id, csat=1)
+    await run(repo, ev(callcenter_v1.SURVEY_ANSWERED, "c2", forged))
+    assert ticket_id in repo.pending
+    await run(repo, complaint("c1", "k1"))
+    assert repo.tickets[ticket_id].survey is None
+    assert not repo.tickets[ticket_id].flagged_for_review
+    assert repo.pending == {}
 
 
 async def test_an_erasure_request_drops_the_texts_keeps_the_ticket_and_confirms_once() -> None:

@@ -40,29 +40,62 @@ def audit() -> Audit:
 
 @pytest.fixture
 def client(repo: InMemoryTickets, audit: Audit) -> TestClient:
-    auth = Authenticator({"staff": ["agent", "supervisor", "ops"]})
+    auth = Authenticator(
+        {
+            "staff": ["agent", "supervisor", "ops"],
+            "shop": {"user": "shop-bot", "roles": ["integration"]},
+        }
+    )
     rules = replace(RULES, max_comments=2)
     app = FastAPI()
     app.include_router(tickets_router(repo, auth, audit, rules, lambda: T0, report_max_days=31))
     return TestClient(app, headers=TOKEN)
 
 
-def new_ticket(client: TestClient, customer: str = "c1", **headers: str) -> dict[str, Any]:
+def new_ticket(
+    client: TestClient,
+    customer: str = "c1",
+    headers: dict[str, str] | None = None,
+    status: int = 201,
+) -> dict[str, Any]:
     body = {"customer_id": customer, "description": "包裹破损", "category": "delivery"}
     response = client.post("/tickets", json=body, headers=headers)
-    assert response.status_code == 201, response.text
+    assert response.status_code == status, response.text
     return dict(response.json())
 
 
 def test_intake_is_idempotent_by_key_and_a_replay_is_an_audited_read(
     client: TestClient, audit: Audit
 ) -> None:
-    first = new_ticket(client, **{"Idempotency-Key": "k-1"})
+    first = new_ticket(client, headers={"Idempotency-Key": "k-1"})
     assert audit.reads == []
-    again = new_ticket(client, **{"Idempotency-Key": "k-1"})
+    again = new_ticket(client, headers={"Idempotency-Key": "k-1"}, status=200)
     assert again["id"] == first["id"]
     assert audit.reads == [("POST /tickets", ["c1"])]
     assert first["sla"]["first_response"]["due_at"] == "2026-11-23T14:00:00+08:00"
+
+
+def test_another_caller_s_same_key_opens_its_own_ticket_not_a_read_of_the_first(
+    client: TestClient, audit: Audit
+) -> None:
+    """Issue 18: an `integration` token reusing (or guessing) a key got another caller's ticket
+    back, description and all, though it may not GET a ticket."""
+    first = new_ticket(client, headers={"Idempotency-Key": "k-1"})
+    theirs = new_ticket(client, "c2", {"Idempotency-Key": "k-1", "Authorization": "Bearer shop"})
+    assert theirs["id"] != first["id"]
+    assert theirs["customer_id"] == "c2"
+    assert audit.reads == []
+
+
+def test_a_key_reused_with_another_body_is_a_422_that_says_so(client: TestClient) -> None:
+    new_ticket(client, headers={"Idempotency-Key": "k-1"})
+    response = client.post(
+        "/tickets",
+        json={"customer_id": "c1", "description": "另一件事"},
+        headers={"Idempotency-Key": "k-1"},
+    )
+    assert response.status_code == 422, response.text
+    assert "different request" in response.json()["detail"]
 
 
 def test_a_ticket_is_read_audited_and_listed_by_page(client: TestClient, audit: Audit) -> None:

@@ -100,6 +100,7 @@ class InMemoryTickets:
         for stored in self.tickets.values():  # what the real store's shredded key amounts to
             if stored.customer_id in self.erased:
                 stored.description = ""
+                stored.intake_fingerprint = None
                 for comment in stored.comments:
                     comment.text = ""
         self.customer_grades.update(changes.grades)

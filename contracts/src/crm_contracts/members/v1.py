@@ -15,6 +15,7 @@ CUSTOMER_ERASURE_REQUESTED = "customer.erasure_requested"
 ContactChannel = Literal["email", "sms", "phone", "wechat", "push"]
 ConsentPurpose = Literal["transactional", "marketing"]
 Gender = Literal["female", "male", "other", "undisclosed"]
+CustomerType = Literal["person", "company"]
 Phone = ShortText
 
 
@@ -38,14 +39,20 @@ class Consent(_Payload):
 
 
 class CustomerRegistered(_Payload):
-    """A customer registered. PII: name, phone, email, birthday."""
+    """A customer registered (with the member system, or entered by staff in the archive: then
+    `source` is what staff gave, `staff` by default, and the envelope's source `crm/archive`).
+    PII: name, phone, email, birthday, address, company, job title."""
 
+    type: CustomerType = Field(default="person", description="A person or a company.")
     name: str = Field(min_length=1, max_length=200)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
     email: EmailStr | None = None
     birthday: Birthday | None = None
     gender: Gender | None = None
     city: ShortText | None = None
+    address: ShortText | None = None
+    company: ShortText | None = None
+    job_title: ShortText | None = None
     tags: list[ShortText] = Field(default_factory=list, max_length=50)
     consents: dict[ContactChannel, Consent] = Field(default_factory=dict)
     source: ShortText | None = Field(default=None, description="Where they registered.")
@@ -53,14 +60,18 @@ class CustomerRegistered(_Payload):
 
 
 class CustomerProfileUpdated(_Payload):
-    """Only the fields that changed are present."""
+    """Only the fields that changed are present (a field present with null was cleared)."""
 
+    type: CustomerType | None = None
     name: str | None = Field(default=None, min_length=1, max_length=200)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{5,20}$")
     email: EmailStr | None = None
     birthday: Birthday | None = None
     gender: Gender | None = None
     city: ShortText | None = None
+    address: ShortText | None = None
+    company: ShortText | None = None
+    job_title: ShortText | None = None
     tags: list[ShortText] | None = Field(default=None, max_length=50)
     account_owner: Identifier | None = None
 

@@ -21,6 +21,9 @@ class OrderItem(_Payload):
     sku: Identifier
     qty: int = Field(ge=1, le=100_000)
     unit_price: Money
+    category: ShortText | None = Field(
+        default=None, description="The product category (the archive ranks spend by it)."
+    )
 
 
 class OrderPlaced(_Payload):

@@ -9,6 +9,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from crm_archive import handlers, metrics
 from crm_archive.adapters.mongo import MongoCustomerRepository
 from crm_archive.entrypoints import kafka
+from crm_archive.entrypoints.bulk import bulk_router
 from crm_archive.entrypoints.http import customers_router
 from crm_archive.entrypoints.staff import staff_router
 from crm_archive.settings import ArchiveSettings
@@ -45,6 +46,7 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
         title="CRM archive",
         description="The customer ledger (客户档案): profile, timeline, value, grade, stage, risk.",
         routers=[
+            bulk_router(repository, runtime.auth, rules, clock),
             customers_router(repository, runtime.auth, runtime.audit, rules, clock),
             staff_router(repository, runtime.auth, runtime.audit, rules, clock),
         ],

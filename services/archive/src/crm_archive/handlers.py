@@ -22,7 +22,7 @@ from crm_archive.domain.events import (
 )
 from crm_archive.domain.facts import Profile
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.ports import Changes, CustomerRepository, TimelineEntry
+from crm_archive.ports import Changes, CustomerRepository, ItemSpend, OrderLines, TimelineEntry
 from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
@@ -67,6 +67,8 @@ async def apply_events(
     last_cause: dict[str, str] = {}
     now = clock()
     outbound: list[OutboundMessage] = []
+    lines: list[OrderLines] = []
+    cancelled: list[tuple[str, str]] = []
     for event in fresh:
         customer = customers.get(event.subject)
         if customer is None:
@@ -78,12 +80,35 @@ async def apply_events(
         if event.type == members_v1.CUSTOMER_ERASURE_REQUESTED:
             # Saved with the erasure (and the key's destruction) in the batch's transaction.
             outbound.append(erasure_confirmation("archive", event, now, KEPT_AFTER_ERASURE))
+        match event.data:
+            case orders_v1.OrderPlaced(items=items) if items:
+                lines.append(order_lines(event.subject, event.time, event.data))
+            case orders_v1.OrderCancelled():
+                cancelled.append((event.subject, event.data.order_id))
     for customer in touched.values():
         outbound.extend(
             to_messages(customer, customer.evaluate(now, rules), last_cause[customer.id], now)
         )
-    await repository.save(Changes(list(touched.values()), timeline, fresh, outbound))
+    await repository.save(
+        Changes(
+            list(touched.values()),
+            timeline,
+            fresh,
+            outbound,
+            order_lines=lines,
+            cancelled_orders=cancelled,
+        )
+    )
     return len(fresh)
+
+
+def order_lines(customer_id: str, at: datetime, order: orders_v1.OrderPlaced) -> OrderLines:
+    """What each line of an order spent (quantity x unit price), for product preferences."""
+    items = tuple(
+        ItemSpend(item.sku, item.category, int(item.unit_price * item.qty * 100))
+        for item in order.items
+    )
+    return OrderLines(customer_id, order.order_id, at, order.currency, items)
 
 
 def references(events: Sequence[CloudEvent[Any]]) -> dict[str, FactIds]:
@@ -118,20 +143,9 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
     text: str | None = None  # free text kept sealed with the entry (personal data)
     match data:
         case members_v1.CustomerRegistered():
-            consents: dict[str, dict[str, bool]] = {
-                ch: {"transactional": c.transactional, "marketing": c.marketing}
-                for ch, c in data.consents.items()
-            }
-            profile = Profile(
-                data.name,
-                data.phone,
-                data.email and str(data.email),
-                data.birthday,
-                data.gender,
-                data.city,
-                data.source,
+            customer.register(
+                at, profile_of(data), list(data.tags), consents_of(data), data.account_owner
             )
-            customer.register(at, profile, list(data.tags), consents, data.account_owner)
             summary = {"source": data.source}
         case members_v1.CustomerProfileUpdated():
             changes = {name: getattr(data, name) for name in sorted(data.model_fields_set)}
@@ -213,6 +227,31 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         {k: v for k, v in summary.items() if v is not None},
         summary=text,
     )
+
+
+def profile_of(data: members_v1.CustomerRegistered) -> Profile:
+    """The profile a registration gives."""
+    return Profile(
+        name=data.name,
+        phone=data.phone,
+        email=data.email and str(data.email),
+        birthday=data.birthday,
+        gender=data.gender,
+        city=data.city,
+        source=data.source,
+        type=data.type,
+        address=data.address,
+        company=data.company,
+        job_title=data.job_title,
+    )
+
+
+def consents_of(data: members_v1.CustomerRegistered) -> dict[str, dict[str, bool]]:
+    """The consents a registration gives, per channel and purpose."""
+    return {
+        channel: {"transactional": c.transactional, "marketing": c.marketing}
+        for channel, c in data.consents.items()
+    }
 
 
 async def review(

@@ -18,6 +18,7 @@ from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import Grade, Stage
 from crm_contracts import CloudEvent
+from crm_contracts.members.v1 import CustomerType
 from crm_runtime.outbox import OutboundMessage
 
 
@@ -33,6 +34,9 @@ class TimelineEntry:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
     summary: str | None = None
+    request: str | None = None
+    """What staff sent to make the entry (a customer's creation), kept to compare a retry with:
+    personal data, sealed like `summary`, never shown."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,36 @@ class Note:
     text: str | None
 
 
+@dataclass(frozen=True)
+class ItemSpend:
+    """What an order spent on one line: `cents` = quantity x unit price, in the order's
+    currency."""
+
+    sku: str
+    category: str | None
+    cents: int
+
+
+@dataclass(frozen=True)
+class OrderLines:
+    """An order's lines, kept apart from the record (one document per order, ADR 0008) for
+    the customer's product preferences. The first announcement of an order wins."""
+
+    customer_id: str
+    order_id: str
+    at: datetime
+    currency: str
+    items: tuple[ItemSpend, ...]
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """A customer's top categories and SKUs by spend over a window, the largest first."""
+
+    categories: list[tuple[str, Decimal]] = field(default_factory=list)
+    skus: list[tuple[str, Decimal]] = field(default_factory=list)
+
+
 @dataclass
 class Changes:
     """What one batch, sweep or request changes, saved in one transaction."""
@@ -59,6 +93,9 @@ class Changes:
     """The inbound events applied (the inbox): a redelivery of one changes nothing."""
     outbound: list[OutboundMessage] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    order_lines: list[OrderLines] = field(default_factory=list)
+    cancelled_orders: list[tuple[str, str]] = field(default_factory=list)
+    """(customer id, order id): their lines no longer count."""
 
 
 class CustomerRepository(Protocol):
@@ -74,8 +111,17 @@ class CustomerRepository(Protocol):
 
     async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
 
+    async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
+        """For each of `customers` (about to be entered) that shares a phone or an e-mail with
+        customers on file, their ids: one query for them all (a bulk import's batch)."""
+        ...
+
     async def timeline_entry(self, event_id: str) -> TimelineEntry | None:
         """One timeline entry by id, its summary opened (None once the customer is erased)."""
+        ...
+
+    async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
+        """(id, registered_at) of a few other customers sharing its phone or email."""
         ...
 
     async def save(self, changes: Changes) -> None:
@@ -96,6 +142,7 @@ class CustomerFilter:
     at_risk: bool | None = None
     contact: str | None = None
     """A phone number or an email address, as typed: matched on the normalised value."""
+    type: CustomerType | None = None
 
 
 @dataclass(frozen=True)
@@ -150,4 +197,11 @@ class CustomerQueries(Protocol):
 
     async def segments(self) -> dict[str, dict[str, int]]:
         """Customers by grade, by stage and by risk."""
+        ...
+
+    async def preferences(
+        self, customer_id: str, since: datetime, currency: str, top: int
+    ) -> Preferences:
+        """The `top` categories and SKUs by spend of the customer's orders placed since `since`
+        in `currency`, cancelled ones left out (aggregated in the database)."""
         ...

@@ -5,18 +5,25 @@ functions over the `CustomerQueries` port (the pipelines are pure: the repositor
 """
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
-from crm_archive.ports import CustomerQueries, TimelineEntry
+from crm_archive.ports import CustomerQueries, Preferences, TimelineEntry
 from crm_contracts.topics import SERVICES
 
 Document = dict[str, Any]
 
 SEGMENTS = ("grade", "stage", "at_risk")
+
+
+PREFERENCE_DAYS = 365
+"""Product preferences rank the spend of the orders placed in the last 12 months..."""
+PREFERENCES_SHOWN = 5
+"""...and show the top 5 categories and SKUs."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +34,46 @@ class CustomerDetail:
     duplicate_of: str | None
     """The earliest-registered other customer sharing its phone or email, if it registered
     later (so the original is never flagged as the duplicate)."""
+    preferences: Preferences = field(default_factory=Preferences)
 
 
-async def detail(customer: Customer, queries: CustomerQueries) -> CustomerDetail:
-    return CustomerDetail(customer, await duplicate_of(customer, queries))
+async def detail(
+    customer: Customer, queries: CustomerQueries, now: datetime, base_currency: str
+) -> CustomerDetail:
+    """The record, a possible duplicate, and its product preferences as of `now` (orders in
+    the base currency)."""
+    since = now - timedelta(days=PREFERENCE_DAYS)
+    preferences = await queries.preferences(customer.id, since, base_currency, PREFERENCES_SHOWN)
+    return CustomerDetail(customer, await duplicate_of(customer, queries), preferences)
+
+
+def preference_pipeline(
+    customer_id: str, since: datetime, currency: str, by: str, top: int
+) -> list[Document]:
+    """The `top` values of `by` (category or sku) by spend of a customer's active orders since
+    `since` in `currency`, in `order_lines`."""
+    return [
+        {
+            "$match": {
+                "customer_id": customer_id,
+                "at": {"$gte": since},
+                "currency": currency,
+                "cancelled": {"$ne": True},
+            }
+        },
+        {"$unwind": "$items"},
+        {"$match": {f"items.{by}": {"$ne": None}}},
+        {"$group": {"_id": f"$items.{by}", "cents": {"$sum": "$items.cents"}}},
+        {"$sort": {"cents": -1, "_id": 1}},
+        {"$limit": top},
+    ]
+
+
+def preferences_from(categories: list[Document], skus: list[Document]) -> Preferences:
+    def ranked(rows: list[Document]) -> list[tuple[str, Decimal]]:
+        return [(str(row["_id"]), Decimal(row["cents"]).scaleb(-2)) for row in rows]
+
+    return Preferences(ranked(categories), ranked(skus))
 
 
 async def duplicate_of(customer: Customer, queries: CustomerQueries) -> str | None:
@@ -81,9 +124,11 @@ class Export:
     timeline: AsyncIterator[TimelineEntry]
 
 
-async def export(customer: Customer, queries: CustomerQueries) -> Export:
+async def export(
+    customer: Customer, queries: CustomerQueries, now: datetime, base_currency: str
+) -> Export:
     return Export(
-        await detail(customer, queries),
+        await detail(customer, queries, now, base_currency),
         queries.orders(customer),
         queries.timeline_entries(customer.id),
     )

@@ -7,9 +7,10 @@ events with the live handlers (bad messages are skipped: they are in the DLQ alr
 the review sweep as of `--at` (default: now). Rules changed in configuration apply to everyone.
 Point the service at the new database (`CRM_ARCHIVE_DATABASE`) to switch over.
 
-What staff entered over HTTP is on no topic, so a rebuild does not have it: account owners and
-tags set with PATCH, contacts logged and notes written by staff. Rebuild to recompute what the
-events say, not to restore those (a backup does).
+Customers staff entered and their edits are announced on `members.v1` and come back with it,
+for its 30 days. Contacts logged and notes written by staff are on no topic, so a rebuild does
+not have them, nor edits older than `members.v1` keeps. Rebuild to recompute what the events
+say, not to restore those (a backup does).
 """
 
 import argparse
@@ -137,7 +138,8 @@ def main() -> None:
         f"{counts['skipped']} skipped, "
         f"{counts['reviewed']} customers reviewed in {elapsed:.1f} s "
         f"({counts['applied'] / max(elapsed, 1e-9):.0f} events/s)\n"
-        "not rebuilt (on no topic): owners and tags set by staff, staff contacts, notes"
+        "not rebuilt: staff contacts and notes (on no topic), staff entries and edits older "
+        "than members.v1's 30 days"
     )
 
 

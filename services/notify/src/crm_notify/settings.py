@@ -15,6 +15,10 @@ from pydantic_settings import SettingsConfigDict
 from crm_notify.domain.policy import NotifyRules
 from crm_runtime.settings import ServiceSettings
 
+DEFAULT_WEBHOOK_SECRET = "change-me"
+"""Signs staff webhooks on the local stack only: off loopback, a service refuses to start with
+it (`insecure_settings`)."""
+
 
 class NotifySettings(ServiceSettings):
     model_config = SettingsConfigDict(
@@ -40,7 +44,7 @@ class NotifySettings(ServiceSettings):
     sms_token: str | None = None
     # Staff alerts
     staff_webhook_url: str | None = None
-    staff_webhook_secret: str = "change-me"
+    staff_webhook_secret: str = DEFAULT_WEBHOOK_SECRET
     # Failover between a channel's providers
     failover_threshold: int = Field(default=3, ge=1)
     failover_cooldown_s: float = Field(default=60.0, gt=0)
@@ -55,3 +59,19 @@ class NotifySettings(ServiceSettings):
     )
     care_interval_s: float = Field(default=3600.0, gt=0)
     digest_interval_s: float = Field(default=3600.0, gt=0)
+
+    def insecure_settings(self) -> list[str]:
+        """Beyond the runtime's: a staff webhook signed with the default secret (anyone can
+        forge one), an SMTP password sent without STARTTLS (in clear on the network)."""
+        found = super().insecure_settings()
+        if self.staff_webhook_url and self.staff_webhook_secret in ("", DEFAULT_WEBHOOK_SECRET):
+            found.append(
+                f"CRM_NOTIFY_STAFF_WEBHOOK_SECRET is {self.staff_webhook_secret!r} while "
+                "CRM_NOTIFY_STAFF_WEBHOOK_URL is set: anyone can sign a staff webhook"
+            )
+        if self.smtp_password and not self.smtp_starttls:
+            found.append(
+                "CRM_NOTIFY_SMTP_PASSWORD is set while CRM_NOTIFY_SMTP_STARTTLS is false: "
+                "the password would cross the network in clear"
+            )
+        return found

@@ -26,7 +26,7 @@ from pydantic import Field, TypeAdapter, create_model
 
 from crm_contracts import CloudEvent
 from crm_contracts.registry import event_model
-from crm_contracts.topics import DLQS, OUTBOUND, Topic, dlq_topic_name, topic
+from crm_contracts.topics import DLQS, INBOUND, OUTBOUND, Topic, dlq_topic_name, topic
 from crm_runtime import dlq
 
 SCHEMAS = "#/components/schemas/"
@@ -49,9 +49,10 @@ class Publication:
 
 
 def publications_of(service: str) -> tuple[Publication, ...]:
-    """What `service` publishes, from the topic registry: every outbound topic it produces (its
-    own, and privacy.v1's erasure confirmations) and its dead-letter topic."""
-    produced = [t for t in OUTBOUND if service in _producers(t)]
+    """What `service` publishes, from the topic registry: every topic it produces (its own,
+    privacy.v1's erasure confirmations, and the inbound topic the archive shares with the member
+    system) and its dead-letter topic."""
+    produced = [t for t in INBOUND + OUTBOUND if service in _producers(t)]
     try:
         dead_letters = topic(dlq_topic_name(service))
     except KeyError:

@@ -20,9 +20,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crm_runtime.settings import ROLES
 
-DEV_TOKEN = "crm-dev-token"
-"""The documented token of the local stack (all roles). Never configure it anywhere else."""
-
 TokenGrant = list[str] | dict[str, Any]
 """What one API token grants: `{"user": "<user id>", "roles": [...]}`, or (the earlier form) a
 list of roles."""

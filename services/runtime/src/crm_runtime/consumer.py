@@ -21,11 +21,14 @@ from crm_contracts import (
 )
 from crm_contracts.envelope import check_not_in_the_future
 from crm_contracts.topics import INBOUND
+from crm_runtime.crypto import MasterKeyMissingError
 from crm_runtime.dlq import DeadLetters, InboundRecord
 from crm_runtime.health import Health
 from crm_runtime.metrics import RuntimeMetrics
 from crm_runtime.retry import Backoff, retrying
 
+MASTER_KEY_CHECK = "master_key"
+"""The readiness check a missing master key fails, its reason naming the key id."""
 EXTERNAL_TOPICS = frozenset(topic.name for topic in INBOUND)
 """Written by systems outside the suite: their events' times are checked against our clock."""
 
@@ -212,17 +215,29 @@ class BatchConsumer:
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call`, retrying transient failures with backoff for as long as they last;
-        readiness is red meanwhile."""
+        readiness is red meanwhile.
+
+        A data key under a master key this replica does not hold is one of them: a
+        configuration fault (a rotation's new key not distributed yet), never bad data. The
+        batch is not committed and the partition waits, readiness names the key id, and
+        `crm_master_key_missing_total` counts it (alert `CrmMasterKeyMissing`)."""
         check = f"consumer.{operation}"
 
         def failed(exc: BaseException) -> None:
+            if isinstance(exc, MasterKeyMissingError):
+                self.health.fail(MASTER_KEY_CHECK, str(exc))
+                self.metrics.master_key_missing.labels(self.metrics.service, exc.key_id).inc()
             self.health.fail(check, f"retrying after {type(exc).__name__}")
             self.metrics.retries.labels(self.metrics.service, operation).inc()
+
+        def succeeded() -> None:
+            self.health.ok(check)
+            self.health.ok(MASTER_KEY_CHECK)
 
         return await retrying(
             operation,
             call,
             self.backoff,
             on_failure=failed,
-            on_success=lambda: self.health.ok(check),
+            on_success=succeeded,
         )

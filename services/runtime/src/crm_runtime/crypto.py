@@ -5,8 +5,11 @@
   open). Stored as `bytes`: version (1) + nonce (12) + ciphertext and tag.
 - Data keys live in the service's `data_keys` collection, each wrapped (AES-GCM) by the current
   master key; master keys come from the environment or a secret file, never from the database.
-  Rotation: add a new master key, make it current, run `rewrap` (`POST /ops/keys/rewrap`); old
-  master keys stay configured until nothing is wrapped by them.
+  Rotation in two phases (deploy/SECURITY.md): give every replica the new master key, then make it
+  current; `rewrap` (`POST /ops/keys/rewrap`) moves old data keys to it; old master keys stay
+  configured until nothing is wrapped by them. A data key under a master key this process does
+  not hold is a configuration fault (`MasterKeyMissingError`, transient): retried, never taken
+  for bad data.
 - Erasure destroys the customer's data key (crypto-shredding): every copy of their sealed fields,
   backups included, becomes unreadable, and nothing is sealed for them again.
 - Phone and email lookups go through keyed hashes (HMAC-SHA-256 under a separate index key), so
@@ -31,6 +34,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from crm_runtime.errors import TransientError
 from crm_runtime.mongo import Document
 
 VERSION = b"\x01"
@@ -40,6 +44,20 @@ KEY_BYTES = 32
 
 class KeyConfigError(ValueError):
     """The master keys are missing or malformed: the service refuses to start."""
+
+
+class MasterKeyMissingError(TransientError):
+    """A data key is wrapped by a master key this process does not hold: a configuration fault
+    (a rotation whose new key has not reached every replica yet), not bad data. Transient: the
+    consumer retries without committing and readiness names the key id (never the key); a
+    replica that holds the key, or this one restarted with it, reads the data."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"a data key is wrapped by master key {key_id!r}, which this process does not hold: "
+            "give every replica every master key in use (deploy/SECURITY.md, key rotation)"
+        )
 
 
 def _decode_key(name: str, value: str) -> bytes:
@@ -121,7 +139,7 @@ class KeyRing:
     def unwrap(self, key_id: str, wrapped: bytes, customer_id: str) -> bytes:
         master = self.master_keys.get(key_id)
         if master is None:
-            raise KeyConfigError(f"data key wrapped by unknown master key {key_id!r}")
+            raise MasterKeyMissingError(key_id)
         return AESGCM(master).decrypt(
             wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], customer_id.encode()
         )
@@ -273,7 +291,7 @@ class CustomerKeys:
         async for doc in self.collection.find(query, sort=[("_id", 1)], limit=limit):
             try:
                 key = self.ring.unwrap(doc["key_id"], doc["wrapped"], doc["_id"])
-            except (KeyConfigError, InvalidTag):
+            except (MasterKeyMissingError, InvalidTag):
                 failed += 1
                 if doc["key_id"] not in self.ring.master_keys:
                     self._failed.add(doc["key_id"])

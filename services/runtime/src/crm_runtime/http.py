@@ -7,6 +7,7 @@ its own routers. Errors are JSON `{"error": ..., "message": ...}`; a bad request
 """
 
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -26,10 +27,13 @@ from crm_runtime.asyncapi import (
     publications_of,
     service_document,
 )
+from crm_runtime.auth import Authenticator, Principal
+from crm_runtime.crypto import MasterKeyMissingError
 from crm_runtime.errors import is_transient
 from crm_runtime.guard import RequestGuard
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
 from crm_runtime.runtime import Runtime
+from crm_runtime.settings import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,10 @@ ERROR_NAMES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     422: "invalid_request",
+    428: "precondition_required",
     503: "unavailable",
 }
 
@@ -59,6 +65,36 @@ IdempotencyKey = Annotated[
     ),
 ]
 """The `Idempotency-Key` header of a command a caller may retry."""
+
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=100,
+        description='The record\'s version as its `ETag` gave it (`"7"`); `*`: any version.',
+    ),
+]
+"""The `If-Match` header of a change made on a version the caller read (optimistic)."""
+
+
+def etag(version: int) -> str:
+    """A record's `ETag`: its version, quoted (`"7"`)."""
+    return f'"{version}"'
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an `If-Match` header names (None for `*`): 428 when the header is missing,
+    400 when it names no version (`"7"`, or weak `W/"7"`)."""
+    if if_match is None:
+        raise HTTPException(428, 'send If-Match with the ETag of the record you read (e.g. "7")')
+    tag = if_match.strip()
+    if tag == "*":
+        return None
+    found = re.fullmatch(r'(?:W/)?"?([0-9]{1,18})"?', tag)
+    if found is None:
+        raise HTTPException(400, f'If-Match {if_match!r} is not an ETag of this API (e.g. "7")')
+    return int(found.group(1))
 
 
 def or_404(found: T | None, detail: str) -> T:
@@ -193,9 +229,29 @@ def create_http_app(
             "current_master_key": runtime.keys.ring.current,
         }
 
+    app.include_router(me_router(runtime.auth))
     for router in routers:
         app.include_router(router)
     return app
+
+
+class Me(BaseModel):
+    """Who a bearer token names (ADR 0010)."""
+
+    user: str = Field(description="The user id that records name.")
+    roles: list[str] = Field(description="Sorted.")
+
+
+def me_router(auth: Authenticator) -> APIRouter:
+    """`GET /me`: who the caller's token names and its roles (the console asks at sign-in)."""
+    router = APIRouter(tags=["identity"])
+    anyone = auth.require(*ROLES)
+
+    @router.get("/me", summary="Who the bearer token names: the user id and roles (any role).")
+    async def me(principal: Annotated[Principal, Depends(anyone)]) -> Me:
+        return Me(user=principal.user, roles=sorted(principal.roles))
+
+    return router
 
 
 class PiiRead(BaseModel):
@@ -220,8 +276,11 @@ class PiiRead(BaseModel):
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A detail may be {"message": ..., **more}: the answer carries the more (e.g. the ids
+        # of the records a conflict is with).
+        more = dict(exc.detail) if isinstance(exc.detail, dict) else {"message": exc.detail}
         return JSONResponse(
-            error_body(exc.status_code, str(exc.detail)),
+            error_body(exc.status_code, str(more.pop("message", "")), **more),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
@@ -238,6 +297,21 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, MasterKeyMissingError):
+            # A configuration fault of this replica (a rotation's new master key not given to
+            # it yet), not the caller's: 503, counted for the alert; the log names the key id.
+            runtime: Runtime = request.app.state.runtime
+            runtime.metrics.master_key_missing.labels(runtime.service, exc.key_id).inc()
+            log.error("master key missing", extra={"path": request.url.path, "key_id": exc.key_id})
+            return JSONResponse(
+                error_body(
+                    503,
+                    "this replica cannot open the data yet (a master key is being rotated), "
+                    "retry shortly",
+                ),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
         if is_transient(exc):
             return JSONResponse(
                 error_body(503, "a dependency is unavailable, retry shortly"),

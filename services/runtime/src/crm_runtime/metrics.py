@@ -49,6 +49,13 @@ class RuntimeMetrics:
             ["service", "operation"],
             registry=registry,
         )
+        self.master_key_missing = Counter(
+            "crm_master_key_missing",
+            "Attempts (consumed batches, HTTP requests) that met a data key wrapped by a master "
+            "key this replica does not hold, by key id: a configuration fault, retried.",
+            ["service", "key_id"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "crm_batch_duration_seconds",
             "Time to apply and persist one consumed batch.",

@@ -58,6 +58,7 @@ GaugeRefresh = Callable[[], Awaitable[None]]
 
 class Runtime:
     def __init__(self, settings: ServiceSettings, clock: Clock = utc_now) -> None:
+        settings.refuse_insecure_off_loopback()  # before anything connects or listens
         self.settings = settings
         self.service = settings.service
         self.registry = new_registry()

@@ -11,8 +11,11 @@ A service's business rules are its domain's plain dataclass, nested in its setti
 """
 
 import dataclasses
+import hashlib
+import ipaddress
 import ssl
 import typing
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -27,6 +30,44 @@ from pydantic_settings import (
 from crm_runtime.crypto import KeyRing
 
 ROLES = ("agent", "supervisor", "ops", "integration")
+
+DEV_TOKEN = "crm-dev-token"
+"""The documented token of the local stack (all roles). Never configure it anywhere else."""
+LOCAL_STACK_TOKENS = frozenset(
+    {DEV_TOKEN, "crm-demo-agent-07", "crm-demo-owner-01", "crm-demo-sup-01"}
+)
+"""Every token of the local stack (`DEMO_USERS` in `deploy/local/stack.py`): the README
+publishes them, so anyone holds them. A service reachable from other hosts refuses them."""
+
+
+class InsecureSettingsError(SystemExit):
+    """A setting fit only for a service nobody else can reach, on a service bound beyond
+    loopback. A `SystemExit`: the process ends at start with this one line on stderr (status 1),
+    no traceback to read through."""
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1 (with or without brackets): reachable from this host only.
+    `0.0.0.0`, `::`, a name or an address of an interface is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_insecure_off_loopback(
+    service: str, host_setting: str, host: str, insecure: Sequence[str]
+) -> None:
+    """Raise `InsecureSettingsError`, one line naming every insecure setting, when there is any
+    and the service binds beyond loopback (`host`, set by `host_setting`)."""
+    if insecure and not is_loopback(host):
+        raise InsecureSettingsError(
+            f"crm-{service} refuses to start bound to {host!r} ({host_setting}): "
+            + "; ".join(insecure)
+            + f". These are fit only for a service bound to loopback ({host_setting}=127.0.0.1)."
+        )
 
 
 class _EnvSource(EnvSettingsSource):
@@ -226,6 +267,32 @@ class ServiceSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _EnvSource(settings_cls), dotenv_settings, file_secret_settings
+
+    def insecure_settings(self) -> list[str]:
+        """The settings in force that are fit only for a service nobody else can reach, each
+        as "<SETTING> <why>". A service adds its own (notify: its webhook secret and SMTP)."""
+        found: list[str] = []
+        published = sorted(LOCAL_STACK_TOKENS & self.api_tokens.keys())
+        if published:
+            found.append(
+                f"CRM_API_TOKENS holds the local stack's published token(s) {published}: "
+                "anyone may present them"
+            )
+        hashes = {hashlib.sha256(token.encode()).hexdigest() for token in LOCAL_STACK_TOKENS}
+        if hashes & {digest.lower() for digest in self.api_token_hashes}:
+            found.append(
+                "CRM_API_TOKEN_HASHES holds the hash of a local stack's published token: "
+                "anyone may present it"
+            )
+        return found
+
+    def refuse_insecure_off_loopback(self) -> None:
+        """At start (`Runtime`): refuse (`InsecureSettingsError`) the `insecure_settings` unless
+        the service binds to loopback only; `make up`, `make demo` and the tests do."""
+        prefix = str(self.model_config.get("env_prefix", "CRM_")).upper()
+        refuse_insecure_off_loopback(
+            self.service, f"{prefix}HTTP_HOST", self.http_host, self.insecure_settings()
+        )
 
     def key_ring(self) -> KeyRing:
         return KeyRing.from_config(

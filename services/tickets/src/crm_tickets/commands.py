@@ -9,6 +9,8 @@ warning, a breach) happens with it. A write that lost a race (to the consumer, a
 request) is redone on a fresh read (`retry_on_conflict`).
 """
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,32 +37,65 @@ class Done:
 
 
 # -- intake ---------------------------------------------------------------------------------
+class IdempotencyKeyReusedError(ValueError):
+    """The caller's Idempotency-Key already opened a ticket for a different request (HTTP 422)."""
+
+
 @dataclass(frozen=True)
 class OpenTicket:
     customer_id: str
     description: str
     actor: str
+    """The user id of who asks: an Idempotency-Key is theirs alone."""
     channel: str = "phone"
     category: str | None = None
     severity: str | None = None
     order_id: str | None = None
     key: str | None = None
-    """The caller's Idempotency-Key: retries with it open one ticket."""
+    """The caller's Idempotency-Key: the caller's retries with it open one ticket."""
+
+    def ticket_id(self) -> str:
+        """With a key: derived from the caller and the key (another caller's same key is
+        another ticket); else a fresh one."""
+        if self.key is None:
+            return "T-" + uuid.uuid4().hex[:12]
+        # A user id holds no "/" (ADR 0010), so caller and key cannot run into each other.
+        return derived_ticket_id("intake", f"{self.actor}/{self.key}")
+
+    def fingerprint(self, ticket_id: str) -> str:
+        """The SHA-256 of what the request asks (salted with the ticket id), kept instead of
+        the request to tell a retry from another request under the same key."""
+        asked = [
+            ticket_id,
+            self.customer_id,
+            self.description,
+            self.channel,
+            self.category,
+            self.severity,
+            self.order_id,
+        ]
+        return hashlib.sha256(json.dumps(asked, ensure_ascii=False).encode()).hexdigest()
 
 
 async def open_ticket(
     command: OpenTicket, repository: TicketRepository, clock: Clock, rules: TicketRules
 ) -> Done:
     """A ticket prioritised by the customer's known grade, handed to an agent with room if any.
-    With a key already used: the stored ticket, with what was added since."""
-    ticket_id = (
-        derived_ticket_id("manual", command.key) if command.key else "T-" + uuid.uuid4().hex[:12]
-    )
+    With a key the caller already used: the stored ticket, with what was added since, when the
+    request is the same; `IdempotencyKeyReusedError` when it is not."""
+    ticket_id = command.ticket_id()
+    fingerprint = command.fingerprint(ticket_id) if command.key else None
 
     async def attempt() -> Done:
         now = clock()
         existing = await repository.get(ticket_id) if command.key else None
         if existing is not None:
+            # No stored fingerprint: the customer was erased since, nothing left to compare.
+            if existing.intake_fingerprint not in (None, fingerprint):
+                raise IdempotencyKeyReusedError(
+                    f"Idempotency-Key {command.key!r} already opened ticket {ticket_id} for "
+                    "a different request; send a new key for a new ticket"
+                )
             return Done(existing, now, replayed=True)
         grade = (await repository.grades([command.customer_id])).get(command.customer_id)
         ticket, happened = Ticket.open(
@@ -75,6 +110,7 @@ async def open_ticket(
             actor=command.actor,
             order_id=command.order_id,
             description=command.description,
+            intake_fingerprint=fingerprint,
         )
         assigner = Assigner(repository)
         agent = await assigner.pick(ticket.queue, now)

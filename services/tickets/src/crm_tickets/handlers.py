@@ -4,6 +4,7 @@ Plain async functions over the `TicketRepository` port: the unit tests call them
 one. The HTTP commands are in `commands.py`.
 """
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,6 +38,7 @@ from crm_tickets.domain.ticket import OPEN, Ticket
 from crm_tickets.ports import Changes, PendingSurvey, TicketRepository
 
 SOURCE = "crm/tickets"
+log = logging.getLogger(__name__)
 
 CONSUMED_TYPES = (
     callcenter_v1.COMPLAINT_REPORTED,
@@ -45,6 +47,11 @@ CONSUMED_TYPES = (
     members_v1.CUSTOMER_ERASURE_REQUESTED,
 )
 KEPT_AFTER_ERASURE = ("ticket figures", "SLA times", "categories and root causes")
+
+
+class SurveyOfAnotherCustomerError(ValueError):
+    """A survey naming a ticket of another customer than its event's: not recorded, dead-lettered
+    (the consumer isolates the event and sends it to `tickets.dlq.v1` with this reason)."""
 
 
 def derived_ticket_id(kind: str, key: str) -> str:
@@ -149,10 +156,22 @@ async def apply_events(
                     happened += ticket.assign(agent.agent_id, "system", event.time, manual=False)
                 early = pending.pop(ticket_id, None)
                 if early is not None:
-                    happened += ticket.record_survey(
-                        early.survey_id, early.csat, early.nps, early.at, rules
-                    )
                     changes.settled.append(ticket_id)
+                    # Kept before the customer was known to the survey (None: kept before
+                    # the check existed); another customer's answer never lands.
+                    if early.customer_id in (None, ticket.customer_id):
+                        happened += ticket.record_survey(
+                            early.survey_id, early.csat, early.nps, early.at, rules
+                        )
+                    else:
+                        log.warning(
+                            "survey of another customer dropped",
+                            extra={
+                                "survey_id": early.survey_id,
+                                "ticket_id": ticket_id,
+                                "event_id": early.event_id,
+                            },
+                        )
                 tickets[ticket_id] = touched[ticket_id] = ticket
                 changes.outbound += to_messages(ticket, happened, event_key(event))
             case callcenter_v1.SurveyAnswered():
@@ -166,8 +185,14 @@ async def apply_events(
                             data.nps,
                             event.time,
                             event_key(event),
+                            customer_id=event.subject,
                         )
                     continue
+                if surveyed.customer_id != event.subject:
+                    raise SurveyOfAnotherCustomerError(
+                        f"survey {data.survey_id!r} names ticket {surveyed.ticket_id}, which is "
+                        "another customer's than the event's subject: not recorded"
+                    )
                 happened = surveyed.record_survey(
                     data.survey_id, data.csat, data.nps, event.time, rules
                 )

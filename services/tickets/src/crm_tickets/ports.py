@@ -19,7 +19,8 @@ from crm_tickets.domain.ticket import Ticket, TicketFigures
 @dataclass(frozen=True)
 class PendingSurvey:
     """A survey that arrived before its ticket (possible: ticket ids derive from complaint ids);
-    kept until the ticket opens. `event_id`: the event that brought it."""
+    kept until the ticket opens, where it lands only if the ticket is `customer_id`'s.
+    `event_id`: the event that brought it."""
 
     ticket_id: str
     survey_id: str
@@ -27,6 +28,8 @@ class PendingSurvey:
     nps: int | None
     at: datetime
     event_id: str
+    customer_id: str | None = None
+    """The event's subject (None in surveys kept before it was recorded)."""
 
 
 class TicketRecord(NamedTuple):

@@ -7,13 +7,14 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
+from pymongo import UpdateOne
 
 from crm_archive.adapters.pii import lookup_keys, profile_from_document, profile_to_document
 from crm_archive.domain.apart import Earlier
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order, Survey
 from crm_archive.domain.value import Figures
-from crm_archive.ports import CustomerRow, Note, TimelineEntry
+from crm_archive.ports import CustomerRow, Note, OrderLines, TimelineEntry
 from crm_runtime.crypto import FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document
@@ -81,6 +82,39 @@ def _earlier_from(doc: Document | None) -> Earlier:
         foreign={c: _decimal(f["net"]) for c, f in foreign.items()},
         foreign_orders={c: f["orders"] for c, f in foreign.items()},
     )
+
+
+LINES = "order_lines"
+"""The collection of the orders' lines (one document per order) product preferences rank."""
+
+
+def line_updates(lines: list[OrderLines], cancelled: list[tuple[str, str]]) -> list[UpdateOne]:
+    """The writes to `order_lines`: an order's lines as first announced, then its cancellation
+    (a cancellation seen before the order keeps it out for good, as in the record)."""
+    updates: list[UpdateOne] = []
+    for line in lines:
+        document = {
+            "customer_id": line.customer_id,
+            "at": line.at,
+            "currency": line.currency,
+            "items": [{"sku": i.sku, "category": i.category, "cents": i.cents} for i in line.items],
+        }
+        updates.append(
+            UpdateOne(
+                {"_id": apart_id(line.customer_id, "order", line.order_id)},
+                {"$setOnInsert": document},
+                upsert=True,
+            )
+        )
+    for customer_id, order_id in cancelled:
+        updates.append(
+            UpdateOne(
+                {"_id": apart_id(customer_id, "order", order_id)},
+                {"$set": {"customer_id": customer_id, "cancelled": True}},
+                upsert=True,
+            )
+        )
+    return updates
 
 
 APART = "facts_apart"
@@ -226,14 +260,17 @@ def _by_time(item: tuple[str, datetime]) -> tuple[datetime, str]:
 
 
 def timeline_document(entry: TimelineEntry, cipher: FieldCipher) -> Document:
-    """A contact's summary is sealed under the customer's data key (None when erased)."""
+    """A contact's summary and a creation's request are sealed under the customer's data key
+    (None when erased)."""
     summary = cipher.seal(f"{entry.event_id}/summary", entry.summary)
-    return dataclass_document(entry, "event_id", summary=summary)
+    request = cipher.seal(f"{entry.event_id}/request", entry.request)
+    return dataclass_document(entry, "event_id", summary=summary, request=request)
 
 
 def timeline_entry(doc: Document, cipher: FieldCipher) -> TimelineEntry:
     summary = cipher.open(f"{doc['_id']}/summary", doc.get("summary"))
-    return dataclass_from(TimelineEntry, doc, "event_id", summary=summary)
+    request = cipher.open(f"{doc['_id']}/request", doc.get("request"))
+    return dataclass_from(TimelineEntry, doc, "event_id", summary=summary, request=request)
 
 
 def note_document(note: Note, cipher: FieldCipher) -> Document:

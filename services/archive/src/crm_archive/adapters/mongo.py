@@ -13,10 +13,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from crm_archive import queries
 from crm_archive.adapters.documents import (
     APART,
+    LINES,
     apart_documents,
     apart_id,
     customer_row,
     from_document,
+    line_updates,
     note_document,
     note_from,
     order_from,
@@ -29,7 +31,14 @@ from crm_archive.adapters.pii import SEALED, has_personal_data, lookup_key_for_q
 from crm_archive.domain.apart import FactIds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order, Survey
-from crm_archive.ports import Changes, CustomerFilter, CustomerRow, Note, TimelineEntry
+from crm_archive.ports import (
+    Changes,
+    CustomerFilter,
+    CustomerRow,
+    Note,
+    Preferences,
+    TimelineEntry,
+)
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.mongo import Document, due_ids, save_versioned
@@ -47,6 +56,7 @@ class MongoCustomerRepository:
         self.timeline: AsyncCollection[Document] = database["timeline"]
         self.apart: AsyncCollection[Document] = database[APART]
         self.notes: AsyncCollection[Document] = database["notes"]
+        self.lines: AsyncCollection[Document] = database[LINES]
         self.uow = uow
         self.keys = keys
 
@@ -67,6 +77,7 @@ class MongoCustomerRepository:
         await self.notes.create_index(
             [("customer_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]
         )
+        await self.lines.create_index([("customer_id", ASCENDING), ("at", ASCENDING)])
         await self.apart.create_index(
             [
                 ("customer_id", ASCENDING),
@@ -155,7 +166,8 @@ class MongoCustomerRepository:
         if erased:  # only those not yet shredded: a tombstone keeps its first `destroyed_at`
             known = await self.keys.ciphers(erased)
             erased = [customer_id for customer_id in erased if not known[customer_id].destroyed]
-        texts = {e.customer_id for e in changes.timeline if e.summary is not None} | {
+        sealed = [e for e in changes.timeline if e.summary is not None or e.request is not None]
+        texts = {e.customer_id for e in sealed} | {
             n.customer_id for n in changes.notes if n.text is not None
         }
         profiles = {c.id for c in customers if c.erased_at is None and has_personal_data(c.profile)}
@@ -189,6 +201,9 @@ class MongoCustomerRepository:
                     [note_document(n, cipher(n.customer_id)) for n in changes.notes],
                     session=session,
                 )
+            lines = line_updates(changes.order_lines, changes.cancelled_orders)
+            if lines:
+                await self.lines.bulk_write(lines, ordered=True, session=session)
         for customer in customers:
             customer.saved()
 
@@ -196,7 +211,9 @@ class MongoCustomerRepository:
         """Null what the destroyed keys sealed: no live document holds it either way (ADR 0006)."""
         customer = {"customer_id": {"$in": erased}}
         await self.timeline.update_many(
-            {**customer, "summary": {"$ne": None}}, {"$set": {"summary": None}}, session=session
+            {**customer, "$or": [{"summary": {"$ne": None}}, {"request": {"$ne": None}}]},
+            {"$set": {"summary": None, "request": None}},
+            session=session,
         )
         await self.notes.update_many(customer, {"$set": {"text": None}}, session=session)
 
@@ -226,6 +243,10 @@ class MongoCustomerRepository:
         ):
             if value is not None:
                 query[field] = value
+        if filters.type == "company":
+            query["pii.type"] = "company"
+        elif filters.type == "person":  # records from before types were kept are people
+            query["pii.type"] = {"$ne": "company"}
         if filters.contact is not None:
             field, key = lookup_key_for_query(filters.contact, self.keys.ring)
             query[field] = key
@@ -233,6 +254,26 @@ class MongoCustomerRepository:
             query["_id"] = {"$gt": after}
         cursor = self.customers.find(query, sort=[("_id", ASCENDING)], limit=limit)
         return [customer_row(doc) async for doc in cursor]
+
+    async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
+        wanted: dict[tuple[str, str], list[str]] = {}
+        for customer in customers:
+            for field, key in lookup_keys(customer.profile, self.keys.ring).items():
+                if field in ("phone", "email") and key:
+                    wanted.setdefault((field, key), []).append(customer.id)
+        if not wanted:
+            return {}
+        by_field: dict[str, list[str]] = {}
+        for field, key in wanted:
+            by_field.setdefault(field, []).append(key)
+        query = {"$or": [{f"lookup.{f}": {"$in": keys}} for f, keys in by_field.items()]}
+        found: dict[str, set[str]] = {}
+        async for doc in self.customers.find(query, {"_id": 1, "lookup": 1}):
+            for field in by_field:
+                for customer_id in wanted.get((field, doc["lookup"].get(field)), []):
+                    if customer_id != doc["_id"]:
+                        found.setdefault(customer_id, set()).add(doc["_id"])
+        return {customer_id: sorted(ids) for customer_id, ids in found.items()}
 
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         keys = {k: v for k, v in lookup_keys(customer.profile, self.keys.ring).items() if v}
@@ -255,7 +296,8 @@ class MongoCustomerRepository:
             query, sort=[("at", direction), ("_id", direction)], limit=limit
         )
         docs = [doc async for doc in cursor]
-        cipher = await self._cipher(customer_id) if _sealed(docs, "summary") else NO_KEY
+        sealed = _sealed(docs, "summary") or _sealed(docs, "request")
+        cipher = await self._cipher(customer_id) if sealed else NO_KEY
         return [timeline_entry(doc, cipher) for doc in docs]
 
     async def notes_page(
@@ -304,6 +346,18 @@ class MongoCustomerRepository:
     async def segments(self) -> dict[str, dict[str, int]]:
         rows = {key: await self._rows(queries.segment_pipeline(key)) for key in queries.SEGMENTS}
         return queries.segments_report(rows)
+
+    async def preferences(
+        self, customer_id: str, since: datetime, currency: str, top: int
+    ) -> Preferences:
+        ranked: dict[str, list[Document]] = {}
+        for by in ("category", "sku"):
+            pipeline = queries.preference_pipeline(customer_id, since, currency, by, top)
+            ranked[by] = await self._lines(pipeline)
+        return queries.preferences_from(ranked["category"], ranked["sku"])
+
+    async def _lines(self, pipeline: list[Document]) -> list[Document]:
+        return [row async for row in await self.lines.aggregate(pipeline)]
 
 
 def _sealed(docs: list[Document], field: str) -> bool:

@@ -1,26 +1,17 @@
 """The one place where the archive's personal data is written to and read from documents.
 
 Every personal field is sealed with the customer's data key (`crm_runtime.crypto`); phone and
-email lookups are keyed hashes of the normalised values. `source` (a channel name) stays plain.
+email lookups are keyed hashes of the normalised values. `source` (a channel name) and `type`
+(person or company) stay plain.
 """
 
-import re
 from datetime import date
 from typing import Any
 
-from crm_archive.domain.facts import Profile
+from crm_archive.domain.facts import Profile, normalise_email, normalise_phone
 from crm_runtime.crypto import FieldCipher, KeyRing
 
-SEALED = ("name", "phone", "email", "birthday", "gender", "city")
-
-
-def normalise_phone(phone: str) -> str:
-    digits = re.sub(r"\D", "", phone)
-    return digits[-11:] if len(digits) > 11 else digits
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()
+SEALED = ("name", "phone", "email", "birthday", "gender", "city", "address", "company", "job_title")
 
 
 def has_personal_data(profile: Profile) -> bool:
@@ -36,10 +27,14 @@ def profile_to_document(profile: Profile, cipher: FieldCipher) -> dict[str, Any]
         "birthday": profile.birthday.isoformat() if profile.birthday else None,
         "gender": profile.gender,
         "city": profile.city,
+        "address": profile.address,
+        "company": profile.company,
+        "job_title": profile.job_title,
     }
     return {
         **{name: cipher.seal(name, value) for name, value in plain.items()},
         "source": profile.source,
+        "type": profile.type,
     }
 
 
@@ -55,6 +50,10 @@ def profile_from_document(document: dict[str, Any] | None, cipher: FieldCipher) 
         gender=opened["gender"],
         city=opened["city"],
         source=document.get("source"),
+        type=document.get("type") or "person",
+        address=opened["address"],
+        company=opened["company"],
+        job_title=opened["job_title"],
     )
 
 

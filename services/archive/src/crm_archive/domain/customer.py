@@ -115,32 +115,40 @@ class Customer:
         if owner is not None:
             self.account_owner = owner
 
-    def update_profile(self, at: datetime, changes: dict[str, object]) -> None:
+    def update_profile(self, at: datetime, changes: dict[str, object]) -> list[str]:
+        """Set profile fields, `tags` and `account_owner` by name; the names that changed. An
+        erased customer's personal data (profile fields and tags) is not taken in again."""
         self.seen(at)
         changed: list[str] = []
         for name, value in changes.items():
-            if name == "tags":
-                if value != self.tags:
-                    self.tags = list(value)  # type: ignore[call-overload]
-                    changed.append(name)
-            elif name == "account_owner":
+            if name == "account_owner":
                 if value != self.account_owner:
                     self.account_owner = value  # type: ignore[assignment]
                     changed.append(name)
             elif self.erased_at is not None:
                 continue  # an erased customer's personal data is not taken in again
+            elif name == "tags":
+                if value != self.tags:
+                    self.tags = list(value)  # type: ignore[call-overload]
+                    changed.append(name)
+            elif name == "type" and value is None:
+                continue  # a customer is always a person or a company
             elif getattr(self.profile, name) != value:
                 setattr(self.profile, name, value)
                 changed.append(name)
         if changed:
             self.pending.append(ProfileChanged(tuple(sorted(changed))))
+        return sorted(changed)
 
-    def change_consent(self, at: datetime, channel: str, purpose: str, granted: bool) -> None:
+    def change_consent(self, at: datetime, channel: str, purpose: str, granted: bool) -> bool:
+        """Whether the consent changed."""
         self.seen(at)
         current = self.consents.setdefault(channel, {})
-        if current.get(purpose) != granted:
-            current[purpose] = granted
-            self.pending.append(ProfileChanged(("consents",)))
+        if current.get(purpose) == granted:
+            return False
+        current[purpose] = granted
+        self.pending.append(ProfileChanged(("consents",)))
+        return True
 
     def erase(self, at: datetime, request_id: str) -> None:
         """Forget the person (PIPL / GDPR): personal fields and tags go, figures stay."""
@@ -152,7 +160,7 @@ class Customer:
     def _forget(self, at: datetime, request_id: str) -> None:
         self.erased_at = at
         self.erasure_request_id = request_id
-        self.profile = Profile()
+        self.profile = Profile(type=self.profile.type)  # a person or a company: not personal
         self.tags = []
 
     def confirm_erasure(self, service: str, at: datetime, request_id: str) -> None:

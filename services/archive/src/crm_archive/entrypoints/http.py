@@ -5,7 +5,7 @@ the answer into a view (`views.py`)."""
 from datetime import datetime
 from typing import Annotated, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from crm_archive import commands, queries
@@ -25,9 +25,10 @@ from crm_archive.entrypoints.views import (
     timeline_view,
 )
 from crm_archive.ports import CustomerFilter, CustomerQueries, CustomerRepository
+from crm_contracts.members.v1 import CustomerType
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.http import or_404
+from crm_runtime.http import IfMatch, etag, expected_version, or_404
 from crm_runtime.paging import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -60,6 +61,15 @@ def timeline_after(cursor: str | None) -> tuple[datetime, str] | None:
         raise HTTPException(400, INVALID_CURSOR) from exc
 
 
+async def view_of(
+    customer: Customer, repository: CustomerQueries, clock: Clock, rules: ArchiveRules
+) -> CustomerView:
+    """What a route answers about a customer, as of now."""
+    now = clock()
+    detail = await queries.detail(customer, repository, now, rules.base_currency)
+    return customer_view(detail, now, rules)
+
+
 def customers_router(
     repository: Repository,
     auth: Authenticator,
@@ -69,22 +79,25 @@ def customers_router(
 ) -> APIRouter:
     router = APIRouter(tags=["customers"])
     reader = auth.require("agent", "supervisor", "ops")
-    supervisor = auth.require("supervisor")
+    staff = auth.require("agent", "supervisor")
 
     async def load(customer_id: str) -> Customer:
         return or_404(await repository.get(customer_id), f"no customer {customer_id!r}")
 
     @router.get(
         "/customers/{customer_id}",
-        summary="Profile, value, RFM, grade, stage, churn risk.",
+        summary="Profile, value, RFM, grade, stage, churn risk; its version in `ETag`.",
         responses={404: {"description": "No such customer."}},
     )
     async def get_customer(
-        customer_id: CustomerId, principal: Annotated[Principal, Depends(reader)]
+        customer_id: CustomerId,
+        response: Response,
+        principal: Annotated[Principal, Depends(reader)],
     ) -> CustomerView:
         customer = await load(customer_id)
         await audit.record(principal, "GET /customers/{customer_id}", [customer.id])
-        return customer_view(await queries.detail(customer, repository), clock(), rules)
+        response.headers["ETag"] = etag(customer.version)
+        return await view_of(customer, repository, clock, rules)
 
     @router.get(
         "/customers/{customer_id}/erasure",
@@ -125,10 +138,11 @@ def customers_router(
 
     @router.get(
         "/customers",
-        summary="Find customers by grade, stage, owner, risk, phone or email.",
+        summary="Find customers by type, grade, stage, owner, risk, phone or email.",
         dependencies=[Depends(reader)],
     )
     async def list_customers(
+        type: CustomerType | None = None,
         grade: Grade | None = None,
         stage: Stage | None = None,
         owner: Annotated[str | None, Query(max_length=128)] = None,
@@ -139,7 +153,7 @@ def customers_router(
         limit: Limit = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Page[CustomerSummary]:
-        filters = CustomerFilter(grade, stage, owner, at_risk, contact=q)
+        filters = CustomerFilter(grade, stage, owner, at_risk, contact=q, type=type)
         rows = await repository.find(filters, after_id(cursor), limit)
         items = [summary_view(row) for row in rows]
         next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
@@ -153,22 +167,43 @@ def customers_router(
     async def segments() -> dict[str, dict[str, int]]:
         return await repository.segments()
 
-    @router.patch("/customers/{customer_id}", summary="Set the account owner (责任人) or tags.")
+    @router.patch(
+        "/customers/{customer_id}",
+        summary="Change profile fields, tags, consents, or the account owner (supervisors).",
+        responses={
+            400: {"description": "Nothing to change, or an If-Match that names no version."},
+            403: {"description": "An agent tried to set the account owner."},
+            404: {"description": "No such customer."},
+            409: {"description": "The customer was erased: only the owner can be set."},
+            412: {"description": "If-Match names an older version: read the record again."},
+            428: {"description": "No If-Match header: send the ETag of the record you read."},
+        },
+    )
     async def patch_customer(
         customer_id: CustomerId,
         patch: CustomerPatch,
-        principal: Annotated[Principal, Depends(supervisor)],
+        response: Response,
+        principal: Annotated[Principal, Depends(staff)],
+        if_match: IfMatch = None,
     ) -> CustomerView:
         changes = patch.model_dump(exclude_unset=True)
         if not changes:
-            raise HTTPException(400, "nothing to change: send account_owner and/or tags")
-        command = commands.PatchCustomer(customer_id, changes, by=principal.user)
+            raise HTTPException(400, "nothing to change: send the fields to change")
+        if "account_owner" in changes and "supervisor" not in principal.roles:
+            raise HTTPException(403, "only a supervisor sets the account owner (责任人)")
+        version = expected_version(if_match)
+        command = commands.PatchCustomer(customer_id, changes, principal.user, version)
         try:
             customer = await commands.patch_customer(command, repository, clock, rules)
         except NoCustomerError as exc:
             raise HTTPException(404, f"no customer {customer_id!r}") from exc
+        except commands.StaleVersionError as exc:
+            raise HTTPException(412, str(exc)) from exc
+        except commands.CustomerErasedError as exc:
+            raise HTTPException(409, f"{exc}: only the account owner can be set") from exc
         await audit.record(principal, "PATCH /customers/{customer_id}", [customer.id])
-        return customer_view(await queries.detail(customer, repository), clock(), rules)
+        response.headers["ETag"] = etag(customer.version)
+        return await view_of(customer, repository, clock, rules)
 
     @router.get(
         "/customers/{customer_id}/export",
@@ -188,8 +223,9 @@ def customers_router(
     ) -> StreamingResponse:
         customer = await load(customer_id)
         await audit.record(principal, "GET /customers/{customer_id}/export", [customer.id])
-        found = await queries.export(customer, repository)
-        head = {"customer": customer_view(found.detail, clock(), rules).model_dump(mode="json")}
+        now = clock()
+        found = await queries.export(customer, repository, now, rules.base_currency)
+        head = {"customer": customer_view(found.detail, now, rules).model_dump(mode="json")}
         parts = {"orders": order_items(found.orders), "timeline": timeline_items(found.timeline)}
         return streamed_json(head, parts)
 

@@ -9,18 +9,21 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from crm_archive import commands
 from crm_archive.domain.customer import NoCustomerError
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.entrypoints.http import CustomerId, Limit, Repository, timeline_after
+from crm_archive.entrypoints.http import CustomerId, Limit, Repository, timeline_after, view_of
 from crm_archive.entrypoints.views import (
     ContactRequest,
+    CustomerCreate,
+    CustomerView,
     NoteRequest,
     NoteView,
     TimelineView,
     note_view,
     timeline_view,
 )
+from crm_contracts.members import v1 as members_v1
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
-from crm_runtime.http import IdempotencyKey
+from crm_runtime.http import IdempotencyKey, etag
 from crm_runtime.paging import DEFAULT_LIMIT, Page, encode_cursor
 from crm_runtime.sweeps import Clock
 
@@ -37,6 +40,42 @@ def staff_router(
 
     def no_customer(customer_id: str) -> HTTPException:
         return HTTPException(404, f"no customer {customer_id!r}")
+
+    @router.post(
+        "/customers",
+        status_code=201,
+        summary="Enter a customer (a person or a company); announced like a registration.",
+        responses={
+            200: {"description": "A retry with the same Idempotency-Key: the first customer."},
+            409: {
+                "description": "A customer with this phone or e-mail is on file (`existing`: "
+                "their ids; `?allow_duplicate=true` enters this one anyway), or the "
+                "Idempotency-Key was used for another customer."
+            },
+        },
+    )
+    async def create_customer(
+        request: CustomerCreate,
+        key: IdempotencyKey,
+        response: Response,
+        principal: Annotated[Principal, Depends(staff)],
+        allow_duplicate: bool = False,
+    ) -> CustomerView:
+        given = request.model_dump(exclude_unset=True)
+        registration = members_v1.CustomerRegistered.model_validate(given)
+        command = commands.CreateCustomer(registration, key, principal.user, allow_duplicate)
+        try:
+            done = await commands.create_customer(command, repository, clock, rules)
+        except commands.DuplicateCustomerError as exc:
+            raise HTTPException(409, {"message": str(exc), "existing": exc.existing}) from exc
+        except commands.IdempotencyKeyReusedError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        if done.replayed:  # a replay reads the stored profile back
+            await audit.record(principal, "POST /customers", [done.customer.id])
+        response.status_code = 200 if done.replayed else 201
+        response.headers["ETag"] = etag(done.customer.version)
+        response.headers["Location"] = f"/customers/{done.customer.id}"
+        return await view_of(done.customer, repository, clock, rules)
 
     @router.post(
         "/customers/{customer_id}/contacts",
@@ -65,6 +104,7 @@ def staff_router(
         if done.replayed:  # a replay reads the stored summary back
             await audit.record(principal, "POST /customers/{customer_id}/contacts", [customer_id])
         response.status_code = 200 if done.replayed else 201
+        response.headers["ETag"] = etag(done.version)
         return timeline_view(done.entry)
 
     @router.post(

@@ -4,7 +4,7 @@ document), and how the answers are made from the domain's records and the ports'
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,16 +13,22 @@ from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
 from crm_archive.ports import CustomerRow, Note, TimelineEntry
 from crm_archive.queries import CustomerDetail, ErasureStatus
+from crm_contracts.members import v1 as members_v1
+from crm_contracts.members.v1 import CustomerType
 from crm_runtime.views import view
 
 
 class ProfileView(BaseModel):
+    type: CustomerType
     name: str | None
     phone: str | None
     email: str | None
     birthday: date | None
     gender: str | None
     city: str | None
+    address: str | None
+    company: str | None
+    job_title: str | None
     source: str | None
 
 
@@ -56,6 +62,24 @@ class ChurnView(BaseModel):
     since: datetime | None
 
 
+class CategorySpend(BaseModel):
+    category: str
+    spend: str
+
+
+class SkuSpend(BaseModel):
+    sku: str
+    spend: str
+
+
+class PreferencesView(BaseModel):
+    """Product preferences: what the customer spent most on over the last 12 months (orders
+    in the base currency, cancelled ones left out; refunds are not split by line)."""
+
+    categories: list[CategorySpend]
+    skus: list[SkuSpend]
+
+
 class CustomerView(BaseModel):
     id: str
     stub: bool
@@ -76,6 +100,7 @@ class CustomerView(BaseModel):
     tickets_resolved: int
     loyalty_tier: str | None
     possible_duplicate_of: str | None
+    preferences: PreferencesView
     erased: bool
 
 
@@ -144,11 +169,60 @@ class NoteView(BaseModel):
     text: str | None = Field(description="Null after the customer's erasure.")
 
 
-class CustomerPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CustomerCreate(members_v1.CustomerRegistered):
+    """A customer staff enter: the fields of a member-system registration. `source` (where
+    they registered) is `staff` unless given; `account_owner` is the owner (责任人)."""
 
-    account_owner: str | None = Field(default=None, min_length=1, max_length=128)
-    tags: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=50)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+MAX_IMPORT_ROWS = 1000
+
+
+class ImportRowRequest(BaseModel):
+    """A spreadsheet row: its number in the file and the fields of `POST /customers`, read
+    one by one (a row that cannot be read is rejected with the reason; the others go in)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    row: int = Field(ge=1, description="The row's number in the file, to report against.")
+    customer: dict[str, Any] = Field(description="The fields of `POST /customers`.")
+
+
+class ImportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rows: list[ImportRowRequest] = Field(min_length=1, max_length=MAX_IMPORT_ROWS)
+
+
+class ImportRowResult(BaseModel):
+    row: int
+    status: Literal["created", "exists", "valid", "rejected"] = Field(
+        description="created; exists (entered by an earlier import of the same row); valid "
+        "(`dry_run`: would be created); rejected (see `reason`)."
+    )
+    id: str | None = Field(default=None, description="The customer's id (not when rejected).")
+    reason: str | None = None
+
+
+class ImportAnswer(BaseModel):
+    results: list[ImportRowResult]
+
+
+class CustomerPatch(members_v1.CustomerProfileUpdated):
+    """The fields to change; a field sent as null is cleared (`type` cannot be). `consents`:
+    the consents to set, per channel and purpose. `account_owner`: supervisors only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    consents: dict[members_v1.ContactChannel, dict[members_v1.ConsentPurpose, bool]] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _a_type(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("a customer is a person or a company: type cannot be null")
+        return value
 
 
 class ServiceErasure(BaseModel):
@@ -189,6 +263,16 @@ def customer_view(detail: CustomerDetail, now: datetime, rules: ArchiveRules) ->
         ),
         complaints=customer.complaint_count,
         possible_duplicate_of=detail.duplicate_of,
+        preferences=PreferencesView(
+            categories=[
+                CategorySpend(category=name, spend=format(spend, "f"))
+                for name, spend in detail.preferences.categories
+            ],
+            skus=[
+                SkuSpend(sku=sku, spend=format(spend, "f"))
+                for sku, spend in detail.preferences.skus
+            ],
+        ),
         erased=customer.erased_at is not None,
     )
 

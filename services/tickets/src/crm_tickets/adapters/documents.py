@@ -49,6 +49,7 @@ def to_document(ticket: Ticket, figures: TicketFigures, cipher: FieldCipher) -> 
         "complaint_id": ticket.complaint_id,
         "order_id": ticket.order_id,
         "description": cipher.seal(f"{ticket.ticket_id}/description", ticket.description),
+        "intake_fingerprint": ticket.intake_fingerprint,
         "assignee": ticket.assignee,
         "comments": [
             {

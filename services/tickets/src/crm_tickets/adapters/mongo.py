@@ -185,7 +185,12 @@ class MongoTicketRepository:
                 {"_id": doc["_id"]},
                 # The version moves: a save prepared before the erasure cannot write texts back.
                 {
-                    "$set": {"description": None, "comments": comments, "history": history},
+                    "$set": {
+                        "description": None,
+                        "intake_fingerprint": None,  # a hash of the description among others
+                        "comments": comments,
+                        "history": history,
+                    },
                     "$inc": {"version": 1},
                 },
                 session=session,

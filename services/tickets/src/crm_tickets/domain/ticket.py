@@ -114,6 +114,9 @@ class Ticket:
     complaint_id: str | None = None
     order_id: str | None = None
     description: str = ""
+    intake_fingerprint: str | None = None
+    """A manual intake with an Idempotency-Key: the hash of what it asked (no plaintext), which
+    a retry with the same key must match; None otherwise, and once the customer is erased."""
     assignee: str | None = None
     comments: list[Comment] = field(default_factory=list)
     root_causes: list[str] = field(default_factory=list)
@@ -145,6 +148,7 @@ class Ticket:
         complaint_id: str | None = None,
         order_id: str | None = None,
         description: str = "",
+        intake_fingerprint: str | None = None,
     ) -> tuple[Ticket, list[DomainEvent]]:
         category = category or rules.default_category
         severity = severity or rules.default_severity
@@ -161,6 +165,7 @@ class Ticket:
             complaint_id=complaint_id,
             order_id=order_id,
             description=description,
+            intake_fingerprint=intake_fingerprint,
             status_log=[(at, "new")],
             sla={target: SlaState() for target in TARGETS},
         )

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm_runtime.auth import USER_ID_PATTERN, Authenticator, Principal
@@ -128,13 +128,27 @@ def ticket_routes(
     reader = auth.require("agent", "supervisor", "ops")
     intake = auth.require("agent", "supervisor", "integration")
 
-    @router.post("/tickets", status_code=201, summary="Manual intake.")
+    @router.post(
+        "/tickets",
+        status_code=201,
+        summary="Manual intake; a caller's retry with its Idempotency-Key opens one ticket.",
+        responses={
+            200: {"description": "A retry with the caller's Idempotency-Key: the first ticket."},
+            422: {"description": "The caller's Idempotency-Key was used for another request."},
+        },
+    )
     async def create_ticket(
         request: TicketRequest,
         principal: Annotated[Principal, Depends(intake)],
+        response: Response,
         key: Annotated[
             str | None,
-            Header(alias="Idempotency-Key", max_length=100, description="Retries open one ticket."),
+            Header(
+                alias="Idempotency-Key",
+                max_length=100,
+                description="The caller's own: its retries open one ticket; another caller's "
+                "same key opens another.",
+            ),
         ] = None,
     ) -> dict[str, Any]:
         command = commands.OpenTicket(
@@ -147,9 +161,13 @@ def ticket_routes(
             order_id=request.order_id,
             key=key,
         )
-        done = await commands.open_ticket(command, repository, clock, rules)
+        try:
+            done = await commands.open_ticket(command, repository, clock, rules)
+        except commands.IdempotencyKeyReusedError as exc:
+            raise HTTPException(422, str(exc)) from exc
         if done.replayed:  # the stored ticket, with what was added since: a read
             await audit.record(principal, "POST /tickets", [done.ticket.customer_id])
+            response.status_code = 200
         return ticket_view(done.ticket, done.at, rules)
 
     @router.get("/tickets/{ticket_id}", summary="A ticket, its SLA and history.")

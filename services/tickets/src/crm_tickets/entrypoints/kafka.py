@@ -7,5 +7,6 @@ from crm_tickets import handlers
 SUBSCRIPTION = Subscription(
     handlers.apply_events,
     accepted_types=handlers.CONSUMED_TYPES,
-    description="Complaints open tickets, surveys record CSAT/NPS, grades set priorities.",
+    description="Complaints open tickets, surveys record CSAT/NPS (a survey naming another "
+    "customer's ticket is dead-lettered), grades set priorities.",
 )

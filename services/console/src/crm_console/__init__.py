@@ -1,0 +1,1 @@
+"""The console: pages for people, composed from the services' HTTP APIs. It holds no data."""

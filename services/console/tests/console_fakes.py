@@ -1,0 +1,249 @@
+"""In-memory stand-ins for the services' HTTP APIs, for the console's unit tests: just the routes
+the console calls, with the services' roles, answering what the real ones answer. A service in
+`down` refuses the connection, as a stopped one does."""
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+TOKENS = {
+    "agent-token": {"user": "agent-07", "roles": ["agent"]},
+    "sup-token": {"user": "sup-01", "roles": ["supervisor"]},
+    "ops-token": {"user": "ops-01", "roles": ["ops"]},
+    "integration-token": {"user": "shop", "roles": ["integration"]},
+}
+CUSTOMER = {
+    "id": "c-1",
+    "stub": False,
+    "profile": {"name": "王小丫", "phone": "+86 13911112222", "email": None, "city": "杭州"},
+    "tags": [],
+    "account_owner": None,
+    "grade": "vip",
+    "stage": "active",
+    "erased": False,
+    "churn_risk": {"at_risk": True, "reasons": ["complaints"], "since": "2026-11-01T00:00:00Z"},
+    "value": {
+        "order_count": 3,
+        "net_spent": "12345.60",
+        "currency": "CNY",
+        "average_order_value": "4115.20",
+        "first_order_at": "2026-01-01T00:00:00Z",
+        "last_order_at": "2026-11-01T00:00:00Z",
+        "rfm": {"r": 4, "f": 3, "m": 5, "total": 12},
+        "nps": None,
+        "csat": None,
+    },
+}
+
+
+class FakeSuite:
+    def __init__(self) -> None:
+        self.down: set[str] = set()
+        self.broken: set[str] = set()
+        """Services that answer 500 to everything."""
+        self.version: int | None = None
+        """The customer's version (`ETag`), when the archive versions edits; None: it does not."""
+        self.patches: list[dict[str, Any]] = []
+        self.contacts: list[tuple[str, dict[str, Any]]] = []
+        self.notes: list[dict[str, Any]] = []
+        self.app = self._app()
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        suite = self
+
+        class Transport(httpx.AsyncBaseTransport):
+            inner = httpx.ASGITransport(app=suite.app)
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                if request.url.host in suite.down:
+                    raise httpx.ConnectError("connection refused", request=request)
+                return await self.inner.handle_async_request(request)
+
+        return Transport()
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+        suite = self
+
+        def who(request: Request) -> dict[str, Any] | None:
+            header = request.headers.get("authorization", "")
+            return TOKENS.get(header.removeprefix("Bearer "))
+
+        def refuse(status: int, message: str) -> JSONResponse:
+            return JSONResponse({"error": "x", "message": message}, status_code=status)
+
+        @app.middleware("http")
+        async def guard(request: Request, call_next: Any) -> Any:
+            if request.url.hostname in suite.broken:
+                return refuse(500, "internal error")
+            person = who(request)
+            if person is None:
+                return refuse(401, "the bearer token is not valid")
+            request.state.person = person
+            return await call_next(request)
+
+        def has(request: Request, *roles: str) -> bool:
+            return bool(set(request.state.person["roles"]) & set(roles))
+
+        @app.get("/me")
+        async def me(request: Request) -> Any:
+            return {"user": request.state.person["user"], "roles": request.state.person["roles"]}
+
+        @app.get("/customers")
+        async def customers(request: Request) -> Any:
+            q = request.query_params.get("q")
+            items = [] if q and q not in ("+86 13911112222", "13911112222") else [CUSTOMER]
+            summary = [
+                {
+                    **CUSTOMER,
+                    "at_risk": True,
+                    "order_count": 3,
+                    "net_spent": "12345.60",
+                    "last_order_at": None,
+                }
+                for _ in items
+            ]
+            return {"items": summary, "next_cursor": None}
+
+        @app.get("/customers/{customer_id}")
+        async def customer(request: Request, customer_id: str) -> Any:
+            if request.url.hostname != "archive":
+                return refuse(404, "no such route")
+            if customer_id != "c-1":
+                return refuse(404, f"no customer {customer_id!r}")
+            if suite.version is None:
+                return CUSTOMER
+            return JSONResponse(CUSTOMER, headers={"ETag": f'"{suite.version}"'})
+
+        @app.get("/customers/{customer_id}/timeline")
+        async def timeline(customer_id: str) -> Any:
+            items = [
+                {
+                    "event_id": key,
+                    "at": "2026-12-01T10:00:00Z",
+                    "type": "contact.logged",
+                    "data": {**body, "by": "agent-07"},
+                    "summary": body.get("summary"),
+                }
+                for key, body in suite.contacts
+            ]
+            return {"items": items, "next_cursor": None}
+
+        @app.post("/customers/{customer_id}/contacts")
+        async def contact(request: Request, customer_id: str) -> Any:
+            if not has(request, "agent", "supervisor"):
+                return refuse(403, "this route needs one of the roles ['agent', 'supervisor']")
+            key = request.headers["idempotency-key"]
+            if any(k == key for k, _ in suite.contacts):
+                return JSONResponse({}, status_code=200)
+            suite.contacts.append((key, await request.json()))
+            return JSONResponse({}, status_code=201)
+
+        @app.get("/customers/{customer_id}/notes")
+        async def notes(customer_id: str) -> Any:
+            return {"items": suite.notes, "next_cursor": None}
+
+        @app.post("/customers/{customer_id}/notes")
+        async def note(request: Request, customer_id: str) -> Any:
+            body = await request.json()
+            suite.notes.append(
+                {
+                    "note_id": "n",
+                    "at": "2026-12-01T10:00:00Z",
+                    "by": request.state.person["user"],
+                    "text": body["text"],
+                }
+            )
+            return JSONResponse(suite.notes[-1], status_code=201)
+
+        @app.patch("/customers/{customer_id}")
+        async def patch(request: Request, customer_id: str) -> Any:
+            body = await request.json()
+            if "account_owner" in body and not has(request, "supervisor"):
+                return refuse(403, "this route needs one of the roles ['supervisor']")
+            if suite.version is not None:
+                match = request.headers.get("if-match")
+                if match is None:
+                    return refuse(428, "send If-Match")
+                if match != f'"{suite.version}"':
+                    return refuse(412, "the record changed")
+                suite.version += 1
+            suite.patches.append(body)
+            return CUSTOMER
+
+        @app.get("/accounts/{customer_id}")
+        async def account(customer_id: str) -> Any:
+            return {
+                "customer_id": customer_id,
+                "balance": 1200,
+                "debt": 0,
+                "tier": "silver",
+                "next_tier": "gold",
+                "points_to_next_tier": 800,
+                "expiring_soon": [],
+            }
+
+        @app.get("/accounts/{customer_id}/ledger")
+        async def ledger(customer_id: str) -> Any:
+            return {"items": [], "next_cursor": None}
+
+        @app.get("/tickets")
+        async def tickets() -> Any:
+            return {"items": [], "next_cursor": None}
+
+        @app.post("/tickets/{ticket_id}/resolve")
+        async def resolve(ticket_id: str) -> Any:
+            return refuse(409, "the ticket is closed")
+
+        @app.get("/reports/sla")
+        async def sla(request: Request) -> Any:
+            if not has(request, "supervisor", "ops"):
+                return refuse(403, "no")
+            return {
+                "all": {"tickets": 4, "breached": 1, "breach_rate": 0.25},
+                "by_priority": {"P1": {"breach_rate": 0.5}, "P3": {"breach_rate": 0.0}},
+            }
+
+        @app.get("/reports/root-causes")
+        async def causes() -> Any:
+            return {
+                "tickets": 1,
+                "top": [{"category": "delivery", "root_cause": "晚到", "tickets": 1}],
+            }
+
+        @app.get("/reports/liability")
+        async def liability() -> Any:
+            return {
+                "accounts": 1,
+                "outstanding_points": 1200,
+                "debt_points": 0,
+                "expiring_within_30_days": 0,
+                "by_expiry_month": {"2027-06": 1200},
+            }
+
+        @app.get("/segments/summary")
+        async def segments() -> Any:
+            return {"grade": {"vip": 1}, "stage": {"active": 1}}
+
+        @app.get("/audit/pii-reads")
+        async def audit(request: Request) -> Any:
+            if not has(request, "ops"):
+                return refuse(403, "no")
+            return {
+                "items": [
+                    {
+                        "id": "1",
+                        "at": "2026-12-01T10:00:00Z",
+                        "service": request.url.hostname,
+                        "actor": "agent-07",
+                        "roles": ["agent"],
+                        "customer_id": "c-1",
+                        "route": "GET /customers/{customer_id}",
+                    }
+                ],
+                "next_cursor": None,
+            }
+
+        return app
