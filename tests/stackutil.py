@@ -315,8 +315,12 @@ class ServiceProcess:
             timeout=30,
         )
 
-    def put(self, path: str, json: Any) -> httpx.Response:
-        return httpx.put(self.url + path, headers=AUTH, json=json, timeout=30)
+    def put(
+        self, path: str, json: Any, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        return httpx.put(
+            self.url + path, headers={**AUTH, **(headers or {})}, json=json, timeout=30
+        )
 
     def metric(self, name: str) -> float:
         """Sum of a metric's samples on /metrics."""

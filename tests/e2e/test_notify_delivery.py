@@ -1,8 +1,8 @@
 """Notify on the real stack with a real SMTP server (aiosmtpd) and a local HTTP server standing in
 for the SMS provider: one correct zh-CN email per ticket, suppression without consent, marketing
 deferred from 23:00 to 09:00 (injected clock), retries through an SMTP outage with nothing lost or
-doubled, SMS through the provider adapter, preferences changed by staff and followed by the next
-message."""
+doubled, SMS through the provider adapter, preferences changed by staff (over the version they
+read) and followed by the next message, a consent withdrawal that cancels a deferred greeting."""
 
 import json
 import threading
@@ -151,11 +151,12 @@ def test_staff_change_preferences_and_the_next_message_follows_them(
     address = f"{customer}@example.com"
     register(stack, customer, email=address)
     eventually(lambda: notify.get(f"/preferences/{customer}").status_code == 200, timeout=30)
-    refused = notify.put(f"/preferences/{customer}", {"locale": "en", "time_zone": "Mars/Base"})
-    assert refused.status_code == 422
+    read = {"If-Match": notify.get(f"/preferences/{customer}").headers["ETag"]}
+    mars = {"locale": "en", "time_zone": "Mars/Base"}
+    assert notify.put(f"/preferences/{customer}", mars, headers=read).status_code == 422
     assert notify.get(f"/preferences/{customer}").json()["locale"] == "zh-CN"  # nothing saved
     update = {"locale": "en", "time_zone": "Europe/Berlin", "opted_out": ["email"]}
-    changed = notify.put(f"/preferences/{customer}", update)
+    changed = notify.put(f"/preferences/{customer}", update, headers=read)
     assert changed.status_code == 200
     stored = notify.get(f"/preferences/{customer}").json()
     assert stored == changed.json()
@@ -165,7 +166,11 @@ def test_staff_change_preferences_and_the_next_message_follows_them(
         ["email"],
     )
     assert stored["has_email"] is True  # the sealed address is still there
-    assert notify.put("/preferences/nobody-at-all", {"locale": "en"}).status_code == 404
+    anyone = {"If-Match": '"1"'}
+    assert (
+        notify.put("/preferences/nobody-at-all", {"locale": "en"}, headers=anyone).status_code
+        == 404
+    )
     send(stack, "tickets.v1", (customer, ticket_opened(customer, unique("T"))))
     found = eventually(lambda: notifications(notify, customer, "ticket_ack"), timeout=30)
     assert found[0]["status"] == "suppressed"
@@ -242,3 +247,73 @@ def test_a_customer_with_only_a_phone_gets_an_sms_through_the_provider(
     texts = eventually(lambda: [r for r in sms.received if ticket_id in r["text"]], timeout=30)
     assert texts[0]["to"] == "+86 138 0013 8000"
     assert texts[0]["id"].startswith("N-")
+
+
+def consent_changed(customer: str, purpose: str, *, granted: bool) -> bytes:
+    data = {"channel": "email", "purpose": purpose, "granted": granted}
+    return cloud_event("customer.consent_changed", customer, data)
+
+
+def cancelled_count(notify: ServiceProcess) -> float:
+    """`crm_notifications_total{channel="email",status="cancelled"}` on /metrics."""
+    for line in notify.get("/metrics").text.splitlines():
+        labels = ('status="cancelled"', 'channel="email"')
+        if line.startswith("crm_notifications_total{") and all(x in line for x in labels):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_withdrawal_at_23_30_cancels_the_greeting_and_a_stale_put_cannot_undo_it(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    """Issue #18, item 2, on the stack: the birthday greeting deferred from 23:00 to 09:00 is
+    cancelled (with the reason, counted) when the member system withdraws the marketing consent,
+    and is not sent at 09:00; staff who read the preferences before the withdrawal and save
+    afterwards get 412 (428 without If-Match), and the withdrawal stands."""
+    day = (datetime.now(UTC) + timedelta(days=20)).date()
+    if (day.month, day.day) == (2, 29):
+        day += timedelta(days=1)
+    customer = unique("withdraw")
+    address = f"{customer}@example.com"
+    register(
+        stack,
+        customer,
+        email=address,
+        birthday=date(1990, day.month, day.day).isoformat(),
+        consents={"email": {"transactional": True, "marketing": True}},
+    )
+    eventually(lambda: notify.get(f"/preferences/{customer}").status_code == 200, timeout=30)
+    late = datetime.combine(day, time(23, 0), tzinfo=SH)
+    assert notify.post("/ops/sweeps/care", at=late.isoformat()).status_code == 200
+    assert notifications(notify, customer, "birthday")[0]["status"] == "deferred"
+    staff_read = notify.get(f"/preferences/{customer}").headers["ETag"]
+    counted = cancelled_count(notify)
+
+    send(stack, "members.v1", (customer, consent_changed(customer, "marketing", granted=False)))
+    cancelled = eventually(
+        lambda: [
+            n for n in notifications(notify, customer, "birthday") if n["status"] == "cancelled"
+        ],
+        timeout=30,
+    )
+    assert cancelled[0]["history"][-1]["reason"] == "email:no_consent"
+    assert cancelled_count(notify) == counted + 1
+
+    stale = notify.put(
+        f"/preferences/{customer}", {"locale": "en"}, headers={"If-Match": staff_read}
+    )
+    assert stale.status_code == 412, stale.text
+    assert stale.headers["ETag"] != staff_read
+    assert notify.put(f"/preferences/{customer}", {"locale": "en"}).status_code == 428
+    stored = notify.get(f"/preferences/{customer}")
+    assert stored.json()["consents"]["email"]["marketing"] is False
+    assert stored.json()["locale"] == "zh-CN"
+    fresh = {"If-Match": stored.headers["ETag"]}
+    changed = notify.put(f"/preferences/{customer}", {"locale": "en"}, headers=fresh)
+    assert changed.status_code == 200
+    assert changed.json()["consents"]["email"]["marketing"] is False  # the withdrawal stands
+
+    morning = datetime.combine(day + timedelta(days=1), time(9, 0), tzinfo=SH)
+    assert notify.post("/ops/sweeps/deliver", at=morning.isoformat()).status_code == 200
+    assert notifications(notify, customer, "birthday")[0]["status"] == "cancelled"
+    assert not [m for m in smtp.mailbox.to(address) if "生日" in m["Subject"]]

@@ -92,7 +92,7 @@ NOTIFY = Topic(
     producer="notify",
     consumers=(),
     event_types=tuple(notify_v1.EVENTS),
-    description="Notifications sent, failed or suppressed.",
+    description="Notifications sent, failed, suppressed or cancelled.",
 )
 
 RELATIONS = Topic(

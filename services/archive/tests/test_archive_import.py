@@ -38,7 +38,8 @@ async def test_good_rows_go_in_and_bad_ones_are_rejected_with_their_reason() -> 
         [row(2), row(3, email="not-an-address"), row(4), row(5, phone="1380000 0004"), row(6)],
     )
     assert [r.status for r in results] == ["created", "rejected", "created", "rejected", "created"]
-    assert results[1].reason is not None and results[1].reason.startswith("email:")
+    assert results[1].reason is not None
+    assert results[1].reason.startswith("email:")
     assert results[3].reason == "duplicate: the same phone or e-mail as row 4"
     created = [r.customer_id for r in results if r.status == "created"]
     assert sorted(created) == sorted(c for c in repo.customers)
@@ -80,14 +81,16 @@ async def test_a_dry_run_checks_every_row_and_enters_none() -> None:
     repo = InMemoryCustomers()
     results = await run(repo, [row(2), row(3, phone="138-0000-0002")], dry_run=True)
     assert [r.status for r in results] == ["valid", "rejected"]
-    assert repo.customers == {} and repo.outbox == []
+    assert repo.customers == {}
+    assert repo.outbox == []
 
 
 def test_a_row_with_unknown_fields_or_odd_values_says_which() -> None:
     read = read_row(ImportRowRequest(row=7, customer={"name": "A", "shoe_size": 42, "gender": "x"}))
     assert read.registration is None
     assert read.problem is not None
-    assert "shoe_size" in read.problem and "gender" in read.problem
+    assert "shoe_size" in read.problem
+    assert "gender" in read.problem
 
 
 def test_a_row_reads_as_the_registration_post_customers_takes() -> None:

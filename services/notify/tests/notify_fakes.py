@@ -29,6 +29,13 @@ class InMemoryNotify:
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
         return {c: copy.deepcopy(self.prefs[c]) for c in customer_ids if c in self.prefs}
 
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        return {
+            c: replace(copy.deepcopy(p), name=None, email=None, phone=None, birthday=None)
+            for c in customer_ids
+            if (p := self.prefs.get(c)) is not None
+        }
+
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
         return {i for i in notification_ids if i in self.notifications}
 
@@ -45,12 +52,42 @@ class InMemoryNotify:
     async def digests(self, ids: Sequence[str]) -> dict[str, Digest]:
         return {i: copy.deepcopy(self.digests_[i]) for i in ids if i in self.digests_}
 
+    async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
+        return [
+            copy.deepcopy(n)
+            for n in self.notifications.values()
+            if n.customer_id in customer_ids and n.status in ("queued", "deferred")
+        ]
+
+    async def due_among(self, notification_ids: Sequence[str], now: datetime) -> list[Notification]:
+        return [
+            copy.deepcopy(n)
+            for i in notification_ids
+            if (n := self.notifications.get(i)) is not None
+            and n.status in ("queued", "deferred")
+            and n.next_attempt_at is not None
+            and n.next_attempt_at <= now
+        ]
+
     async def save(self, changes: Changes) -> None:
+        """All or nothing, like the transaction: versions are checked before anything is kept."""
         for p in changes.preferences.values():
+            stored = self.prefs.get(p.customer_id)
+            if p.version != (stored.version if stored else 0):
+                raise ConcurrencyConflictError(f"preferences of {p.customer_id} changed")
+        for n in changes.cancelled:
+            if self.notifications[n.notification_id].version != n.version:
+                raise ConcurrencyConflictError(f"notification {n.notification_id} changed")
+        for p in changes.preferences.values():
+            p.version += 1
             self.prefs[p.customer_id] = copy.deepcopy(p)
         for n in changes.notifications:
             assert n.notification_id not in self.notifications, "a notification made twice"
             self.notifications[n.notification_id] = copy.deepcopy(n)
+        for n in changes.cancelled:
+            saved = copy.deepcopy(n)
+            saved.version += 1
+            self.notifications[n.notification_id] = saved
         for d in changes.digests.values():
             self.digests_[d.digest_id] = copy.deepcopy(d)
         for customer_id in changes.erased:

@@ -13,6 +13,7 @@ from crm_contracts.types import Identifier
 NOTIFICATION_SENT = "notification.sent"
 NOTIFICATION_FAILED = "notification.failed"
 NOTIFICATION_SUPPRESSED = "notification.suppressed"
+NOTIFICATION_CANCELLED = "notification.cancelled"
 
 Channel = Literal["email", "sms", "webhook"]
 
@@ -40,8 +41,15 @@ class NotificationSuppressed(_Payload):
     reason: str = Field(max_length=500, description="e.g. no_consent, opted_out, daily_cap.")
 
 
+class NotificationCancelled(_Payload):
+    """Decided, then not sent: consent withdrawn or the channel opted out before the send."""
+
+    reason: str = Field(max_length=500, description="e.g. email:no_consent, email:opted_out.")
+
+
 EVENTS: dict[str, type[BaseModel]] = {
     NOTIFICATION_SENT: NotificationSent,
     NOTIFICATION_FAILED: NotificationFailed,
     NOTIFICATION_SUPPRESSED: NotificationSuppressed,
+    NOTIFICATION_CANCELLED: NotificationCancelled,
 }

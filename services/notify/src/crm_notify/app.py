@@ -79,7 +79,6 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
     staff = Staff(settings.staff_webhook_url)
-    kafka.subscribe(runtime, repository, rules, clock, staff)
     channels = senders(settings)
 
     async def deliver(now: datetime) -> int:
@@ -87,6 +86,16 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
         return await delivery.deliver(
             now, repository, channels, rules=rules, send_timeout_s=settings.send_timeout_s
         )
+
+    async def deliver_ids(ids: list[str]) -> int:
+        return await delivery.deliver_ids(
+            ids, clock(), repository, channels, rules=rules, send_timeout_s=settings.send_timeout_s
+        )
+
+    send_now = delivery.SendNow(deliver_ids)
+    if settings.sweeps_enabled:  # without sweeps nothing is sent but on demand (POST /ops/sweeps)
+        runtime.background("send-now", send_now.run)
+    kafka.subscribe(runtime, repository, rules, clock, staff, send_now.hand)
 
     async def care(now: datetime) -> int:
         return await handlers.care_sweep(

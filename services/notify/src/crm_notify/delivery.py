@@ -1,5 +1,7 @@
-"""The delivery worker: send what is due, one notification at a time — claim it, send it, save
-the outcome — with retries, a timeout per send, and provider failover (in the senders).
+"""The delivery worker: send what is due, one notification at a time — claim it, check the
+customer's preferences again, send it, save the outcome — with retries, a timeout per send, and
+provider failover (in the senders). `deliver` is the periodic sweep; `SendNow` sends what a
+consumer batch decided right after that batch committed (`deliver_ids`), through the same steps.
 
 A claim (status `sending`, a token and a lapse time) keeps other runs off a notification while
 it is sent; the outcome is saved under the claim (`NotifyRepository.save_delivery`), so a run
@@ -9,12 +11,14 @@ and `Senders` ports: unit tests use in-memory ones.
 
 import asyncio
 import functools
+import itertools
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from crm_notify.domain.notification import Claim, Notification
-from crm_notify.domain.policy import NotifyRules
+from crm_notify.domain.policy import NotifyRules, recheck
 from crm_notify.handlers import outcome
 from crm_notify.ports import DeliveryError, NotifyRepository, Senders
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
@@ -41,9 +45,38 @@ async def deliver(
     A send is abandoned after `send_timeout_s`; a claim lasts twice that (`clock`: real time,
     not the business clock `now`), so a claim that lapses belongs to a run that stopped.
     """
+    due = await repository.due(now, clock(), batch)
+    return await _deliver_each(due, now, repository, senders, rules, send_timeout_s, clock)
+
+
+async def deliver_ids(
+    notification_ids: Sequence[str],
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    *,
+    rules: NotifyRules,
+    send_timeout_s: float = 30.0,
+    clock: Clock = utc_now,
+) -> int:
+    """Send these notifications now if they are still due (a batch just decided them): the same
+    claim, re-check, send and save as `deliver`. One another run took first is skipped."""
+    due = await repository.due_among(notification_ids, now)
+    return await _deliver_each(due, now, repository, senders, rules, send_timeout_s, clock)
+
+
+async def _deliver_each(
+    due: Sequence[Notification],
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    rules: NotifyRules,
+    send_timeout_s: float,
+    clock: Clock,
+) -> int:
     sent = 0
     lease = timedelta(seconds=2 * send_timeout_s)
-    for notification in await repository.due(now, clock(), batch):
+    for notification in due:
         try:
             sent += await _deliver_one(
                 notification, now, repository, senders, rules, clock() + lease, send_timeout_s
@@ -67,7 +100,7 @@ async def _deliver_one(
     until: datetime,
     send_timeout_s: float,
 ) -> int:
-    """Claim, send and save one notification; 1 if it was sent."""
+    """Claim, re-check, send and save one notification; 1 if it was sent."""
     lapsed = notification.claim if notification.status == "sending" else None
     claim = Claim(uuid.uuid4().hex, until)
     if not await repository.claim(notification, claim):
@@ -79,9 +112,9 @@ async def _deliver_one(
         # unconfirmed (README "Delivery").
         notification.sent(now, lapsed.handed_over_to, unconfirmed=True)
         log.warning("delivery unconfirmed", extra={"notification": notification.notification_id})
-    else:
+    elif await _still_wanted(notification, now, repository, rules):
         await _send(notification, claim, now, repository, senders, rules, send_timeout_s)
-    final = notification.status in ("sent", "failed")
+    final = notification.status in ("sent", "failed", "cancelled")
     try:
         await repository.save_delivery(
             notification, claim, [outcome(notification, now)] if final else []
@@ -90,6 +123,81 @@ async def _deliver_one(
         log.warning("claim lost while sending", extra={"id": notification.notification_id})
         return 0
     return int(notification.status == "sent")
+
+
+async def _still_wanted(
+    notification: Notification, now: datetime, repository: NotifyRepository, rules: NotifyRules
+) -> bool:
+    """Under the claim, right before the send: the customer's preferences as they are now. A
+    consent withdrawn or an opt-out since the decision cancels it; quiet hours defer marketing
+    (README "Policy"). A withdrawal saved after this read is not seen: it cancels only what is
+    still waiting."""
+    preferences = None
+    if notification.purpose != "staff":
+        found = await repository.standing([notification.customer_id])
+        preferences = found.get(notification.customer_id)
+    decision = recheck(preferences, notification.purpose, notification.channel, now, rules)
+    if decision.action == "cancel":
+        notification.cancel(now, decision.reason or "cancelled")
+        log.info("cancelled before the send", extra={"id": notification.notification_id})
+        return False
+    if decision.action == "defer" and decision.send_at is not None:
+        notification.defer(now, decision.send_at, decision.reason or "deferred")
+        return False
+    return True
+
+
+class SendNow:
+    """The delivery worker's short way: the notifications a consumer batch decided are due now
+    are handed over (`hand`) right after that batch committed and sent by `run` at once, not at
+    the next `deliver` sweep. `run` keeps `workers` sends going at a time (each claims its
+    message first, so no two send one message): one slow provider answer does not hold up the
+    messages decided after it.
+
+    Nothing rests on it: what it was handed is queued in the database, so what it does not get
+    to (more than `limit` waiting, a restart, a failed run) the `deliver` sweep sends.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[str]], Awaitable[int]],
+        *,
+        workers: int = 4,
+        chunk: int = 10,
+        limit: int = 10_000,
+    ) -> None:
+        self.send = send
+        self.workers, self.chunk, self.limit = workers, chunk, limit
+        self._ids: dict[str, None] = {}  # an ordered set: the oldest handed first
+        self._handed = asyncio.Event()
+
+    def hand(self, notification_ids: Sequence[str]) -> None:
+        """Send these now; returns at once (the consumer does not wait for the sends)."""
+        for notification_id in notification_ids:
+            if len(self._ids) >= self.limit:
+                break  # queued in the database: the sweep sends them
+            self._ids[notification_id] = None
+        if self._ids:
+            self._handed.set()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            while not self._ids:  # no await between the check and the wait: no wake is lost
+                self._handed.clear()
+                await self._handed.wait()
+            ids = list(itertools.islice(self._ids, self.chunk))
+            for notification_id in ids:
+                del self._ids[notification_id]
+            try:
+                await self.send(ids)
+            except Exception as exc:  # the database down: the sweep sends them later
+                log.warning(
+                    "sending right after the decision failed; the deliver sweep will",
+                    extra={"notifications": len(ids), "error": type(exc).__name__},
+                )
 
 
 async def _send(

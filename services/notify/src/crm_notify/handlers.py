@@ -6,6 +6,7 @@ Plain async functions over the `NotifyRepository` port: unit tests use an in-mem
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +19,7 @@ from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import NOTIFY
 from crm_notify.domain.digest import Digest
-from crm_notify.domain.notification import Intent, Notification
+from crm_notify.domain.notification import Intent, Notification, cancel_unwanted
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
@@ -40,6 +41,15 @@ CONSUMED_TYPES = (
 )
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What a batch did: the events it applied, and the notifications it decided that are due
+    now (queued for this moment), for the delivery worker to send right after the commit."""
+
+    events: int
+    due: list[str] = field(default_factory=list)
+
+
 async def apply_events(
     events: Sequence[CloudEvent[Any]],
     repository: NotifyRepository,
@@ -47,20 +57,28 @@ async def apply_events(
     rules: NotifyRules,
     staff: Staff,
     now: datetime,
-) -> int:
+) -> Applied:
     fresh = await repository.unprocessed(events)
     if not fresh:
-        return 0
+        return Applied(0)
     changes = Changes(applied=fresh)
-    changes.preferences = await repository.preferences(sorted({e.subject for e in fresh}))
+    subjects = sorted({e.subject for e in fresh})
+    found = await repository.preferences(subjects)
+    everyone = {s: found.get(s) or Preferences(s) for s in subjects}
+    stored_digests = await _digests_for(repository, everyone, fresh)
     known = await _existing(repository, [i for e in fresh for i in intents_for(e)])
+    withdrawn: set[str] = set()
     for event in fresh:
-        preferences = changes.preferences.setdefault(event.subject, Preferences(event.subject))
+        preferences = everyone[event.subject]
         if isinstance(event.data, loyalty_v1.PointsEarned):
-            await _add_to_digest(changes, repository, preferences, event)
+            _add_to_digest(changes, stored_digests, preferences, event)
             continue
+        if event.type in members_v1.EVENTS:  # written only when the member system spoke
+            changes.preferences[preferences.customer_id] = preferences
         was_registered = preferences.registered
         update_preferences(preferences, event)
+        if isinstance(event.data, members_v1.CustomerConsentChanged) and not event.data.granted:
+            withdrawn.add(preferences.customer_id)
         if isinstance(event.data, members_v1.CustomerErasureRequested):
             changes.erased.append(preferences.customer_id)
             changes.outbound.append(erasure_confirmation("notify", event, now, KEPT_AFTER_ERASURE))
@@ -68,8 +86,31 @@ async def apply_events(
             continue  # registered again (another source): one welcome per customer
         for intent in intents_for(event):
             await _notify(changes, known, repository, preferences, intent, rules, staff, now)
+    if withdrawn:
+        await cancel_withdrawn(changes, repository, sorted(withdrawn), now)
     await repository.save(changes)
-    return len(fresh)
+    due = [
+        n.notification_id
+        for n in changes.notifications
+        if n.status == "queued" and n.next_attempt_at is not None and n.next_attempt_at <= now
+    ]
+    return Applied(len(fresh), due)
+
+
+async def cancel_withdrawn(
+    changes: Changes, repository: NotifyRepository, customer_ids: Sequence[str], now: datetime
+) -> None:
+    """A consent withdrawn or a channel opted out cancels the customers' waiting messages that
+    their preferences in `changes` no longer allow: the stored ones and the ones this change
+    set has just made (a message decided in the same batch, before the withdrawal)."""
+    stored = await repository.waiting(customer_ids)
+    for customer_id in customer_ids:
+        preferences = changes.preferences[customer_id]
+        mine = [n for n in stored if n.customer_id == customer_id]
+        changes.cancelled += cancel_unwanted(mine, preferences, now)
+        made = [n for n in changes.notifications if n.customer_id == customer_id]
+        cancel_unwanted(made, preferences, now)  # saved as new, cancelled from the start
+        changes.outbound += [outcome(n, now) for n in [*mine, *made] if n.status == "cancelled"]
 
 
 async def _existing(repository: NotifyRepository, intents: Sequence[Intent]) -> set[str]:
@@ -78,21 +119,38 @@ async def _existing(repository: NotifyRepository, intents: Sequence[Intent]) -> 
     return await repository.existing(ids) if ids else set()
 
 
-async def _add_to_digest(
-    changes: Changes,
+def _digest_of(preferences: Preferences, event: CloudEvent[Any]) -> Digest:
+    """The (empty) digest of the customer's local day the points were earned."""
+    return Digest(preferences.customer_id, event.time.astimezone(zone_of(preferences)).date())
+
+
+async def _digests_for(
     repository: NotifyRepository,
+    everyone: dict[str, Preferences],
+    events: Sequence[CloudEvent[Any]],
+) -> dict[str, Digest]:
+    """The stored digests the batch's points may add to, in one read (not one per event)."""
+    ids = {
+        _digest_of(everyone[e.subject], e).digest_id
+        for e in events
+        if isinstance(e.data, loyalty_v1.PointsEarned)
+    }
+    return await repository.digests(sorted(ids)) if ids else {}
+
+
+def _add_to_digest(
+    changes: Changes,
+    stored: dict[str, Digest],
     preferences: Preferences,
     event: CloudEvent[Any],
 ) -> None:
     data: loyalty_v1.PointsEarned = event.data
     if data.reason != "order" or data.points <= 0:
         return
-    day = event.time.astimezone(zone_of(preferences)).date()
-    digest_id = Digest(preferences.customer_id, day).digest_id
-    if digest_id not in changes.digests:
-        known = await repository.digests([digest_id])
-        changes.digests[digest_id] = known.get(digest_id) or Digest(preferences.customer_id, day)
-    digest = changes.digests[digest_id]
+    empty = _digest_of(preferences, event)
+    digest_id = empty.digest_id
+    digest = changes.digests.get(digest_id) or stored.get(digest_id) or empty
+    changes.digests[digest_id] = digest
     digest.points += data.points
     digest.orders += 1
     digest.balance = data.balance
@@ -161,6 +219,10 @@ def outcome(notification: Notification, now: datetime) -> OutboundMessage:
         data = notify_v1.NotificationFailed(
             **base, reason=reason[:500], attempts=max(1, notification.attempts)
         )
+    elif notification.status == "cancelled":
+        event_type = notify_v1.NOTIFICATION_CANCELLED
+        reason = notification.history[-1].reason or "cancelled"
+        data = notify_v1.NotificationCancelled(**base, reason=reason[:500])
     else:
         event_type = notify_v1.NOTIFICATION_SUPPRESSED
         reason = notification.history[-1].reason or "suppressed"

@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge
 
 from crm_contracts import CloudEvent
 from crm_contracts.notify.v1 import (
+    NOTIFICATION_CANCELLED,
     NOTIFICATION_FAILED,
     NOTIFICATION_SENT,
     NOTIFICATION_SUPPRESSED,
@@ -16,7 +17,12 @@ from crm_runtime.metrics import event_field
 from crm_runtime.runtime import Runtime
 
 CHANNELS = ("email", "sms", "webhook")
-OUTCOMES = {NOTIFICATION_SENT: "sent", NOTIFICATION_FAILED: "failed"}
+OUTCOMES = {
+    NOTIFICATION_SENT: "sent",
+    NOTIFICATION_FAILED: "failed",
+    NOTIFICATION_SUPPRESSED: "suppressed",
+    NOTIFICATION_CANCELLED: "cancelled",
+}
 WAITING = ("queued", "deferred", "sending")
 
 
@@ -25,7 +31,8 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     notifications = Counter(
         "crm_notifications",
         "Notifications finished, by channel and status (sent, failed: gave up after retries; "
-        "suppressed: no consent, opted out, capped).",
+        "suppressed: no consent, opted out, capped; cancelled: consent withdrawn or opted out "
+        "after the decision, before the send).",
         ["service", "channel", "status"],
         registry=runtime.registry,
     )
@@ -37,7 +44,7 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
         registry=runtime.registry,
     )
     for channel in CHANNELS:
-        for status in ("sent", "failed", "suppressed"):
+        for status in OUTCOMES.values():
             notifications.labels(service, channel, status)
 
     def count(status: str) -> Callable[[CloudEvent[Any]], None]:
@@ -57,4 +64,3 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     runtime.gauges("notifications", refresh)
     for event_type, status in OUTCOMES.items():
         runtime.on_committed(event_type, count(status))
-    runtime.on_committed(NOTIFICATION_SUPPRESSED, count("suppressed"))

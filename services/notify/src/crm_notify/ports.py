@@ -25,6 +25,9 @@ class Changes:
     """Preferences to write whole, by customer id."""
     notifications: list[Notification] = field(default_factory=list)
     """New notifications (their id is unique: the same trigger again is a conflict)."""
+    cancelled: list[Notification] = field(default_factory=list)
+    """Waiting notifications cancelled by a withdrawal, written under the version read (a
+    delivery run that claimed one meanwhile makes it a conflict: the write is redone)."""
     digests: dict[str, Digest] = field(default_factory=dict)
     """Points digests to write whole, by id."""
     applied: list[CloudEvent[Any]] = field(default_factory=list)
@@ -67,6 +70,15 @@ class NotifyRepository(Protocol):
 
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]: ...
 
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        """Their preferences without the sealed fields (name, addresses, birthday: None): what
+        the send-time check needs, read without opening personal data or a data key."""
+        ...
+
+    async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
+        """The customers' notifications still queued or deferred (what a withdrawal cancels)."""
+        ...
+
     async def existing(self, notification_ids: Sequence[str]) -> set[str]: ...
 
     async def counted_since(self, customer_id: str, since: datetime) -> int: ...
@@ -74,13 +86,20 @@ class NotifyRepository(Protocol):
     async def digests(self, ids: Sequence[str]) -> dict[str, Digest]: ...
 
     async def save(self, changes: Changes) -> None:
-        """The one write of batches, sweeps and commands: preferences, new notifications,
-        digests, erasures, inbox and outbox in one transaction."""
+        """The one write of batches, sweeps and commands: preferences, new and cancelled
+        notifications, digests, erasures, inbox and outbox in one transaction. Preferences and
+        cancelled notifications are written only if still at the version read, else
+        `ConcurrencyConflictError` (transient: the batch or command is redone on fresh reads)."""
         ...
 
     async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
         """Queued or deferred notifications due by `now`, and `sending` ones whose claim lapsed
         by `lapsed` (the run that claimed them stopped mid-send) first."""
+        ...
+
+    async def due_among(self, notification_ids: Sequence[str], now: datetime) -> list[Notification]:
+        """Those of `notification_ids` still queued or deferred and due by `now` (what a batch
+        just decided, to send right after its commit)."""
         ...
 
     async def claim(self, notification: Notification, claim: Claim) -> bool:

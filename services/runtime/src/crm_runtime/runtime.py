@@ -110,6 +110,7 @@ class Runtime:
         self.gauges("consumer", self._refresh_lag, min_interval_s=5.0)
         self.uow.observe(self._count_committed)
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self.started = asyncio.Event()
         self.health.fail("startup", "starting")
 
@@ -122,6 +123,12 @@ class Runtime:
         """Run `job(now)` every `interval_s` seconds (one replica at a time); ops can run it on
         demand with `POST /ops/sweeps/{name}`."""
         self.sweeps.add(name, interval_s, job)
+
+    def background(self, name: str, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `job()` for the service's life, from when it has started (database and broker
+        reached) until it stops (cancelled): a worker the consumer feeds, say. The job handles
+        its own failures; one that escapes ends it (logged)."""
+        self._background.append((name, job))
 
     def gauges(
         self,
@@ -221,8 +228,16 @@ class Runtime:
         if self.settings.sweeps_enabled:
             for name in self.sweeps.sweeps:
                 self._tasks.append(asyncio.create_task(self.sweeps.run_forever(name)))
+        for name, job in self._background:
+            self._tasks.append(asyncio.create_task(self._logged(name, job), name=name))
         self.started.set()
         log.info("started", extra={"group": self.settings.consumer_group})
+
+    async def _logged(self, name: str, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("background job ended", extra={"job": name})
 
     async def _run_startup_steps(self) -> None:
         for step in self._startup:

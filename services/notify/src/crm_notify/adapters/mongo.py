@@ -9,13 +9,15 @@ outbox (`save`); the delivery worker claims a notification and saves its outcome
 (`claim`, `handed_over`, `save_delivery`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
 from crm_notify.domain.digest import Digest
@@ -25,7 +27,7 @@ from crm_notify.ports import Changes, NotificationSummary
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, save_versioned
+from crm_runtime.mongo import Document, only_duplicate_keys, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
@@ -52,6 +54,7 @@ def preferences_document(p: Preferences, cipher: FieldCipher, ring: KeyRing) -> 
         "consents": p.consents,
         "opted_out": p.opted_out,
         "registered": p.registered,
+        "version": p.version + 1,
     }
 
 
@@ -68,6 +71,7 @@ def preferences_from(doc: Document, cipher: FieldCipher) -> Preferences:
         consents=doc.get("consents", {}),
         opted_out=list(doc.get("opted_out", [])),
         registered=doc.get("registered", False),
+        version=doc.get("version", 0),
     )
 
 
@@ -170,6 +174,11 @@ class MongoNotifyRepository:
         found = await self._preferences_from([doc async for doc in cursor])
         return {p.customer_id: p for p in found}
 
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        sealed = {"name": 0, "email": 0, "phone": 0, "birthday": 0, "birthday_key": 0}
+        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}}, sealed)
+        return {doc["_id"]: preferences_from(doc, SHREDDED) async for doc in cursor}
+
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
         cursor = self.notifications.find({"_id": {"$in": list(notification_ids)}}, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
@@ -215,29 +224,22 @@ class MongoNotifyRepository:
         and their messages redacted. HTTP commands save through it too (`applied` empty)."""
         erased = set(changes.erased)
         ciphers = await self.keys.ciphers(
-            {*changes.preferences, *(n.customer_id for n in changes.notifications)} - erased,
+            {
+                *changes.preferences,
+                *(n.customer_id for n in [*changes.notifications, *changes.cancelled]),
+            }
+            - erased,
             create=True,
         )
         shredded = SHREDDED
-        ring = self.keys.ring
         async with self.uow.commit(changes.applied, changes.outbound) as session:
             if changes.preferences:
-                await self.preferences_.bulk_write(
-                    [
-                        ReplaceOne(
-                            {"_id": p.customer_id},
-                            preferences_document(p, ciphers.get(p.customer_id, shredded), ring),
-                            upsert=True,
-                        )
-                        for p in changes.preferences.values()
-                    ],
-                    session=session,
-                )
+                await self._save_preferences(list(changes.preferences.values()), ciphers, session)
             await save_versioned(
                 self.notifications,
                 [
                     (notification_document(n, ciphers.get(n.customer_id, shredded)), n.version)
-                    for n in changes.notifications
+                    for n in [*changes.notifications, *changes.cancelled]
                 ],
                 session,
                 what="notification",
@@ -257,6 +259,51 @@ class MongoNotifyRepository:
                     {"$set": {"to": None, "subject": None, "body": None}, "$inc": {"version": 1}},
                     session=session,
                 )
+        for p in changes.preferences.values():
+            p.version += 1  # committed: what the caller holds is what is stored
+
+    async def _save_preferences(
+        self,
+        preferences: Sequence[Preferences],
+        ciphers: Mapping[str, FieldCipher],
+        session: AsyncClientSession,
+    ) -> None:
+        """Each one only if still at the version read (version 0: not stored, or stored before
+        preferences had versions): a writer that read an older version gets a conflict."""
+        operations: list[ReplaceOne[Document]] = []
+        for p in preferences:
+            document = preferences_document(p, ciphers.get(p.customer_id, SHREDDED), self.keys.ring)
+            if p.version == 0:
+                unversioned = {"_id": p.customer_id, "version": {"$exists": False}}
+                operations.append(ReplaceOne(unversioned, document, upsert=True))
+            else:
+                current = {"_id": p.customer_id, "version": p.version}
+                operations.append(ReplaceOne(current, document))
+        try:
+            result = await self.preferences_.bulk_write(operations, session=session)
+        except BulkWriteError as error:
+            if only_duplicate_keys(error):  # the unversioned upsert met a versioned document
+                raise ConcurrencyConflictError("preferences were created concurrently") from error
+            raise
+        if result.matched_count + result.upserted_count != len(operations):
+            raise ConcurrencyConflictError("preferences were changed concurrently")
+
+    async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
+        cursor = self.notifications.find(
+            {"customer_id": {"$in": list(customer_ids)}, "status": {"$in": ["queued", "deferred"]}}
+        )
+        return await self._notifications_from([doc async for doc in cursor])
+
+    async def due_among(self, notification_ids: Sequence[str], now: datetime) -> list[Notification]:
+        cursor = self.notifications.find(
+            {
+                "_id": {"$in": list(notification_ids)},
+                "status": {"$in": ["queued", "deferred"]},
+                "next_attempt_at": {"$lte": now},
+            }
+        )
+        found = {doc["_id"]: doc async for doc in cursor}
+        return await self._notifications_from([found[i] for i in notification_ids if i in found])
 
     async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:
         """Lapsed claims first (a run stopped mid-send), then what is due, oldest first."""

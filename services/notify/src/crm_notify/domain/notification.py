@@ -8,6 +8,7 @@ can only ever make one message. A delivery run claims a notification (status `se
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -154,6 +155,24 @@ class Notification:
             self.next_attempt_at = retry_at
             self._move(at, "queued", f"retry {self.attempts}: {reason}")
 
+    @property
+    def waiting(self) -> bool:
+        """Decided, not yet sent or given up: what a withdrawal can still cancel."""
+        return self.status in ("queued", "deferred")
+
+    def cancel(self, at: datetime, reason: str) -> None:
+        """Not sent after all: the customer withdrew consent or opted out since it was decided
+        (or is erased). Final, like `sent` and `failed`."""
+        self.next_attempt_at = None
+        self.claim = None
+        self._move(at, "cancelled", reason)
+
+    def defer(self, at: datetime, until: datetime, reason: str) -> None:
+        """Found inside quiet hours right before the send: waits (unclaimed) until `until`."""
+        self.next_attempt_at = until
+        self.claim = None
+        self._move(at, "deferred", reason)
+
     def redact(self) -> None:
         """Erasure: keep that a message existed and its history, not what it said or where."""
         self.to, self.subject, self.body = None, "", ""
@@ -161,3 +180,22 @@ class Notification:
     def _move(self, at: datetime, status: Status, reason: str | None = None) -> None:
         self.status = status
         self.history.append(StatusChange(at, status, reason))
+
+
+def cancel_unwanted(
+    waiting: Sequence[Notification], preferences: Preferences, at: datetime
+) -> list[Notification]:
+    """Cancel the customer's waiting messages that `preferences` no longer allow on their
+    channel (a consent withdrawn, a channel opted out): a withdrawal reaches what is queued or
+    deferred (say to 09:00 by quiet hours) at once, not only what is decided after it.
+    Returns the ones cancelled."""
+    cancelled = []
+    for notification in waiting:
+        channel = notification.channel
+        if not notification.waiting or channel is None or notification.purpose == "staff":
+            continue
+        refused = preferences.refusal(channel, notification.purpose)
+        if refused is not None:
+            notification.cancel(at, refused)
+            cancelled.append(notification)
+    return cancelled

@@ -1,8 +1,10 @@
 """Who hears about what, over which channel, and when: preferences, consent, quiet hours, caps.
 
 Pure code. `decide` answers for one intended message: send now, defer until a time, or suppress
-(with the reason). The rules are documented with examples in the service README; `NotifyRules`
-is declared here once and nested in the settings: `CRM_NOTIFY_RULES__DAILY_CAP=5`.
+(with the reason); `recheck` asks again right before the send (a consent withdrawn since then
+cancels it; quiet hours defer it). The rules are documented with examples in the service
+README; `NotifyRules` is declared here once and nested in the settings:
+`CRM_NOTIFY_RULES__DAILY_CAP=5`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from crm_runtime.bounds import within
 
 Channel = Literal["email", "sms", "webhook"]
 Purpose = Literal["transactional", "marketing", "staff"]
-Status = Literal["queued", "deferred", "sending", "sent", "failed", "suppressed"]
+Status = Literal["queued", "deferred", "sending", "sent", "failed", "suppressed", "cancelled"]
 
 
 @dataclass
@@ -33,10 +35,13 @@ class Preferences:
     consents: dict[str, dict[str, bool]] = field(default_factory=dict)
     opted_out: list[str] = field(default_factory=list)
     registered: bool = False
+    version: int = 0
+    """Of the stored preferences (0: not stored yet); every write checks it and adds one, so a
+    staff change and a member event never silently undo each other (`ETag` over HTTP)."""
 
     def forget(self) -> None:
         """An erasure: nothing is kept but the customer id (and no consent: nothing is sent)."""
-        fresh = Preferences(self.customer_id)
+        fresh = Preferences(self.customer_id, version=self.version)
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(fresh, name))
 
@@ -49,6 +54,14 @@ class Preferences:
         if purpose == "marketing":
             return given.get("marketing", False) is True
         return given.get("transactional", True) is not False
+
+    def refusal(self, channel: Channel, purpose: Purpose) -> str | None:
+        """Why a message for `purpose` may not go over `channel` (no address aside), or None."""
+        if channel in self.opted_out:
+            return f"{channel}:opted_out"
+        if not self.consents_to(channel, purpose):
+            return f"{channel}:no_consent"
+        return None
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ class NotifyRules:
 
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["send", "defer", "suppress"]
+    action: Literal["send", "defer", "suppress", "cancel"]
     channel: Channel | None = None
     reason: str | None = None
     send_at: datetime | None = None
@@ -118,10 +131,9 @@ def decide(
     refusals = []
     chosen: Channel | None = None
     for channel in rules.channels.get(purpose, ("email",)):
-        if channel in preferences.opted_out:
-            refusals.append(f"{channel}:opted_out")
-        elif not preferences.consents_to(channel, purpose):
-            refusals.append(f"{channel}:no_consent")
+        refused = preferences.refusal(channel, purpose)
+        if refused is not None:
+            refusals.append(refused)
         elif preferences.address(channel) is None:
             refusals.append(f"{channel}:no_address")
         else:
@@ -136,3 +148,31 @@ def decide(
         if start > now:
             return Decision("defer", chosen, reason="quiet_hours", send_at=start)
     return Decision("send", chosen, send_at=now)
+
+
+def recheck(
+    preferences: Preferences | None,
+    purpose: Purpose,
+    channel: Channel | None,
+    now: datetime,
+    rules: NotifyRules,
+) -> Decision:
+    """Right before a decided message is sent: may it still go over its channel, and now?
+
+    A consent withdrawn or a channel opted out since the decision cancels it (the reason as in
+    `decide`); a customer no longer registered (erased) too. Marketing inside quiet hours (a
+    retry that lands at night, a time zone changed) is deferred to their end. The channel and
+    the daily cap stay as decided; staff alerts are not the customer's to refuse.
+    """
+    if purpose == "staff" or channel is None:
+        return Decision("send", channel, send_at=now)
+    if preferences is None or not preferences.registered:
+        return Decision("cancel", channel, reason="unknown_customer")
+    refused = preferences.refusal(channel, purpose)
+    if refused is not None:
+        return Decision("cancel", channel, reason=refused)
+    if purpose == "marketing":
+        start = rules.quiet_ends(now, zone_of(preferences))
+        if start > now:
+            return Decision("defer", channel, reason="quiet_hours", send_at=start)
+    return Decision("send", channel, send_at=now)

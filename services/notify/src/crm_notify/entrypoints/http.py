@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_notify import commands
@@ -30,6 +30,7 @@ class PreferencesView(BaseModel):
     opted_out: list[str]
     has_email: bool
     has_phone: bool
+    version: int = Field(description="Also the `ETag`: send it back as `If-Match` to change them.")
 
 
 class PreferencesUpdate(BaseModel):
@@ -47,6 +48,19 @@ class PreviewRequest(BaseModel):
     variables: dict[str, Any] | None = Field(
         default=None, description="Omit to use the template's sample data."
     )
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def version_of(if_match: str) -> int | None:
+    """The version an If-Match names (`"3"`, or weak `W/"3"`); None when it names none."""
+    tag = if_match.strip().removeprefix("W/")
+    if len(tag) < 3 or not (tag.startswith('"') and tag.endswith('"')):
+        return None
+    digits = tag[1:-1]
+    return int(digits) if digits.isdigit() and len(digits) <= 18 else None
 
 
 def preferences_view(p: Preferences) -> PreferencesView:
@@ -116,31 +130,56 @@ def notify_router(repository: Repository, auth: Authenticator, audit: PiiAudit) 
         )
         return notification_view(notification)
 
-    @router.get("/preferences/{customer_id}", tags=["preferences"], dependencies=[Depends(reader)])
-    async def get_preferences(customer_id: CustomerId) -> PreferencesView:
+    @router.get(
+        "/preferences/{customer_id}",
+        tags=["preferences"],
+        summary="With an ETag: the version a PUT must name in If-Match.",
+        dependencies=[Depends(reader)],
+    )
+    async def get_preferences(customer_id: CustomerId, response: Response) -> PreferencesView:
         found = (await repository.preferences([customer_id])).get(customer_id)
         if found is None:
             raise HTTPException(404, f"no preferences for customer {customer_id!r}")
+        response.headers["ETag"] = etag(found.version)
         return preferences_view(found)
 
     @router.put(
         "/preferences/{customer_id}",
         tags=["preferences"],
-        summary="Locale, zone, opt-outs.",
+        summary="Locale, zone, opt-outs; If-Match the ETag read (412 stale, 428 missing).",
         dependencies=[Depends(agent)],
+        responses={
+            412: {"description": "Changed since read (by staff or a member event): read again."},
+            428: {"description": "No If-Match: GET the preferences and send their ETag."},
+        },
     )
     async def put_preferences(
-        customer_id: CustomerId, update: PreferencesUpdate
+        customer_id: CustomerId,
+        update: PreferencesUpdate,
+        response: Response,
+        if_match: Annotated[str | None, Header(max_length=64)] = None,
     ) -> PreferencesView:
+        if if_match is None:
+            raise HTTPException(428, "If-Match is required: the ETag of GET /preferences/{id}")
+        version = version_of(if_match)
+        if version is None:
+            raise HTTPException(412, f"If-Match {if_match!r} is not an ETag of these preferences")
         command = commands.UpdatePreferences(
-            customer_id, update.locale, update.time_zone, update.opted_out
+            customer_id, version, update.locale, update.time_zone, update.opted_out
         )
         try:
             found = await commands.update_preferences(command, repository)
         except commands.NoPreferencesError as exc:
             raise HTTPException(404, f"no preferences for customer {customer_id!r}") from exc
+        except commands.StalePreferencesError as exc:
+            raise HTTPException(
+                412,
+                f"the preferences changed since read (now {etag(exc.current)}): read them again",
+                headers={"ETag": etag(exc.current)},
+            ) from exc
         except commands.UnknownTimeZoneError as exc:
             raise HTTPException(422, str(exc)) from exc
+        response.headers["ETag"] = etag(found.version)
         return preferences_view(found)
 
     @router.post(

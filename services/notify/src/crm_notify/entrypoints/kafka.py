@@ -1,6 +1,6 @@
 """Notify's Kafka subscriber: members, tickets, loyalty and archive events that ask for messages."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crm_contracts import CloudEvent
@@ -12,15 +12,23 @@ from crm_runtime.sweeps import Clock
 
 
 def subscribe(
-    runtime: Runtime, repository: NotifyRepository, rules: NotifyRules, clock: Clock, staff: Staff
+    runtime: Runtime,
+    repository: NotifyRepository,
+    rules: NotifyRules,
+    clock: Clock,
+    staff: Staff,
+    send_now: Callable[[Sequence[str]], None],
 ) -> None:
+    """`send_now(ids)`: hand the notifications a batch decided are due now to the delivery
+    worker, once the batch is saved (not at the next sweep)."""
+
     async def handle(events: Sequence[CloudEvent[Any]]) -> int:
         applied = await handlers.apply_events(
             events, repository, rules=rules, staff=staff, now=clock()
         )
-        if applied:
-            runtime.sweeps.wake("deliver")  # send now what is due, not at the next interval
-        return applied
+        if applied.due:
+            send_now(applied.due)  # committed: apply_events has saved the batch
+        return applied.events
 
     runtime.consume(
         handle,

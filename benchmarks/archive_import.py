@@ -1,0 +1,95 @@
+"""`crm import customers` at scale: a CSV of N customers (Chinese headers, names, cities, tags)
+into a fresh archive on a private stack, timed end to end as a person runs it (the real command,
+batches over HTTP), then the same file again (every row found: nothing changes). Prints rows/s,
+the archive's CPU and peak memory.
+
+    python benchmarks/archive_import.py [--rows 100000]
+"""
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchutil import cpu_seconds, print_table, private_stack, rss_mb
+
+TOKEN = "bench-supervisor"
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英"
+CITIES = ["上海", "北京", "杭州", "深圳", "成都", "武汉", "南京", "苏州"]
+
+
+def write_csv(path: Path, rows: int) -> None:
+    rng = random.Random(7)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["姓名", "手机", "邮箱", "城市", "公司", "职位", "标签"])
+        for i in range(rows):
+            name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=2))
+            out.writerow(
+                [
+                    name,
+                    f"13{i:09d}",
+                    f"c{i}@example.com",
+                    rng.choice(CITIES),
+                    f"{rng.choice(CITIES)}贸易有限公司",
+                    "采购经理",
+                    "导入、华东",
+                ]
+            )
+
+
+def run_import(url: str, path: Path) -> tuple[float, str]:
+    crm = str(Path(sys.executable).parent / "crm")
+    env = {**os.environ, "CRM_TOKEN": TOKEN, "CRM_ARCHIVE_URL": url}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [crm, "import", "customers", str(path), "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return time.perf_counter() - started, done.stderr.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    with private_stack() as bench:
+        path = bench.workdir / "customers.csv"
+        write_csv(path, args.rows)
+        tokens = json.dumps({TOKEN: {"user": "sup-bench", "roles": ["supervisor"]}})
+        port, proc = bench.start_service("archive", {"CRM_API_TOKENS": tokens})
+        url = f"http://127.0.0.1:{port}"
+        rows = []
+        for label in ("first run", "same file again"):
+            cpu = cpu_seconds(proc.pid)
+            seconds, summary = run_import(url, path)
+            used = cpu_seconds(proc.pid) - cpu
+            rows.append(
+                (
+                    label,
+                    f"{args.rows:,}",
+                    f"{seconds:.1f}",
+                    f"{args.rows / seconds:,.0f}",
+                    f"{used / seconds:.0%}",
+                    f"{rss_mb(proc.pid):.0f}",
+                    summary,
+                )
+            )
+        print_table(
+            "crm import customers",
+            ["run", "rows", "seconds", "rows/s", "archive CPU", "archive RSS MB", "summary"],
+            rows,
+        )
+
+
+if __name__ == "__main__":
+    main()
