@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := contracts services/runtime services/archive services/tickets services/loyalty services/notify services/console cli
+PACKAGES := contracts services/runtime services/archive services/tickets services/loyalty services/notify services/console services/relations cli
 STACK := $(BIN)/python deploy/local/stack.py
 
 .PHONY: help venv store up down status demo test unit lint fmt schemas clean-local rebuild-archive

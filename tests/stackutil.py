@@ -331,9 +331,9 @@ class ServiceProcess:
 def running_suite(
     stack: Stack, smtp: SmtpServer, **environment: str
 ) -> Iterator[dict[str, ServiceProcess]]:
-    """Start archive, tickets, loyalty and notify (each with its own database and consumer
-    group, on a free port; `environment` added to each one's) side by side; stop them all at
-    the end."""
+    """Start archive, tickets, loyalty, notify and relations (each with its own database and
+    consumer group, on a free port; `environment` added to each one's) side by side; stop them
+    all at the end."""
     settings: dict[str, dict[str, str]] = {
         "archive": {},
         "tickets": {},
@@ -343,6 +343,7 @@ def running_suite(
             "smtp_port": str(smtp.port),
             "deliver_interval_s": "0.5",
         },
+        "relations": {},
     }
     services = {name: ServiceProcess.isolated(name, stack, **env) for name, env in settings.items()}
     for service in services.values():

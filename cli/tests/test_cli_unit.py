@@ -123,7 +123,7 @@ def test_an_unknown_service_is_named_with_the_known_ones(args: list[str]) -> Non
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert result.stderr == (
-        "error: unknown service 'billing' (one of: archive, tickets, loyalty, notify)\n"
+        "error: unknown service 'billing' (one of: archive, tickets, loyalty, notify, relations)\n"
     )
 
 

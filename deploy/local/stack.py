@@ -45,7 +45,13 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
 }
 """The local stack's people, by token: the dev token (all roles) and a few named demo users (an
 agent, an account owner, a supervisor). Never configure these tokens anywhere else."""
-SERVICES: dict[str, int] = {"archive": 8081, "tickets": 8082, "loyalty": 8083, "notify": 8084}
+SERVICES: dict[str, int] = {
+    "archive": 8081,
+    "tickets": 8082,
+    "loyalty": 8083,
+    "notify": 8084,
+    "relations": 8085,
+}
 """Services of the suite and their HTTP ports."""
 CONSOLE_PORT = 8080
 """The web console (`crm_console`): pages for people, in front of the services' HTTP APIs."""

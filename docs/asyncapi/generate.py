@@ -1,6 +1,6 @@
 """Write each service's AsyncAPI document to `docs/asyncapi/<service>.yaml`.
 
-    .venv/bin/python docs/asyncapi/generate.py            # all four
+    .venv/bin/python docs/asyncapi/generate.py            # all five
     .venv/bin/python docs/asyncapi/generate.py --check    # exit 1 if a file is out of date
     .venv/bin/python docs/asyncapi/generate.py --out DIR archive
 
@@ -56,6 +56,11 @@ def _builder(service: str) -> Callable[[], FastAPI]:
         from crm_notify.settings import NotifySettings
 
         return lambda: build_notify(NotifySettings(**SETTINGS))  # type: ignore[arg-type]
+    if service == "relations":
+        from crm_relations.app import build_app as build_relations
+        from crm_relations.settings import RelationsSettings
+
+        return lambda: build_relations(RelationsSettings(**SETTINGS))  # type: ignore[arg-type]
     raise ValueError(f"no service {service!r}; known: {', '.join(SERVICES)}")
 
 

@@ -108,6 +108,11 @@ def _event_types(document: dict[str, Any], channel: dict[str, Any]) -> set[str]:
         ("tickets", {"callcenter.v1", "archive.v1"}, {"tickets.v1", "tickets.dlq.v1"}),
         ("loyalty", {"orders.v1", "members.v1"}, {"loyalty.v1", "privacy.v1"}),
         ("notify", {"tickets.v1", "loyalty.v1"}, {"notify.v1", "notify.dlq.v1"}),
+        (
+            "relations",
+            {"orders.v1", "members.v1", "archive.v1", "tickets.v1"},
+            {"relations.v1", "privacy.v1", "relations.dlq.v1"},
+        ),
     ],
 )
 def test_each_document_names_what_its_service_consumes_and_publishes(

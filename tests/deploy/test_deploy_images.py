@@ -14,7 +14,7 @@ from stackutil import local_stack
 from tooling import PORTS, ROOT
 
 OUR_PACKAGES = {"crm-contracts", "crm-runtime", "crm-archive", "crm-tickets", "crm-loyalty"}
-OUR_PACKAGES |= {"crm-notify", "crm-cli"}
+OUR_PACKAGES |= {"crm-notify", "crm-relations", "crm-cli"}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Privacy on the real stack, all four services: no plaintext phone, email, name, address,
+"""Privacy on the real stack, all five services: no plaintext phone, email, name, address,
 company or job title in any service's database or log after an end-to-end run (customers
 registered by the member system, and entered and edited by staff; the archive finds a person by a
 fragment of the name through keyed hashes only); erasure confirmed by every service within 10 s,
@@ -30,8 +30,11 @@ from stackutil import (
     unique,
 )
 
+from crm_contracts import topics
+
 pytestmark = pytest.mark.e2e
-SERVICES = ("archive", "tickets", "loyalty", "notify")
+SERVICES = topics.SERVICES
+"""Every service confirms an erasure: the archive's erasure view waits for each of them."""
 AGENT_TOKEN = "privacy-test-agent-token"
 TOKENS = json.dumps(
     {"crm-dev-token": ["agent", "supervisor", "ops", "integration"], AGENT_TOKEN: ["agent"]}
@@ -288,7 +291,7 @@ def test_erasure_is_confirmed_by_every_service_within_10_s_and_nothing_personal_
         interval=0.1,
     )
     elapsed = time.monotonic() - started
-    print(f"\nerasure confirmed by all four services in {elapsed:.2f} s")
+    print(f"\nerasure confirmed by all {len(SERVICES)} services in {elapsed:.2f} s")
     assert elapsed < 10
     assert sorted(status["services"]) == sorted(SERVICES)
 
@@ -322,7 +325,7 @@ def test_erasure_is_confirmed_by_every_service_within_10_s_and_nothing_personal_
     assert not preferences["has_phone"]
     # Crypto-shredding: every service's data key for the customer is gone (a tombstone stays).
     keys = asyncio.run(data_keys(stack, database_names(suite), p.customer_id))
-    assert len(keys) == 4
+    assert len(keys) == len(SERVICES)
     assert all(k["wrapped"] is None and k["destroyed_at"] for k in keys)
 
 

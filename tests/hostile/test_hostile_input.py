@@ -27,8 +27,8 @@ from crm_contracts.envelope import check_not_in_the_future
 
 pytestmark = [pytest.mark.hostile, pytest.mark.slow]
 CONSUMERS = {
-    "orders.v1": ("archive", "loyalty"),
-    "members.v1": ("archive", "tickets", "loyalty", "notify"),
+    "orders.v1": ("archive", "loyalty", "relations"),
+    "members.v1": ("archive", "tickets", "loyalty", "notify", "relations"),
     "callcenter.v1": ("archive", "tickets"),
 }
 
@@ -37,7 +37,7 @@ CONSUMERS = {
 def suite(stack: Stack) -> Iterator[dict[str, ServiceProcess]]:
     services = {
         name: ServiceProcess.isolated(name, stack, sweeps_enabled="false")
-        for name in ("archive", "tickets", "loyalty", "notify")
+        for name in ("archive", "tickets", "loyalty", "notify", "relations")
     }
     for service in services.values():
         service.start()
@@ -182,7 +182,7 @@ def test_every_malformed_event_is_dead_lettered_with_a_reason_and_the_partition_
         asyncio.run(produce(stack.bootstrap, topic, [(customer, value)]))  # type: ignore[list-item]
         # Then a good event on the same key, so the same partition: it must get through.
         asyncio.run(produce(stack.bootstrap, topic, [(customer, good_event(topic, customer))]))
-    for service_name in ("archive", "tickets", "loyalty", "notify"):
+    for service_name in ("archive", "tickets", "loyalty", "notify", "relations"):
         mine = [c for c in cases if service_name in CONSUMERS[c[1]]]
         keys = {c[2] for c in mine}
         found = dead_letters(stack, service_name, keys, len(keys))

@@ -19,7 +19,7 @@ from stackutil import ServiceProcess, Stack
 
 from crm_runtime.crypto import new_key_file_content
 
-SERVICES = ("archive", "tickets", "loyalty", "notify")
+SERVICES = ("archive", "tickets", "loyalty", "notify", "relations")
 AGENT, SUPERVISOR, OPS, INTEGRATION = "agent", "supervisor", "ops", "integration"
 ROLES = (AGENT, SUPERVISOR, OPS, INTEGRATION)
 OPEN: Final = "no token needed"
@@ -94,6 +94,20 @@ ROLE_MATRIX: dict[tuple[str, str, str], Access] = {
     ("notify", "GET", "/preferences/{customer_id}"): roles(AGENT, SUPERVISOR, OPS),
     ("notify", "PUT", "/preferences/{customer_id}"): roles(AGENT, SUPERVISOR),
     ("notify", "POST", "/templates/{name}/preview"): roles(SUPERVISOR, OPS),
+    # relations (services/relations/README.md, "Serves")
+    ("relations", "GET", "/tasks"): roles(AGENT, SUPERVISOR),
+    ("relations", "GET", "/tasks/{task_id}"): roles(AGENT, SUPERVISOR),
+    ("relations", "POST", "/tasks"): roles(AGENT, SUPERVISOR),
+    ("relations", "POST", "/tasks/{task_id}/complete"): roles(AGENT, SUPERVISOR),
+    ("relations", "POST", "/tasks/{task_id}/reassign"): roles(AGENT, SUPERVISOR),
+    ("relations", "POST", "/tasks/{task_id}/cancel"): roles(AGENT, SUPERVISOR),
+    ("relations", "GET", "/reports/follow-ups"): roles(SUPERVISOR, OPS),
+    ("relations", "POST", "/agreements"): roles(SUPERVISOR),
+    ("relations", "GET", "/agreements"): roles(AGENT, SUPERVISOR, OPS, INTEGRATION),
+    ("relations", "GET", "/agreements/{agreement_id}"): roles(AGENT, SUPERVISOR, OPS, INTEGRATION),
+    ("relations", "PUT", "/agreements/{agreement_id}"): roles(SUPERVISOR),
+    ("relations", "POST", "/agreements/{agreement_id}/terminate"): roles(SUPERVISOR),
+    ("relations", "POST", "/agreements/{agreement_id}/renew"): roles(SUPERVISOR),
 }
 """(service, method, path as declared) -> the roles it admits, or OPEN."""
 

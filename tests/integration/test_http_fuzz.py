@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from stackutil import AUTH, ServiceProcess, Stack
 
-SERVICES = ("archive", "tickets", "loyalty", "notify")
+SERVICES = ("archive", "tickets", "loyalty", "notify", "relations")
 
 
 @pytest.mark.slow

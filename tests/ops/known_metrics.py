@@ -59,6 +59,16 @@ BUSINESS: dict[str, frozenset[str]] = {
         }
     ),
     "notify": frozenset({"crm_notifications_total", "crm_notifications_waiting"}),
+    "relations": frozenset(
+        {
+            "crm_tasks_created_total",
+            "crm_tasks_completed_total",
+            "crm_tasks_overdue_total",
+            "crm_tasks_open",
+            "crm_agreement_periods_closed_total",
+            "crm_agreement_fulfilment_at_risk_total",
+        }
+    ),
 }
 """Each service's own metrics (crm_<service>.metrics), on top of RUNTIME."""
 

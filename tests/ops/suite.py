@@ -1,4 +1,4 @@
-"""The four services as processes on the test stack, and a little traffic that moves each one's
+"""The five services as processes on the test stack, and a little traffic that moves each one's
 business metrics (for the metrics-exposition and the Prometheus end-to-end tests)."""
 
 from dataclasses import dataclass

@@ -92,7 +92,7 @@ TopicOverride = Annotated[
 Force = Annotated[
     bool, typer.Option("--force", help="Send invalid lines too (they are still reported).")
 ]
-Service = Annotated[str, typer.Argument(help="archive, tickets, loyalty or notify.")]
+Service = Annotated[str, typer.Argument(help="archive, tickets, loyalty, notify or relations.")]
 
 
 def errors_handled(command: Callable[P, R]) -> Callable[P, R]:

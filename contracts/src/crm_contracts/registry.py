@@ -9,6 +9,7 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.privacy import v1 as privacy_v1
+from crm_contracts.relations import v1 as relations_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ALL_TOPICS
 
@@ -20,6 +21,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
     **tickets_v1.EVENTS,
     **loyalty_v1.EVENTS,
     **notify_v1.EVENTS,
+    **relations_v1.EVENTS,
     **privacy_v1.EVENTS,
 }
 

@@ -13,10 +13,11 @@ from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.privacy import v1 as privacy_v1
+from crm_contracts.relations import v1 as relations_v1
 from crm_contracts.tickets import v1 as tickets_v1
 
 DEFAULT_PARTITIONS = 12
-SERVICES = ("archive", "tickets", "loyalty", "notify")
+SERVICES = ("archive", "tickets", "loyalty", "notify", "relations")
 CUSTOMER_KEY = "customer id (= CloudEvents subject)"
 WEEK_MS = 7 * 24 * 3600 * 1000
 DAY_MS = 24 * 3600 * 1000
@@ -42,14 +43,14 @@ class Topic:
 ORDERS = Topic(
     "orders.v1",
     producer="order system (external)",
-    consumers=("archive", "loyalty"),
+    consumers=("archive", "loyalty", "relations"),
     event_types=tuple(orders_v1.EVENTS),
     description="Orders placed, refunded and cancelled.",
 )
 MEMBERS = Topic(
     "members.v1",
     producer="member system (external), archive",
-    consumers=("archive", "tickets", "loyalty", "notify"),
+    consumers=("archive", "tickets", "loyalty", "notify", "relations"),
     event_types=tuple(members_v1.EVENTS),
     retention_ms=PII_RETENTION_MS,
     description="Registrations, profile and consent changes, erasure requests: from the member "
@@ -68,14 +69,14 @@ CALLCENTER = Topic(
 ARCHIVE = Topic(
     "archive.v1",
     producer="archive",
-    consumers=("tickets", "notify"),
+    consumers=("tickets", "notify", "relations"),
     event_types=tuple(archive_v1.EVENTS),
     description="Changes in a customer's standing.",
 )
 TICKETS = Topic(
     "tickets.v1",
     producer="tickets",
-    consumers=("archive", "notify"),
+    consumers=("archive", "notify", "relations"),
     event_types=tuple(tickets_v1.EVENTS),
     description="The life of complaint tickets: opened, assigned, SLA, resolved, CSAT.",
 )
@@ -94,16 +95,25 @@ NOTIFY = Topic(
     description="Notifications sent, failed, suppressed or cancelled.",
 )
 
+RELATIONS = Topic(
+    "relations.v1",
+    producer="relations",
+    consumers=(),
+    event_types=tuple(relations_v1.EVENTS),
+    description="Follow-up tasks (created, completed, overdue) and agreement customers: terms, "
+    "fulfilment at risk, periods closed, renewals due. No free text.",
+)
+
 INBOUND: tuple[Topic, ...] = (ORDERS, MEMBERS, CALLCENTER)
 PRIVACY = Topic(
     "privacy.v1",
-    producer="archive, tickets, loyalty, notify",
+    producer="archive, tickets, loyalty, notify, relations",
     consumers=("archive",),
     event_types=tuple(privacy_v1.EVENTS),
     description="Each service's confirmation that it erased a customer.",
 )
 
-OUTBOUND: tuple[Topic, ...] = (ARCHIVE, TICKETS, LOYALTY, NOTIFY, PRIVACY)
+OUTBOUND: tuple[Topic, ...] = (ARCHIVE, TICKETS, LOYALTY, NOTIFY, RELATIONS, PRIVACY)
 
 
 def dlq_topic_name(service: str) -> str:

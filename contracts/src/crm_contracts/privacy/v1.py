@@ -12,7 +12,7 @@ from crm_contracts.types import Identifier
 
 CUSTOMER_ERASURE_COMPLETED = "customer.erasure_completed"
 
-Service = Literal["archive", "tickets", "loyalty", "notify"]
+Service = Literal["archive", "tickets", "loyalty", "notify", "relations"]
 
 
 class CustomerErasureCompleted(BaseModel):

@@ -1,7 +1,7 @@
 """Bounds on a rule's value, checked by the domain's rules dataclasses in `__post_init__`.
 
-Pure Python (the one runtime module a service's domain may import): the message is worded as
-pydantic's, so a rule refused from the environment reads the same as any other setting.
+Pure Python (with `calendar`, a runtime module a service's domain may import): the message is
+worded as pydantic's, so a rule refused from the environment reads the same as any other setting.
 """
 
 import operator

@@ -1,81 +1,10 @@
 """A business calendar: working hours in a time zone, holidays, and make-up working days (调休).
 
-Pure code. `working_seconds(a, b)` counts the business seconds between two instants;
-`add_working(a, s)` is the instant at which `s` business seconds have passed since `a`.
+The arithmetic is `crm_runtime.calendar` (pure, stdlib only), shared with relations' due dates so
+both services agree on what a business hour and a business day are; tickets' rules nest it as
+`calendar` (`CRM_TICKETS_RULES__CALENDAR__<NAME>`).
 """
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from crm_runtime.calendar import MAX_DAYS, BusinessCalendar
 
-MAX_DAYS = 3660  # ten years: a bound for searches, never reached by a sane target
-
-
-@dataclass(frozen=True)
-class BusinessCalendar:
-    time_zone: str = "Asia/Shanghai"
-    opens: time = time(9, 0)
-    closes: time = time(18, 0)  # time(0): midnight, the end of the day
-    working_weekdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday = 0
-    holidays: frozenset[date] = field(default_factory=frozenset)
-    extra_working_days: frozenset[date] = field(default_factory=frozenset)
-
-    def __post_init__(self) -> None:
-        try:
-            ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
-        if self.closes <= self.opens and self.closes != time(0):
-            raise ValueError("the working day must close after it opens (00:00 = midnight)")
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.time_zone)
-
-    def is_working_day(self, day: date) -> bool:
-        if day in self.extra_working_days:
-            return True
-        return day.weekday() in self.working_weekdays and day not in self.holidays
-
-    def _window(self, day: date) -> tuple[datetime, datetime]:
-        zone = self.zone
-        closes = (
-            datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
-            if self.closes == time(0)
-            else datetime.combine(day, self.closes, tzinfo=zone)
-        )
-        return datetime.combine(day, self.opens, tzinfo=zone), closes
-
-    def working_seconds(self, start: datetime, end: datetime) -> int:
-        """Business seconds in [start, end) (0 when end <= start), whole seconds, rounded down."""
-        if end <= start:
-            return 0
-        total = 0.0
-        day = start.astimezone(self.zone).date()
-        last = end.astimezone(self.zone).date()
-        while day <= last:
-            if self.is_working_day(day):
-                opens, closes = self._window(day)
-                a, b = max(start, opens), min(end, closes)
-                if b > a:
-                    total += (b - a).total_seconds()
-            day += timedelta(days=1)
-        return int(total)
-
-    def add_working(self, start: datetime, seconds: int) -> datetime:
-        """The earliest instant by which `seconds` business seconds have passed since `start`."""
-        if seconds <= 0:
-            return start
-        remaining = float(seconds)
-        day = start.astimezone(self.zone).date()
-        for _ in range(MAX_DAYS):
-            if self.is_working_day(day):
-                opens, closes = self._window(day)
-                a = max(start, opens)
-                if closes > a:
-                    available = (closes - a).total_seconds()
-                    if available >= remaining:
-                        return a + timedelta(seconds=remaining)
-                    remaining -= available
-            day += timedelta(days=1)
-        raise ValueError("no working time in ten years: check the calendar")
+__all__ = ["MAX_DAYS", "BusinessCalendar"]

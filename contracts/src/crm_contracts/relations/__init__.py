@@ -1,0 +1,1 @@
+"""Events the relations service publishes (topic `relations.v1`)."""

@@ -1,0 +1,1 @@
+"""Kafka subscribers and HTTP routes: translate, call a handler, command or query."""
