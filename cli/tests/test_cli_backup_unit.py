@@ -54,13 +54,14 @@ def key_document(customer: str) -> dict[str, object]:
 
 
 # -- what is backed up -----------------------------------------------------------------------
-def test_all_selects_the_four_services_with_their_default_databases_and_groups() -> None:
+def test_all_selects_every_service_with_its_default_database_and_group() -> None:
     chosen = backup.targets("all", {})
     assert [(t.service, t.database, t.group) for t in chosen] == [
         ("archive", "crm_archive", "archive"),
         ("tickets", "crm_tickets", "tickets"),
         ("loyalty", "crm_loyalty", "loyalty"),
         ("notify", "crm_notify", "notify"),
+        ("relations", "crm_relations", "relations"),
     ]
 
 
