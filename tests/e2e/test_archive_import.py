@@ -2,7 +2,9 @@
 Chinese headers, 300 of its rows bad in three ways (an address that is no e-mail, a phone an
 earlier row has, a birthday that is no date) — exactly 9,700 customers go in, the rejects file
 holds the 300 with their row numbers and reasons, and a second run of the same file changes
-nothing. An agent may not import; a dry run enters nothing."""
+nothing. An agent may not import; a dry run enters nothing. The segment exported as CSV
+(supervisors only) holds every one of them with their personal data, each audited as read, and
+the service's memory stays within its target while it streams."""
 
 import csv
 import json
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pymongo import MongoClient
 from stackutil import ServiceProcess, Stack
@@ -98,3 +101,46 @@ def test_import_accepts_the_good_rows_rejects_the_bad_with_reasons_and_reruns_ch
     again = crm_import(archive, path, "import-sup-token")
     assert "0 created, 9700 imported before, 300 rejected" in again.stderr
     assert customers_in(stack, archive) == ROWS - 3 * BAD_EACH
+
+
+MEMORY_TARGET_MB = 200
+"""The services' resident-memory target (docs/performance.md)."""
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_the_export_streams_the_segment_audited_within_the_memory_target(
+    stack: Stack, archive: ServiceProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "segment.csv"
+    if customers_in(stack, archive) == 0:  # run alone: the import test fills the archive
+        spreadsheet(path)
+        crm_import(archive, path, "import-sup-token")
+    expected = customers_in(stack, archive)
+    url = archive.url + "/customers/export.csv"
+    params = {"city": "杭州", "tag": "导入"}
+    agent = httpx.get(url, params=params, headers={"Authorization": "Bearer import-agent-token"})
+    assert agent.status_code == 403
+
+    supervisor = {"Authorization": "Bearer import-sup-token"}
+    with httpx.stream("GET", url, params=params, headers=supervisor, timeout=300) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/csv")
+        body = b"".join(answer.iter_bytes()).decode("utf-8-sig")
+    lines = list(csv.DictReader(body.splitlines()))
+    assert len(lines) == expected
+    assert {line["city"] for line in lines} == {"杭州"}
+    assert all(line["name"].startswith("导入客户") for line in lines)
+    assert archive.proc is not None
+    assert peak_rss_mb(archive.proc.pid) < MEMORY_TARGET_MB
+
+    database = archive.env["CRM_ARCHIVE_DATABASE"]
+    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongodb_url)
+    with client:
+        reads = client[database]["pii_reads"]
+        audited = reads.count_documents({"route": "GET /customers/export.csv"})
+    assert audited == expected

@@ -157,6 +157,10 @@ class InMemoryCustomers:
         for row in await self.find(filters, sort, None, len(self.customers)):
             yield row
 
+    async def records(self, customer_ids: Sequence[str]) -> list[Customer]:
+        found = await self.load(customer_ids)
+        return [found[i] for i in customer_ids if i in found]
+
     async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
         found = {}
         for customer in customers:

@@ -46,7 +46,7 @@ def build_app(settings: ArchiveSettings | None = None, *, clock: Clock = utc_now
         title="CRM archive",
         description="The customer ledger (客户档案): profile, timeline, value, grade, stage, risk.",
         routers=[
-            bulk_router(repository, runtime.auth, rules, clock),
+            bulk_router(repository, runtime.auth, runtime.audit, rules, clock),
             customers_router(repository, runtime.auth, runtime.audit, rules, clock),
             staff_router(repository, runtime.auth, runtime.audit, rules, clock),
         ],

@@ -215,6 +215,10 @@ class CustomerQueries(Protocol):
         """Every matching customer in `sort` order, read page by page (for streamed answers)."""
         ...
 
+    async def records(self, customer_ids: Sequence[str]) -> list[Customer]:
+        """The records, personal data opened, in the order given (those that exist)."""
+        ...
+
     async def same_contact(self, customer: Customer) -> list[tuple[str, datetime | None]]:
         """(id, registered_at) of a few other customers sharing its phone or email."""
         ...

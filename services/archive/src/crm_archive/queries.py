@@ -12,7 +12,14 @@ from typing import Any
 
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
-from crm_archive.ports import CustomerQueries, Preferences, TimelineEntry
+from crm_archive.ports import (
+    CustomerFilter,
+    CustomerQueries,
+    CustomerRow,
+    CustomerSort,
+    Preferences,
+    TimelineEntry,
+)
 from crm_contracts.topics import SERVICES
 
 Document = dict[str, Any]
@@ -159,3 +166,29 @@ def grade_stage_counts(rows: list[Document]) -> dict[tuple[str, str], int]:
         stage = str(key.get("stage") or "none").lower()
         result[(grade, stage)] = result.get((grade, stage), 0) + row["n"]
     return result
+
+
+EXPORT_CHUNK = 200
+"""A segment's export reads this many records at a time: its memory is bounded by a chunk."""
+
+
+async def segment(
+    filters: CustomerFilter, sort: CustomerSort, source: CustomerQueries, chunk: int = EXPORT_CHUNK
+) -> AsyncIterator[list[tuple[CustomerRow, Customer]]]:
+    """Every customer matching `filters`, in `sort` order, a chunk at a time: each one's list
+    row (figures) and record (profile opened)."""
+    rows: list[CustomerRow] = []
+    async for row in source.matching(filters, sort):
+        rows.append(row)
+        if len(rows) == chunk:
+            yield await _with_records(rows, source)
+            rows = []
+    if rows:
+        yield await _with_records(rows, source)
+
+
+async def _with_records(
+    rows: list[CustomerRow], source: CustomerQueries
+) -> list[tuple[CustomerRow, Customer]]:
+    records = {c.id: c for c in await source.records([row.id for row in rows])}
+    return [(row, records[row.id]) for row in rows if row.id in records]

@@ -256,6 +256,10 @@ class MongoCustomerRepository:
         async for doc in cursor:
             yield customer_row(doc)
 
+    async def records(self, customer_ids: Sequence[str]) -> list[Customer]:
+        found = await self.load(customer_ids)
+        return [found[i] for i in customer_ids if i in found]
+
     async def on_file(self, customers: Sequence[Customer]) -> dict[str, list[str]]:
         wanted: dict[tuple[str, str], list[str]] = {}
         for customer in customers:

@@ -1,26 +1,37 @@
 """Customers in bulk over HTTP: the rows of a spreadsheet in (`POST /customers/import`, what
-`crm import customers` sends). Routes translate the request into a command (`imports.py`) and
-the answer into a view (`views.py`). Registered before the per-customer routes, so that
-`/customers/import` is not read as a customer id."""
+`crm import customers` sends) and a segment out (`GET /customers/export.csv`). Routes translate
+the request into a command (`imports.py`) or a query (`queries.py`) and the answer into a view
+(`views.py`). Registered before the per-customer routes, so that `/customers/import` and
+`/customers/export.csv` are not read as customer ids."""
 
+import csv
+import io
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from crm_archive import imports
+from crm_archive import imports, queries
 from crm_archive.domain.rules import ArchiveRules
+from crm_archive.entrypoints.finding import CustomerCriteria
 from crm_archive.entrypoints.http import Repository
 from crm_archive.entrypoints.views import (
+    EXPORT_COLUMNS,
     CustomerCreate,
     ImportAnswer,
     ImportRequest,
     ImportRowRequest,
     ImportRowResult,
+    export_line,
 )
 from crm_contracts.members import v1 as members_v1
+from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.sweeps import Clock
+
+EXPORT_ROUTE = "GET /customers/export.csv"
 
 
 def read_row(request: ImportRowRequest) -> imports.ImportRow:
@@ -38,7 +49,7 @@ def read_row(request: ImportRowRequest) -> imports.ImportRow:
 
 
 def bulk_router(
-    repository: Repository, auth: Authenticator, rules: ArchiveRules, clock: Clock
+    repository: Repository, auth: Authenticator, audit: PiiAudit, rules: ArchiveRules, clock: Clock
 ) -> APIRouter:
     router = APIRouter(tags=["bulk"])
     supervisor = auth.require("supervisor")
@@ -67,4 +78,38 @@ def bulk_router(
             ]
         )
 
+    @router.get(
+        "/customers/export.csv",
+        summary="Every customer of a segment (the filters of `GET /customers`) as CSV, streamed.",
+        description="Supervisors only. Personal data: each customer in it is recorded as read "
+        "by the caller (`pii_reads`) before their line is sent. UTF-8 with a byte-order mark "
+        "(Excel shows Chinese correctly); the columns are those `crm import customers` reads "
+        "back. Written as it is read, in chunks of 200 customers: any size, bounded memory.",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def export_csv(
+        criteria: Annotated[CustomerCriteria, Query()],
+        principal: Annotated[Principal, Depends(supervisor)],
+    ) -> StreamingResponse:
+        filters, sort = criteria.to_filter(), criteria.to_sort()
+
+        async def lines() -> AsyncIterator[bytes]:
+            yield "\ufeff".encode() + _csv([list(EXPORT_COLUMNS)])
+            async for chunk in queries.segment(filters, sort, repository):
+                await audit.record(principal, EXPORT_ROUTE, [row.id for row, _ in chunk])
+                yield _csv([export_line(row, customer) for row, customer in chunk])
+
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="customers.csv"'},
+        )
+
     return router
+
+
+def _csv(lines: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(lines)
+    return buffer.getvalue().encode()

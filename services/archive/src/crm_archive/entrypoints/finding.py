@@ -20,8 +20,9 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=2)]
 Sort = Literal["net_spent", "-net_spent", "last_order_at", "-last_order_at", "rfm", "-rfm"]
 
 
-class CustomerQuery(BaseModel):
-    """The query parameters of `GET /customers`: every criterion given must hold."""
+class CustomerCriteria(BaseModel):
+    """Which customers, in which order: the query parameters of `GET /customers` and of its
+    export (`GET /customers/export.csv`). Every criterion given must hold."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,8 +60,6 @@ class CustomerQuery(BaseModel):
     sort: Sort | None = Field(
         default=None, description="By net spend, last order or RFM total; `-` for descending."
     )
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=1000)
 
     @model_validator(mode="after")
     def ranges_are_ordered(self) -> Self:
@@ -98,6 +97,13 @@ class CustomerQuery(BaseModel):
             return CustomerSort()
         field: SortField = self.sort.removeprefix("-")  # type: ignore[assignment]
         return CustomerSort(field, descending=self.sort.startswith("-"))
+
+
+class CustomerQuery(CustomerCriteria):
+    """The query parameters of `GET /customers`: the criteria and a page."""
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=1000)
 
 
 def _utc(at: datetime | None) -> datetime | None:

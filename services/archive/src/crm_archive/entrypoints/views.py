@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crm_archive.commands import ContactChannel
+from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import Order
 from crm_archive.domain.rules import ArchiveRules, ChurnReason, Grade, Stage
 from crm_archive.ports import CustomerRow, Note, TimelineEntry
@@ -318,3 +319,74 @@ async def timeline_items(entries: AsyncIterator[TimelineEntry]) -> AsyncIterator
     """The export's timeline, as sent."""
     async for entry in entries:
         yield timeline_view(entry).model_dump(mode="json")
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "type",
+    "name",
+    "phone",
+    "email",
+    "birthday",
+    "gender",
+    "city",
+    "address",
+    "company",
+    "job_title",
+    "tags",
+    "account_owner",
+    "grade",
+    "stage",
+    "at_risk",
+    "order_count",
+    "net_spent",
+    "last_order_at",
+    "registered_at",
+    "erased",
+)
+"""The columns of `GET /customers/export.csv` (the import maps the same names back)."""
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(text: str) -> str:
+    """Free text as a spreadsheet cell that a spreadsheet will not run as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def export_line(row: CustomerRow, customer: Customer) -> list[str]:
+    """A customer as a line of the CSV export: an erased customer's personal fields are empty;
+    typed free text that looks like a formula is quoted (`cell`)."""
+    profile = customer.profile
+
+    def text(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return str(value)
+
+    return [
+        row.id,
+        text(profile.type),
+        cell(text(profile.name)),
+        text(profile.phone),
+        text(profile.email),
+        text(profile.birthday),
+        text(profile.gender),
+        cell(text(profile.city)),
+        cell(text(profile.address)),
+        cell(text(profile.company)),
+        cell(text(profile.job_title)),
+        cell("、".join(customer.tags)),
+        text(row.account_owner),
+        text(row.grade),
+        text(row.stage),
+        "true" if row.at_risk else "false",
+        str(row.order_count),
+        str(row.net_spent),
+        text(row.last_order_at),
+        text(customer.registered_at),
+        "true" if customer.erased_at is not None else "false",
+    ]
