@@ -3,6 +3,7 @@ on the in-memory fakes: each row goes in on its own merits — a bad row, a phon
 an earlier row of the batch has are rejected with the reason and the rest entered; the same rows
 again change nothing; a dry run enters nothing."""
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ from test_archive_orders import RULES, T0, Clock
 
 from crm_archive import imports
 from crm_archive.entrypoints.bulk import read_row
-from crm_archive.entrypoints.views import ImportRowRequest
+from crm_archive.entrypoints.views import EXPORT_COLUMNS, ImportRowRequest, export_line
+from crm_archive.ports import CustomerRow
 from crm_contracts.topics import MEMBERS
 
 pytestmark = pytest.mark.unit
@@ -97,3 +99,16 @@ def test_a_row_reads_as_the_registration_post_customers_takes() -> None:
     given = registration().model_dump(mode="json", exclude_unset=True)
     read = read_row(ImportRowRequest(row=2, customer=given))
     assert read.registration == registration()
+
+
+async def test_an_export_line_quotes_formulas_and_is_empty_of_an_erased_customers_data() -> None:
+    repo = InMemoryCustomers()
+    [done] = await run(repo, [row(2, name="=HYPERLINK(1)", city="@杭州", tags=["-x", "y"])])
+    customer = repo.customers[str(done.customer_id)]
+    figures = CustomerRow(customer.id, None, None, False, None, 0, Decimal(0), None)
+    line = dict(zip(EXPORT_COLUMNS, export_line(figures, customer), strict=True))
+    assert (line["name"], line["city"], line["tags"]) == ("'=HYPERLINK(1)", "'@杭州", "'-x、y")
+    assert line["phone"] == "13800000002"
+    customer.erase(T0, "req-1")
+    erased = dict(zip(EXPORT_COLUMNS, export_line(figures, customer), strict=True))
+    assert (erased["name"], erased["phone"], erased["erased"]) == ("", "", "true")
