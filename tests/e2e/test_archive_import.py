@@ -120,7 +120,14 @@ def test_the_export_streams_the_segment_audited_within_the_memory_target(
     if customers_in(stack, archive) == 0:  # run alone: the import test fills the archive
         spreadsheet(path)
         crm_import(archive, path, "import-sup-token")
+    more = tmp_path / "more.csv"  # a segment of 10,000: the 9,700 imported and 300 more
+    with more.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(["姓名", "手机", "城市", "标签"])
+        out.writerows([f"导入客户补{i}", f"136{i:08d}", "杭州", "导入"] for i in range(300))
+    assert crm_import(archive, more, "import-sup-token").returncode == 0
     expected = customers_in(stack, archive)
+    assert expected == ROWS
     url = archive.url + "/customers/export.csv"
     params = {"city": "杭州", "tag": "导入"}
     agent = httpx.get(url, params=params, headers={"Authorization": "Bearer import-agent-token"})
