@@ -364,3 +364,14 @@ def test_an_agent_sees_tasks_and_agreements_but_ops_no_tasks(client: TestClient)
     sign_in(client, "ops-token")
     assert 'href="/tasks"' not in client.get("/customers").text
     assert client.get("/tasks").status_code == 403
+
+
+def test_the_current_period_has_its_bar_before_any_order_counts_in_it(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    for found in suite.agreements:
+        found["periods"] = []  # a new agreement: relations has no period aggregate yet
+    sign_in(client, "sup-token")
+    page = client.get("/agreements").text
+    assert page.count('<rect class="at_risk"') == 1
+    assert page.count('<rect class="open"') == 1

@@ -550,8 +550,12 @@ def at_risk(agreement: dict[str, Any]) -> bool:
 def fulfilment_chart(page: Page, agreement: dict[str, Any]) -> Any:
     """Each period of the agreement as a bar: the share of its minimum fulfilled."""
     current = agreement.get("current_period") or {}
+    periods = list(agreement.get("periods", []))
+    starts = {p.get("period_start") for p in periods}
+    if current and current.get("period_start") not in starts:  # no order counted in it yet
+        periods.append(current)
     rows = []
-    for period in agreement.get("periods", []):
+    for period in periods:
         fulfilled, minimum = float(period["fulfilled"]), float(period["minimum"])
         if period.get("closed"):
             state = "met" if period.get("met") else "short"
