@@ -58,6 +58,7 @@ def fulfilment(rows: Sequence[tuple[str, float, float, str]], *, title: str) -> 
         length = span * min(share, FULL) / FULL
         parts.append(
             f'<text x="{LABEL - 6}" y="{y + 16}" text-anchor="end">{escape(label)}</text>'
+            f'<rect class="track" x="{LABEL}" y="{y + 3}" width="{span}" height="{ROW - 8}"/>'
             f'<rect class="{escape(state)}" x="{LABEL}" y="{y + 3}" width="{length:.1f}" '
             f'height="{ROW - 8}" rx="2"/>'
             f'<text x="{LABEL + length + 6:.1f}" y="{y + 16}">{share:.0%}</text>'
