@@ -353,9 +353,10 @@ def test_the_agreements_page_shows_each_period_as_a_bar(
 ) -> None:
     customer = registered(stack, suite["archive"])
     today = datetime.now(UTC).date()
+    number = unique("HZ")
     body = {
         "customer_id": customer,
-        "number": unique("HZ"),
+        "number": number,
         "owner": "agent-07",
         "starts_on": (today - timedelta(days=2)).isoformat(),
         "ends_on": (today + timedelta(days=365)).isoformat(),
@@ -366,14 +367,15 @@ def test_the_agreements_page_shows_each_period_as_a_bar(
     agreement = made.json()["agreement_id"]
     send(stack, "orders.v1", (customer, order_placed(customer, unique("o"), "30000.00")))
     path = f"/agreements/{agreement}"
-    counted = lambda: Decimal(  # noqa: E731
-        suite["relations"].get(path).json()["current_period"]["fulfilled"]
-    )
+
+    def counted() -> Decimal:
+        return Decimal(suite["relations"].get(path).json()["current_period"]["fulfilled"])
+
     eventually(lambda: counted() == 30000, timeout=60)
     visit.sign_in("console-agent-token")
     visit.go(f"/agreements?customer={customer}")
     card = visit.driver.find_element(By.CSS_SELECTOR, f"[data-agreement='{agreement}']")
-    assert body["number"] in card.text
+    assert number in card.text
     assert "¥30,000.00" in card.text
     bars = card.find_elements(By.CSS_SELECTOR, "svg.fulfilment rect:not(.track)")
     assert len(bars) == 1  # the current period's, 30% of its minimum
