@@ -1,10 +1,12 @@
 """The console in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven by
-Selenium) on the real stack: archive, tickets and loyalty as processes, the console in front.
+Selenium) on the real stack: archive, tickets, loyalty and relations as processes, the console in
+front.
 
 An agent signs in, finds a customer registered over members.v1 by phone, opens them (the Chinese
 name renders), logs a contact with the keyboard and sees it on the timeline; resolves a ticket
-with a root cause; sees neither the supervisor nor the ops page (not in the navigation, 403 when
-asked directly); a POST without the CSRF token is refused; sign-out ends the session (the old
+with a root cause; completes a task on "my work" and sees it done; sees an agreement's fulfilment
+as a bar; sees neither the supervisor nor the ops page (not in the navigation, 403 when asked
+directly); a POST without the CSRF token is refused; sign-out ends the session (the old
 cookie no longer works). A supervisor sees the reports as charts. Every page visited is saved as
 a screenshot under .local/artefacts/console/ (the path is printed), and checked for accessibility
 basics: one h1, a label for every input, the main actions reachable by keyboard.
@@ -14,6 +16,8 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -27,6 +31,7 @@ from stackutil import (
     cloud_event,
     eventually,
     local_stack,
+    order_placed,
     send,
     unique,
 )
@@ -68,8 +73,12 @@ def browser_binaries() -> tuple[str, str]:
 def suite(stack: Stack) -> Iterator[dict[str, ServiceProcess]]:
     started: dict[str, ServiceProcess] = {}
     try:
-        for name in ("archive", "tickets", "loyalty"):
-            service = ServiceProcess.isolated(name, stack)
+        for name in ("archive", "tickets", "loyalty", "relations"):
+            # every day a working day: a task due "yesterday" is past whatever day the test runs
+            every_day = {"rules__calendar__working_weekdays": "[0,1,2,3,4,5,6]"}
+            service = ServiceProcess.isolated(
+                name, stack, **(every_day if name == "relations" else {})
+            )
             service.env["CRM_API_TOKENS"] = json.dumps(TOKENS)
             started[name] = service.start()
         console = ServiceProcess(
@@ -239,6 +248,8 @@ def test_an_agent_sees_neither_the_supervisor_nor_the_ops_page(visit: Visit) -> 
     assert "customers" in nav
     assert "supervisor" not in nav
     assert "ops" not in nav
+    assert "work" in nav
+    assert "agreements" in nav
     for path in ("/supervisor", "/ops"):
         visit.go(path)
         assert "您没有执行此操作的权限" in visit.driver.find_element(By.ID, "error").text
@@ -293,3 +304,79 @@ def test_an_agent_finds_a_customer_by_part_of_their_name(
     visit.driver.find_element(By.ID, "search").click()
     visit.page("search-by-name")
     assert visit.driver.find_elements(By.CSS_SELECTOR, f"a[href='/customers/{customer}']")
+
+
+def test_an_agent_completes_a_task_on_my_work_and_sees_it_done(
+    stack: Stack, suite: dict[str, ServiceProcess], visit: Visit
+) -> None:
+    customer = registered(stack, suite["archive"])
+    relations = suite["relations"]
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    made = httpx.post(
+        f"{relations.url}/tasks",
+        json={"customer_id": customer, "kind": "callback", "due_on": yesterday},
+        headers={"Authorization": "Bearer console-agent-token", "Idempotency-Key": unique("k")},
+        timeout=10,
+    )
+    assert made.status_code == 201, made.text
+    task = made.json()["task_id"]
+    visit.sign_in("console-agent-token")
+    visit.go("/work")
+    row = f"tr[data-task='{task}']"
+    assert visit.driver.find_elements(By.CSS_SELECTOR, row), visit.text()
+    visit.driver.find_element(By.ID, f"outcome-{task}").send_keys("已联系上")
+    visit.driver.find_element(By.ID, f"summary-{task}").send_keys("客户同意续费")
+    visit.driver.find_element(By.CSS_SELECTOR, f"{row} button.complete").click()
+    visit.page("task-completed")
+    assert "任务已完成" in visit.text()
+    visit.driver.implicitly_wait(0)
+    try:
+        assert not visit.driver.find_elements(By.CSS_SELECTOR, row)  # no longer due
+    finally:
+        visit.driver.implicitly_wait(5)
+    done = httpx.get(
+        f"{relations.url}/tasks/{task}",
+        headers={"Authorization": "Bearer console-agent-token"},
+        timeout=10,
+    ).json()
+    assert (done["status"], done["outcome"], done["completed_by"]) == (
+        "done",
+        "reached",
+        "agent-07",
+    )
+    visit.go("/tasks?status=done")
+    assert "已联系上" in visit.driver.find_element(By.CSS_SELECTOR, row).text
+
+
+def test_the_agreements_page_shows_each_period_as_a_bar(
+    stack: Stack, suite: dict[str, ServiceProcess], visit: Visit
+) -> None:
+    customer = registered(stack, suite["archive"])
+    today = datetime.now(UTC).date()
+    number = unique("HZ")
+    body = {
+        "customer_id": customer,
+        "number": number,
+        "owner": "agent-07",
+        "starts_on": (today - timedelta(days=2)).isoformat(),
+        "ends_on": (today + timedelta(days=365)).isoformat(),
+        "terms": {"period": "quarter", "measure": "spend", "minimum": "100000"},
+    }
+    made = suite["relations"].post("/agreements", body, headers={"Idempotency-Key": unique("k")})
+    assert made.status_code == 201, made.text
+    agreement = made.json()["agreement_id"]
+    send(stack, "orders.v1", (customer, order_placed(customer, unique("o"), "30000.00")))
+    path = f"/agreements/{agreement}"
+
+    def counted() -> Decimal:
+        return Decimal(suite["relations"].get(path).json()["current_period"]["fulfilled"])
+
+    eventually(lambda: counted() == 30000, timeout=60)
+    visit.sign_in("console-agent-token")
+    visit.go(f"/agreements?customer={customer}")
+    card = visit.driver.find_element(By.CSS_SELECTOR, f"[data-agreement='{agreement}']")
+    assert number in card.text
+    assert "¥30,000.00" in card.text
+    bars = card.find_elements(By.CSS_SELECTOR, "svg.fulfilment rect:not(.track)")
+    assert len(bars) == 1  # the current period's, 30% of its minimum
+    assert float(bars[0].get_attribute("width") or 0) > 0

@@ -37,6 +37,80 @@ CUSTOMER = {
     },
 }
 
+TICKET_ROW = {
+    "id": "T-1",
+    "customer_id": "c-1",
+    "status": "assigned",
+    "priority": "P2",
+    "category": "delivery",
+    "queue": "general",
+    "assignee": "agent-07",
+    "opened_at": "2026-12-01T10:00:00Z",
+    "breached": False,
+    "flagged_for_review": False,
+    "first_response_at": None,
+    "resolved_at": None,
+    "sla": {
+        "first_response": {"running": True, "due_at": "2099-12-01T10:00:00Z", "breached": False},
+        "resolution": {"running": True, "due_at": "2099-12-03T10:00:00Z", "breached": False},
+    },
+}
+
+
+def task(task_id: str, status: str, due_at: str, owner: str = "agent-07") -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "customer_id": "c-1",
+        "kind": "follow_up",
+        "owner": owner,
+        "due_at": due_at,
+        "status": status,
+        "reason": "plan",
+        "created_at": "2026-11-01T00:00:00Z",
+        "created_by": "relations",
+        "agreement_id": None,
+        "outcome": None,
+        "completed_at": None,
+        "completed_by": None,
+        "on_time": None,
+    }
+
+
+def agreement(number: str, fulfilled: str, projected: str) -> dict[str, Any]:
+    current = {
+        "period_start": "2026-10-01",
+        "period_end": "2026-12-31",
+        "fulfilled": fulfilled,
+        "projected": projected,
+        "minimum": "100000",
+        "share_left": 0.3,
+        "closed": False,
+        "met": None,
+    }
+    closed = {**current, "period_start": "2026-07-01", "period_end": "2026-09-30"}
+    closed.update(fulfilled="120000", projected="120000", share_left=0.0, closed=True, met=True)
+    return {
+        "agreement_id": f"a-{number}",
+        "customer_id": "c-1",
+        "number": number,
+        "owner": "agent-07",
+        "starts_on": "2026-07-01",
+        "ends_on": "2027-06-30",
+        "status": "active",
+        "terms": {
+            "period": "quarter",
+            "measure": "spend",
+            "minimum": "100000",
+            "currency": "CNY",
+            "first_response_hours": 4,
+            "renewal_notice_days": 30,
+            "price_note": None,
+        },
+        "created_by": "sup-01",
+        "current_period": current,
+        "periods": [closed, current],
+    }
+
 
 class FakeSuite:
     def __init__(self) -> None:
@@ -48,6 +122,18 @@ class FakeSuite:
         self.patches: list[dict[str, Any]] = []
         self.contacts: list[tuple[str, dict[str, Any]]] = []
         self.notes: list[dict[str, Any]] = []
+        self.tickets: list[dict[str, Any]] = []
+        self.ticket_reads: list[str] = []
+        """Tickets read one by one (`GET /tickets/{id}`)."""
+        self.tasks = {
+            "t-late": task("t-late", "overdue", "2026-11-30T10:00:00Z"),
+            "t-today": task("t-today", "open", "2026-12-03T10:00:00Z"),
+        }
+        self.completed: list[tuple[str, dict[str, Any]]] = []
+        self.agreements = [
+            agreement("HZ-001", "90000", "130000"),
+            agreement("HZ-002", "20000", "40000"),
+        ]
         self.app = self._app()
 
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -190,8 +276,54 @@ class FakeSuite:
             return {"items": [], "next_cursor": None}
 
         @app.get("/tickets")
-        async def tickets() -> Any:
-            return {"items": [], "next_cursor": None}
+        async def tickets(request: Request) -> Any:
+            wanted = request.query_params.get("status")
+            items = [t for t in suite.tickets if wanted in (None, t["status"])]
+            return {"items": items, "next_cursor": None}
+
+        @app.get("/tickets/{ticket_id}")
+        async def ticket(ticket_id: str) -> Any:
+            suite.ticket_reads.append(ticket_id)
+            return refuse(404, "no such ticket")
+
+        @app.get("/tasks")
+        async def tasks(request: Request) -> Any:
+            if not has(request, "agent", "supervisor"):
+                return refuse(403, "this route needs one of the roles ['agent', 'supervisor']")
+            query = request.query_params
+            owner = query.get("owner", "me")
+            who = request.state.person["user"] if owner == "me" else owner
+            if who != request.state.person["user"] and not has(request, "supervisor"):
+                return refuse(403, "agents list their own tasks (owner=me) and the queue's")
+            items = [
+                t
+                for t in suite.tasks.values()
+                if who in ("*", t["owner"]) and query.get("status") in (None, t["status"])
+            ]
+            return {"items": items, "next_cursor": None}
+
+        @app.post("/tasks/{task_id}/complete")
+        async def complete(request: Request, task_id: str) -> Any:
+            found = suite.tasks.get(task_id)
+            if found is None:
+                return refuse(404, f"no task {task_id!r}")
+            if found["status"] in ("done", "cancelled"):
+                return refuse(409, f"task {task_id} is {found['status']}")
+            body = await request.json()
+            suite.completed.append((task_id, body))
+            found.update(status="done", outcome=body["outcome"], completed_by="agent-07")
+            return found
+
+        @app.get("/agreements")
+        async def agreements() -> Any:
+            return {"items": suite.agreements, "next_cursor": None}
+
+        @app.get("/reports/follow-ups")
+        async def follow_ups(request: Request) -> Any:
+            if not has(request, "supervisor", "ops"):
+                return refuse(403, "no")
+            row = {"owner": "agent-07", "due": 4, "done_on_time": 2, "done_late": 1}
+            return {"since": "2026-11-04", "until": "2026-12-03", "owners": [row]}
 
         @app.post("/tickets/{ticket_id}/resolve")
         async def resolve(ticket_id: str) -> Any:

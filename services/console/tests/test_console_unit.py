@@ -7,7 +7,7 @@ import html
 import re
 
 import pytest
-from console_fakes import FakeSuite
+from console_fakes import TICKET_ROW, FakeSuite
 from fastapi.testclient import TestClient
 
 from crm_console import i18n
@@ -29,6 +29,7 @@ def client(suite: FakeSuite) -> TestClient:
         tickets_url="http://tickets",
         loyalty_url="http://loyalty",
         notify_url="http://notify",
+        relations_url="http://relations",
         default_locale="en",
     )
     return TestClient(build_app(settings, transport=suite.transport()), follow_redirects=False)
@@ -252,3 +253,125 @@ def test_the_owner_is_set_on_the_version_read(client: TestClient, suite: FakeSui
     assert client.post("/customers/c-1/owner", data=form).status_code == 303
     assert suite.patches == [{"account_owner": "owner-01"}]
     assert "Account owner set." in client.get("/customers/c-1").text
+
+
+def test_my_work_lists_my_tasks_due_and_overdue_and_completes_one_with_its_outcome(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    csrf = sign_in(client, "agent-token")
+    page = client.get("/work").text
+    assert page.index('data-task="t-late"') < page.index('data-task="t-today"')  # by due time
+    assert 'for="outcome-t-late"' in page  # each input has its label
+    done = client.post(
+        "/tasks/t-late/complete",
+        data={
+            "csrf": csrf,
+            "outcome": "reached",
+            "summary": "客户满意",
+            "next_follow_up_on": "2027-01-10",
+            "next": "/work",
+        },
+    )
+    assert (done.status_code, done.headers["location"]) == (303, "/work")
+    assert suite.completed == [
+        ("t-late", {"outcome": "reached", "summary": "客户满意", "next_follow_up_on": "2027-01-10"})
+    ]
+    after = client.get("/work").text
+    assert "Task completed." in after
+    assert 'data-task="t-late"' not in after  # no longer open or overdue
+
+
+def test_completing_a_task_without_csrf_or_twice_changes_nothing_and_says_why(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    csrf = sign_in(client, "agent-token")
+    refused = client.post("/tasks/t-late/complete", data={"outcome": "reached"})
+    assert refused.status_code == 403
+    assert suite.completed == []
+    suite.tasks["t-late"]["status"] = "done"
+    client.post("/tasks/t-late/complete", data={"csrf": csrf, "outcome": "reached"})
+    assert "That cannot be done now: task t-late is done" in client.get("/work").text
+    client.post("/tasks/t-today/complete", data={"csrf": csrf, "outcome": ""})
+    assert "Please fill in: Outcome" in client.get("/work").text
+    assert suite.completed == []
+
+
+def test_relations_down_shows_in_the_tasks_part_while_my_tickets_render(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    sign_in(client, "agent-token")
+    suite.tickets = [TICKET_ROW]
+    suite.down.add("relations")
+    page = client.get("/work")
+    assert page.status_code == 200
+    assert "relations is unavailable right now." in page.text
+    assert "T-1" in page.text
+    customer = client.get("/customers/c-1")
+    assert customer.status_code == 200
+    assert customer.text.count("relations is unavailable right now.") == 2  # tasks, agreements
+    assert "王小丫" in customer.text
+
+
+def test_the_customer_page_shows_their_open_tasks_and_agreements(client: TestClient) -> None:
+    sign_in(client, "agent-token")
+    page = client.get("/customers/c-1").text
+    assert page.count('<li class="task">') == 2
+    assert "HZ-001" in page
+    assert "HZ-002" in page
+
+
+def test_agreements_show_a_bar_per_period_those_at_risk_first(client: TestClient) -> None:
+    sign_in(client, "ops-token")
+    page = client.get("/agreements")
+    assert page.status_code == 200
+    text = page.text
+    assert text.index("HZ-002") < text.index("HZ-001")  # projected 40,000 of 100,000: at risk
+    assert text.count('<svg class="chart fulfilment"') == 2
+    assert text.count('<rect class="met"') == 2  # the closed quarter of each, met
+    assert text.count('<rect class="at_risk"') == 1
+    assert text.count("<h1>") == 1
+
+
+def test_the_supervisor_page_charts_follow_up_completion_by_owner(client: TestClient) -> None:
+    sign_in(client, "sup-token")
+    page = client.get("/supervisor").text
+    assert "agent-07 (3/4)" in page
+    assert "75%" in page
+
+
+def test_the_ticket_queue_is_one_call_and_shows_each_tickets_sla_countdown(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    """The list rows carry the SLA clocks: no ticket is read one by one (each such read is an
+    audited personal-data read and made the queue slow)."""
+    sign_in(client, "agent-token")
+    suite.tickets = [TICKET_ROW]
+    for path in ("/tickets", "/work"):
+        page = client.get(path).text
+        assert "first response: due in" in page
+        assert "resolution: due in" in page
+    assert suite.ticket_reads == []
+
+
+def test_an_agent_sees_tasks_and_agreements_but_ops_no_tasks(client: TestClient) -> None:
+    sign_in(client, "agent-token")
+    nav = client.get("/customers").text
+    assert 'href="/tasks"' in nav
+    assert 'href="/agreements"' in nav
+    assert "(coming)" not in nav
+    assert client.get("/tasks").status_code == 200
+    client.cookies.clear()
+    sign_in(client, "ops-token")
+    assert 'href="/tasks"' not in client.get("/customers").text
+    assert client.get("/tasks").status_code == 403
+
+
+def test_the_current_period_has_its_bar_before_any_order_counts_in_it(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    for found in suite.agreements:
+        found["periods"] = []  # a new agreement: relations has no period aggregate yet
+    sign_in(client, "sup-token")
+    page = client.get("/agreements").text
+    assert page.count('<rect class="at_risk"') == 1
+    assert page.count('<rect class="open"') == 1

@@ -196,3 +196,20 @@ def test_my_tickets_are_those_assigned_to_my_user_id_and_history_names_me(
     ]
     history = agent.get(f"/tickets/{mine}").json()["history"]
     assert history[-1]["actor"] == "agent-07"
+
+
+def test_list_rows_carry_the_sla_clocks_without_a_personal_data_read(
+    client: TestClient, audit: Audit
+) -> None:
+    """A queue with its countdowns is one call: each row has the ticket's own SLA clocks (due
+    times, breached), and still no texts, so listing is not an audited read."""
+    ticket = new_ticket(client)
+    audit.reads.clear()
+    (row,) = client.get("/tickets").json()["items"]
+    assert audit.reads == []
+    assert not {"description", "comments", "history"} & set(row)
+    assert row["sla"] == ticket["sla"]
+    assert set(row["sla"]) == {"first_response", "resolution"}
+    assert row["sla"]["first_response"]["due_at"] is not None
+    assert row["sla"]["resolution"]["breached"] is False
+    assert (row["first_response_at"], row["resolved_at"]) == (None, None)

@@ -15,7 +15,7 @@ from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Ticket, TicketFigures
 from crm_tickets.ports import Changes, PendingSurvey
-from crm_tickets.queries import TicketFilter, TicketSummary
+from crm_tickets.queries import TicketFilter
 
 
 class InMemoryTickets:
@@ -117,10 +117,14 @@ class InMemoryTickets:
     async def all_agents(self) -> list[Agent]:
         return [copy.deepcopy(a) for _, a in sorted(self.agents.items())]
 
-    async def find(self, where: TicketFilter, after: str | None, limit: int) -> list[TicketSummary]:
+    async def find(self, where: TicketFilter, after: str | None, limit: int) -> list[Ticket]:
         wanted = {k: v for k, v in dataclasses.asdict(where).items() if v is not None}
-        summaries = [self._summary(t) for i, t in sorted(self.tickets.items()) if i > (after or "")]
-        return [s for s in summaries if all(getattr(s, k) == v for k, v in wanted.items())][:limit]
+        found = [t for i, t in sorted(self.tickets.items()) if i > (after or "")]
+        found = [t for t in found if all(getattr(t, k) == v for k, v in wanted.items())][:limit]
+        return [  # as the database gives them: without their texts
+            dataclasses.replace(copy.deepcopy(t), description="", comments=[], history=[])
+            for t in found
+        ]
 
     async def sla_groups(self, since: datetime, until: datetime) -> list[queries.Document]:
         rows: dict[tuple[str, str], queries.Document] = {}
@@ -166,18 +170,3 @@ class InMemoryTickets:
 
     def _opened(self, since: datetime, until: datetime) -> list[Ticket]:
         return [t for t in self.tickets.values() if since <= t.opened_at < until]
-
-    @staticmethod
-    def _summary(ticket: Ticket) -> TicketSummary:
-        return TicketSummary(
-            id=ticket.ticket_id,
-            customer_id=ticket.customer_id,
-            status=ticket.status,
-            priority=ticket.priority,
-            category=ticket.category,
-            queue=ticket.queue,
-            assignee=ticket.assignee,
-            opened_at=ticket.opened_at,
-            breached=ticket.breached,
-            flagged_for_review=ticket.flagged_for_review,
-        )

@@ -7,7 +7,8 @@ import asyncio
 import hmac
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm_console import i18n
-from crm_console.charts import bars
+from crm_console.charts import bars, fulfilment
 from crm_console.upstream import Answer, Failure, Result
 from crm_console.web import (
     ROLE_PAGES,
@@ -54,6 +55,9 @@ STAGES = ("potential", "new", "active", "loyal", "at_risk", "churned", "one_time
 CHANNELS = ("call", "email", "visit", "meeting", "wechat", "social")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 SORTS = ("net_spent", "-net_spent", "last_order_at", "-last_order_at", "rfm", "-rfm")
+OUTCOMES = ("reached", "not_reached", "resolved", "declined", "other")
+TASK_STATUSES = ("open", "overdue", "done", "cancelled")
+AGREEMENT_STATUSES = ("active", "ended", "terminated")
 SIGNIN_ROLES = frozenset({"agent", "supervisor", "ops"})
 QUEUE_LIMIT = 25
 
@@ -67,6 +71,7 @@ def router(console: Console) -> APIRouter:
     routes.include_router(session_routes(console))
     routes.include_router(customer_routes(console))
     routes.include_router(ticket_routes(console))
+    routes.include_router(relation_routes(console))
     routes.include_router(report_routes(console))
     return routes
 
@@ -209,9 +214,17 @@ def customer_routes(console: Console) -> APIRouter:
                 "loyalty", f"/accounts/{customer_id}/ledger", token, {"limit": 10}
             ),
             "tickets": services.get("tickets", "/tickets", token, {"customer_id": customer_id}),
+            "agreements": services.get(
+                "relations", "/agreements", token, {"customer": customer_id}
+            ),
         }
         if staff:
             calls["notes"] = services.get("archive", f"{base}/notes", token, {"limit": 20})
+            # agents list their own tasks (the relations service's rule), supervisors anyone's
+            owner = "*" if session.has("supervisor") else "me"
+            calls["tasks"] = services.get(
+                "relations", "/tasks", token, {"owner": owner, "customer": customer_id}
+            )
         results = dict(zip(calls, await asyncio.gather(*calls.values()), strict=True))
         found = results["customer"]
         if isinstance(found, Failure) and found.status == 404:
@@ -239,6 +252,9 @@ def customer_routes(console: Console) -> APIRouter:
             ledger=part("ledger", absent_is_empty=True),
             tickets=part("tickets"),
             notes=part("notes"),
+            tasks=part("tasks"),
+            agreements=part("agreements"),
+            open_task=is_open_task,
             staff=staff,
             channels=CHANNELS,
             contact_key=str(uuid.uuid4()),
@@ -362,16 +378,6 @@ def ticket_routes(console: Console) -> APIRouter:
     routes = APIRouter()
     services = console.services
 
-    async def with_sla(token: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The list's tickets with their SLA clocks (the list does not carry them: each open
-        ticket of the page is read, at once)."""
-        open_ids = [t["id"] for t in items if t.get("status") in OPEN_STATUSES]
-        answers = await asyncio.gather(
-            *(services.get("tickets", f"/tickets/{i}", token) for i in open_ids)
-        )
-        clocks = {i: data(a) for i, a in zip(open_ids, answers, strict=True)}
-        return [{**t, "detail": clocks.get(t["id"])} for t in items]
-
     @routes.get("/tickets", summary="The ticket queue.")
     async def queue(request: Request) -> HTMLResponse:
         page = console.page(request, *ROLE_PAGES["tickets"])
@@ -382,7 +388,7 @@ def ticket_routes(console: Console) -> APIRouter:
         ]
         params += [("cursor", query.get("cursor")), ("limit", str(QUEUE_LIMIT))]
         found = await services.get("tickets", "/tickets", token, params)
-        items = await with_sla(token, data(found)["items"]) if isinstance(found, Answer) else []
+        items = data(found)["items"] if isinstance(found, Answer) else []  # with their SLA clocks
         return console.render(
             page,
             "tickets.html",
@@ -428,25 +434,42 @@ def ticket_routes(console: Console) -> APIRouter:
         )
         return after(console, page, result, "ticket.done", f"/tickets/{ticket_id}")
 
-    @routes.get("/work", summary="My open tickets.")
+    @routes.get("/work", summary="My open tickets, my tasks due today and overdue.")
     async def work(request: Request) -> HTMLResponse:
         page = console.page(request, *ROLE_PAGES["work"])
         token = _token(page)
-        answers = await asyncio.gather(
-            *(
-                services.get("tickets", "/tickets", token, {"assignee": "me", "status": status})
-                for status in OPEN_STATUSES
-            )
+        end_of_today = datetime.combine(
+            datetime.now(console.zone).date() + timedelta(days=1), time(), console.zone
         )
-        failures = [a for a in answers if isinstance(a, Failure)]
-        items = [t for a in answers if isinstance(a, Answer) for t in a.data["items"]]
-        items = await with_sla(token, sorted(items, key=lambda t: (t["priority"], t["opened_at"])))
+        task_calls = [
+            services.get("relations", "/tasks", token, {"owner": "me", "status": "overdue"}),
+            services.get(
+                "relations",
+                "/tasks",
+                token,
+                {"owner": "me", "status": "open", "due_before": end_of_today.isoformat()},
+            ),
+        ]
+        ticket_calls = [
+            services.get("tickets", "/tickets", token, {"assignee": "me", "status": status})
+            for status in OPEN_STATUSES
+        ]
+        answers = await asyncio.gather(*ticket_calls, *task_calls)
+        ticket_answers, task_answers = answers[: len(ticket_calls)], answers[len(ticket_calls) :]
+        failures = [a for a in ticket_answers if isinstance(a, Failure)]
+        items = [t for a in ticket_answers if isinstance(a, Answer) for t in a.data["items"]]
+        items.sort(key=lambda t: (t["priority"], t["opened_at"]))
+        tasks, task_error = merged_tasks(console, page, task_answers)
         return console.render(
             page,
             "work.html",
             items=items,
             sla=lambda t: sla_lines(page, t),
             error=console.failure_text(page, failures[0]) if failures else None,
+            tasks=tasks,
+            task_error=task_error,
+            outcomes=OUTCOMES,
+            open_task=is_open_task,
         )
 
     return routes
@@ -501,8 +524,143 @@ def sla_lines(page: Page, ticket: dict[str, Any] | None) -> list[tuple[str, str]
     return lines
 
 
+# -- tasks and agreements (the relations service) ---------------------------------------------
+def is_open_task(task: dict[str, Any]) -> bool:
+    return task.get("status") in ("open", "overdue")
+
+
+def merged_tasks(
+    console: Console, page: Page, answers: list[Result]
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The tasks of several lists, by due time, and what to say if one of them failed."""
+    failures = [a for a in answers if isinstance(a, Failure)]
+    tasks = {t["task_id"]: t for a in answers if isinstance(a, Answer) for t in a.data["items"]}
+    ordered = sorted(tasks.values(), key=lambda t: (str(t["due_at"]), t["task_id"]))
+    return ordered, console.failure_text(page, failures[0]) if failures else None
+
+
+def at_risk(agreement: dict[str, Any]) -> bool:
+    """An active agreement whose current period is projected below its minimum."""
+    current = agreement.get("current_period")
+    if agreement.get("status") != "active" or not isinstance(current, dict):
+        return False
+    return Decimal(str(current["projected"])) < Decimal(str(current["minimum"]))
+
+
+def fulfilment_chart(page: Page, agreement: dict[str, Any]) -> Any:
+    """Each period of the agreement as a bar: the share of its minimum fulfilled."""
+    current = agreement.get("current_period") or {}
+    periods = list(agreement.get("periods", []))
+    starts = {p.get("period_start") for p in periods}
+    if current and current.get("period_start") not in starts:  # no order counted in it yet
+        periods.append(current)
+    rows = []
+    for period in periods:
+        fulfilled, minimum = float(period["fulfilled"]), float(period["minimum"])
+        if period.get("closed"):
+            state = "met" if period.get("met") else "short"
+        elif period.get("period_start") == current.get("period_start") and at_risk(agreement):
+            state = "at_risk"
+        else:
+            state = "open"
+        rows.append((str(period["period_start"])[:7], fulfilled, minimum, state))
+    title = page.t("agreements.fulfilment", number=agreement.get("number", ""))
+    return fulfilment(rows, title=title)
+
+
+def relation_routes(console: Console) -> APIRouter:
+    routes = APIRouter()
+    services = console.services
+
+    @routes.get("/tasks", summary="Tasks: mine by default (relations).")
+    async def tasks(request: Request) -> HTMLResponse:
+        page = console.page(request, *ROLE_PAGES["tasks"])
+        token = _token(page)
+        query = request.query_params
+        owner = query.get("owner", "").strip() or "me"
+        status = query.get("status", "")
+        statuses = [status] if status in TASK_STATUSES else ["open", "overdue"]
+        answers = await asyncio.gather(
+            *(
+                services.get("relations", "/tasks", token, {"owner": owner, "status": s})
+                for s in statuses
+            )
+        )
+        found, error = merged_tasks(console, page, list(answers))
+        return console.render(
+            page,
+            "tasks.html",
+            tasks=found,
+            error=error,
+            query={"owner": owner, "status": status},
+            statuses=TASK_STATUSES,
+            outcomes=OUTCOMES,
+            open_task=is_open_task,
+        )
+
+    @routes.post("/tasks/{task_id}/complete", summary="Complete a task with its outcome.")
+    async def complete(request: Request, task_id: Id) -> Response:
+        page = console.page(request, *ROLE_PAGES["tasks"])
+        fields = await console.form(page)
+        target = local_path(fields.get("next"), "/work")
+        outcome = fields.get("outcome", "").strip()
+        if outcome not in OUTCOMES:
+            assert page.session is not None
+            page.session.flash("error", page.t("error.missing", fields=page.t("tasks.outcome")))
+            return console.back(target)
+        body: dict[str, Any] = {"outcome": outcome}
+        for name in ("summary", "next_follow_up_on"):
+            if fields.get(name, "").strip():
+                body[name] = fields[name].strip()
+        result = await services.call(
+            "relations", "POST", f"/tasks/{task_id}/complete", _token(page), json=body
+        )
+        return after(console, page, result, "tasks.done", target)
+
+    @routes.get("/agreements", summary="Agreements with each period's fulfilment, at risk first.")
+    async def agreements(request: Request) -> HTMLResponse:
+        page = console.page(request, *ROLE_PAGES["agreements"])
+        query = request.query_params
+        status = query.get("status", "active")
+        params = {
+            "status": status if status in AGREEMENT_STATUSES else None,
+            "owner": query.get("owner", "").strip() or None,
+            "customer": query.get("customer", "").strip() or None,
+            "limit": 100,
+        }
+        found = await services.get("relations", "/agreements", _token(page), params)
+        items = data(found)["items"] if isinstance(found, Answer) else []
+        items.sort(key=lambda a: (not at_risk(a), str(a.get("number"))))
+        return console.render(
+            page,
+            "agreements.html",
+            items=items,
+            at_risk=at_risk,
+            chart=lambda a: fulfilment_chart(page, a),
+            error=console.failure_text(page, found) if isinstance(found, Failure) else None,
+            query={"status": status, **{k: query.get(k, "") for k in ("owner", "customer")}},
+            statuses=AGREEMENT_STATUSES,
+        )
+
+    return routes
+
+
 # -- supervisor and ops -----------------------------------------------------------------------
 CHURN_SAMPLE = 500
+
+
+def follow_up_rows(page: Page, report: dict[str, Any]) -> list[tuple[str, float]]:
+    """Per owner with tasks due in the window: the share done (on time or late), in percent."""
+    rows = []
+    for row in report.get("owners", []):
+        due = int(row.get("due") or 0)
+        if due:
+            done = int(row.get("done_on_time") or 0) + int(row.get("done_late") or 0)
+            name = (
+                row["owner"] if row["owner"] != "queue" else page.t("supervisor.follow_ups_queue")
+            )
+            rows.append((f"{name} ({done}/{due})", 100 * done / due))
+    return rows
 
 
 def report_routes(console: Console) -> APIRouter:
@@ -513,7 +671,7 @@ def report_routes(console: Console) -> APIRouter:
     async def supervisor(request: Request) -> HTMLResponse:
         page = console.page(request, *ROLE_PAGES["supervisor"])
         token = _token(page)
-        sla, causes, liability, segments, at_risk = await asyncio.gather(
+        sla, causes, liability, segments, churn, follow_ups = await asyncio.gather(
             services.get("tickets", "/reports/sla", token),
             services.get("tickets", "/reports/root-causes", token),
             services.get("loyalty", "/reports/liability", token),
@@ -521,6 +679,7 @@ def report_routes(console: Console) -> APIRouter:
             services.get(
                 "archive", "/customers", token, {"at_risk": "true", "limit": CHURN_SAMPLE}
             ),
+            services.get("relations", "/reports/follow-ups", token),
         )
         charts: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -529,7 +688,8 @@ def report_routes(console: Console) -> APIRouter:
             ("causes", causes),
             ("liability", liability),
             ("segments", segments),
-            ("churn", at_risk),
+            ("churn", churn),
+            ("follow_ups", follow_ups),
         ):
             if isinstance(result, Failure):
                 errors[name] = console.failure_text(page, result)
@@ -556,13 +716,19 @@ def report_routes(console: Console) -> APIRouter:
             rows = [(i18n.value_name(page.locale, "grade", g), n) for g, n in grades.items()]
             rows += [(i18n.value_name(page.locale, "stage", s), n) for s, n in stages.items()]
             charts["segments"] = bars(rows, title=page.t("supervisor.segments"))
-        if isinstance(at_risk, Answer):
+        if isinstance(churn, Answer):
             owners = Counter(
                 row.get("account_owner") or page.t("supervisor.no_owner")
-                for row in at_risk.data.get("items", [])
+                for row in churn.data.get("items", [])
             )
             charts["churn"] = bars(owners.most_common(), title=page.t("supervisor.churn_by_owner"))
-            charts["churn_sample"] = CHURN_SAMPLE if at_risk.data.get("next_cursor") else None
+            charts["churn_sample"] = CHURN_SAMPLE if churn.data.get("next_cursor") else None
+        if isinstance(follow_ups, Answer):
+            charts["follow_ups"] = bars(
+                follow_up_rows(page, follow_ups.data),
+                title=page.t("supervisor.follow_ups"),
+                fmt="{:.0f}%",
+            )
         return console.render(page, "supervisor.html", charts=charts, errors=errors)
 
     @routes.get("/ops", summary="Metrics, dead letters, the audit of personal-data reads (ops).")

@@ -9,7 +9,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("archive", "tickets", "loyalty", "notify")
+SERVICES = ("archive", "tickets", "loyalty", "notify", "relations")
 
 
 class ConsoleSettings(BaseSettings):
@@ -25,6 +25,7 @@ class ConsoleSettings(BaseSettings):
     tickets_url: str = "http://127.0.0.1:8082"
     loyalty_url: str = "http://127.0.0.1:8083"
     notify_url: str = "http://127.0.0.1:8084"
+    relations_url: str = "http://127.0.0.1:8085"
     request_timeout_s: float = Field(
         default=5.0,
         gt=0,
@@ -53,4 +54,5 @@ class ConsoleSettings(BaseSettings):
             "tickets": self.tickets_url.rstrip("/"),
             "loyalty": self.loyalty_url.rstrip("/"),
             "notify": self.notify_url.rstrip("/"),
+            "relations": self.relations_url.rstrip("/"),
         }

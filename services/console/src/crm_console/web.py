@@ -42,6 +42,8 @@ ROLE_PAGES = {
     "customers": ("agent", "supervisor", "ops"),
     "tickets": ("agent", "supervisor", "ops"),
     "work": ("agent", "supervisor"),
+    "tasks": ("agent", "supervisor"),
+    "agreements": ("agent", "supervisor", "ops"),
     "supervisor": ("supervisor",),
     "ops": ("ops",),
 }

@@ -39,7 +39,8 @@ class TicketFilter:
 
 @dataclass(frozen=True)
 class TicketSummary:
-    """A line of the ticket list: no description, comment or history."""
+    """A line of the ticket list: no description, comment or history (not a personal-data
+    read), but its SLA clocks, so a queue with its countdowns is one call."""
 
     id: str
     customer_id: str
@@ -51,6 +52,10 @@ class TicketSummary:
     opened_at: datetime
     breached: bool
     flagged_for_review: bool
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    sla: dict[str, Document]
+    """As the ticket's own (`sla_clocks`): per target its due time while running, breached."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,10 @@ class TicketQueries(Protocol):
 
     async def get(self, ticket_id: str) -> Ticket | None: ...
 
-    async def find(
-        self, where: TicketFilter, after: str | None, limit: int
-    ) -> list[TicketSummary]: ...
+    async def find(self, where: TicketFilter, after: str | None, limit: int) -> list[Ticket]:
+        """The matching tickets by id, **without their texts**: description, comments and
+        history are not read (nor opened), so a list is no personal-data read."""
+        ...
 
     async def agent(self, agent_id: str) -> Agent | None: ...
 

@@ -13,7 +13,6 @@ from crm_runtime.mongo import Document
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.ticket import Change, Comment, SlaState, Survey, Ticket, TicketFigures
 from crm_tickets.ports import PendingSurvey
-from crm_tickets.queries import TicketSummary
 
 FREE_TEXT_DETAILS = frozenset({"reason"})
 """History details typed by people (a reopening's reason): sealed like the comments."""
@@ -156,12 +155,17 @@ def pending_from_document(doc: Document) -> PendingSurvey:
     return dataclass_from(PendingSurvey, doc, "ticket_id", csat=doc.get("csat"), nps=doc.get("nps"))
 
 
-def summary_from_document(doc: Document) -> TicketSummary:
+def listed_from_document(doc: Document) -> Ticket:
+    """A ticket of a list, read without its texts (description, comments, history): what its
+    SLA clocks need, and nothing sealed is opened."""
     return dataclass_from(
-        TicketSummary,
+        Ticket,
         doc,
-        "id",
-        assignee=doc.get("assignee"),
-        breached=doc.get("breached", False),
-        flagged_for_review=doc.get("flagged_for_review", False),
+        "ticket_id",
+        description="",
+        comments=[],
+        history=[],
+        status_log=[(s["at"], s["status"]) for s in doc.get("status_log", [])],
+        sla={k: SlaState(v["warned"], v["breached"]) for k, v in doc.get("sla", {}).items()},
+        survey=None,
     )

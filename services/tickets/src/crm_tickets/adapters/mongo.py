@@ -28,15 +28,15 @@ from crm_tickets.adapters.documents import (
     agent_document,
     agent_from_document,
     from_document,
+    listed_from_document,
     pending_document,
     pending_from_document,
-    summary_from_document,
     to_document,
 )
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.ticket import OPEN, Ticket
 from crm_tickets.ports import Changes, PendingSurvey
-from crm_tickets.queries import TicketFilter, TicketSummary
+from crm_tickets.queries import TicketFilter
 
 
 class MongoTicketRepository:
@@ -197,17 +197,17 @@ class MongoTicketRepository:
             )
 
     # -- queries ------------------------------------------------------------------------------
-    async def find(self, where: TicketFilter, after: str | None, limit: int) -> list[TicketSummary]:
+    async def find(self, where: TicketFilter, after: str | None, limit: int) -> list[Ticket]:
         query: Document = present(**dataclasses.asdict(where))
         if after is not None:
             query["_id"] = {"$gt": after}
         cursor = self.tickets.find(
             query,
-            {"history": 0, "comments": 0, "status_log": 0, "description": 0},
+            {"history": 0, "comments": 0, "description": 0, "intake_fingerprint": 0, "survey": 0},
             sort=[("_id", ASCENDING)],
             limit=limit,
         )
-        return [summary_from_document(doc) async for doc in cursor]
+        return [listed_from_document(doc) async for doc in cursor]
 
     async def sla_groups(self, since: datetime, until: datetime) -> list[Document]:
         """The SLA figures of the tickets opened in [since, until), grouped in the database."""

@@ -19,7 +19,7 @@ from crm_tickets.domain.agent import NoAgentError
 from crm_tickets.domain.events import Status
 from crm_tickets.domain.rules import Priority, TicketRules
 from crm_tickets.domain.ticket import InvalidTransitionError, NoRootCauseError, NoTicketError
-from crm_tickets.entrypoints.views import AgentView, agent_view, ticket_view
+from crm_tickets.entrypoints.views import AgentView, agent_view, summary_view, ticket_view
 from crm_tickets.ports import TicketRepository
 from crm_tickets.queries import ReportRangeError, TicketFilter, TicketQueries, TicketSummary
 
@@ -180,7 +180,10 @@ def ticket_routes(
         await audit.record(principal, "GET /tickets/{ticket_id}", [ticket.customer_id])
         return ticket_view(ticket, clock(), rules)
 
-    @router.get("/tickets", summary="Find tickets; paged by cursor.")
+    @router.get(
+        "/tickets",
+        summary="Find tickets, each with its SLA clocks (due times, breached); paged by cursor.",
+    )
     async def list_tickets(
         principal: Annotated[Principal, Depends(reader)],
         status: Status | None = None,
@@ -199,8 +202,10 @@ def ticket_routes(
         if assignee == ME:
             assignee = principal.user
         where = TicketFilter(status, priority, queue, assignee, customer_id, breached, flagged)
-        items = await repository.find(where, after_id(cursor), limit)
-        next_cursor = id_cursor(items[-1].id if items else None, len(items), limit)
+        found = await repository.find(where, after_id(cursor), limit)
+        now = clock()
+        items = [summary_view(ticket, now, rules) for ticket in found]
+        next_cursor = id_cursor(found[-1].ticket_id if found else None, len(found), limit)
         return Page[TicketSummary](items=items, next_cursor=next_cursor)
 
     return router

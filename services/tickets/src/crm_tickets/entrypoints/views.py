@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from crm_runtime.views import view
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import Ticket
-from crm_tickets.queries import AgentLoad, sla_clocks
+from crm_tickets.queries import AgentLoad, TicketSummary, sla_clocks
 
 
 class AgentView(BaseModel):
@@ -68,3 +68,22 @@ def ticket_view(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, 
             for h in ticket.history
         ],
     }
+
+
+def summary_view(ticket: Ticket, now: datetime, rules: TicketRules) -> TicketSummary:
+    """A line of the list (the ticket read without its texts), with its SLA clocks as of `now`."""
+    return TicketSummary(
+        id=ticket.ticket_id,
+        customer_id=ticket.customer_id,
+        status=ticket.status,
+        priority=ticket.priority,
+        category=ticket.category,
+        queue=ticket.queue,
+        assignee=ticket.assignee,
+        opened_at=ticket.opened_at,
+        breached=ticket.breached,
+        flagged_for_review=ticket.flagged_for_review,
+        first_response_at=ticket.first_response_at,
+        resolved_at=ticket.resolved_at,
+        sla=sla_clocks(ticket, now, rules),
+    )
