@@ -55,6 +55,7 @@ ROLE_MATRIX: dict[tuple[str, str, str], Access] = {
     ("archive", "GET", "/customers"): roles(AGENT, SUPERVISOR, OPS),
     ("archive", "GET", "/customers/{customer_id}"): roles(AGENT, SUPERVISOR, OPS),
     ("archive", "POST", "/customers"): roles(AGENT, SUPERVISOR),
+    ("archive", "POST", "/customers/import"): roles(SUPERVISOR),
     ("archive", "PATCH", "/customers/{customer_id}"): roles(AGENT, SUPERVISOR),
     ("archive", "GET", "/customers/{customer_id}/timeline"): roles(AGENT, SUPERVISOR, OPS),
     ("archive", "GET", "/customers/{customer_id}/export"): roles(AGENT, SUPERVISOR, OPS),
