@@ -249,9 +249,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
             )
             summary = agreement_summary(data.agreement_id, data.starts_on, data.ends_on)
         case relations_v1.AgreementTerminated():
-            held = customer.agreements.get(data.agreement_id)
-            ends_on = min(held.ends_on, data.terminated_on) if held else data.terminated_on
-            customer.agreement_dates(data.agreement_id, at, ends_on=ends_on)
+            customer.agreement_terminated(data.agreement_id, data.terminated_on, at)
             summary = agreement_summary(data.agreement_id, None, data.terminated_on)
         case _:
             raise TypeError(f"the archive does not apply {event.type}")

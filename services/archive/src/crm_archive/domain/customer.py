@@ -254,6 +254,14 @@ class Customer:
             agreement, starts_on=starts_on or agreement.starts_on, ends_on=ends_on
         )
 
+    def agreement_terminated(self, agreement_id: str, on: date, at: datetime) -> None:
+        """An agreement terminated: it ends on `on` (if it did not end earlier)."""
+        held = self.agreements.get(agreement_id)
+        if held is not None:
+            self.agreement_dates(agreement_id, at, ends_on=min(held.ends_on, on))
+        else:
+            self.seen(at)
+
     # -- derived ------------------------------------------------------------------------------
     @property
     def complaint_count(self) -> int:
