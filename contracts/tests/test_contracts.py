@@ -4,8 +4,10 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel
 
 from crm_contracts import (
     EventDecodeError,
@@ -59,6 +61,30 @@ def test_an_event_survives_encoding_and_decoding() -> None:
     assert isinstance(decoded.data, OrderPlaced)
     assert decoded.data.amount == Decimal("129.90")
     assert json.loads(encode_event(event))["data"]["amount"] == "129.90"
+
+
+def _optional_fields_without_default(model: type[BaseModel], path: str) -> list[str]:
+    found = []
+    for name, info in model.model_fields.items():
+        nullable = type(None) in get_args(info.annotation) or info.annotation is type(None)
+        if nullable and info.is_required():
+            found.append(f"{path}.{name}")
+        for arg in (info.annotation, *get_args(info.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                found += _optional_fields_without_default(arg, f"{path}.{name}")
+    return found
+
+
+def test_a_field_that_may_be_null_may_be_missing() -> None:
+    """Events go on the wire without their null fields (`encode_event` drops them): a field
+    that may be null and has no default would make the producer's own event invalid to every
+    consumer (relations' queue tasks, owner null, were dead-lettered by the archive)."""
+    found = [
+        field
+        for event_type, model in EVENT_MODELS.items()
+        for field in _optional_fields_without_default(model, event_type)
+    ]
+    assert found == []
 
 
 def test_money_must_be_a_decimal_string() -> None:

@@ -30,6 +30,7 @@ CONSUMERS = {
     "orders.v1": ("archive", "loyalty", "relations"),
     "members.v1": ("archive", "tickets", "loyalty", "notify", "relations"),
     "callcenter.v1": ("archive", "tickets"),
+    "relations.v1": ("archive", "tickets"),
 }
 
 
@@ -80,6 +81,39 @@ def registered(customer: str, **data: Any) -> bytes:
 def complaint(customer: str, **data: Any) -> bytes:
     body = {"complaint_id": f"k-{uuid.uuid4().hex[:8]}", "channel": "phone", "description": "坏了"}
     return cloud_event("complaint.reported", customer, {**body, **data})
+
+
+def task_completed(customer: str, **data: Any) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    body = {
+        "task_id": f"t-{uuid.uuid4().hex[:8]}",
+        "kind": "follow_up",
+        "by": "owner-01",
+        "outcome": "reached",
+        "completed_at": now,
+        "due_at": now,
+        "on_time": True,
+    }
+    return cloud_event("task.completed", customer, {**body, **data})
+
+
+def agreement_created(customer: str, **terms: Any) -> bytes:
+    body = {
+        "agreement_id": f"a-{uuid.uuid4().hex[:8]}",
+        "number": "XY-1",
+        "owner": "owner-01",
+        "starts_on": "2026-01-01",
+        "ends_on": "2026-12-31",
+        "terms": {
+            "period": "quarter",
+            "measure": "spend",
+            "minimum": "100000",
+            "currency": "CNY",
+            "renewal_notice_days": 30,
+            **terms,
+        },
+    }
+    return cloud_event("agreement.created", customer, body)
 
 
 def hand_written() -> list[tuple[str, str, str, bytes | None, str]]:
@@ -135,6 +169,26 @@ def hand_written() -> list[tuple[str, str, str, bytes | None, str]]:
             "description",
         )
     )
+    customer = k()
+    cases.append(
+        (
+            "an agreement's SLA of 0 hours",
+            "relations.v1",
+            customer,
+            agreement_created(customer, first_response_hours=0),
+            "first_response_hours",
+        )
+    )
+    customer = k()
+    cases.append(
+        (
+            "a task outcome out of the list",
+            "relations.v1",
+            customer,
+            task_completed(customer, outcome="great"),
+            "outcome",
+        )
+    )
     return cases
 
 
@@ -143,6 +197,8 @@ def good_event(topic: str, customer: str) -> bytes:
         return raw(order(customer))
     if topic == "members.v1":
         return registered(customer)
+    if topic == "relations.v1":
+        return task_completed(customer)
     return complaint(customer)
 
 

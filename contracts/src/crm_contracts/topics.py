@@ -98,7 +98,7 @@ NOTIFY = Topic(
 RELATIONS = Topic(
     "relations.v1",
     producer="relations",
-    consumers=(),
+    consumers=("archive", "tickets"),
     event_types=tuple(relations_v1.EVENTS),
     description="Follow-up tasks (created, completed, overdue) and agreement customers: terms, "
     "fulfilment at risk, periods closed, renewals due. No free text.",

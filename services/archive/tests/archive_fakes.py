@@ -255,8 +255,22 @@ class InMemoryCustomers:
 
 def _matches(c: Customer, filters: CustomerFilter) -> bool:
     """`filters` applied to the plaintext record, as the keyed hashes apply them."""
-    wanted = (filters.grade, filters.stage, filters.owner, filters.at_risk, filters.type)
-    held = (c.grade, c.stage, c.account_owner, bool(c.churn_reasons), c.profile.type)
+    wanted = (
+        filters.grade,
+        filters.stage,
+        filters.owner,
+        filters.at_risk,
+        filters.type,
+        filters.agreement_customer,
+    )
+    held = (
+        c.grade,
+        c.stage,
+        c.account_owner,
+        bool(c.churn_reasons),
+        c.profile.type,
+        bool(c.agreement_numbers),
+    )
     if any(w is not None and w != h for w, h in zip(wanted, held, strict=True)):
         return False
     search, spent, last = filters.search, c.figures.net_spent, c.figures.last_order_at

@@ -53,7 +53,7 @@ SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC
 
 def repository_over(collection: AggregatingOnly) -> MongoTicketRepository:
     database: Any = {"tickets": collection, "agents": None, "customers": None}
-    database["pending_surveys"] = None
+    database["pending_surveys"] = database["agreements"] = None
     return MongoTicketRepository(database, None, None)  # type: ignore[arg-type]
 
 

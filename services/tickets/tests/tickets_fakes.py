@@ -12,6 +12,7 @@ from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 from crm_tickets import queries
 from crm_tickets.domain.agent import Agent
+from crm_tickets.domain.agreement import AgreementSla
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import OPEN, Ticket, TicketFigures
 from crm_tickets.ports import Changes, PendingSurvey
@@ -25,6 +26,7 @@ class InMemoryTickets:
         self.tickets: dict[str, Ticket] = {}
         self.figures: dict[str, TicketFigures] = {}
         self.customer_grades: dict[str, str] = {}
+        self.agreement_slas: dict[str, AgreementSla] = {}
         self.agents: dict[str, Agent] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
@@ -51,6 +53,9 @@ class InMemoryTickets:
 
     async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
         return {c: self.customer_grades[c] for c in customer_ids if c in self.customer_grades}
+
+    async def agreements(self, customer_ids: Sequence[str]) -> dict[str, AgreementSla]:
+        return {i: a for i, a in self.agreement_slas.items() if a.customer_id in set(customer_ids)}
 
     async def agent(self, agent_id: str) -> Agent | None:
         return copy.deepcopy(self.agents.get(agent_id))
@@ -104,6 +109,7 @@ class InMemoryTickets:
                 for comment in stored.comments:
                     comment.text = ""
         self.customer_grades.update(changes.grades)
+        self.agreement_slas.update(changes.agreements)
         self.agents.update((a.agent_id, copy.deepcopy(a)) for a in changes.agents)
         for agent_id, at in changes.last_assigned.items():
             self.agents[agent_id].last_assigned_at = at

@@ -51,7 +51,9 @@ class _Task(_Payload):
 
 class TaskCreated(_Task):
     kind: TaskKind
-    owner: Identifier | None = Field(description="The staff user; None: the team's queue.")
+    owner: Identifier | None = Field(
+        default=None, description="The staff user; None: the team's queue."
+    )
     due_at: datetime
     reason: str = Field(
         max_length=64,
@@ -74,14 +76,14 @@ class TaskCompleted(_Task):
 
 class TaskOverdue(_Task):
     kind: TaskKind
-    owner: Identifier | None
+    owner: Identifier | None = None
     due_at: datetime
     business_days_overdue: int = Field(ge=0)
 
 
 class TaskReassigned(_Task):
-    owner: Identifier | None
-    previous_owner: Identifier | None
+    owner: Identifier | None = None
+    previous_owner: Identifier | None = None
     by: Identifier
 
 
@@ -89,7 +91,7 @@ class TaskRescheduled(_Task):
     """A plan's follow-up moved: the customer's grade, stage or owner changed, or they were
     contacted."""
 
-    owner: Identifier | None
+    owner: Identifier | None = None
     due_at: datetime
 
 
@@ -115,14 +117,14 @@ class AgreementTerms(_Payload):
 
 class AgreementCreated(_Agreement):
     number: Identifier
-    owner: Identifier | None
+    owner: Identifier | None = None
     starts_on: date
     ends_on: date
     terms: AgreementTerms
 
 
 class AgreementAmended(_Agreement):
-    owner: Identifier | None
+    owner: Identifier | None = None
     ends_on: date
     terms: AgreementTerms
     by: Identifier
@@ -164,7 +166,7 @@ class AgreementPeriodClosed(_Agreement):
 class AgreementRenewalDue(_Agreement):
     ends_on: date
     notice_days: int = Field(ge=0)
-    owner: Identifier | None
+    owner: Identifier | None = None
 
 
 EVENTS: dict[str, type[BaseModel]] = {

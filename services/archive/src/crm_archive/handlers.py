@@ -6,7 +6,7 @@ in-memory repository. The HTTP commands are in `commands.py`, the read side in `
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from crm_archive.domain.apart import FactIds
@@ -30,6 +30,7 @@ from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.privacy import v1 as privacy_v1
+from crm_contracts.relations import v1 as relations_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import ARCHIVE
 from crm_runtime.outbox import OutboundMessage
@@ -46,6 +47,11 @@ CONSUMED_TYPES = (
     tickets_v1.TICKET_RESOLVED,
     loyalty_v1.TIER_CHANGED,
     privacy_v1.CUSTOMER_ERASURE_COMPLETED,
+    relations_v1.TASK_COMPLETED,
+    relations_v1.AGREEMENT_CREATED,
+    relations_v1.AGREEMENT_AMENDED,
+    relations_v1.AGREEMENT_RENEWED,
+    relations_v1.AGREEMENT_TERMINATED,
 )
 KEPT_AFTER_ERASURE = ("order figures", "value and grade", "timeline without personal data")
 
@@ -217,6 +223,34 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         case loyalty_v1.TierChanged():
             customer.tier_changed(data.tier, at)
             summary = {"tier": data.tier, "previous_tier": data.previous_tier}
+        case relations_v1.TaskCompleted():
+            # A contact by a person (`by`); its summary stays in relations (no free text here).
+            customer.task_completed(at, data.outcome)
+            summary = {
+                "task_id": data.task_id,
+                "purpose": data.kind,
+                "outcome": data.outcome,
+                "by": data.by,
+                "on_time": data.on_time,
+                "next_follow_up_on": data.next_follow_up_on and data.next_follow_up_on.isoformat(),
+            }
+        case relations_v1.AgreementCreated():
+            customer.agreement_made(
+                data.agreement_id, data.number, data.starts_on, data.ends_on, at
+            )
+            summary = agreement_summary(data.agreement_id, data.starts_on, data.ends_on)
+            summary["number"] = data.number
+        case relations_v1.AgreementAmended():
+            customer.agreement_dates(data.agreement_id, at, ends_on=data.ends_on)
+            summary = agreement_summary(data.agreement_id, None, data.ends_on)
+        case relations_v1.AgreementRenewed():
+            customer.agreement_dates(
+                data.agreement_id, at, starts_on=data.starts_on, ends_on=data.ends_on
+            )
+            summary = agreement_summary(data.agreement_id, data.starts_on, data.ends_on)
+        case relations_v1.AgreementTerminated():
+            customer.agreement_terminated(data.agreement_id, data.terminated_on, at)
+            summary = agreement_summary(data.agreement_id, None, data.terminated_on)
         case _:
             raise TypeError(f"the archive does not apply {event.type}")
     return TimelineEntry(
@@ -227,6 +261,15 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         {k: v for k, v in summary.items() if v is not None},
         summary=text,
     )
+
+
+def agreement_summary(agreement_id: str, starts_on: date | None, ends_on: date) -> dict[str, Any]:
+    """An agreement's timeline entry: its id and days (its terms stay in relations)."""
+    return {
+        "agreement_id": agreement_id,
+        "starts_on": starts_on and starts_on.isoformat(),
+        "ends_on": ends_on.isoformat(),
+    }
 
 
 def profile_of(data: members_v1.CustomerRegistered) -> Profile:

@@ -142,6 +142,8 @@ class CustomerFilter:
     stage: Stage | None = None
     owner: str | None = None
     at_risk: bool | None = None
+    agreement_customer: bool | None = None
+    """An agreement active on the record's last evaluation (the review sweep's day)."""
     type: CustomerType | None = None
     search: SearchText | None = None
     """What `q` asks for: a phone number, an e-mail address or a name fragment

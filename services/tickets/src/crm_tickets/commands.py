@@ -19,6 +19,7 @@ from datetime import datetime
 from crm_runtime.errors import retry_on_conflict
 from crm_runtime.sweeps import Clock
 from crm_tickets.domain.agent import Agent, NoAgentError
+from crm_tickets.domain.agreement import agreement_first_response_s
 from crm_tickets.domain.events import DomainEvent, Status
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import NoTicketError, Ticket
@@ -98,6 +99,7 @@ async def open_ticket(
                 )
             return Done(existing, now, replayed=True)
         grade = (await repository.grades([command.customer_id])).get(command.customer_id)
+        agreements = await repository.agreements([command.customer_id])
         ticket, happened = Ticket.open(
             ticket_id,
             command.customer_id,
@@ -111,6 +113,9 @@ async def open_ticket(
             order_id=command.order_id,
             description=command.description,
             intake_fingerprint=fingerprint,
+            agreement_first_response_s=agreement_first_response_s(
+                agreements.values(), now, rules.calendar
+            ),
         )
         assigner = Assigner(repository)
         agent = await assigner.pick(ticket.queue, now)

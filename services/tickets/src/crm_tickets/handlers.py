@@ -14,12 +14,14 @@ from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
 from crm_contracts.members import v1 as members_v1
+from crm_contracts.relations import v1 as relations_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import TICKETS
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 from crm_runtime.sweeps import Clock
 from crm_tickets.domain.agent import Agent, next_agent
+from crm_tickets.domain.agreement import AgreementSla, agreement_first_response_s
 from crm_tickets.domain.events import (
     Assigned,
     Closed,
@@ -45,8 +47,53 @@ CONSUMED_TYPES = (
     callcenter_v1.SURVEY_ANSWERED,
     archive_v1.CUSTOMER_GRADE_CHANGED,
     members_v1.CUSTOMER_ERASURE_REQUESTED,
+    relations_v1.AGREEMENT_CREATED,
+    relations_v1.AGREEMENT_AMENDED,
+    relations_v1.AGREEMENT_RENEWED,
+    relations_v1.AGREEMENT_TERMINATED,
 )
 KEPT_AFTER_ERASURE = ("ticket figures", "SLA times", "categories and root causes")
+
+
+AGREEMENT_NEEDED = frozenset(
+    {
+        callcenter_v1.COMPLAINT_REPORTED,
+        relations_v1.AGREEMENT_AMENDED,
+        relations_v1.AGREEMENT_RENEWED,
+        relations_v1.AGREEMENT_TERMINATED,
+    }
+)
+"""The types whose customers' agreements a batch reads: a ticket opens, or an agreement known
+here changes."""
+
+
+def agreement_sla(
+    known: AgreementSla | None,
+    customer_id: str,
+    data: relations_v1.AgreementCreated
+    | relations_v1.AgreementAmended
+    | relations_v1.AgreementRenewed
+    | relations_v1.AgreementTerminated,
+) -> AgreementSla | None:
+    """The agreement as an agreement event leaves it; None when the event changes an agreement
+    never created here (relations announces `agreement.created` first, on the same key)."""
+    if isinstance(data, relations_v1.AgreementCreated):
+        return AgreementSla(
+            data.agreement_id,
+            customer_id,
+            data.starts_on,
+            data.ends_on,
+            data.terms.first_response_hours,
+        )
+    if known is None:
+        return None
+    match data:
+        case relations_v1.AgreementAmended():
+            return known.amended(data.ends_on, data.terms.first_response_hours)
+        case relations_v1.AgreementRenewed():
+            return known.renewed(data.starts_on, data.ends_on)
+        case relations_v1.AgreementTerminated():
+            return known.terminated(data.terminated_on)
 
 
 class SurveyOfAnotherCustomerError(ValueError):
@@ -118,6 +165,9 @@ async def apply_events(
     ]
     tickets = await repository.load(sorted({*complaint_ids, *survey_ids}))
     known_grades = await repository.grades(sorted({e.subject for e in fresh}))
+    agreements = await repository.agreements(
+        sorted({e.subject for e in fresh if e.type in AGREEMENT_NEEDED})
+    )
     pending = await repository.pending_surveys(sorted(set(complaint_ids)))
     assigner = Assigner(repository)
     touched: dict[str, Ticket] = {}
@@ -133,6 +183,17 @@ async def apply_events(
             case archive_v1.CustomerGradeChanged():
                 changes.grades[event.subject] = data.grade
                 known_grades[event.subject] = data.grade
+            case (
+                relations_v1.AgreementCreated()
+                | relations_v1.AgreementAmended()
+                | relations_v1.AgreementRenewed()
+                | relations_v1.AgreementTerminated()
+            ):
+                changed = agreement_sla(agreements.get(data.agreement_id), event.subject, data)
+                if changed is not None:
+                    agreements[changed.agreement_id] = changes.agreements[changed.agreement_id] = (
+                        changed
+                    )
             case callcenter_v1.ComplaintReported():
                 ticket_id = complaint_ticket_id(data.complaint_id)
                 if ticket_id in tickets:
@@ -147,6 +208,11 @@ async def apply_events(
                     grade=known_grades.get(event.subject),
                     rules=rules,
                     actor=data.agent_id or "callcenter",
+                    agreement_first_response_s=agreement_first_response_s(
+                        (a for a in agreements.values() if a.customer_id == event.subject),
+                        event.time,
+                        rules.calendar,
+                    ),
                     complaint_id=data.complaint_id,
                     order_id=data.order_id,
                     description=data.description,

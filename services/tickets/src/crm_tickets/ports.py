@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Protocol
 from crm_contracts import CloudEvent
 from crm_runtime.outbox import OutboundMessage
 from crm_tickets.domain.agent import Agent
+from crm_tickets.domain.agreement import AgreementSla
 from crm_tickets.domain.rules import TicketRules
 from crm_tickets.domain.ticket import Ticket, TicketFigures
 
@@ -53,6 +54,8 @@ class Changes:
     """The events to publish (the outbox)."""
     grades: dict[str, str] = field(default_factory=dict)
     """Customers' grades as the archive last announced them."""
+    agreements: dict[str, AgreementSla] = field(default_factory=dict)
+    """Customers' agreements as relations last announced them (their complaint SLA), by id."""
     agents: list[Agent] = field(default_factory=list)
     """Agents created or replaced (by a supervisor)."""
     last_assigned: dict[str, datetime] = field(default_factory=dict)
@@ -81,6 +84,10 @@ class TicketRepository(Protocol):
     async def get(self, ticket_id: str) -> Ticket | None: ...
 
     async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]: ...
+
+    async def agreements(self, customer_ids: Sequence[str]) -> dict[str, AgreementSla]:
+        """The customers' agreements (active or not), by agreement id."""
+        ...
 
     async def agent(self, agent_id: str) -> Agent | None: ...
 

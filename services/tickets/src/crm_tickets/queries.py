@@ -111,7 +111,7 @@ def sla_clocks(ticket: Ticket, now: datetime, rules: TicketRules) -> dict[str, D
         elapsed = ticket.elapsed(target, now, rules)
         running = ticket.clock_running(target)
         clocks[target] = {
-            "target_s": rules.target(ticket.priority, target),
+            "target_s": ticket.target(target, rules),
             "elapsed_s": elapsed,
             "running": running,
             "due_at": ticket.due_at(target, now, rules, elapsed) if running else None,

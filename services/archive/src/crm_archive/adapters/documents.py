@@ -2,7 +2,7 @@
 (`facts_apart`), the timeline entries and the notes (their free texts sealed). Figures are the
 domain's (`Customer.figures`): stored, not computed here."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,7 @@ from pymongo import UpdateOne
 from crm_archive.adapters.pii import lookup_keys, profile_from_document, profile_to_document
 from crm_archive.domain.apart import Earlier
 from crm_archive.domain.customer import Customer
-from crm_archive.domain.facts import Order, Survey
+from crm_archive.domain.facts import Agreement, Order, Survey
 from crm_archive.domain.value import Figures
 from crm_archive.ports import CustomerRow, Note, OrderLines, TimelineEntry
 from crm_runtime.crypto import FieldCipher, KeyRing
@@ -200,6 +200,17 @@ def to_document(customer: Customer, cipher: FieldCipher, ring: KeyRing) -> Docum
         "open_tickets": customer.open_tickets,
         "tickets_resolved": customer.tickets_resolved,
         "loyalty_tier": customer.loyalty_tier,
+        "agreements": [
+            {
+                "id": k,
+                "number": a.number,
+                "starts_on": a.starts_on.isoformat(),
+                "ends_on": a.ends_on.isoformat(),
+            }
+            for k, a in sorted(customer.agreements.items())
+        ],
+        "agreement_numbers": customer.agreement_numbers,
+        "agreement_customer": bool(customer.agreement_numbers),
         "stage": customer.stage,
         "grade": customer.grade,
         "churn_reasons": customer.churn_reasons,
@@ -236,6 +247,13 @@ def from_document(doc: Document, cipher: FieldCipher) -> Customer:
         open_tickets=list(doc.get("open_tickets", [])),
         tickets_resolved=doc.get("tickets_resolved", 0),
         loyalty_tier=doc.get("loyalty_tier"),
+        agreements={
+            a["id"]: Agreement(
+                a["number"], date.fromisoformat(a["starts_on"]), date.fromisoformat(a["ends_on"])
+            )
+            for a in doc.get("agreements", [])
+        },
+        agreement_numbers=list(doc.get("agreement_numbers", [])),
         earlier=_earlier_from(doc.get("earlier")),
         stage=doc.get("stage"),
         grade=doc.get("grade"),

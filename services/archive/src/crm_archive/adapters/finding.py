@@ -22,6 +22,7 @@ INDEXES = [
         "grade",
         "stage",
         "at_risk",
+        "agreement_customer",
         "account_owner",
         "next_review_at",
         "lookup.phone",
@@ -58,6 +59,7 @@ def customer_query(filters: CustomerFilter, ring: KeyRing) -> Document:
         ("stage", filters.stage),
         ("grade", filters.grade),
         ("at_risk", filters.at_risk),
+        ("agreement_customer", filters.agreement_customer),
     ):
         if value is not None:
             query[field] = value

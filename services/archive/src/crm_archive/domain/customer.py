@@ -16,8 +16,9 @@ MongoDB's 16 MB.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from crm_archive.domain.apart import Apart, Earlier
 from crm_archive.domain.events import (
@@ -29,7 +30,7 @@ from crm_archive.domain.events import (
     ProfileChanged,
     StageChanged,
 )
-from crm_archive.domain.facts import Order, Profile, Survey
+from crm_archive.domain.facts import Agreement, Order, Profile, Survey
 from crm_archive.domain.rules import (
     ArchiveRules,
     ChurnFacts,
@@ -42,6 +43,9 @@ from crm_archive.domain.rules import (
     stage,
 )
 from crm_archive.domain.value import Figures, Value, value_of
+
+AGREEMENTS_KEPT = 20
+"""The agreements a record holds: the latest ending (an agreement customer has one or two)."""
 
 
 class NoCustomerError(LookupError):
@@ -73,6 +77,8 @@ class Customer:
     open_tickets: list[str] = field(default_factory=list)
     tickets_resolved: int = 0
     loyalty_tier: str | None = None
+    agreements: dict[str, Agreement] = field(default_factory=dict)
+    """Agreement id -> its number and dates (`relations.v1`), the `AGREEMENTS_KEPT` latest."""
     earlier: Earlier = field(default_factory=Earlier)
     apart: Apart = field(default_factory=Apart, repr=False)
     # derived, kept for queries and change detection
@@ -82,6 +88,8 @@ class Customer:
     churn_risk_since: datetime | None = None
     next_review_at: datetime | None = None
     figures: Figures = field(default_factory=Figures)
+    agreement_numbers: list[str] = field(default_factory=list)
+    """The numbers of the agreements active on the evaluation's day (协议客户 when any)."""
     rfm_total: int | None = None
     """R + F + M as of the last evaluation, for sorting lists: a score changes only at a time
     `next_review_at` names, when the review sweep evaluates the record again."""
@@ -220,6 +228,40 @@ class Customer:
         self.seen(at)
         self.loyalty_tier = tier
 
+    def task_completed(self, at: datetime, outcome: str) -> None:
+        """A follow-up task done in relations: a contact by staff, unless nobody was reached."""
+        self.seen(at)
+        if outcome != "not_reached":
+            self.contacts += 1
+
+    def agreement_made(
+        self, agreement_id: str, number: str, starts_on: date, ends_on: date, at: datetime
+    ) -> None:
+        """An agreement created (the same one announced again changes nothing new)."""
+        self.seen(at)
+        self.agreements[agreement_id] = Agreement(number, starts_on, ends_on)
+
+    def agreement_dates(
+        self, agreement_id: str, at: datetime, *, ends_on: date, starts_on: date | None = None
+    ) -> None:
+        """An agreement amended, renewed or terminated: its new dates (an agreement the record
+        no longer holds is not taken in again: it ended long ago)."""
+        self.seen(at)
+        agreement = self.agreements.get(agreement_id)
+        if agreement is None:
+            return
+        self.agreements[agreement_id] = replace(
+            agreement, starts_on=starts_on or agreement.starts_on, ends_on=ends_on
+        )
+
+    def agreement_terminated(self, agreement_id: str, on: date, at: datetime) -> None:
+        """An agreement terminated: it ends on `on` (if it did not end earlier)."""
+        held = self.agreements.get(agreement_id)
+        if held is not None:
+            self.agreement_dates(agreement_id, at, ends_on=min(held.ends_on, on))
+        else:
+            self.seen(at)
+
     # -- derived ------------------------------------------------------------------------------
     @property
     def complaint_count(self) -> int:
@@ -270,9 +312,18 @@ class Customer:
             self.pending.append(ChurnRiskCleared(cleared_by))
         self.churn_reasons = sorted(reasons)
         self.churn_risk_since = min(reasons.values()) if reasons else None
-        self.next_review_at = next_review(
-            times, list(self.complaints.values()), now, rules, earlier_first=earlier_first
+        zone = ZoneInfo(rules.time_zone)
+        today = now.astimezone(zone).date()
+        self.agreement_numbers = sorted(
+            a.number for a in self.agreements.values() if a.starts_on <= today <= a.ends_on
         )
+        reviews = [
+            next_review(
+                times, list(self.complaints.values()), now, rules, earlier_first=earlier_first
+            ),
+            *_agreement_changes(self.agreements.values(), today, zone),
+        ]
+        self.next_review_at = min((r for r in reviews if r is not None), default=None)
         events, self.pending = self.pending, []
         return events
 
@@ -360,6 +411,9 @@ class Customer:
                 earlier.count_survey(survey, +1)
             for survey_id, _ in answered[: rules.surveys_kept]:
                 self._held("survey", survey_id)
+        if len(self.agreements) > AGREEMENTS_KEPT:
+            by_end = sorted(self.agreements.items(), key=lambda a: (a[1].ends_on, a[0]))
+            self.agreements = dict(by_end[-AGREEMENTS_KEPT:])
         if len(self.open_tickets) > rules.open_tickets_kept:
             del self.open_tickets[: len(self.open_tickets) - rules.open_tickets_kept]
 
@@ -388,3 +442,20 @@ class Customer:
         )
         customer.pending.append(Created("potential", cause != "customer.registered", cause))
         return customer
+
+
+def _agreement_changes(
+    agreements: Iterable[Agreement], today: date, zone: ZoneInfo
+) -> list[datetime]:
+    """When an agreement next starts or ends (the midnight after its last day), in `zone`."""
+    found: list[datetime] = []
+    for agreement in agreements:
+        if agreement.starts_on > today:
+            found.append(_midnight(agreement.starts_on, zone))
+        if agreement.ends_on >= today:
+            found.append(_midnight(agreement.ends_on + timedelta(days=1), zone))
+    return found
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)

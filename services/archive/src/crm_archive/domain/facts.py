@@ -74,3 +74,13 @@ def contacts_of(profile: Profile) -> set[str]:
     if profile.email:
         found.add("email:" + normalise_email(profile.email))
     return found
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A signed agreement (协议) of the customer, as `relations.v1` announced it: its number and
+    its days (in the rules' time zone). Active from `starts_on` to `ends_on`, both included."""
+
+    number: str
+    starts_on: date
+    ends_on: date

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crm_runtime.bounds import within
 
@@ -59,10 +60,17 @@ class ArchiveRules:
     surveys_kept: int = 1000
     open_tickets_kept: int = 1000
     """The open tickets listed (the latest opened)."""
+    time_zone: str = "Asia/Shanghai"
+    """Where an agreement's days are days (`relations.v1` dates): active from the start of its
+    first day to the end of its last."""
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Z]{3}", self.base_currency):
             raise ValueError("base_currency must match pattern '^[A-Z]{3}$'")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
         within("vip_rfm_total", self.vip_rfm_total, ge=3, le=15)
         within("low_csat", self.low_csat, ge=1, le=5)
         within("min_orders_for_interval", self.min_orders_for_interval, ge=2)

@@ -31,6 +31,9 @@ class CustomerCriteria(BaseModel):
     stage: Stage | None = None
     owner: str | None = Field(default=None, max_length=128, description="The account owner.")
     at_risk: bool | None = None
+    agreement_customer: bool | None = Field(
+        default=None, description="With (true) or without (false) an active agreement."
+    )
     q: str | None = Field(
         default=None,
         min_length=2,
@@ -83,6 +86,7 @@ class CustomerCriteria(BaseModel):
             stage=self.stage,
             owner=self.owner,
             at_risk=self.at_risk,
+            agreement_customer=self.agreement_customer,
             search=search,
             tags=tuple(dict.fromkeys(self.tag)),
             city=self.city,

@@ -7,5 +7,6 @@ from crm_runtime.runtime import Subscription
 SUBSCRIPTION = Subscription(
     handlers.apply_events,
     accepted_types=handlers.CONSUMED_TYPES,
-    description="Members, orders, call-center events, ticket and loyalty-tier changes.",
+    description="Members, orders, call-center events, ticket and loyalty-tier changes, completed "
+    "follow-up tasks and agreements (relations).",
 )

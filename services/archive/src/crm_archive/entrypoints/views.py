@@ -100,6 +100,12 @@ class CustomerView(BaseModel):
     open_tickets: list[str]
     tickets_resolved: int
     loyalty_tier: str | None
+    agreement_customer: bool = Field(
+        description="An agreement customer (协议客户): an agreement of theirs is active today."
+    )
+    agreements: list[str] = Field(
+        description="The numbers of their active agreements (relations holds the terms)."
+    )
     possible_duplicate_of: str | None
     preferences: PreferencesView
     erased: bool
@@ -266,6 +272,8 @@ def customer_view(detail: CustomerDetail, now: datetime, rules: ArchiveRules) ->
             since=customer.churn_risk_since,
         ),
         complaints=customer.complaint_count,
+        agreement_customer=bool(customer.agreement_numbers),
+        agreements=customer.agreement_numbers,
         possible_duplicate_of=detail.duplicate_of,
         preferences=PreferencesView(
             categories=[

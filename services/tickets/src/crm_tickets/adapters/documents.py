@@ -5,12 +5,14 @@ personal data: it is sealed with the customer's data key (ADR 0006); everything 
 for queries and reports. A ticket's figures are stored as the domain computed them.
 """
 
+from datetime import date
 from typing import Any
 
 from crm_runtime.crypto import FieldCipher
 from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document
 from crm_tickets.domain.agent import Agent
+from crm_tickets.domain.agreement import AgreementSla
 from crm_tickets.domain.ticket import Change, Comment, SlaState, Survey, Ticket, TicketFigures
 from crm_tickets.ports import PendingSurvey
 
@@ -89,6 +91,7 @@ def to_document(ticket: Ticket, figures: TicketFigures, cipher: FieldCipher) -> 
         ),
         "flagged_for_review": ticket.flagged_for_review,
         "history_omitted": ticket.history_omitted,
+        "agreement_first_response_s": ticket.agreement_first_response_s,
         # Figures for reports (business seconds), and when the sweep should look again.
         "first_response_s": figures.first_response_s,
         "resolution_s": figures.resolution_s,
@@ -129,6 +132,26 @@ def from_document(doc: Document, cipher: FieldCipher) -> Ticket:
         survey=Survey(survey["id"], survey["at"], survey["csat"], survey["nps"])
         if survey
         else None,
+    )
+
+
+def agreement_document(agreement: AgreementSla) -> Document:
+    """Dates as ISO text (BSON has no date without a time)."""
+    return dataclass_document(
+        agreement,
+        "agreement_id",
+        starts_on=agreement.starts_on.isoformat(),
+        ends_on=agreement.ends_on.isoformat(),
+    )
+
+
+def agreement_from_document(doc: Document) -> AgreementSla:
+    return dataclass_from(
+        AgreementSla,
+        doc,
+        "agreement_id",
+        starts_on=date.fromisoformat(doc["starts_on"]),
+        ends_on=date.fromisoformat(doc["ends_on"]),
     )
 
 

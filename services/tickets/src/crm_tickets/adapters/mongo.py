@@ -4,8 +4,9 @@
 `tickets` holds each ticket with its comments, history and status log (optimistic concurrency on
 `version`), and the figures the domain computed for it: business seconds for the reports,
 `next_check_at` for the SLA sweep; `agents` the agents; `customers` the grade the archive last
-announced; `pending_surveys` the surveys waiting for their ticket. One `save(changes)` writes a
-use case's changes in one transaction with the inbox and the outbox.
+announced; `agreements` each agreement's days and complaint SLA as relations last announced
+them; `pending_surveys` the surveys waiting for their ticket. One `save(changes)` writes a use
+case's changes in one transaction with the inbox and the outbox.
 """
 
 import dataclasses
@@ -27,6 +28,8 @@ from crm_tickets.adapters.documents import (
     FREE_TEXT_DETAILS,
     agent_document,
     agent_from_document,
+    agreement_document,
+    agreement_from_document,
     from_document,
     listed_from_document,
     pending_document,
@@ -34,6 +37,7 @@ from crm_tickets.adapters.documents import (
     to_document,
 )
 from crm_tickets.domain.agent import Agent
+from crm_tickets.domain.agreement import AgreementSla
 from crm_tickets.domain.ticket import OPEN, Ticket
 from crm_tickets.ports import Changes, PendingSurvey
 from crm_tickets.queries import TicketFilter
@@ -47,6 +51,7 @@ class MongoTicketRepository:
         self.agents: AsyncCollection[Document] = database["agents"]
         self.customers: AsyncCollection[Document] = database["customers"]
         self.pending: AsyncCollection[Document] = database["pending_surveys"]
+        self.agreement_slas: AsyncCollection[Document] = database["agreements"]
         self.uow = uow
         self.keys = keys
 
@@ -63,6 +68,7 @@ class MongoTicketRepository:
             await self.tickets.create_index(key)
         await self.tickets.create_index("opened_at")
         await self.agents.create_index("queues")
+        await self.agreement_slas.create_index("customer_id")
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
@@ -83,6 +89,10 @@ class MongoTicketRepository:
     async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
         cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
         return {doc["_id"]: doc["grade"] async for doc in cursor}
+
+    async def agreements(self, customer_ids: Sequence[str]) -> dict[str, AgreementSla]:
+        cursor = self.agreement_slas.find({"customer_id": {"$in": list(customer_ids)}})
+        return {doc["_id"]: agreement_from_document(doc) async for doc in cursor}
 
     async def agents_in(self, queue: str) -> list[Agent]:
         cursor = self.agents.find({"queues": queue}, sort=[("_id", ASCENDING)])
@@ -143,6 +153,13 @@ class MongoTicketRepository:
                         UpdateOne({"_id": c}, {"$set": {"grade": g}}, upsert=True)
                         for c, g in changes.grades.items()
                     ],
+                    session=session,
+                )
+            for agreement in changes.agreements.values():
+                await self.agreement_slas.replace_one(
+                    {"_id": agreement.agreement_id},
+                    agreement_document(agreement),
+                    upsert=True,
                     session=session,
                 )
             for survey in changes.pending:

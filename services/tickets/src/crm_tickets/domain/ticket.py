@@ -131,6 +131,9 @@ class Ticket:
     flagged_for_review: bool = False
     history_omitted: int = 0
     """Lines of system changes not written because the history was full."""
+    agreement_first_response_s: int | None = None
+    """The first response the customer's agreement promised when the ticket opened (business
+    seconds; `agreement.first_response_s`): the target when stricter than the priority's."""
     version: int = 0
 
     @staticmethod
@@ -149,6 +152,7 @@ class Ticket:
         order_id: str | None = None,
         description: str = "",
         intake_fingerprint: str | None = None,
+        agreement_first_response_s: int | None = None,
     ) -> tuple[Ticket, list[DomainEvent]]:
         category = category or rules.default_category
         severity = severity or rules.default_severity
@@ -168,6 +172,7 @@ class Ticket:
             intake_fingerprint=intake_fingerprint,
             status_log=[(at, "new")],
             sla={target: SlaState() for target in TARGETS},
+            agreement_first_response_s=agreement_first_response_s,
         )
         ticket._log(
             at,
@@ -178,6 +183,11 @@ class Ticket:
             severity=severity,
             customer_grade=grade,
             queue=ticket.queue,
+            **(
+                {"agreement_first_response_s": agreement_first_response_s}
+                if agreement_first_response_s is not None
+                else {}
+            ),
         )
         return ticket, [Opened()]
 
@@ -290,6 +300,15 @@ class Ticket:
         return [CsatRecorded(survey_id, csat, nps, flagged)]
 
     # -- time ---------------------------------------------------------------------------------
+    def target(self, which: SlaTarget, rules: TicketRules) -> int:
+        """The target in business seconds: the priority's; for the first response the
+        customer's agreement's instead when it is stricter."""
+        limit = rules.target(self.priority, which)
+        promised = self.agreement_first_response_s
+        if which == "first_response" and promised is not None:
+            return min(limit, promised)
+        return limit
+
     def elapsed(self, target: SlaTarget, now: datetime, rules: TicketRules) -> int:
         """Business seconds the target's clock has run: open, not waiting for the customer."""
         end = now
@@ -326,7 +345,7 @@ class Ticket:
             state = self.sla[target]
             if state.breached or not self.clock_running(target):
                 continue
-            limit = rules.target(self.priority, target)
+            limit = self.target(target, rules)
             elapsed = self.elapsed(target, now, rules)
             if elapsed >= limit * rules.warning_share and not state.warned:
                 state.warned = True
@@ -355,7 +374,7 @@ class Ticket:
             state = self.sla[target]
             if state.breached or not self.clock_running(target):
                 continue
-            limit = rules.target(self.priority, target)
+            limit = self.target(target, rules)
             elapsed = self.elapsed(target, now, rules)
             goal = limit if state.warned else int(limit * rules.warning_share)
             moments.append(rules.calendar.add_working(now, max(0, goal - elapsed)))
@@ -378,7 +397,7 @@ class Ticket:
         self, target: SlaTarget, now: datetime, rules: TicketRules, elapsed: int
     ) -> datetime:
         """When the target falls due, its clock having run `elapsed` business seconds by `now`."""
-        remaining = rules.target(self.priority, target) - elapsed
+        remaining = self.target(target, rules) - elapsed
         return rules.calendar.add_working(now, remaining) if remaining > 0 else now
 
     # -- internals ----------------------------------------------------------------------------

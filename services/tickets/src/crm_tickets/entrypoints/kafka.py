@@ -1,5 +1,6 @@
 """The tickets' Kafka subscription: complaints and surveys from the call center, grades from the
-archive; each batch goes to `handlers.apply_events(events, repository=, rules=, clock=)`."""
+archive, agreements from relations; each batch goes to
+`handlers.apply_events(events, repository=, rules=, clock=)`."""
 
 from crm_runtime.runtime import Subscription
 from crm_tickets import handlers
@@ -8,5 +9,6 @@ SUBSCRIPTION = Subscription(
     handlers.apply_events,
     accepted_types=handlers.CONSUMED_TYPES,
     description="Complaints open tickets, surveys record CSAT/NPS (a survey naming another "
-    "customer's ticket is dead-lettered), grades set priorities.",
+    "customer's ticket is dead-lettered), grades set priorities, agreements (relations) set "
+    "their customers' first-response SLA.",
 )
