@@ -113,6 +113,8 @@ def generate(customers: int, seed: int) -> list[tuple[datetime, Sent]]:
                     "gender": rng.choice(["female", "male", "undisclosed"]),
                     "consents": {"email": {"transactional": True, "marketing": rng.random() < 0.4}},
                     "source": rng.choice(["app", "web", "store"]),
+                    # Half have an account owner (责任人): their follow-ups are owner-01's.
+                    **({"account_owner": "owner-01"} if n % 2 == 0 else {}),
                 },
             )
         habit = rng.choice([0, 1, 2, 6, 15])  # orders a year, roughly
@@ -207,6 +209,9 @@ def generate(customers: int, seed: int) -> list[tuple[datetime, Sent]]:
                         "sentiment": round(rng.uniform(-1, 1), 2),
                     },
                 )
+    # What follows an order or a complaint (a refund, a survey) may fall after today: not sent,
+    # as a real shop could not have sent it yet (services refuse events dated in the future).
+    traffic = [item for item in traffic if item[0] <= now]
     traffic.sort(key=lambda item: item[0])
     return traffic
 
@@ -244,6 +249,73 @@ def put(url: str, body: Any) -> Any:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def post(url: str, body: Any, key: str) -> Any:
+    """A POST with an Idempotency-Key: running the demo again creates nothing twice."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {stack.DEV_TOKEN}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+AGREEMENTS = 5
+"""The demo's biggest buyers sign an agreement (协议客户) with the account owner owner-01."""
+
+
+def create_agreements(port: int, traffic: list[tuple[datetime, Sent]]) -> list[str]:
+    """This year's agreements, signed before the traffic is sent, so its orders fill them:
+    a quarterly minimum spend and a 2-hour first response for complaints."""
+    buyers = Counter(sent.key for _, sent in traffic if sent.event_type == "order.placed")
+    year = datetime.now(UTC).year
+    numbers = []
+    for n, (customer, _) in enumerate(buyers.most_common(AGREEMENTS), start=1):
+        number = f"AGR-{year}-{n:03d}"
+        body = {
+            "customer_id": customer,
+            "number": number,
+            "owner": "owner-01",
+            "starts_on": f"{year}-01-01",
+            "ends_on": f"{year}-12-31",
+            "terms": {
+                "period": "quarter",
+                "minimum": "3000",
+                "currency": "CNY",
+                "first_response_hours": 2,
+                "renewal_notice_days": 30,
+            },
+        }
+        post(f"http://127.0.0.1:{port}/agreements", body, key=f"demo-{number}")
+        numbers.append(number)
+    return numbers
+
+
+def show_relations(port: int) -> None:
+    """The agreements' fulfilment this quarter and the follow-up tasks the events made."""
+    base = f"http://127.0.0.1:{port}"
+    agreements = get(f"{base}/agreements?owner=owner-01&limit=50")["items"]
+    print(f"\nAgreement customers (协议客户), GET {base}/agreements?owner=owner-01:")
+    for agreement in agreements:
+        current = agreement["current_period"] or {}
+        print(
+            f"  {agreement['number']}  {agreement['customer_id']:<10} {agreement['status']:<10}"
+            f" this quarter {current.get('fulfilled', '-')} of {current.get('minimum', '-')} CNY,"
+            f" projected {current.get('projected', '-')}"
+        )
+    tasks = get(f"{base}/tasks?owner=*&status=open&limit=500")["items"]
+    kinds = Counter(task["kind"] for task in tasks)
+    owners = Counter(task["owner"] or "(queue)" for task in tasks)
+    print(f"Open follow-up tasks (定期回访), GET {base}/tasks?owner=*&status=open: {len(tasks)}")
+    print("  by kind:  " + ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())))
+    print("  by owner: " + ", ".join(f"{k}: {v}" for k, v in sorted(owners.items())))
 
 
 def notification_statuses(port: int, pages: int = 40) -> Counter[str]:
@@ -299,7 +371,9 @@ def main() -> None:
         f"http://127.0.0.1:{tickets_port}/agents/agent-07",
         {"name": "Agent 07", "queues": ["delivery", "service"], "capacity": 20},
     )
-    ports = (archive_port, loyalty_port, tickets_port, notify_port)
+    relations_port = local.services["relations"]
+    create_agreements(relations_port, traffic)
+    ports = (archive_port, loyalty_port, tickets_port, notify_port, relations_port)
     before = {port: handled(port) for port in ports}
     archive_before = stack.metric(archive_port, "crm_events_processed_total")
     dlq_before = stack.metric(archive_port, "crm_dlq_messages_total")
@@ -313,6 +387,8 @@ def main() -> None:
     await_handled("tickets", tickets_port, before[tickets_port] + tickets_expected)
     members = sum(1 for _, sent in traffic if sent.topic == "members.v1")
     await_handled("notify", notify_port, before[notify_port] + members)
+    orders = sum(1 for _, sent in traffic if sent.topic == "orders.v1")
+    await_handled("relations", relations_port, before[relations_port] + members + orders)
     elapsed = time.monotonic() - started
     print("\nSent (CloudEvents, keyed by customer id):")
     for event_type, count in sorted(by_type.items()):
@@ -379,6 +455,7 @@ def main() -> None:
         f"\nPoints liability (GET /reports/liability): {liability['outstanding_points']} points "
         f"outstanding over {liability['accounts']} accounts, {liability['debt_points']} in debt"
     )
+    show_relations(relations_port)
     show_privacy(local, traffic, biggest, archive_port)
     show_prometheus(local)
     print(
