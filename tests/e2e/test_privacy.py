@@ -122,6 +122,7 @@ def live_through_the_suite(stack: Stack, p: Person) -> None:
         "agent_id": "cc-1",
         "channel": "phone",
         "direction": "in",
+        "topic": f"{p.name}的包裹",  # typed by the call center: personal data too (#18, item 4)
         "summary": f"{p.name} 来电，回拨 {p.phone}",
     }
     send(
@@ -306,6 +307,7 @@ def test_erasure_is_confirmed_by_every_service_within_10_s_and_nothing_personal_
     timeline = archive.get(f"/customers/{p.customer_id}/timeline").json()["items"]
     contacts = [e for e in timeline if e["type"] == "contact.logged"]
     assert [e["summary"] for e in contacts] == [None] * len(contacts), "the summaries go"
+    assert [e["topic"] for e in contacts] == [None] * len(contacts), "the topics go"
     export = archive.get(f"/customers/{p.customer_id}/export").text
     assert not [n for n in p.needles() if n in export], "the export holds nothing personal"
     assert archive.get("/customers", q=p.phone).json()["items"] == []

@@ -118,7 +118,9 @@ class InMemoryCustomers:
         self.notes.extend(changes.notes)
         erased = {i for i, c in self.customers.items() if c.erased_at is not None}
         self.timeline = [
-            dataclasses.replace(e, summary=None, request=None) if e.customer_id in erased else e
+            dataclasses.replace(e, summary=None, topic=None, request=None)
+            if e.customer_id in erased
+            else e
             for e in self.timeline
         ]
         self.notes = [

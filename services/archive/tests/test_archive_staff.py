@@ -34,13 +34,20 @@ def visit(customer_id: str = "c1", key: str = "k1", **changes: Any) -> commands.
     return commands.LogContact(customer_id, key, **{**fields, **changes})
 
 
-def called_in(customer_id: str, summary: str | None, at: Any = T0) -> CloudEvent[Any]:
+def called_in(
+    customer_id: str, summary: str | None, at: Any = T0, topic: str | None = None
+) -> CloudEvent[Any]:
     return ev(
         callcenter_v1.CONTACT_LOGGED,
         customer_id,
         at,
         callcenter_v1.ContactLogged(
-            contact_id="cc-1", agent_id="a-1", channel="phone", direction="in", summary=summary
+            contact_id="cc-1",
+            agent_id="a-1",
+            channel="phone",
+            direction="in",
+            summary=summary,
+            topic=topic,
         ),
     )
 
@@ -110,6 +117,19 @@ async def test_the_call_centers_contact_summary_is_kept_with_its_entry() -> None
     [entry] = [e for e in repo.timeline if e.type == "contact.logged"]
     assert entry.summary == SUMMARY
     assert "summary" not in entry.data  # data holds no personal data
+
+
+async def test_the_call_centers_topic_is_sealed_with_the_entry_and_erased_with_it() -> None:
+    """Issue 18, item 4: the topic is what a person typed; it was kept in plain `data`."""
+    repo = InMemoryCustomers()
+    topic = "王女士的退款投诉"
+    await run(repo, registered("c1", T0), called_in("c1", None, topic=topic))
+    [entry] = [e for e in repo.timeline if e.type == "contact.logged"]
+    assert entry.topic == topic
+    assert topic not in str(entry.data)
+    await run(repo, erasure("c1"), now=LATER)
+    [erased] = [e for e in repo.timeline if e.type == "contact.logged"]
+    assert erased.topic is None
 
 
 async def test_notes_are_listed_newest_first_with_author_and_time_page_by_page() -> None:

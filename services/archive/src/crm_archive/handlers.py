@@ -147,6 +147,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
     at, data = event.time, event.data
     summary: dict[str, Any] = {}
     text: str | None = None  # free text kept sealed with the entry (personal data)
+    topic: str | None = None  # a call-center contact's topic as typed: sealed too
     match data:
         case members_v1.CustomerRegistered():
             customer.register(
@@ -188,12 +189,12 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
                 "agent_id": data.agent_id,
                 "channel": data.channel,
                 "direction": data.direction,
-                "topic": data.topic,
                 "duration_s": data.duration_s,
                 "sentiment": data.sentiment,
             }
             # Personal data arriving after an erasure is not taken in.
             text = data.summary if customer.erased_at is None else None
+            topic = data.topic if customer.erased_at is None else None
         case callcenter_v1.ComplaintReported():
             customer.complain(data.complaint_id, at)
             summary = {
@@ -260,6 +261,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
         event.type,
         {k: v for k, v in summary.items() if v is not None},
         summary=text,
+        topic=topic,
     )
 
 

@@ -26,8 +26,9 @@ from crm_runtime.outbox import OutboundMessage
 @dataclass(frozen=True)
 class TimelineEntry:
     """One interaction on a customer's timeline. `data` holds no personal data; `summary` (a
-    contact's free text) may: the adapter seals it under the customer's data key, and an
-    erasure destroys that key and nulls it."""
+    contact's free text) and `topic` (what the call center typed as its subject) may: the
+    adapter seals them under the customer's data key, and an erasure destroys that key and
+    nulls them."""
 
     event_id: str
     customer_id: str
@@ -35,6 +36,7 @@ class TimelineEntry:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
     summary: str | None = None
+    topic: str | None = None
     request: str | None = None
     """What staff sent to make the entry (a customer's creation), kept to compare a retry with:
     personal data, sealed like `summary`, never shown."""

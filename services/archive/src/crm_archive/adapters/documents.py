@@ -283,14 +283,18 @@ def timeline_document(entry: TimelineEntry, cipher: FieldCipher) -> Document:
     """A contact's summary and a creation's request are sealed under the customer's data key
     (None when erased)."""
     summary = cipher.seal(f"{entry.event_id}/summary", entry.summary)
+    topic = cipher.seal(f"{entry.event_id}/topic", entry.topic)
     request = cipher.seal(f"{entry.event_id}/request", entry.request)
-    return dataclass_document(entry, "event_id", summary=summary, request=request)
+    return dataclass_document(entry, "event_id", summary=summary, topic=topic, request=request)
 
 
 def timeline_entry(doc: Document, cipher: FieldCipher) -> TimelineEntry:
     summary = cipher.open(f"{doc['_id']}/summary", doc.get("summary"))
+    topic = cipher.open(f"{doc['_id']}/topic", doc.get("topic"))
     request = cipher.open(f"{doc['_id']}/request", doc.get("request"))
-    return dataclass_from(TimelineEntry, doc, "event_id", summary=summary, request=request)
+    return dataclass_from(
+        TimelineEntry, doc, "event_id", summary=summary, topic=topic, request=request
+    )
 
 
 def note_document(note: Note, cipher: FieldCipher) -> Document:

@@ -174,7 +174,11 @@ class MongoCustomerRepository:
         if erased:  # only those not yet shredded: a tombstone keeps its first `destroyed_at`
             known = await self.keys.ciphers(erased)
             erased = [customer_id for customer_id in erased if not known[customer_id].destroyed]
-        sealed = [e for e in changes.timeline if e.summary is not None or e.request is not None]
+        sealed = [
+            e
+            for e in changes.timeline
+            if e.summary is not None or e.topic is not None or e.request is not None
+        ]
         texts = {e.customer_id for e in sealed} | {
             n.customer_id for n in changes.notes if n.text is not None
         }
@@ -219,8 +223,8 @@ class MongoCustomerRepository:
         """Null what the destroyed keys sealed: no live document holds it either way (ADR 0006)."""
         customer = {"customer_id": {"$in": erased}}
         await self.timeline.update_many(
-            {**customer, "$or": [{"summary": {"$ne": None}}, {"request": {"$ne": None}}]},
-            {"$set": {"summary": None, "request": None}},
+            {**customer, "$or": [{f: {"$ne": None}} for f in ("summary", "topic", "request")]},
+            {"$set": {"summary": None, "topic": None, "request": None}},
             session=session,
         )
         await self.notes.update_many(customer, {"$set": {"text": None}}, session=session)
@@ -302,7 +306,7 @@ class MongoCustomerRepository:
             query, sort=[("at", direction), ("_id", direction)], limit=limit
         )
         docs = [doc async for doc in cursor]
-        sealed = _sealed(docs, "summary") or _sealed(docs, "request")
+        sealed = any(_sealed(docs, field) for field in ("summary", "topic", "request"))
         cipher = await self._cipher(customer_id) if sealed else NO_KEY
         return [timeline_entry(doc, cipher) for doc in docs]
 

@@ -134,6 +134,11 @@ class TimelineView(BaseModel):
         default=None,
         description="A contact's summary (personal data, sealed at rest); null after an erasure.",
     )
+    topic: str | None = Field(
+        default=None,
+        description="A call-center contact's topic as typed (sealed at rest); null after an "
+        "erasure.",
+    )
 
 
 TEXT_LIMIT = 10_000
