@@ -244,3 +244,12 @@ async def test_an_agent_is_put_and_deactivated_and_keeps_the_round_robin_s_memor
     assert (await opened(repo, clock)).assignee is None
     with pytest.raises(NoAgentError):
         await commands.deactivate_agent("nobody", repo)
+
+
+async def test_an_empty_key_is_still_a_key_looked_up_before_its_ticket_is_made() -> None:
+    """An empty key (what the route no longer lets through) derives an id like any key: the
+    second intake with it answers the first ticket instead of colliding with it."""
+    repo = repo_with()
+    first = await commands.open_ticket(intake(""), repo, Clock(), RULES)
+    again = await commands.open_ticket(intake(""), repo, Clock(), RULES)
+    assert (again.ticket.ticket_id, again.replayed) == (first.ticket.ticket_id, True)

@@ -85,11 +85,12 @@ async def open_ticket(
     With a key the caller already used: the stored ticket, with what was added since, when the
     request is the same; `IdempotencyKeyReusedError` when it is not."""
     ticket_id = command.ticket_id()
-    fingerprint = command.fingerprint(ticket_id) if command.key else None
+    keyed = command.key is not None  # as `ticket_id`: a keyed id is looked up before it is made
+    fingerprint = command.fingerprint(ticket_id) if keyed else None
 
     async def attempt() -> Done:
         now = clock()
-        existing = await repository.get(ticket_id) if command.key else None
+        existing = await repository.get(ticket_id) if keyed else None
         if existing is not None:
             # No stored fingerprint: the customer was erased since, nothing left to compare.
             if existing.intake_fingerprint not in (None, fingerprint):

@@ -145,7 +145,9 @@ def ticket_routes(
             str | None,
             Header(
                 alias="Idempotency-Key",
+                min_length=1,
                 max_length=100,
+                pattern=r"^[^\s]+$",
                 description="The caller's own: its retries open one ticket; another caller's "
                 "same key opens another.",
             ),
