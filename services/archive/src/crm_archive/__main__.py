@@ -1,23 +1,12 @@
 """`python -m crm_archive` (or `crm-archive`): run the service."""
 
-import uvicorn
-
 from crm_archive.app import build_app
 from crm_archive.settings import ArchiveSettings
-from crm_runtime.logs import configure_logging
+from crm_runtime.serve import serve
 
 
 def main() -> None:
-    settings = ArchiveSettings()
-    configure_logging(settings.service, settings.log_level)
-    uvicorn.run(
-        build_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    serve(ArchiveSettings(), build_app)
 
 
 if __name__ == "__main__":

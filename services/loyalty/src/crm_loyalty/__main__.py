@@ -1,23 +1,12 @@
 """`python -m crm_loyalty` (or `crm-loyalty`): run the service."""
 
-import uvicorn
-
 from crm_loyalty.app import build_app
 from crm_loyalty.settings import LoyaltySettings
-from crm_runtime.logs import configure_logging
+from crm_runtime.serve import serve
 
 
 def main() -> None:
-    settings = LoyaltySettings()
-    configure_logging(settings.service, settings.log_level)
-    uvicorn.run(
-        build_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    serve(LoyaltySettings(), build_app)
 
 
 if __name__ == "__main__":
