@@ -102,7 +102,7 @@ def test_operations_endpoints(archive: ServiceProcess) -> None:
     assert httpx.get(archive.url + "/healthz").json()["status"] == "ok"
     ready = httpx.get(archive.url + "/readyz").json()
     assert ready["ready"]
-    assert ready["partitions_assigned"] == 12 * 6, "six consumed topics of 12 partitions"
+    assert ready["partitions_assigned"] == 12 * 7, "seven consumed topics of 12 partitions"
     assert "crm_events_processed_total" in httpx.get(archive.url + "/metrics").text
     spec = httpx.get(archive.url + "/asyncapi.json").json()
     assert spec["asyncapi"].startswith("3.")
