@@ -137,33 +137,67 @@ async def create_customer(
                 )
             return Entered(first, replayed=True)
         now = to_milliseconds(clock())
-        customer = Customer.first_sighting(command.customer_id, now, members_v1.CUSTOMER_REGISTERED)
-        profile = profile_of(registration)
-        tags, consents = list(registration.tags), consents_of(registration)
-        customer.register(now, profile, tags, consents, registration.account_owner)
+        customer = registered_customer(command.customer_id, registration, now)
         if not command.allow_duplicate:
             existing = [found for found, _ in await repository.same_contact(customer)]
             if existing:
                 raise DuplicateCustomerError(sorted(existing))
+        entered = Entry(command.entry_id, command.by, request=request)
+        await repository.save(entered.changes(customer, registration, now, rules))
+        return Entered(customer, replayed=False)
+
+    return await retry_on_conflict(attempt)
+
+
+def registered_customer(
+    customer_id: str, registration: members_v1.CustomerRegistered, now: datetime
+) -> Customer:
+    """A new record, registered as the member system would register it."""
+    customer = Customer.first_sighting(customer_id, now, members_v1.CUSTOMER_REGISTERED)
+    tags, consents = list(registration.tags), consents_of(registration)
+    customer.register(now, profile_of(registration), tags, consents, registration.account_owner)
+    return customer
+
+
+@dataclass(frozen=True)
+class Entry:
+    """How staff entered a customer (one at a time or imported): the timeline entry's id, who,
+    and what the timeline keeps besides the field names."""
+
+    entry_id: str
+    by: str
+    request: str | None = None
+    """The request, sealed, to compare a retry with (`POST /customers`)."""
+    imported: bool = False
+
+    def changes(
+        self,
+        customer: Customer,
+        registration: members_v1.CustomerRegistered,
+        now: datetime,
+        rules: ArchiveRules,
+    ) -> Changes:
+        """The record evaluated, `customer.created` on the timeline (who, and the names of the
+        fields given), `customer.registered` announced on `members.v1` (and marked applied, so
+        its echo changes nothing) and what the creation means on `archive.v1`."""
         events = customer.evaluate(now, rules)
-        registered = member_event(customer.id, registration, command.entry_id, now)
-        given = {
-            "by": command.by,
+        registered = member_event(customer.id, registration, self.entry_id, now)
+        given: dict[str, object] = {
+            "by": self.by,
             "type": registration.type,
             "source": registration.source,
             "fields": sorted(registration.model_fields_set - {"source"}),
         }
+        if self.imported:
+            given["imported"] = True
         entry = TimelineEntry(
-            command.entry_id, customer.id, now, CUSTOMER_CREATED, given, request=request
+            self.entry_id, customer.id, now, CUSTOMER_CREATED, given, request=self.request
         )
         outbound = [
             OutboundMessage(MEMBERS.name, registered),
-            *to_messages(customer, events, command.entry_id, now),
+            *to_messages(customer, events, self.entry_id, now),
         ]
-        await repository.save(Changes([customer], [entry], [registered], outbound))
-        return Entered(customer, replayed=False)
-
-    return await retry_on_conflict(attempt)
+        return Changes([customer], [entry], [registered], outbound)
 
 
 @dataclass(frozen=True)

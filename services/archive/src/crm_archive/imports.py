@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from crm_archive.commands import CUSTOMER_CREATED, member_event, to_milliseconds
+from crm_archive.commands import Entry, registered_customer, to_milliseconds
 from crm_archive.domain.customer import Customer
 from crm_archive.domain.facts import contacts_of
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.handlers import consents_of, profile_of, to_messages
-from crm_archive.ports import Changes, CustomerRepository, TimelineEntry
+from crm_archive.ports import Changes, CustomerRepository
 from crm_contracts.members import v1 as members_v1
-from crm_contracts.topics import MEMBERS
 from crm_runtime.errors import retry_on_conflict
-from crm_runtime.outbox import OutboundMessage
 from crm_runtime.sweeps import Clock
 
 IMPORT_SOURCE = "import"
@@ -95,14 +92,7 @@ async def import_customers(
             registration = row.registration
             if registration.source is None:
                 registration = registration.model_copy(update={"source": IMPORT_SOURCE})
-            customer = Customer.first_sighting(customer_id, now, members_v1.CUSTOMER_REGISTERED)
-            customer.register(
-                now,
-                profile_of(registration),
-                list(registration.tags),
-                consents_of(registration),
-                registration.account_owner,
-            )
+            customer = registered_customer(customer_id, registration, now)
             candidates.append(_Candidate(row.row, customer, registration))
         accepted = _without_duplicates(
             candidates, await repository.on_file([c.customer for c in candidates]), results
@@ -146,20 +136,10 @@ def _without_duplicates(
 def _entered(accepted: list[_Candidate], by: str, now: datetime, rules: ArchiveRules) -> Changes:
     changes = Changes()
     for candidate in accepted:
-        customer, registration = candidate.customer, candidate.registration
-        entry_id = f"import/{customer.id}"
-        events = customer.evaluate(now, rules)
-        registered = member_event(customer.id, registration, entry_id, now)
-        given = {
-            "by": by,
-            "type": registration.type,
-            "source": registration.source,
-            "fields": sorted(registration.model_fields_set - {"source"}),
-            "imported": True,
-        }
-        changes.customers.append(customer)
-        changes.timeline.append(TimelineEntry(entry_id, customer.id, now, CUSTOMER_CREATED, given))
-        changes.applied.append(registered)
-        changes.outbound.append(OutboundMessage(MEMBERS.name, registered))
-        changes.outbound.extend(to_messages(customer, events, entry_id, now))
+        entry = Entry(f"import/{candidate.customer.id}", by, imported=True)
+        one = entry.changes(candidate.customer, candidate.registration, now, rules)
+        changes.customers += one.customers
+        changes.timeline += one.timeline
+        changes.applied += one.applied
+        changes.outbound += one.outbound
     return changes
