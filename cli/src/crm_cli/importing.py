@@ -14,7 +14,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -441,20 +440,13 @@ def import_customers(
     """(row, the row to send or the reason it was refused here), in file order."""
     to_send = 0
     size = 0
-    # One batch in flight while the next is read: the archive still sees batches one after
-    # another (a row's duplicate in the previous batch is on file by then).
-    sender = ThreadPoolExecutor(max_workers=1)
-    in_flight: tuple[list[tuple[int, dict[str, Any] | str]], Future[list[dict[str, Any]]]] | None
-    in_flight = None
 
-    def settle() -> None:
-        nonlocal in_flight
-        if in_flight is None:
-            return
-        batch, answer = in_flight
-        in_flight = None
-        results = iter(answer.result())
-        for row, found in batch:
+    def flush() -> None:
+        sent = [
+            {"row": row, "customer": found} for row, found in pending if not isinstance(found, str)
+        ]
+        results = iter(client.send(sent, dry_run) if sent else [])
+        for row, found in pending:
             result = (
                 {"status": "rejected", "reason": found} if isinstance(found, str) else next(results)
             )
@@ -469,48 +461,30 @@ def import_customers(
                 reason = str(result.get("reason") or f"refused ({status})")
                 rejects.write(row, reason)
                 report.reject(reason)
-        if on_rows is not None and batch:
-            on_rows(len(batch))
-
-    def flush() -> None:
-        nonlocal in_flight
-        settle()
-        batch = list(pending)
+        if on_rows is not None and pending:
+            on_rows(len(pending))
         pending.clear()
-        sent = [
-            {"row": row, "customer": found} for row, found in batch if not isinstance(found, str)
-        ]
-        answer: Future[list[dict[str, Any]]] = Future()
-        if sent:
-            answer = sender.submit(client.send, sent, dry_run)
-        else:
-            answer.set_result([])
-        in_flight = (batch, answer)
 
-    try:
-        for number, cells in sheet.rows:
-            try:
-                customer = to_customer(cells, mapping)
-            except RowError as exc:
-                pending.append((number, str(exc)))
-                if len(pending) >= 4 * batch_size:
-                    flush()
-                    to_send = size = 0
-                continue
-            if body_size(customer) > MAX_BATCH_BYTES:
-                pending.append((number, f"row: more than {MAX_BATCH_BYTES // 1024} KiB of text"))
-                continue
-            if size + body_size(customer) > MAX_BATCH_BYTES:
+    for number, cells in sheet.rows:
+        try:
+            customer = to_customer(cells, mapping)
+        except RowError as exc:
+            pending.append((number, str(exc)))
+            if len(pending) >= 4 * batch_size:
                 flush()
                 to_send = size = 0
-            pending.append((number, customer))
-            to_send += 1
-            size += body_size(customer)
-            if to_send >= batch_size:
-                flush()
-                to_send = size = 0
-        flush()
-        settle()
-    finally:
-        sender.shutdown(cancel_futures=True)
+            continue
+        if body_size(customer) > MAX_BATCH_BYTES:
+            pending.append((number, f"row: more than {MAX_BATCH_BYTES // 1024} KiB of text"))
+            continue
+        if size + body_size(customer) > MAX_BATCH_BYTES:
+            flush()
+            to_send = size = 0
+        pending.append((number, customer))
+        to_send += 1
+        size += body_size(customer)
+        if to_send >= batch_size:
+            flush()
+            to_send = size = 0
+    flush()
     return report
