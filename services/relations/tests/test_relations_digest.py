@@ -6,7 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from relations_events import churn_risk, csat, registered
+from relations_events import churn_risk, csat, placed, registered
 from relations_fakes import InMemoryRelations
 
 from crm_contracts.relations import v1
@@ -107,7 +107,7 @@ async def test_the_escalated_overdue_notice_is_marked_once_per_task() -> None:
 
 
 async def test_the_agreement_events_name_the_owner_to_notify() -> None:
-    from test_relations_agreements import agreement, placed  # the agreement fixtures
+    from test_relations_agreements import agreement  # the agreement fixture
 
     repository = InMemoryRelations()
     await agreement(repository)
