@@ -13,6 +13,7 @@ from crm_contracts.notify.v1 import (
     NOTIFICATION_SUPPRESSED,
 )
 from crm_notify.adapters.mongo import MongoNotifyRepository
+from crm_notify.domain.staff import NO_STAFF_ADDRESS
 from crm_runtime.metrics import event_field
 from crm_runtime.runtime import Runtime
 
@@ -43,9 +44,20 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
         ["service", "channel", "status"],
         registry=runtime.registry,
     )
+    unaddressed = Counter(
+        "crm_staff_messages_unaddressed",
+        "Messages for a person of ours (task digests, escalations, agreement alerts) not sent: "
+        "no e-mail address for them in CRM_NOTIFY_STAFF. By template.",
+        ["service", "template"],
+        registry=runtime.registry,
+    )
     for channel in CHANNELS:
         for status in OUTCOMES.values():
             notifications.labels(service, channel, status)
+
+    def count_unaddressed(event: CloudEvent[Any]) -> None:
+        if str(event_field(event, "reason", "")).startswith(NO_STAFF_ADDRESS):
+            unaddressed.labels(service, str(event_field(event, "template", ""))).inc()
 
     def count(status: str) -> Callable[[CloudEvent[Any]], None]:
         def increment(event: CloudEvent[Any]) -> None:
@@ -64,3 +76,4 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     runtime.gauges("notifications", refresh)
     for event_type, status in OUTCOMES.items():
         runtime.on_committed(event_type, count(status))
+    runtime.on_committed(NOTIFICATION_SUPPRESSED, count_unaddressed)
