@@ -25,6 +25,13 @@ OUTCOMES = {
     NOTIFICATION_CANCELLED: "cancelled",
 }
 WAITING = ("queued", "deferred", "sending")
+STAFF_TEMPLATES = (
+    "task_digest",
+    "task_escalated",
+    "agreement_at_risk",
+    "agreement_period_closed",
+    "agreement_renewal_due",
+)
 
 
 def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
@@ -54,6 +61,8 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     for channel in CHANNELS:
         for status in OUTCOMES.values():
             notifications.labels(service, channel, status)
+    for template in STAFF_TEMPLATES:
+        unaddressed.labels(service, template)
 
     def count_unaddressed(event: CloudEvent[Any]) -> None:
         if str(event_field(event, "reason", "")).startswith(NO_STAFF_ADDRESS):
