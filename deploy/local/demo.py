@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
@@ -329,9 +330,18 @@ def sweep_now(port: int, name: str) -> int:
         return int(json.loads(response.read())["changed"])
 
 
-def show_staff_messages(relations_port: int, notify_port: int) -> None:
+def show_staff_messages(relations_port: int, notify_port: int, customers: list[str]) -> None:
     """The owners' morning digests (relations decides, notify e-mails the demo users from
-    stack.DEMO_STAFF): the sweeps run now instead of waiting for their interval."""
+    stack.DEMO_STAFF): owner-01 gets two callbacks due today, and the sweeps run now instead of
+    waiting for their interval."""
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    for n, customer in enumerate(customers[:2]):
+        body = {"customer_id": customer, "kind": "callback", "owner": "owner-01"}
+        post(
+            f"http://127.0.0.1:{relations_port}/tasks",
+            body | {"due_on": today.isoformat()},
+            key=f"demo-callback-{today}-{n}",
+        )
     overdue = sweep_now(relations_port, "overdue")
     digests = sweep_now(relations_port, "digest")
     base = f"http://127.0.0.1:{notify_port}/notifications"
@@ -500,7 +510,8 @@ def main() -> None:
         f"outstanding over {liability['accounts']} accounts, {liability['debt_points']} in debt"
     )
     show_relations(relations_port)
-    show_staff_messages(relations_port, notify_port)
+    registered = [s.key for _, s in traffic if s.event_type == "customer.registered"]
+    show_staff_messages(relations_port, notify_port, registered)
     show_privacy(local, traffic, biggest, archive_port)
     show_prometheus(local)
     print(
