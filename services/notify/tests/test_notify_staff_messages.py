@@ -14,6 +14,8 @@ from notify_fakes import FakeSenders, InMemoryNotify
 from pydantic import ValidationError
 
 from crm_contracts import CloudEvent, new_event
+from crm_contracts.archive import v1 as archive_v1
+from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.relations import v1 as relations_v1
 from crm_notify.delivery import deliver
@@ -173,6 +175,22 @@ async def test_no_supervisor_in_the_address_book_is_recorded_undeliverable() -> 
         "suppressed",
         "staff:no_address (supervisors)",
     )
+
+
+async def test_a_staff_alert_about_a_customer_does_not_use_up_their_daily_marketing_cap() -> None:
+    repo = InMemoryNotify()
+    consents = {"email": members_v1.Consent(marketing=True)}
+    member = members_v1.CustomerRegistered(name="李雷", email="c1@example.com", consents=consents)
+    churn = archive_v1.CustomerChurnRiskRaised(reasons=["purchase_interval"], detected_at=MORNING)
+    await run(repo, relations_event(members_v1.CUSTOMER_REGISTERED, "C-1", member, MORNING))
+    one_a_day = NotifyRules(daily_cap=1)
+    batch = [
+        at_risk("C-1", "li.wei"),
+        relations_event(archive_v1.CUSTOMER_CHURN_RISK_RAISED, "C-1", churn, MORNING),
+    ]
+    await apply_events(batch, repo, rules=one_a_day, staff=STAFF, now=MORNING + timedelta(hours=2))
+    [retention] = repo.by_template("retention")
+    assert retention.status == "queued", retention.history
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,7 @@ async def _notify(
             1
             for n in changes.notifications
             if n.customer_id == preferences.customer_id
-            and n.purpose != "transactional"
+            and n.purpose == "marketing"  # as stored ones are counted: staff messages are not
             and n.status != "suppressed"
         )
         decision = decide(preferences, intent.purpose, now, counted, rules)
