@@ -1,13 +1,14 @@
 """Issue 19's notify half on the real stack (Kafka, the MongoDB-wire server, relations and notify
 as processes, a real SMTP server): an owner with two tasks due gets one morning digest e-mail
-listing both, however often the sweep runs; a task overdue by more than 5 business days makes
+listing both, however often the sweep runs (and, given after the close, counts the day's tasks
+overdue); a task overdue by more than 5 business days makes
 one e-mail to the supervisor, once; an agreement at risk e-mails its owner. Time is driven the way
 the relations tests drive it: the sweeps run as of a given time (`POST /ops/sweeps/{name}?at=`,
 the service's injectable clock)."""
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
@@ -113,6 +114,14 @@ def test_one_digest_per_owner_listing_both_tasks_and_one_supervisor_mail_per_lat
     assert [s.split("customer ")[-1] for s in subjects] == sorted([first, second])
     assert all("6 business days overdue" in s for s in subjects)
     assert len(mails(smtp, OWNER_MAIL, "今日待办")) == 1, "still one digest"
+
+    # Given after the close (the sweep runs all day), the day's own tasks count as overdue.
+    next_day = CALENDAR.next_working_day(day + timedelta(days=1))
+    task_for_owner(relations, unique("dg"), next_day)
+    evening = datetime.combine(next_day, time(19, 0), CST)
+    assert sweep(relations, "digest", evening) == 1
+    [later] = eventually(lambda: mails(smtp, OWNER_MAIL, f"（{next_day}）"), timeout=60)
+    assert str(later["Subject"]) == f"今日待办：0 项到期，3 项逾期（{next_day}）"
 
 
 def test_an_agreement_at_risk_emails_its_owner(

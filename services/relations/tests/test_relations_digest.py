@@ -117,3 +117,12 @@ async def test_the_agreement_events_name_the_owner_to_notify() -> None:
     [risk] = repository.published(v1.AGREEMENT_FULFILMENT_AT_RISK)
     [closed] = repository.published(v1.AGREEMENT_PERIOD_CLOSED)
     assert (risk.data.owner, closed.data.owner) == ("li.wei", "li.wei")
+
+
+async def test_a_digest_given_after_the_close_counts_the_days_tasks_overdue() -> None:
+    repository = InMemoryRelations()
+    await two_tasks_for_li_wei(repository)
+    await handlers.digest_sweep(at(5, 19, 0), repository, rules=RULES)  # Tuesday after 18:00
+    [digest] = repository.published(v1.TASKS_DIGEST_DUE)
+    assert (digest.data.due_today, digest.data.overdue) == (0, 1)
+    assert [t.overdue for t in digest.data.tasks] == [True]

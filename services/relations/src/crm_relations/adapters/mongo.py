@@ -248,7 +248,7 @@ class MongoRelationsRepository:
             "due_at": {"$lte": until},
         }
         totals = await self._count_by_owner(match)
-        overdue = await self._count_by_owner({**match, "due_at": {"$lt": min(now, until)}})
+        overdue = await self._count_by_owner({**match, "due_at": {"$lte": until, "$lt": now}})
         return {owner: (n, overdue.get(owner, 0)) for owner, n in totals.items()}
 
     async def _count_by_owner(self, match: Document) -> dict[str, int]:
