@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
@@ -318,6 +319,59 @@ def show_relations(port: int) -> None:
     print("  by owner: " + ", ".join(f"{k}: {v}" for k, v in sorted(owners.items())))
 
 
+def sweep_now(port: int, name: str) -> int:
+    """Run a service's sweep now (`POST /ops/sweeps/{name}`, the dev token has `ops`)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/ops/sweeps/{name}",
+        method="POST",
+        headers={"Authorization": f"Bearer {stack.DEV_TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(json.loads(response.read())["changed"])
+
+
+def show_staff_messages(relations_port: int, notify_port: int, customers: list[str]) -> None:
+    """The owners' morning digests (relations decides, notify e-mails the demo users from
+    stack.DEMO_STAFF): owner-01 gets two callbacks due today, and the sweeps run now instead of
+    waiting for their interval."""
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    for n, customer in enumerate(customers[:2]):
+        body = {"customer_id": customer, "kind": "callback", "owner": "owner-01"}
+        post(
+            f"http://127.0.0.1:{relations_port}/tasks",
+            body | {"due_on": today.isoformat()},
+            key=f"demo-callback-{today}-{n}",
+        )
+    overdue = sweep_now(relations_port, "overdue")
+    digests = sweep_now(relations_port, "digest")
+    base = f"http://127.0.0.1:{notify_port}/notifications"
+
+    def made() -> list[dict[str, Any]]:
+        return [
+            item
+            for template in ("task_digest", "task_escalated", "agreement_at_risk")
+            for item in get(f"{base}?template={template}&limit=500")["items"]
+        ]
+
+    deadline = time.monotonic() + 20
+    while digests and not any(i["template"] == "task_digest" for i in made()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    kinds = Counter(f"{item['template']} {item['status']}" for item in made())
+    when = (
+        f"{digests} digest(s) given"
+        if digests
+        else "no digest now (none is given before 08:30 of a business day in Asia/Shanghai, "
+        "or it was given already today)"
+    )
+    print(
+        f"\nStaff messages (relations' sweeps now: {overdue} overdue notice(s), {when}); "
+        "notify's e-mails to the demo users (CRM_NOTIFY_STAFF): "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(kinds.items())) or "none yet")
+    )
+
+
 def notification_statuses(port: int, pages: int = 40) -> Counter[str]:
     counts: Counter[str] = Counter()
     cursor = ""
@@ -456,6 +510,8 @@ def main() -> None:
         f"outstanding over {liability['accounts']} accounts, {liability['debt_points']} in debt"
     )
     show_relations(relations_port)
+    registered = [s.key for _, s in traffic if s.event_type == "customer.registered"]
+    show_staff_messages(relations_port, notify_port, registered)
     show_privacy(local, traffic, biggest, archive_port)
     show_prometheus(local)
     print(

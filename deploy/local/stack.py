@@ -45,6 +45,13 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
 }
 """The local stack's people, by token: the dev token (all roles) and a few named demo users (an
 agent, an account owner, a supervisor). Never configure these tokens anywhere else."""
+DEMO_STAFF: dict[str, dict[str, Any]] = {
+    "owner-01": {"email": "owner-01@example.test", "locale": "zh-CN"},
+    "agent-07": {"email": "agent-07@example.test", "locale": "en"},
+    "sup-01": {"email": "sup-01@example.test", "locale": "zh-CN", "roles": ["supervisor"]},
+}
+"""The demo users' addresses in notify's staff address book (`CRM_NOTIFY_STAFF`): their task
+digests, escalations and agreement alerts land in the mail catcher (.local/mail)."""
 SERVICES: dict[str, int] = {
     "archive": 8081,
     "tickets": 8082,
@@ -563,6 +570,7 @@ def service_env(
         "CRM_MASTER_KEYS_FILE": os.environ.get("CRM_MASTER_KEYS_FILE", str(dev_keys_file())),
         f"{prefix}HTTP_PORT": str(port),
         "PYTHONUNBUFFERED": "1",
+        **({"CRM_NOTIFY_STAFF": json.dumps(DEMO_STAFF)} if name == "notify" else {}),
         **(extra or {}),
     }
 

@@ -30,7 +30,7 @@ CONSUMERS = {
     "orders.v1": ("archive", "loyalty", "relations"),
     "members.v1": ("archive", "tickets", "loyalty", "notify", "relations"),
     "callcenter.v1": ("archive", "tickets"),
-    "relations.v1": ("archive", "tickets"),
+    "relations.v1": ("archive", "tickets", "notify"),
 }
 
 
@@ -116,6 +116,20 @@ def agreement_created(customer: str, **terms: Any) -> bytes:
     return cloud_event("agreement.created", customer, body)
 
 
+def digest_due(owner: str, tasks: int) -> bytes:
+    """An owner's morning digest listing `tasks` tasks (the contract allows 50)."""
+    now = datetime.now(UTC).isoformat()
+    line = {"customer_id": "C-1", "kind": "callback", "due_at": now, "overdue": False}
+    body = {
+        "owner": owner,
+        "day": now[:10],
+        "due_today": tasks,
+        "overdue": 0,
+        "tasks": [{**line, "task_id": f"t-{n}", "business_days_overdue": 0} for n in range(tasks)],
+    }
+    return cloud_event("tasks.digest_due", owner, body)
+
+
 def hand_written() -> list[tuple[str, str, str, bytes | None, str]]:
     """(case, topic, key, value, a word the DLQ reason must contain)."""
     far = (datetime.now(UTC) + timedelta(days=3650)).isoformat()
@@ -188,6 +202,10 @@ def hand_written() -> list[tuple[str, str, str, bytes | None, str]]:
             task_completed(customer, outcome="great"),
             "outcome",
         )
+    )
+    customer = k()
+    cases.append(
+        ("a digest of 51 tasks", "relations.v1", customer, digest_due(customer, 51), "tasks")
     )
     return cases
 

@@ -58,7 +58,13 @@ BUSINESS: dict[str, frozenset[str]] = {
             "crm_loyalty_accounts",
         }
     ),
-    "notify": frozenset({"crm_notifications_total", "crm_notifications_waiting"}),
+    "notify": frozenset(
+        {
+            "crm_notifications_total",
+            "crm_notifications_waiting",
+            "crm_staff_messages_unaddressed_total",
+        }
+    ),
     "relations": frozenset(
         {
             "crm_tasks_created_total",

@@ -98,10 +98,11 @@ NOTIFY = Topic(
 RELATIONS = Topic(
     "relations.v1",
     producer="relations",
-    consumers=("archive", "tickets"),
+    consumers=("archive", "tickets", "notify"),
     event_types=tuple(relations_v1.EVENTS),
-    description="Follow-up tasks (created, completed, overdue) and agreement customers: terms, "
-    "fulfilment at risk, periods closed, renewals due. No free text.",
+    key=CUSTOMER_KEY + "; the owner's user id for `tasks.digest_due`",
+    description="Follow-up tasks (created, completed, overdue, owners' morning digests) and "
+    "agreement customers: terms, fulfilment at risk, periods closed, renewals due. No free text.",
 )
 
 INBOUND: tuple[Topic, ...] = (ORDERS, MEMBERS, CALLCENTER)

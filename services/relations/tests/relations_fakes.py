@@ -22,6 +22,7 @@ class InMemoryRelations:
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
         self.erased: set[str] = set()
+        self.digests: set[tuple[date, str]] = set()
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
@@ -78,7 +79,25 @@ class InMemoryRelations:
             :limit
         ]
 
+    async def owners_due(self, until: datetime, now: datetime) -> dict[str, tuple[int, int]]:
+        counts: dict[str, tuple[int, int]] = {}
+        for t in self.tasks_.values():
+            if t.is_open and t.owner is not None and t.due_at <= until:
+                total, overdue = counts.get(t.owner, (0, 0))
+                counts[t.owner] = (total + 1, overdue + int(t.due_at < now))
+        return counts
+
+    async def due_of(self, owner: str, until: datetime, limit: int) -> list[Task]:
+        mine = [t for t in self.tasks_.values() if t.owner == owner and t.is_open]
+        due = sorted((t for t in mine if t.due_at <= until), key=lambda t: (t.due_at, t.task_id))
+        return [copy.deepcopy(t) for t in due[:limit]]
+
+    async def digests_given(self, day: date) -> set[str]:
+        return {owner for given, owner in self.digests if given == day}
+
     async def save(self, changes: Changes) -> None:
+        assert not self.digests & set(changes.digests), "a digest given twice"
+        self.digests.update(changes.digests)
         for customer in changes.customers:
             self._check(self.customers_.get(customer.customer_id), customer.version)
             customer.version += 1

@@ -9,9 +9,11 @@ What consumers should do with them (see `services/relations/README.md`):
   `agreement.created/renewed` -> "agreement customer" until `agreement.terminated` or the end;
 - tickets: `agreement.created/amended/renewed` carry `first_response_hours`, the complaint SLA
   of the customer while the agreement is active (from `starts_on` to `ends_on`);
-- notify: `task.created/overdue` -> the owner's morning digest; `task.overdue` with
-  `business_days_overdue` > 5 -> the supervisors; `agreement.fulfilment_at_risk`,
-  `agreement.renewal_due` -> the owner.
+- notify: `tasks.digest_due` -> the owner's morning digest of their due and overdue tasks (one
+  per owner per business day; `subject` is the owner's user id, not a customer);
+  `task.overdue` with `escalated` -> the supervisors (once per task);
+  `agreement.fulfilment_at_risk`, `agreement.period_closed`, `agreement.renewal_due` -> the
+  owner (the supervisors when the agreement has none).
 """
 
 from datetime import date, datetime
@@ -34,6 +36,7 @@ AGREEMENT_RENEWED = "agreement.renewed"
 AGREEMENT_FULFILMENT_AT_RISK = "agreement.fulfilment_at_risk"
 AGREEMENT_PERIOD_CLOSED = "agreement.period_closed"
 AGREEMENT_RENEWAL_DUE = "agreement.renewal_due"
+TASKS_DIGEST_DUE = "tasks.digest_due"
 
 TaskKind = Literal["follow_up", "callback", "recovery", "renewal", "agreement_review"]
 Outcome = Literal["reached", "not_reached", "resolved", "declined", "other"]
@@ -79,6 +82,11 @@ class TaskOverdue(_Task):
     owner: Identifier | None = None
     due_at: datetime
     business_days_overdue: int = Field(ge=0)
+    escalated: bool = Field(
+        default=False,
+        description="The task's second and last overdue notice, given once it is "
+        "`ESCALATE_AFTER_BUSINESS_DAYS` late: for the supervisors.",
+    )
 
 
 class TaskReassigned(_Task):
@@ -150,6 +158,7 @@ class AgreementFulfilmentAtRisk(_Agreement):
     fulfilled: Money
     projected: Money
     currency: Currency
+    owner: Identifier | None = Field(default=None, description="The agreement's owner.")
     share_left: float = Field(ge=0, le=1, description="The share of the period still to come.")
 
 
@@ -161,12 +170,39 @@ class AgreementPeriodClosed(_Agreement):
     fulfilled: Money
     currency: Currency
     met: bool
+    owner: Identifier | None = Field(default=None, description="The agreement's owner.")
 
 
 class AgreementRenewalDue(_Agreement):
     ends_on: date
     notice_days: int = Field(ge=0)
     owner: Identifier | None = None
+
+
+DIGEST_TASKS_LIMIT = 50
+"""Tasks a digest lists at most (the counts cover all of them)."""
+
+
+class DigestTask(_Payload):
+    """One line of an owner's digest: no free text, the customer by id only."""
+
+    task_id: Identifier
+    customer_id: Identifier
+    kind: TaskKind
+    due_at: datetime
+    overdue: bool
+    business_days_overdue: int = Field(ge=0)
+
+
+class TasksDigestDue(_Payload):
+    """An owner's morning digest (one per owner per business day): their open tasks due by the
+    close of `day` and their overdue ones, oldest first. `subject` is the owner's user id."""
+
+    owner: Identifier
+    day: date
+    due_today: int = Field(ge=0, description="Open tasks due by the close of `day`.")
+    overdue: int = Field(ge=0, description="Tasks past their due time.")
+    tasks: list[DigestTask] = Field(max_length=DIGEST_TASKS_LIMIT)
 
 
 EVENTS: dict[str, type[BaseModel]] = {
@@ -183,4 +219,5 @@ EVENTS: dict[str, type[BaseModel]] = {
     AGREEMENT_FULFILMENT_AT_RISK: AgreementFulfilmentAtRisk,
     AGREEMENT_PERIOD_CLOSED: AgreementPeriodClosed,
     AGREEMENT_RENEWAL_DUE: AgreementRenewalDue,
+    TASKS_DIGEST_DUE: TasksDigestDue,
 }

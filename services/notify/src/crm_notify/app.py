@@ -78,7 +78,7 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     repository = MongoNotifyRepository(runtime.db, runtime.uow, runtime.keys)
     runtime.on_startup(repository.ensure_indexes)
     metrics.install(runtime, repository)
-    staff = Staff(settings.staff_webhook_url)
+    staff = Staff(settings.staff_webhook_url, settings.staff)
     channels = senders(settings)
 
     async def deliver(now: datetime) -> int:

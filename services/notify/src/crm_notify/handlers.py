@@ -6,7 +6,7 @@ Plain async functions over the `NotifyRepository` port: unit tests use an in-mem
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,11 +16,13 @@ from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
+from crm_contracts.relations import v1 as relations_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import NOTIFY
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Intent, Notification, cancel_unwanted
 from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
+from crm_notify.domain.staff import NO_STAFF_ADDRESS, supervisors
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
 from crm_runtime.outbox import OutboundMessage
@@ -38,6 +40,11 @@ CONSUMED_TYPES = (
     loyalty_v1.POINTS_EXPIRING_SOON,
     loyalty_v1.POINTS_EARNED,
     archive_v1.CUSTOMER_CHURN_RISK_RAISED,
+    relations_v1.TASKS_DIGEST_DUE,
+    relations_v1.TASK_OVERDUE,
+    relations_v1.AGREEMENT_FULFILMENT_AT_RISK,
+    relations_v1.AGREEMENT_PERIOD_CLOSED,
+    relations_v1.AGREEMENT_RENEWAL_DUE,
 )
 
 
@@ -66,7 +73,8 @@ async def apply_events(
     found = await repository.preferences(subjects)
     everyone = {s: found.get(s) or Preferences(s) for s in subjects}
     stored_digests = await _digests_for(repository, everyone, fresh)
-    known = await _existing(repository, [i for e in fresh for i in intents_for(e)])
+    bosses = supervisors(staff.people)
+    known = await _existing(repository, [i for e in fresh for i in intents_for(e, bosses)])
     withdrawn: set[str] = set()
     for event in fresh:
         preferences = everyone[event.subject]
@@ -84,7 +92,7 @@ async def apply_events(
             changes.outbound.append(erasure_confirmation("notify", event, now, KEPT_AFTER_ERASURE))
         if isinstance(event.data, members_v1.CustomerRegistered) and was_registered:
             continue  # registered again (another source): one welcome per customer
-        for intent in intents_for(event):
+        for intent in intents_for(event, bosses):
             await _notify(changes, known, repository, preferences, intent, rules, staff, now)
     if withdrawn:
         await cancel_withdrawn(changes, repository, sorted(withdrawn), now)
@@ -171,6 +179,10 @@ async def _notify(
     notification_id = intent.notification_id
     if notification_id in known:
         return
+    if intent.recipient is not None:
+        _notify_person(changes, preferences, intent, staff, now)
+        known.add(notification_id)
+        return
     if intent.purpose == "staff":
         decision = (
             Decision("send", "webhook", send_at=now)
@@ -187,7 +199,7 @@ async def _notify(
             1
             for n in changes.notifications
             if n.customer_id == preferences.customer_id
-            and n.purpose != "transactional"
+            and n.purpose == "marketing"  # as stored ones are counted: staff messages are not
             and n.status != "suppressed"
         )
         decision = decide(preferences, intent.purpose, now, counted, rules)
@@ -196,6 +208,35 @@ async def _notify(
     )
     changes.notifications.append(notification)
     known.add(notification_id)
+    if notification.status == "suppressed":
+        changes.outbound.append(outcome(notification, now))
+
+
+def _notify_person(
+    changes: Changes, preferences: Preferences, intent: Intent, staff: Staff, now: datetime
+) -> None:
+    """A message for a person of ours, by e-mail from the address book, in their locale: no
+    customer consent or quiet hours (it is their work); without an address it is recorded
+    `suppressed` (`staff:no_address`) and announced, never an error."""
+    recipient = intent.recipient or ""
+    member = staff.people.get(recipient)
+    address = member.email if member else None
+    decision = (
+        Decision("send", "email", send_at=now)
+        if address
+        else Decision("suppress", "email", reason=f"{NO_STAFF_ADDRESS} ({recipient[:64]})")
+    )
+    variables = {**intent.variables, "name": (member.name if member else None) or recipient}
+    notification = Notification.create(
+        preferences.customer_id,
+        replace(intent, variables=variables),
+        decision,
+        None,
+        now,
+        staff_address=address,
+        locale=member.locale if member else None,
+    )
+    changes.notifications.append(notification)
     if notification.status == "suppressed":
         changes.outbound.append(outcome(notification, now))
 

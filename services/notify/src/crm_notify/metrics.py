@@ -13,6 +13,7 @@ from crm_contracts.notify.v1 import (
     NOTIFICATION_SUPPRESSED,
 )
 from crm_notify.adapters.mongo import MongoNotifyRepository
+from crm_notify.domain.staff import NO_STAFF_ADDRESS
 from crm_runtime.metrics import event_field
 from crm_runtime.runtime import Runtime
 
@@ -24,6 +25,13 @@ OUTCOMES = {
     NOTIFICATION_CANCELLED: "cancelled",
 }
 WAITING = ("queued", "deferred", "sending")
+STAFF_TEMPLATES = (
+    "task_digest",
+    "task_escalated",
+    "agreement_at_risk",
+    "agreement_period_closed",
+    "agreement_renewal_due",
+)
 
 
 def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
@@ -43,9 +51,22 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
         ["service", "channel", "status"],
         registry=runtime.registry,
     )
+    unaddressed = Counter(
+        "crm_staff_messages_unaddressed",
+        "Messages for a person of ours (task digests, escalations, agreement alerts) not sent: "
+        "no e-mail address for them in CRM_NOTIFY_STAFF. By template.",
+        ["service", "template"],
+        registry=runtime.registry,
+    )
     for channel in CHANNELS:
         for status in OUTCOMES.values():
             notifications.labels(service, channel, status)
+    for template in STAFF_TEMPLATES:
+        unaddressed.labels(service, template)
+
+    def count_unaddressed(event: CloudEvent[Any]) -> None:
+        if str(event_field(event, "reason", "")).startswith(NO_STAFF_ADDRESS):
+            unaddressed.labels(service, str(event_field(event, "template", ""))).inc()
 
     def count(status: str) -> Callable[[CloudEvent[Any]], None]:
         def increment(event: CloudEvent[Any]) -> None:
@@ -64,3 +85,4 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     runtime.gauges("notifications", refresh)
     for event_type, status in OUTCOMES.items():
         runtime.on_committed(event_type, count(status))
+    runtime.on_committed(NOTIFICATION_SUPPRESSED, count_unaddressed)

@@ -14,6 +14,7 @@ from crm_contracts import CloudEvent
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Notification
 from crm_notify.domain.policy import Preferences
+from crm_notify.domain.staff import StaffMember
 from crm_runtime.outbox import OutboundMessage
 
 
@@ -148,6 +149,8 @@ class DeliveryError(Exception):
 
 @dataclass(frozen=True)
 class Staff:
-    """Where staff alerts go (the supervisors' webhook)."""
+    """Where staff messages go: alerts to the supervisors' webhook (`address`), and messages to
+    named people by their user id (`people`, the address book `CRM_NOTIFY_STAFF`)."""
 
     address: str | None
+    people: dict[str, StaffMember] = field(default_factory=dict)

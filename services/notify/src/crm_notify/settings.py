@@ -3,7 +3,9 @@
 Documented in the service README. The policy is `NotifyRules` (`domain/policy.py`, its defaults
 and bounds declared there once), nested as `rules`: `CRM_NOTIFY_RULES__DAILY_CAP=5`,
 `CRM_NOTIFY_RULES__QUIET_START=22:00`. Maps are JSON, e.g.
-`CRM_NOTIFY_HOLIDAYS='{"2027-02-06": "春节"}'`.
+`CRM_NOTIFY_HOLIDAYS='{"2027-02-06": "春节"}'`; the staff address book
+`CRM_NOTIFY_STAFF='{"li.wei": {"email": "li.wei@example.cn", "locale": "zh-CN", "roles":
+["supervisor"]}}'` (a bad entry stops the start with the entry and the reason named).
 """
 
 from datetime import date
@@ -13,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from crm_notify.domain.policy import NotifyRules
+from crm_notify.domain.staff import StaffMember
 from crm_runtime.settings import ServiceSettings
 
 DEFAULT_WEBHOOK_SECRET = "change-me"
@@ -45,6 +48,12 @@ class NotifySettings(ServiceSettings):
     # Staff alerts
     staff_webhook_url: str | None = None
     staff_webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    staff: dict[str, StaffMember] = Field(
+        default_factory=dict,
+        description="The staff address book by user id (the tokens' names): email, locale "
+        "(zh-CN, en), roles (`supervisor` gets escalations), name. Owners' task digests and "
+        "agreement alerts go to these addresses.",
+    )
     # Failover between a channel's providers
     failover_threshold: int = Field(default=3, ge=1)
     failover_cooldown_s: float = Field(default=60.0, gt=0)

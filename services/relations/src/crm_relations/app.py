@@ -29,7 +29,11 @@ def build_app(settings: RelationsSettings | None = None, *, clock: Clock = utc_n
     async def agreements(now: datetime) -> int:
         return await handlers.agreement_sweep(now, repository, rules=rules)
 
+    async def digest(now: datetime) -> int:
+        return await handlers.digest_sweep(now, repository, rules=rules)
+
     runtime.every("overdue", settings.sweep_interval_s, overdue)
+    runtime.every("digest", settings.sweep_interval_s, digest)
     runtime.every("agreements", settings.sweep_interval_s, agreements)
     routers = [
         tasks_router(repository, runtime.auth, runtime.audit, rules, clock),

@@ -18,7 +18,13 @@ from crm_contracts.orders import v1 as orders_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_relations.domain.agreement import Agreement, AtRisk, OrderLine, PeriodClosed, Review
 from crm_relations.domain.customer import Customer, schedule
-from crm_relations.domain.events import Change, TaskCancelled, TaskCreated, TaskOverdue
+from crm_relations.domain.events import (
+    Change,
+    DigestDue,
+    TaskCancelled,
+    TaskCreated,
+    TaskOverdue,
+)
 from crm_relations.domain.rules import RelationsRules
 from crm_relations.domain.task import SYSTEM, Task, TaskKind
 from crm_relations.outbound import to_message
@@ -274,6 +280,42 @@ async def overdue_sweep(
                 batch.record([TaskOverdue(task, late, now)])
                 changed += 1
         await repository.save(batch.to_changes([]))
+
+
+async def digest_sweep(
+    now: datetime,
+    repository: RelationsRepository,
+    *,
+    rules: RelationsRules,
+    owners_per_save: int = 50,
+) -> int:
+    """Each owner's morning digest (`tasks.digest_due`): on a business day, from `digest_at` in
+    the calendar's zone, one per owner with open tasks due by the day's close or overdue —
+    listing them (at most `digest_limit`, oldest due first) with the counts of all. Each owner's
+    digest of a day is given once (`digests_given`, saved with the events), so the sweep can
+    run as often as it likes; an owner whose first task appears later that day gets theirs then.
+    The team's queue (no owner) has none. Returns the digests given."""
+    calendar = rules.calendar
+    day = calendar.local_date(now)
+    if not calendar.is_working_day(day) or now.astimezone(calendar.zone).time() < rules.digest_at:
+        return 0
+    until = calendar.end_of_day(day)
+    counts = await repository.owners_due(until, now)
+    waiting = sorted(set(counts) - await repository.digests_given(day))
+    for start in range(0, len(waiting), owners_per_save):
+        digests = []
+        for owner in waiting[start : start + owners_per_save]:
+            total, overdue = counts[owner]
+            tasks = await repository.due_of(owner, until, rules.digest_limit)
+            lines = tuple((t, calendar.working_days_between(t.due_at, now)) for t in tasks)
+            digests.append(DigestDue(owner, day, lines, total - overdue, overdue, now))
+        await repository.save(
+            Changes(
+                outbound=[to_message(d) for d in digests],
+                digests=[(day, d.owner) for d in digests],
+            )
+        )
+    return len(waiting)
 
 
 async def agreement_sweep(

@@ -14,6 +14,7 @@ from crm_relations.domain.agreement import Agreement, AtRisk, PeriodClosed, Rene
 from crm_relations.domain.events import (
     AgreementChanged,
     Change,
+    DigestDue,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
@@ -144,8 +145,31 @@ def contract(change: Change) -> tuple[str, BaseModel, str]:
                     owner=t.owner,
                     due_at=t.due_at,
                     business_days_overdue=change.business_days_late,
+                    escalated=t.overdue_notices >= 2,
                 ),
                 f"task/{t.task_id}/overdue/{t.overdue_notices}",
+            )
+        case DigestDue():
+            return (
+                v1.TASKS_DIGEST_DUE,
+                v1.TasksDigestDue(
+                    owner=change.owner,
+                    day=change.day,
+                    due_today=change.due_today,
+                    overdue=change.overdue,
+                    tasks=[
+                        v1.DigestTask(
+                            task_id=t.task_id,
+                            customer_id=t.customer_id,
+                            kind=t.kind,
+                            due_at=t.due_at,
+                            overdue=t.due_at < change.at,
+                            business_days_overdue=late,
+                        )
+                        for t, late in change.lines
+                    ],
+                ),
+                f"digest/{change.digest_id}",
             )
         case AgreementChanged():
             event_type, payload = _agreement_event(change)
@@ -167,6 +191,7 @@ def contract(change: Change) -> tuple[str, BaseModel, str]:
                     fulfilled=max(change.fulfilled, 0),
                     projected=max(change.projected, 0),
                     currency=a.terms.currency,
+                    owner=a.owner,
                     share_left=change.share_left,
                 ),
                 f"agreement/{a.agreement_id}/{p.start}/at_risk",
@@ -183,6 +208,7 @@ def contract(change: Change) -> tuple[str, BaseModel, str]:
                     fulfilled=max(change.fulfilled, 0),
                     currency=a.terms.currency,
                     met=bool(p.met),
+                    owner=a.owner,
                 ),
                 f"agreement/{a.agreement_id}/{p.start}/closed",
             )
@@ -201,6 +227,9 @@ def contract(change: Change) -> tuple[str, BaseModel, str]:
 
 
 def customer_of(change: Change) -> str:
+    """The event's subject and key: the customer; for a digest, the owner it is for."""
+    if isinstance(change, DigestDue):
+        return change.owner
     task = getattr(change, "task", None)
     if task is not None:
         return str(task.customer_id)

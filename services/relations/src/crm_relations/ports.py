@@ -34,6 +34,8 @@ class Changes:
     """The events to publish (the outbox)."""
     erased: list[str] = field(default_factory=list)
     """Customers whose personal data (task summaries, price notes) goes now."""
+    digests: list[tuple[date, str]] = field(default_factory=list)
+    """Morning digests given now, as (day, owner): the digest sweep gives each once."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,19 @@ class RelationsRepository(Protocol):
         ...
 
     async def active_agreements(self, after_id: str | None, limit: int) -> list[Agreement]: ...
+
+    async def owners_due(self, until: datetime, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per owner (the queue aside): (open or overdue tasks due by `until`, those of them
+        due before `now`), counted in the database."""
+        ...
+
+    async def due_of(self, owner: str, until: datetime, limit: int) -> list[Task]:
+        """The owner's open or overdue tasks due by `until`, oldest due first."""
+        ...
+
+    async def digests_given(self, day: date) -> set[str]:
+        """The owners whose digest of `day` was given already."""
+        ...
 
     async def save(self, changes: Changes) -> None: ...
 

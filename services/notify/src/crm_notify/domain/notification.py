@@ -30,10 +30,14 @@ class Intent:
     origin: str = ""
     """The cause event's `source`, when an event caused it: `cause` (its id) is unique only
     with it, so the message's id is derived from both."""
+    recipient: str | None = None
+    """A staff message for a person: their user id (the address book, `CRM_NOTIFY_STAFF`).
+    One cause may ask for one message per recipient (each supervisor)."""
 
     @property
     def notification_id(self) -> str:
-        return Notification.id_for(self.cause, self.template, self.origin)
+        template = f"{self.template}/{self.recipient}" if self.recipient else self.template
+        return Notification.id_for(self.cause, template, self.origin)
 
 
 @dataclass
@@ -91,9 +95,11 @@ class Notification:
         now: datetime,
         *,
         staff_address: str | None = None,
+        locale: str | None = None,
     ) -> Notification:
-        """Render now (a missing variable raises `RenderError`: the trigger goes to the DLQ)."""
-        locale = preferences.locale if preferences else "zh-CN"
+        """Render now (a missing variable raises `RenderError`: the trigger goes to the DLQ).
+        `locale`: a staff member's (else the customer's preferences')."""
+        locale = locale or (preferences.locale if preferences else "zh-CN")
         variables = {**intent.variables}
         if intent.purpose != "staff":
             name = (preferences.name if preferences else None) or ""

@@ -59,6 +59,24 @@ class Template:
     """Variables for `POST /templates/{name}/preview`."""
 
 
+ZH_KINDS = (
+    '{% set kinds = {"follow_up": "回访", "callback": "回电", "recovery": "挽留", '
+    '"renewal": "续约", "agreement_review": "协议复核"} %}'
+)
+EN_KINDS = (
+    '{% set kinds = {"follow_up": "follow-up", "callback": "callback", "recovery": "recovery '
+    'call", "renewal": "renewal", "agreement_review": "agreement review"} %}'
+)
+"""Staff templates name a task's kind in the reader's language."""
+AGREEMENT_SAMPLE: dict[str, Any] = {
+    "name": "li.wei",
+    "customer_id": "C-1a2b3c",
+    "agreement_id": "A-1",
+    "period": "2027-01-01 – 2027-03-31",
+    "minimum": "100000",
+    "unit": "CNY",
+}
+
 TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in [
@@ -177,6 +195,135 @@ TEMPLATES: dict[str, Template] = {
                 "and is in the supervisors' queue.",
             },
             {"ticket_id": "T-1a2b3c4d5e6f", "priority": "P1", "target": "first_response"},
+        ),
+        Template(
+            "task_digest",
+            {
+                "zh-CN": "今日待办：{{ due_today }} 项到期，{{ overdue }} 项逾期（{{ day }}）",
+                "en": "Your tasks for {{ day }}: {{ due_today }} due, {{ overdue }} overdue",
+            },
+            {
+                "zh-CN": ZH_KINDS + "{{ name }}，早上好！您今天的任务：\n"
+                "{% for t in tasks %}- {{ kinds.get(t.kind, t.kind) }} · 客户 {{ t.customer_id }}"
+                " · 截止 {{ t.due_on }}{% if t.overdue %}（已逾期"
+                "{% if t.business_days_overdue %} {{ t.business_days_overdue }} 个工作日"
+                "{% endif %}）{% endif %}\n{% endfor %}"
+                "{% if more > 0 %}另有 {{ more }} 项未列出，请在工作台查看。{% endif %}",
+                "en": EN_KINDS + "Good morning {{ name }}, your tasks today:\n"
+                "{% for t in tasks %}- {{ kinds.get(t.kind, t.kind) }} · customer "
+                "{{ t.customer_id }} · due {{ t.due_on }}{% if t.overdue %} (overdue"
+                "{% if t.business_days_overdue %} by {{ t.business_days_overdue }} business "
+                "days{% endif %}){% endif %}\n{% endfor %}"
+                "{% if more > 0 %}{{ more }} more are in your workspace.{% endif %}",
+            },
+            {
+                "name": "li.wei",
+                "day": "2027-01-06",
+                "due_today": 1,
+                "overdue": 1,
+                "more": 0,
+                "tasks": [
+                    {
+                        "kind": "callback",
+                        "customer_id": "C-1a2b3c",
+                        "due_on": "2027-01-05",
+                        "overdue": True,
+                        "business_days_overdue": 1,
+                    },
+                    {
+                        "kind": "recovery",
+                        "customer_id": "C-4d5e6f",
+                        "due_on": "2027-01-06",
+                        "overdue": False,
+                        "business_days_overdue": 0,
+                    },
+                ],
+            },
+        ),
+        Template(
+            "task_escalated",
+            {
+                "zh-CN": "任务逾期 {{ business_days_overdue }} 个工作日：客户 {{ customer_id }}",
+                "en": "Task {{ business_days_overdue }} business days overdue: customer "
+                "{{ customer_id }}",
+            },
+            {
+                "zh-CN": ZH_KINDS + "{{ name }}，您好！{{ owner }} 的任务"
+                "（{{ kinds.get(kind, kind) }}，客户 {{ customer_id }}，截止 {{ due_on }}）"
+                "已逾期 {{ business_days_overdue }} 个工作日，请跟进或改派。"
+                "任务编号 {{ task_id }}。",
+                "en": EN_KINDS + "Hello {{ name }}, {{ owner }}'s task ({{ kinds.get(kind, kind) }}"
+                ", customer {{ customer_id }}, due {{ due_on }}) is {{ business_days_overdue }} "
+                "business days overdue: please follow up or reassign it. Task {{ task_id }}.",
+            },
+            {
+                "name": "wang.fang",
+                "owner": "li.wei",
+                "kind": "recovery",
+                "customer_id": "C-1a2b3c",
+                "due_on": "2027-01-05",
+                "business_days_overdue": 5,
+                "task_id": "6585908e-a3ea-57d2-94e4-0a05b87c61e8",
+            },
+        ),
+        Template(
+            "agreement_at_risk",
+            {
+                "zh-CN": "协议履约风险：客户 {{ customer_id }}（{{ period }}）",
+                "en": "Agreement at risk: customer {{ customer_id }} ({{ period }})",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！客户 {{ customer_id }} 的协议在 {{ period }} 期间"
+                "已完成 {{ fulfilled }} {{ unit }}，预计期末 {{ projected }}，低于约定的 "
+                "{{ minimum }}。已为您创建跟进任务。协议 {{ agreement_id }}。",
+                "en": "Hello {{ name }}, customer {{ customer_id }} has reached {{ fulfilled }} "
+                "{{ unit }} of the agreed {{ minimum }} for {{ period }}, projected "
+                "{{ projected }} by its end. A review task is waiting for you. Agreement "
+                "{{ agreement_id }}.",
+            },
+            AGREEMENT_SAMPLE | {"fulfilled": "30000", "projected": "60000"},
+        ),
+        Template(
+            "agreement_period_closed",
+            {
+                "zh-CN": "协议期间结束（{{ '已达成' if met else '未达成' }}）：客户 "
+                "{{ customer_id }}",
+                "en": "Agreement period {{ 'met' if met else 'missed' }}: customer "
+                "{{ customer_id }}",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！客户 {{ customer_id }} 的协议期间 {{ period }} 已结束："
+                "完成 {{ fulfilled }} {{ unit }}，约定 {{ minimum }}，"
+                "{{ '已达成' if met else '未达成' }}。已为您创建复核任务。"
+                "协议 {{ agreement_id }}。",
+                "en": "Hello {{ name }}, the period {{ period }} of customer {{ customer_id }}'s "
+                "agreement closed at {{ fulfilled }} {{ unit }} of {{ minimum }}: "
+                "{{ 'met' if met else 'missed' }}. A review task is waiting for you. Agreement "
+                "{{ agreement_id }}.",
+            },
+            AGREEMENT_SAMPLE | {"fulfilled": "100000", "met": True},
+        ),
+        Template(
+            "agreement_renewal_due",
+            {
+                "zh-CN": "协议即将到期（{{ ends_on }}）：客户 {{ customer_id }}",
+                "en": "Agreement ends on {{ ends_on }}: customer {{ customer_id }}",
+            },
+            {
+                "zh-CN": "{{ name }}，您好！客户 {{ customer_id }} 的协议将于 {{ ends_on }} 到期"
+                "（提前 {{ notice_days }} 天提醒），请及时洽谈续约。已为您创建续约任务。"
+                "协议 {{ agreement_id }}。",
+                "en": "Hello {{ name }}, customer {{ customer_id }}'s agreement ends on "
+                "{{ ends_on }} ({{ notice_days }} days' notice): time to talk about renewing it. "
+                "A renewal task is waiting for you. Agreement {{ agreement_id }}.",
+            },
+            {
+                "name": "li.wei",
+                "customer_id": "C-1a2b3c",
+                "agreement_id": "A-1",
+                "ends_on": "2027-12-31",
+                "notice_days": 30,
+            },
         ),
     ]
 }

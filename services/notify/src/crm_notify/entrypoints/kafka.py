@@ -1,4 +1,5 @@
-"""Notify's Kafka subscriber: members, tickets, loyalty and archive events that ask for messages."""
+"""Notify's Kafka subscriber: members, tickets, loyalty, archive and relations events that ask for
+messages."""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,5 +34,6 @@ def subscribe(
     runtime.consume(
         handle,
         accepted_types=handlers.CONSUMED_TYPES,
-        description="Registrations, tickets, points and churn risk that call for a message.",
+        description="Registrations, tickets, points, churn risk, and relations' task digests, "
+        "escalations and agreement alerts that call for a message.",
     )

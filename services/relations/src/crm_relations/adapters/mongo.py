@@ -7,7 +7,7 @@ strings, money Decimal128.
 """
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,9 @@ from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.documents import dataclass_document, dataclass_from
 from crm_runtime.mongo import Document, save_versioned
 from crm_runtime.uow import UnitOfWork
+
+DIGEST_MARKS_KEPT_S = 40 * 24 * 3600
+"""A morning digest's mark (`digests`: given for this owner and day) is kept 40 days."""
 
 
 def _decimal(value: Any) -> Decimal:
@@ -173,6 +176,7 @@ class MongoRelationsRepository:
         self.tasks_: AsyncCollection[Document] = database["tasks"]
         self.agreements_: AsyncCollection[Document] = database["agreements"]
         self.lines: AsyncCollection[Document] = database["order_lines"]
+        self.digests_: AsyncCollection[Document] = database["digests"]
         self.uow = uow
         self.rules = rules
         self.keys = keys
@@ -188,6 +192,8 @@ class MongoRelationsRepository:
         await self.agreements_.create_index("status")
         await self.lines.create_index([("customer_id", ASCENDING), ("order_id", ASCENDING)])
         await self.customers_.create_index("owner")
+        await self.digests_.create_index("day")
+        await self.digests_.create_index("at", expireAfterSeconds=DIGEST_MARKS_KEPT_S)
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
@@ -235,6 +241,35 @@ class MongoRelationsRepository:
             query["_id"] = {"$gt": after_id}
         return await self._agreements(query, sort=[("_id", ASCENDING)], limit=limit)
 
+    async def owners_due(self, until: datetime, now: datetime) -> dict[str, tuple[int, int]]:
+        match: Document = {
+            "status": {"$in": ["open", "overdue"]},
+            "owner": {"$ne": None},
+            "due_at": {"$lte": until},
+        }
+        totals = await self._count_by_owner(match)
+        overdue = await self._count_by_owner({**match, "due_at": {"$lte": until, "$lt": now}})
+        return {owner: (n, overdue.get(owner, 0)) for owner, n in totals.items()}
+
+    async def _count_by_owner(self, match: Document) -> dict[str, int]:
+        pipeline: list[Document] = [
+            {"$match": match},
+            {"$group": {"_id": "$owner", "n": {"$sum": 1}}},
+        ]
+        return {
+            str(row["_id"]): int(row["n"]) async for row in await self.tasks_.aggregate(pipeline)
+        }
+
+    async def due_of(self, owner: str, until: datetime, limit: int) -> list[Task]:
+        query = {"owner": owner, "status": {"$in": ["open", "overdue"]}, "due_at": {"$lte": until}}
+        return await self._tasks(
+            query, sort=[("due_at", ASCENDING), ("_id", ASCENDING)], limit=limit
+        )
+
+    async def digests_given(self, day: date) -> set[str]:
+        cursor = self.digests_.find({"day": day.isoformat()}, {"owner": 1})
+        return {doc["owner"] async for doc in cursor}
+
     async def order_lines(
         self, customer_ids: Sequence[str], order_ids: Sequence[str]
     ) -> list[OrderLine]:
@@ -269,6 +304,19 @@ class MongoRelationsRepository:
                 document = line_document(line)
                 await self.lines.replace_one(
                     {"_id": document["_id"]}, document, upsert=True, session=session
+                )
+            if changes.digests:
+                await self.digests_.insert_many(
+                    [
+                        {
+                            "_id": f"{day.isoformat()}/{owner}",
+                            "day": day.isoformat(),
+                            "owner": owner,
+                            "at": datetime.now(UTC),
+                        }
+                        for day, owner in changes.digests
+                    ],
+                    session=session,
                 )
             if erased:
                 await self.keys.destroy(erased, session=session)

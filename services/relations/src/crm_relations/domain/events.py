@@ -1,7 +1,7 @@
 """What the use cases change, as facts the handlers turn into `relations.v1` events."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from crm_relations.domain.agreement import Agreement, AtRisk, PeriodClosed, RenewalDue
 from crm_relations.domain.task import CancelReason, Task
@@ -53,6 +53,25 @@ class TaskOverdue:
 
 
 @dataclass(frozen=True)
+class DigestDue:
+    """An owner's morning digest: their tasks due by the close of `day` and the overdue ones
+    (at most the rules' `digest_limit`, oldest due first), with the counts of all of them."""
+
+    owner: str
+    day: date
+    lines: tuple[tuple[Task, int], ...]
+    """Each listed task with the business days it is late (0: not overdue)."""
+    due_today: int
+    overdue: int
+    at: datetime
+
+    @property
+    def digest_id(self) -> str:
+        """One digest per owner and day: what the sweep marks as given."""
+        return f"{self.day.isoformat()}/{self.owner}"
+
+
+@dataclass(frozen=True)
 class AgreementChanged:
     """created, amended, terminated or renewed by a person."""
 
@@ -70,6 +89,7 @@ Change = (
     | TaskReassigned
     | TaskCancelled
     | TaskOverdue
+    | DigestDue
     | AgreementChanged
     | AtRisk
     | PeriodClosed

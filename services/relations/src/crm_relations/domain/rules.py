@@ -8,7 +8,7 @@ or `CRM_RELATIONS_RULES__CALENDAR__HOLIDAYS='["2027-02-11"]'`. Pure code: no I/O
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from crm_runtime.bounds import within
 from crm_runtime.calendar import BusinessCalendar
@@ -72,6 +72,11 @@ class RelationsRules:
     """Fulfilment is judged at risk only once at most this share of a period is left (earlier,
     a projection from a few days says little)."""
     default_renewal_notice_days: int = 30
+    digest_at: time = time(8, 30)
+    """Each owner's morning digest of due and overdue tasks goes from this local time (the
+    calendar's zone) of each business day, once per owner and day."""
+    digest_limit: int = 50
+    """Tasks a digest lists at most (oldest due first; the counts cover all)."""
 
     def __post_init__(self) -> None:
         within("recovery_business_days", self.recovery_business_days, ge=0, le=60)
@@ -81,6 +86,7 @@ class RelationsRules:
         within("escalate_after_business_days", self.escalate_after_business_days, ge=1, le=365)
         within("at_risk_share_left", self.at_risk_share_left, ge=0, le=1)
         within("default_renewal_notice_days", self.default_renewal_notice_days, ge=0, le=365)
+        within("digest_limit", self.digest_limit, ge=1, le=50)
 
     def plan_for(
         self, grade: str | None, stage: str | None, first_seen: datetime, now: datetime
