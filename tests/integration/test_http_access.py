@@ -45,6 +45,7 @@ OPERATIONS: dict[tuple[str, str], Access] = {
     ("GET", "/redoc"): OPEN,
     ("GET", "/me"): roles(AGENT, SUPERVISOR, OPS, INTEGRATION),
     ("GET", "/audit/pii-reads"): roles(OPS),
+    ("GET", "/dead-letters"): roles(SUPERVISOR, OPS),
     ("POST", "/ops/keys/rewrap"): roles(OPS),
     ("POST", "/ops/sweeps/{name}"): roles(OPS),
 }
