@@ -162,6 +162,12 @@ def test_bad_parameters_are_422_with_a_message_and_an_agent_is_refused(
     assert "`since` must be before `until`" in refused.text
     too_long = {"since": (T0 - timedelta(days=400)).isoformat(), "until": T0.isoformat()}
     assert "at most 366 days" in client.get("/reports/satisfaction", params=too_long).text
+    for edge in (
+        {"since": "9999-12-30T00:00:00+00:00", "until": "9999-12-31T23:00:00+00:00"},
+        {"since": "0001-01-01T00:00:00+00:00", "until": "0001-01-02T00:00:00+00:00"},
+        {"until": "0001-01-02T00:00:00+00:00"},
+    ):  # the periods around these would not be dates: said, not a 500
+        assert client.get("/reports/satisfaction", params=edge).status_code == 422, edge
     naive = client.get("/reports/satisfaction", params={"since": "2026-11-01T00:00:00"})
     assert naive.status_code == 422
     agent = client.get("/reports/satisfaction", headers={"Authorization": "Bearer agent"})

@@ -322,6 +322,8 @@ def satisfaction_range(
         start = since or end - timedelta(days=min(INTERVAL_DEFAULT_DAYS[interval], days))
     except OverflowError as exc:
         raise ReportRangeError("`until` is too early for a default range") from exc
+    if start.year < 2 or end.year > 9998:  # the periods around them must be dates too
+        raise ReportRangeError("`since` and `until` must fall in the years 2 to 9998")
     return report_range(start, end, now, days)
 
 
