@@ -5,8 +5,9 @@
 Starts a private Apache Kafka + SecantusDB on free ports (or uses KAFKA_BOOTSTRAP_SERVERS /
 MONGODB_URL), archive, tickets, loyalty and relations, replays the demo's traffic
 (deploy/local/demo.py: customers, orders, complaints, surveys over two years; relations makes its
-tasks from them), starts the console in front, signs in as the demo agent and supervisor, and
-times each page from request to the last byte, one request at a time. Prints a table.
+tasks from them), starts the console in front, signs in as the demo agent and supervisor (and
+the dev token for the ops page), and times each page from request to the last byte, one request
+at a time. Prints a table, with the load average.
 """
 
 import argparse
@@ -89,6 +90,7 @@ def main() -> None:
         ticket_ids = [t["id"] for t in listed["items"]] or ["none"]
         n = args.requests
         agent, supervisor = signed_in(url, AGENT), signed_in(url, SUPERVISOR)
+        ops = signed_in(url, stack.DEV_TOKEN)  # the local stack's one token with the ops role
         pages = {
             "/customers (first page)": (agent, ["/customers"] * n),
             "/customers?grade=vip&sort": (agent, ["/customers?grade=vip"] * n),
@@ -105,6 +107,7 @@ def main() -> None:
             "/tasks": (agent, ["/tasks"] * n),
             "/agreements": (agent, ["/agreements"] * n),
             "/supervisor (charts)": (supervisor, ["/supervisor"] * n),
+            "/ops (dead letters, audit)": (ops, ["/ops"] * n),
         }
         rows = []
         for page, (client, paths) in pages.items():
@@ -112,7 +115,7 @@ def main() -> None:
             rows.append((page, *benchutil.latency_row(timed(client, paths))))
         benchutil.print_table(
             f"Console pages, {args.customers} demo customers, {len(traffic)} events, "
-            "one request at a time",
+            f"one request at a time (load average {os.getloadavg()[0]:.2f})",
             ["page", "requests", "p50 ms", "p95 ms", "max ms"],
             rows,
         )

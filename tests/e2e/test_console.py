@@ -7,7 +7,9 @@ name renders), logs a contact with the keyboard and sees it on the timeline; res
 with a root cause; completes a task on "my work" and sees it done; sees an agreement's fulfilment
 as a bar; sees neither the supervisor nor the ops page (not in the navigation, 403 when asked
 directly); a POST without the CSRF token is refused; sign-out ends the session (the old
-cookie no longer works). A supervisor sees the reports as charts. Every page visited is saved as
+cookie no longer works). A supervisor sees the reports as charts, CSAT and NPS over time among
+them; ops see each service's dead letters (a poison message among them, with its reason; notify,
+not started, shown as unavailable). Every page visited is saved as
 a screenshot under .local/artefacts/console/ (the path is printed), and checked for accessibility
 basics: one h1, a label for every input, the main actions reachable by keyboard.
 """
@@ -46,6 +48,7 @@ TOKENS = {
     DEV_TOKEN: ["agent", "supervisor", "ops", "integration"],
     "console-agent-token": {"user": "agent-07", "roles": ["agent"]},
     "console-sup-token": {"user": "sup-01", "roles": ["supervisor"]},
+    "console-ops-token": {"user": "ops-01", "roles": ["ops"]},
 }
 ARTEFACTS = ROOT / ".local" / "artefacts" / "console"
 NAME = "王小丫"
@@ -260,6 +263,62 @@ def test_a_supervisor_sees_the_reports_as_charts(visit: Visit) -> None:
     visit.go("/supervisor")
     assert len(visit.driver.find_elements(By.CSS_SELECTOR, "svg.chart")) >= 1
     assert "主管" in visit.driver.find_element(By.TAG_NAME, "h1").text
+
+
+def test_a_supervisor_sees_csat_and_nps_over_time(
+    stack: Stack, suite: dict[str, ServiceProcess], visit: Visit
+) -> None:
+    customer = registered(stack, suite["archive"])
+    opened = suite["tickets"].post(
+        "/tickets", {"customer_id": customer, "description": "包裹破损", "category": "delivery"}
+    )
+    assert opened.status_code == 201, opened.text
+    survey = {"survey_id": unique("s"), "ticket_id": opened.json()["id"], "csat": 4, "nps": 9}
+    send(stack, "callcenter.v1", (customer, cloud_event("survey.answered", customer, survey)))
+
+    def counted() -> bool:
+        report = suite["tickets"].get("/reports/satisfaction").json()
+        return bool(report["all"]["responses"] >= 1)
+
+    eventually(counted, timeout=30)
+    visit.sign_in("console-sup-token")
+    visit.go("/supervisor")
+    section = visit.driver.find_element(By.ID, "satisfaction")
+    assert "满意度与净推荐值趋势" in section.text
+    trends = section.find_elements(By.CSS_SELECTOR, "svg.chart.trend")
+    assert [t.get_attribute("aria-label") for t in trends] == [
+        "满意度（平均分，1–5）",
+        "净推荐值（推荐者占比 − 贬损者占比，−100 至 100）",
+    ]
+    section.find_element(By.LINK_TEXT, "按月").click()
+    visit.page("supervisor-by-month")
+    assert visit.driver.find_elements(By.CSS_SELECTOR, "#satisfaction svg.chart.trend")
+
+
+def test_ops_see_each_services_dead_letters_with_the_reason(
+    stack: Stack, suite: dict[str, ServiceProcess], visit: Visit
+) -> None:
+    customer, event_id = unique("c"), unique("poison")
+    poison = json.dumps(
+        {"specversion": "1.0", "id": event_id, "type": "survey.answered", "subject": customer}
+    ).encode()  # no source, time or data: not an event
+    send(stack, "callcenter.v1", (customer, poison))
+
+    def dead_lettered() -> bool:
+        letters = suite["tickets"].get("/dead-letters", limit=200).json()["items"]
+        return any(letter["event_id"] == event_id for letter in letters)
+
+    eventually(dead_lettered, timeout=30)
+    visit.sign_in("console-ops-token")
+    visit.go("/ops")
+    section = visit.driver.find_element(By.ID, "dead-letters")
+    text = section.text
+    assert "tickets.dlq.v1" in text
+    assert event_id in text
+    assert "EventDecodeError" in text
+    assert "callcenter.v1/" in text
+    assert "暂时不可用" in text  # notify is not started
+    assert customer not in text
 
 
 def test_a_post_without_the_csrf_token_is_refused(

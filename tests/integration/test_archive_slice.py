@@ -83,6 +83,43 @@ def test_a_bad_message_is_dead_lettered_and_the_partition_keeps_flowing(
     assert headers["x-dlq-consumer-group"] == archive.env["CRM_ARCHIVE_CONSUMER_GROUP"]
 
 
+def test_a_poison_message_shows_in_get_dead_letters_with_its_reason_and_no_payload(
+    stack: Stack, archive: ServiceProcess
+) -> None:
+    customer, event_id = unique("c"), unique("e")
+    phone = "13912345678"
+    poison = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "type": "order.placed",
+            "subject": customer,
+            "data": {"note": f"call {phone}"},
+        }
+    ).encode()  # no `source`, no `time`: not a valid event
+    asyncio.run(produce(stack.bootstrap, "orders.v1", [(customer, poison)]))
+
+    def listed() -> dict[str, Any]:
+        answer = archive.get("/dead-letters", limit=200)
+        assert answer.status_code == 200, answer.text
+        mine = [item for item in answer.json()["items"] if item["event_id"] == event_id]
+        assert mine, "not listed yet"
+        return {"page": answer.json(), "letter": mine[0]}
+
+    found = eventually(listed, timeout=30)
+    letter, page = found["letter"], found["page"]
+    assert page["service"] == "archive"
+    assert page["topic"] == "archive.dlq.v1"
+    assert page["total"] >= 1
+    assert letter["event_type"] == "order.placed"
+    assert letter["source_topic"] == "orders.v1"
+    assert letter["exception"] == "EventDecodeError"
+    assert "invalid event" in letter["reason"]
+    assert letter["at"] is not None
+    assert customer not in json.dumps(page)
+    assert phone not in json.dumps(page)
+
+
 def test_http_errors_are_json_4xx(archive: ServiceProcess) -> None:
     import httpx
 

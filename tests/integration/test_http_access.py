@@ -45,6 +45,7 @@ OPERATIONS: dict[tuple[str, str], Access] = {
     ("GET", "/redoc"): OPEN,
     ("GET", "/me"): roles(AGENT, SUPERVISOR, OPS, INTEGRATION),
     ("GET", "/audit/pii-reads"): roles(OPS),
+    ("GET", "/dead-letters"): roles(SUPERVISOR, OPS),
     ("POST", "/ops/keys/rewrap"): roles(OPS),
     ("POST", "/ops/sweeps/{name}"): roles(OPS),
 }
@@ -80,6 +81,7 @@ ROLE_MATRIX: dict[tuple[str, str, str], Access] = {
     ("tickets", "DELETE", "/agents/{agent_id}"): roles(SUPERVISOR),
     ("tickets", "GET", "/reports/sla"): roles(SUPERVISOR, OPS),
     ("tickets", "GET", "/reports/root-causes"): roles(SUPERVISOR, OPS),
+    ("tickets", "GET", "/reports/satisfaction"): roles(SUPERVISOR, OPS),
     # loyalty (services/loyalty/README.md, "Serves")
     ("loyalty", "GET", "/accounts/{customer_id}"): roles(AGENT, SUPERVISOR, OPS, INTEGRATION),
     ("loyalty", "GET", "/accounts/{customer_id}/ledger"): roles(

@@ -359,6 +359,58 @@ class FakeSuite:
         async def segments() -> Any:
             return {"grade": {"vip": 1}, "stage": {"active": 1}}
 
+        @app.get("/reports/satisfaction")
+        async def satisfaction(request: Request) -> Any:
+            if not has(request, "supervisor", "ops"):
+                return refuse(403, "no")
+            interval = request.query_params.get("interval", "week")
+            empty = {
+                "responses": 0,
+                "csat": {"average": None, "count": 0},
+                "nps": {"score": None, "responses": 0},
+            }
+            answered = {
+                "responses": 4,
+                "csat": {"average": 4.25, "count": 4},
+                "nps": {"score": 50.0, "responses": 4},
+            }
+            starts = ["2026-11-16T00:00:00+08:00", "2026-11-23T00:00:00+08:00"]
+            if interval == "month":
+                starts = ["2026-10-01T00:00:00+08:00", "2026-11-01T00:00:00+08:00"]
+            return {
+                "interval": interval,
+                "time_zone": "Asia/Shanghai",
+                "all": answered,
+                "periods": [{"start": starts[0], **empty}, {"start": starts[1], **answered}],
+            }
+
+        @app.get("/dead-letters")
+        async def dead_letters(request: Request) -> Any:
+            if not has(request, "supervisor", "ops"):
+                return refuse(403, "no")
+            service = request.url.hostname
+            letter = {
+                "at": "2026-12-02T09:30:00Z",
+                "dlq_partition": 0,
+                "dlq_offset": 4,
+                "source_topic": "orders.v1",
+                "source_partition": 7,
+                "source_offset": 1207,
+                "last_offset": None,
+                "event_id": "e-poison-1",
+                "event_type": "order.placed",
+                "exception": "EventDecodeError",
+                "reason": "invalid event: source: Field required",
+                "cut": False,
+            }
+            items = [letter] if service == "archive" else []
+            return {
+                "service": service,
+                "topic": f"{service}.dlq.v1",
+                "total": len(items),
+                "items": items,
+            }
+
         @app.get("/audit/pii-reads")
         async def audit(request: Request) -> Any:
             if not has(request, "ops"):

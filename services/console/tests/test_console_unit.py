@@ -375,3 +375,50 @@ def test_the_current_period_has_its_bar_before_any_order_counts_in_it(
     page = client.get("/agreements").text
     assert page.count('<rect class="at_risk"') == 1
     assert page.count('<rect class="open"') == 1
+
+
+def test_the_supervisor_page_draws_csat_and_nps_over_time_by_week_or_month(
+    client: TestClient,
+) -> None:
+    sign_in(client, "sup-token")
+    page = client.get("/supervisor").text
+    section = page[page.index('id="satisfaction"') :]
+    assert 'aria-label="CSAT (mean score, 1-5)"' in section
+    assert 'aria-label="NPS (% promoters - % detractors, -100 to 100)"' in section
+    assert "<polyline" in section
+    assert "11-23" in section
+    assert "CSAT 4.25 of 4 answers, NPS 50.0 of 4 scores" in section
+    monthly = client.get("/supervisor?interval=month").text
+    assert "2026-11" in monthly[monthly.index('id="satisfaction"') :]
+    assert client.get("/supervisor?interval=<b>").status_code == 200  # read as a week
+
+
+def test_the_satisfaction_chart_says_tickets_is_unavailable_when_it_is_down(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    sign_in(client, "sup-token")
+    client.cookies.set(i18n.LANG_COOKIE, "zh-CN")
+    suite.down.add("tickets")
+    page = client.get("/supervisor")
+    assert page.status_code == 200
+    section = page.text[page.text.index('id="satisfaction"') :]
+    assert "暂时不可用" in section[: section.index("</section>")]
+    assert "积分负债" in page.text  # loyalty's part still renders
+
+
+def test_the_ops_page_lists_each_services_dead_letters_and_a_service_down_as_such(
+    client: TestClient, suite: FakeSuite
+) -> None:
+    sign_in(client, "ops-token")
+    suite.down.add("notify")
+    page = client.get("/ops")
+    assert page.status_code == 200
+    section = page.text[page.text.index('id="dead-letters"') :]
+    section = section[: section.index("</section>")]
+    assert "1 in archive.dlq.v1" in section
+    assert "orders.v1/7@1207" in section
+    assert "e-poison-1" in section
+    assert "invalid event: source: Field required" in section
+    assert "0 in loyalty.dlq.v1" in section
+    assert "notify is unavailable right now." in section
+    assert "<svg" not in section

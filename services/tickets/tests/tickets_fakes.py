@@ -4,13 +4,14 @@
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from crm_contracts import CloudEvent, event_key
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 from crm_tickets import queries
+from crm_tickets.domain import satisfaction
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.agreement import AgreementSla
 from crm_tickets.domain.rules import TicketRules
@@ -165,6 +166,30 @@ class InMemoryTickets:
                 counts[key] = counts.get(key, 0) + 1
         rows = [{"_id": {"category": c, "cause": k}, "tickets": n} for (c, k), n in counts.items()]
         return rows, len(opened)
+
+    async def satisfaction_groups(
+        self, since: datetime, until: datetime, boundaries: Sequence[datetime]
+    ) -> list[queries.Document]:
+        rows: dict[datetime, queries.Document] = {}
+        for ticket in self.tickets.values():
+            survey = ticket.survey
+            if survey is None or not since <= survey.at < until:
+                continue
+            start = max(b for b in boundaries if b <= survey.at)
+            row = rows.setdefault(
+                start.astimezone(UTC),
+                {"_id": start.astimezone(UTC)}
+                | {f.name: 0 for f in dataclasses.fields(satisfaction.SatisfactionFigures)},
+            )
+            row["responses"] += 1
+            if survey.csat is not None:
+                row["csat_total"] += survey.csat
+                row["csat_count"] += 1
+            if survey.nps is not None:
+                row["nps_count"] += 1
+                row["promoters"] += survey.nps >= satisfaction.PROMOTER
+                row["detractors"] += survey.nps <= satisfaction.DETRACTOR
+        return list(rows.values())
 
     # -- for the tests ------------------------------------------------------------------------
     def published(self, ticket_id: str | None = None) -> list[str]:

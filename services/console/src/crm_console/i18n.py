@@ -204,8 +204,13 @@ EN: dict[str, str] = {
     "supervisor.churn_sample": "Counted over the first {n} customers at risk.",
     "supervisor.liability": "Points liability",
     "supervisor.csat_nps": "CSAT and NPS over time",
-    "supervisor.csat_nps_missing": (
-        "No service reports CSAT and NPS over time yet: see each customer's value."
+    "supervisor.csat": "CSAT (mean score, 1-5)",
+    "supervisor.nps": "NPS (% promoters - % detractors, -100 to 100)",
+    "supervisor.by_week": "By week",
+    "supervisor.by_month": "By month",
+    "supervisor.csat_nps_latest": (
+        "Latest period (from {start}): CSAT {csat} of {csat_count} answers, "
+        "NPS {nps} of {nps_count} scores."
     ),
     "supervisor.no_owner": "(no owner)",
     "supervisor.liability_total": "{points} points outstanding in {accounts} accounts",
@@ -213,10 +218,16 @@ EN: dict[str, str] = {
     "ops.title": "Ops",
     "ops.metrics": "Metrics",
     "ops.dead_letters": "Dead letters",
-    "ops.dead_letters_missing": (
-        "No service exposes its dead letters over HTTP: read the <service>.dlq.v1 topics "
-        "(README, Operations)."
+    "ops.dead_letters_help": (
+        "Read-only: the newest messages each service could not process, from its "
+        "<service>.dlq.v1, without their content. `crm dlq list` and `crm dlq redrive` act on them."
     ),
+    "ops.dead_letters_total": "{n} in {topic} (kept two weeks).",
+    "ops.dlq_at": "At",
+    "ops.dlq_source": "From (topic/partition@offset)",
+    "ops.dlq_event": "Event",
+    "ops.dlq_reason": "Why",
+    "ops.dlq_cut": "only part of the message was kept",
     "ops.audit": "Reads of personal data",
     "ops.audit_at": "At",
     "ops.audit_actor": "Who",
@@ -437,16 +448,30 @@ ZH: dict[str, str] = {
     "supervisor.churn_sample": "统计范围：前 {n} 位有流失风险的客户。",
     "supervisor.liability": "积分负债",
     "supervisor.csat_nps": "满意度与净推荐值趋势",
-    "supervisor.csat_nps_missing": "目前没有服务按时间汇总满意度和净推荐值：请查看各客户的价值。",
+    "supervisor.csat": "满意度（平均分，1–5）",
+    "supervisor.nps": "净推荐值（推荐者占比 − 贬损者占比，−100 至 100）",
+    "supervisor.by_week": "按周",
+    "supervisor.by_month": "按月",
+    "supervisor.csat_nps_latest": (
+        "最近一期（自 {start}）：满意度 {csat}（{csat_count} 份评分），"
+        "净推荐值 {nps}（{nps_count} 份打分）。"
+    ),
     "supervisor.no_owner": "（无责任人）",
     "supervisor.liability_total": "{accounts} 个账户共有 {points} 积分未使用",
     "supervisor.nothing": "暂无数据。",
     "ops.title": "运维",
     "ops.metrics": "监控指标",
     "ops.dead_letters": "死信",
-    "ops.dead_letters_missing": (
-        "目前没有服务通过 HTTP 提供死信：请查看 <service>.dlq.v1 主题（见 README 运维部分）。"
+    "ops.dead_letters_help": (
+        "只读：各服务最近无法处理的消息，来自其 <service>.dlq.v1 主题，不显示消息内容。"
+        "用 `crm dlq list` 和 `crm dlq redrive` 处理。"
     ),
+    "ops.dead_letters_total": "{topic} 中共 {n} 条（保留两周）。",
+    "ops.dlq_at": "时间",
+    "ops.dlq_source": "来源（主题/分区@位移）",
+    "ops.dlq_event": "事件",
+    "ops.dlq_reason": "原因",
+    "ops.dlq_cut": "只保留了消息的一部分",
     "ops.audit": "个人数据读取记录",
     "ops.audit_at": "时间",
     "ops.audit_actor": "读取人",

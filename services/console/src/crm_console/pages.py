@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from crm_console import i18n
-from crm_console.charts import bars, fulfilment
+from crm_console.charts import bars, fulfilment, trend
 from crm_console.upstream import Answer, Failure, Result
 from crm_console.web import (
     ROLE_PAGES,
@@ -647,6 +647,8 @@ def relation_routes(console: Console) -> APIRouter:
 
 # -- supervisor and ops -----------------------------------------------------------------------
 CHURN_SAMPLE = 500
+DEAD_LETTERS = 10
+"""The newest dead letters listed per service on the ops page."""
 
 
 def follow_up_rows(page: Page, report: dict[str, Any]) -> list[tuple[str, float]]:
@@ -663,15 +665,39 @@ def follow_up_rows(page: Page, report: dict[str, Any]) -> list[tuple[str, float]
     return rows
 
 
+def satisfaction_charts(page: Page, report: dict[str, Any]) -> dict[str, Any]:
+    """CSAT (1-5) and NPS (-100..100) per period, as two lines over the same periods, and the
+    latest period's figures in words."""
+    periods = report.get("periods", [])
+    interval = report.get("interval", "week")
+    labels = [str(p.get("start", ""))[: 7 if interval == "month" else 10] for p in periods]
+    labels = [label if interval == "month" else label[5:] for label in labels]
+    csat = [(label, p["csat"]["average"]) for label, p in zip(labels, periods, strict=True)]
+    nps = [(label, p["nps"]["score"]) for label, p in zip(labels, periods, strict=True)]
+    answered = [p for p in periods if p.get("responses")]
+    latest = answered[-1] if answered else None
+    return {
+        "csat": trend(csat, title=page.t("supervisor.csat"), low=1, high=5),
+        "nps": trend(
+            nps, title=page.t("supervisor.nps"), low=-100, high=100, fmt="{:.0f}", baseline=0
+        ),
+        "latest": latest,
+        "interval": interval,
+    }
+
+
 def report_routes(console: Console) -> APIRouter:
     routes = APIRouter()
     services = console.services
 
     @routes.get("/supervisor", summary="Reports, as charts (supervisor).")
-    async def supervisor(request: Request) -> HTMLResponse:
+    async def supervisor(
+        request: Request, interval: Annotated[str, Query(max_length=10)] = "week"
+    ) -> HTMLResponse:
         page = console.page(request, *ROLE_PAGES["supervisor"])
+        interval = interval if interval in ("week", "month") else "week"
         token = _token(page)
-        sla, causes, liability, segments, churn, follow_ups = await asyncio.gather(
+        sla, causes, liability, segments, churn, follow_ups, satisfaction = await asyncio.gather(
             services.get("tickets", "/reports/sla", token),
             services.get("tickets", "/reports/root-causes", token),
             services.get("loyalty", "/reports/liability", token),
@@ -680,6 +706,7 @@ def report_routes(console: Console) -> APIRouter:
                 "archive", "/customers", token, {"at_risk": "true", "limit": CHURN_SAMPLE}
             ),
             services.get("relations", "/reports/follow-ups", token),
+            services.get("tickets", "/reports/satisfaction", token, {"interval": interval}),
         )
         charts: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -690,6 +717,7 @@ def report_routes(console: Console) -> APIRouter:
             ("segments", segments),
             ("churn", churn),
             ("follow_ups", follow_ups),
+            ("satisfaction", satisfaction),
         ):
             if isinstance(result, Failure):
                 errors[name] = console.failure_text(page, result)
@@ -729,16 +757,33 @@ def report_routes(console: Console) -> APIRouter:
                 title=page.t("supervisor.follow_ups"),
                 fmt="{:.0f}%",
             )
-        return console.render(page, "supervisor.html", charts=charts, errors=errors)
+        if isinstance(satisfaction, Answer):
+            charts["satisfaction"] = satisfaction_charts(page, satisfaction.data)
+        return console.render(
+            page, "supervisor.html", charts=charts, errors=errors, interval=interval
+        )
 
     @routes.get("/ops", summary="Metrics, dead letters, the audit of personal-data reads (ops).")
     async def ops(request: Request) -> HTMLResponse:
         page = console.page(request, *ROLE_PAGES["ops"])
         token = _token(page)
         names = list(services.urls)
-        answers = await asyncio.gather(
-            *(services.get(name, "/audit/pii-reads", token, {"limit": 20}) for name in names)
+        found = await asyncio.gather(
+            *(services.get(name, "/audit/pii-reads", token, {"limit": 20}) for name in names),
+            *(
+                services.get(name, "/dead-letters", token, {"limit": DEAD_LETTERS})
+                for name in names
+            ),
         )
+        answers, letters = found[: len(names)], found[len(names) :]
+        dead_letters = {
+            name: (
+                {"error": console.failure_text(page, letter)}
+                if isinstance(letter, Failure)
+                else letter.data
+            )
+            for name, letter in zip(names, letters, strict=True)
+        }
         reads: list[dict[str, Any]] = []
         errors = []
         for answer in answers:
@@ -753,6 +798,7 @@ def report_routes(console: Console) -> APIRouter:
             metrics={name: f"{url}/metrics" for name, url in services.urls.items()},
             reads=reads[:50],
             errors=errors,
+            dead_letters=dead_letters,
         )
 
     return routes

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from faststream.specification.asyncapi import get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crm_runtime.asyncapi import (
@@ -29,6 +29,7 @@ from crm_runtime.asyncapi import (
 )
 from crm_runtime.auth import Authenticator, Principal
 from crm_runtime.crypto import MasterKeyMissingError
+from crm_runtime.dlq_tail import LIST_MAX, DeadLetterUnavailableError
 from crm_runtime.errors import is_transient
 from crm_runtime.guard import RequestGuard
 from crm_runtime.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, after_id, id_cursor
@@ -213,6 +214,28 @@ def create_http_app(
             items=items, next_cursor=id_cursor(docs[-1]["_id"] if docs else None, len(docs), limit)
         )
 
+    @app.get(
+        "/dead-letters",
+        tags=["operations"],
+        summary="This service's newest dead letters, newest first: when, from where, why; "
+        "never their payload (supervisor, ops).",
+        responses={503: {"description": "The broker did not answer in time."}},
+        dependencies=[Depends(runtime.auth.require("supervisor", "ops"))],
+    )
+    async def dead_letters(
+        limit: Annotated[int, Query(ge=1, le=LIST_MAX)] = 50,
+    ) -> DeadLetterPage:
+        try:
+            found = await runtime.dead_letter_tail.newest(limit)
+        except DeadLetterUnavailableError as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from exc
+        return DeadLetterPage(
+            service=runtime.service,
+            topic=found.topic,
+            total=found.total,
+            items=[DeadLetterView.model_validate(letter) for letter in found.letters],
+        )
+
     @app.post(
         "/ops/keys/rewrap",
         tags=["operations"],
@@ -271,6 +294,35 @@ class PiiRead(BaseModel):
     roles: list[str]
     customer_id: str
     route: str
+
+
+class DeadLetterView(BaseModel):
+    """One dead letter, by its headers: never its key or value (they may hold personal data)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime | None = Field(description="When it was dead-lettered.")
+    dlq_partition: int
+    dlq_offset: int
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    last_offset: int | None = Field(
+        description="An unreadable record batch: the letter stands for the source offsets from "
+        "`source_offset` to this one."
+    )
+    event_id: str | None = Field(description="The event's `id`, when the value gives one.")
+    event_type: str | None = Field(description="The event's `type`, when the value gives one.")
+    exception: str | None = Field(description="The exception's class name.")
+    reason: str = Field(description="Why, clipped, e-mail addresses and phone numbers masked.")
+    cut: bool = Field(description="The letter kept only part of the original message.")
+
+
+class DeadLetterPage(BaseModel):
+    service: str
+    topic: str = Field(description="`<service>.dlq.v1`.")
+    total: int = Field(description="Letters the topic holds now (kept two weeks).")
+    items: list[DeadLetterView] = Field(description="The newest, newest first.")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 
 from crm_contracts import CloudEvent
-from crm_contracts.topics import consumed_by
+from crm_contracts.topics import consumed_by, dlq_topic_name
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator
 from crm_runtime.consumer import BatchConsumer, BatchHandler
 from crm_runtime.crypto import CustomerKeys
 from crm_runtime.dlq import DeadLetters
+from crm_runtime.dlq_tail import DeadLetterTail
 from crm_runtime.errors import is_transient
 from crm_runtime.health import Health
 from crm_runtime.kafka import create_broker, kafka_producer, subscribe_batches
@@ -95,6 +97,7 @@ class Runtime:
         self.dead_letters = DeadLetters(
             self._send, service=self.service, consumer_group=settings.consumer_group
         )
+        self.dead_letter_tail = DeadLetterTail(dlq_topic_name(self.service), self._dlq_clients)
         self._startup: list[StartupStep] = [
             self.inbox.ensure_indexes,
             self.outbox.ensure_indexes,
@@ -183,6 +186,17 @@ class Runtime:
             self.broker, topics, consumer, self.settings, self.health, description=description
         )
         return consumer
+
+    def _dlq_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        """For `GET /dead-letters`: an admin client and a consumer without a group (it commits
+        nothing), with the broker's security settings."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.settings.kafka_bootstrap_servers,
+            "client_id": f"crm-{self.service}-dead-letters",
+            **self.settings.kafka_client_options(),
+        }
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **options)
+        return AIOKafkaAdminClient(**options), consumer
 
     async def _send(
         self, topic: str, key: bytes | None, value: bytes, headers: dict[str, str]

@@ -1,21 +1,31 @@
 """The read side: the `TicketQueries` port the HTTP routes read through, the shapes it answers
 (ticket summaries, agents with their load, a ticket's SLA clocks), and the reports.
 
-The reports are aggregation pipelines the database runs over the tickets opened in a period, and
-the answers shaped from the few rows they return (one per priority and category, or per category
-and root cause), never from the tickets themselves. The pipelines are pure: the repository runs
-them (`sla_groups`, `root_cause_groups`).
+The reports are aggregation pipelines the database runs over the tickets opened in a period (or
+surveyed in it), and the answers shaped from the few rows they return (one per priority and
+category, per category and root cause, or per week or month), never from the tickets themselves.
+The pipelines are pure: the repository runs them (`sla_groups`, `root_cause_groups`,
+`satisfaction_groups`).
 """
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from crm_tickets.domain.agent import Agent
 from crm_tickets.domain.events import Status
 from crm_tickets.domain.rules import PRIORITIES, Priority, TicketRules
+from crm_tickets.domain.satisfaction import (
+    DETRACTOR,
+    PROMOTER,
+    Interval,
+    SatisfactionFigures,
+    period_starts,
+)
 from crm_tickets.domain.ticket import TARGETS, Ticket
 
 Document = dict[str, Any]
@@ -88,6 +98,12 @@ class TicketQueries(Protocol):
         self, since: datetime, until: datetime
     ) -> tuple[list[Document], int]:
         """The rows of `root_cause_pipeline`, and how many tickets were opened then."""
+        ...
+
+    async def satisfaction_groups(
+        self, since: datetime, until: datetime, boundaries: Sequence[datetime]
+    ) -> list[Document]:
+        """The rows of `satisfaction_pipeline`."""
         ...
 
 
@@ -289,4 +305,95 @@ def root_cause_report(rows: list[Document], tickets: int, top: int = 10) -> dict
         "tickets": tickets,
         "by_category": {c: dict(sorted(r.items())) for c, r in sorted(table.items())},
         "top": [{"category": c, "root_cause": k, "tickets": n} for n, c, k in ranked],
+    }
+
+
+# -- satisfaction over time -------------------------------------------------------------------
+INTERVAL_DEFAULT_DAYS: dict[Interval, int] = {"week": 84, "month": 365}
+"""A satisfaction report's default range: twelve weeks, or twelve months."""
+
+
+def satisfaction_range(
+    since: datetime | None, until: datetime | None, interval: Interval, now: datetime, days: int
+) -> tuple[datetime, datetime]:
+    """As `report_range` (at most `days`), with a default `since` of twelve periods."""
+    end = until or now
+    try:
+        start = since or end - timedelta(days=min(INTERVAL_DEFAULT_DAYS[interval], days))
+    except OverflowError as exc:
+        raise ReportRangeError("`until` is too early for a default range") from exc
+    if start.year < 2 or end.year > 9998:  # the periods around them must be dates too
+        raise ReportRangeError("`since` and `until` must fall in the years 2 to 9998")
+    return report_range(start, end, now, days)
+
+
+def satisfaction_pipeline(
+    since: datetime, until: datetime, boundaries: Sequence[datetime]
+) -> list[Document]:
+    """Per period (`boundaries`, in UTC: the lower one is the row's `_id`): the surveys answered
+    in [since, until), the CSAT sum and count, the NPS promoters, passives and detractors."""
+    csat, nps = "$survey.csat", "$survey.nps"
+    score = {"$ifNull": [nps, -1]}
+    return [
+        {"$match": {"survey.at": {"$gte": since, "$lt": until}}},
+        {
+            "$bucket": {
+                "groupBy": "$survey.at",
+                "boundaries": [b.astimezone(UTC) for b in boundaries],
+                "default": "outside",
+                "output": {
+                    "responses": {"$sum": 1},
+                    "csat_total": {"$sum": {"$ifNull": [csat, 0]}},
+                    "csat_count": {"$sum": _present("survey.csat")},
+                    "promoters": {"$sum": {"$cond": [{"$gte": [score, PROMOTER]}, 1, 0]}},
+                    "detractors": {
+                        "$sum": {
+                            "$cond": [
+                                {"$and": [{"$gte": [score, 0]}, {"$lte": [score, DETRACTOR]}]},
+                                1,
+                                0,
+                            ]
+                        }
+                    },
+                    "nps_count": {"$sum": _present("survey.nps")},
+                },
+            }
+        },
+    ]
+
+
+def satisfaction_report(
+    rows: list[Document], since: datetime, until: datetime, starts: Sequence[datetime]
+) -> dict[str, Any]:
+    """`all` and `periods` (each period [start, end) clipped to [since, until), every one listed,
+    empty ones with `None` averages) from the rows of `satisfaction_pipeline`."""
+    by_start: dict[datetime, SatisfactionFigures] = {}
+    for row in rows:
+        if isinstance(row["_id"], datetime):
+            start = row["_id"] if row["_id"].tzinfo else row["_id"].replace(tzinfo=UTC)
+            by_start[start] = SatisfactionFigures.of(row)
+    periods = [
+        {
+            "start": max(start, since),
+            "end": min(end, until),
+            **by_start.get(start, SatisfactionFigures()).summary(),
+        }
+        for start, end in itertools.pairwise(starts)
+    ]
+    total = sum(by_start.values(), SatisfactionFigures())
+    return {"all": total.summary(), "periods": periods}
+
+
+async def satisfaction(
+    reader: TicketQueries, since: datetime, until: datetime, interval: Interval, zone: ZoneInfo
+) -> Document:
+    """`GET /reports/satisfaction`: CSAT and NPS per week or month of the surveys answered then."""
+    starts = period_starts(since, until, interval, zone)
+    rows = await reader.satisfaction_groups(since, until, starts)
+    return {
+        "since": since,
+        "until": until,
+        "interval": interval,
+        "time_zone": zone.key,
+        **satisfaction_report(rows, since, until, starts),
     }

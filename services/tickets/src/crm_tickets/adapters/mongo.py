@@ -67,6 +67,7 @@ class MongoTicketRepository:
         for key in ("status", "priority", "queue", "assignee", "customer_id", "next_check_at"):
             await self.tickets.create_index(key)
         await self.tickets.create_index("opened_at")
+        await self.tickets.create_index("survey.at")
         await self.agents.create_index("queues")
         await self.agreement_slas.create_index("customer_id")
 
@@ -238,3 +239,10 @@ class MongoTicketRepository:
         cursor = await self.tickets.aggregate(queries.root_cause_pipeline(since, until))
         rows = [row async for row in cursor]
         return rows, await self.tickets.count_documents(queries.opened_between(since, until))
+
+    async def satisfaction_groups(
+        self, since: datetime, until: datetime, boundaries: Sequence[datetime]
+    ) -> list[Document]:
+        """The surveys answered in [since, until) per period, grouped in the database."""
+        pipeline = queries.satisfaction_pipeline(since, until, boundaries)
+        return [row async for row in await self.tickets.aggregate(pipeline)]

@@ -18,6 +18,7 @@ from crm_tickets import commands, queries
 from crm_tickets.domain.agent import NoAgentError
 from crm_tickets.domain.events import Status
 from crm_tickets.domain.rules import Priority, TicketRules
+from crm_tickets.domain.satisfaction import Interval
 from crm_tickets.domain.ticket import InvalidTransitionError, NoRootCauseError, NoTicketError
 from crm_tickets.entrypoints.views import AgentView, agent_view, summary_view, ticket_view
 from crm_tickets.ports import TicketRepository
@@ -116,7 +117,7 @@ def tickets_router(
     router.include_router(ticket_routes(repository, auth, audit, rules, clock))
     router.include_router(action_routes(repository, auth, audit, rules, clock))
     router.include_router(agent_routes(repository, auth))
-    router.include_router(report_routes(repository, auth, clock, report_max_days))
+    router.include_router(report_routes(repository, auth, rules, clock, report_max_days))
     return router
 
 
@@ -352,7 +353,7 @@ def agent_routes(repository: Repository, auth: Authenticator) -> APIRouter:
 
 # -- reports --------------------------------------------------------------------------------
 def report_routes(
-    repository: Repository, auth: Authenticator, clock: Clock, max_days: int
+    repository: Repository, auth: Authenticator, rules: TicketRules, clock: Clock, max_days: int
 ) -> APIRouter:
     router = APIRouter(tags=["reports"])
     reporter = auth.require("supervisor", "ops")
@@ -386,5 +387,25 @@ def report_routes(
         until: AwareDatetime | None = None,
     ) -> dict[str, Any]:
         return await queries.root_causes(repository, *period(since, until))
+
+    @router.get(
+        "/reports/satisfaction",
+        summary="CSAT and NPS per week or month (in the business calendar's zone).",
+        description="Per period: the surveys answered, the mean CSAT (1-5) and its count, NPS "
+        "(% promoters 9-10 minus % detractors 0-6, of the answers with a score) and its "
+        "responses. By default the last twelve weeks or months (at most the report cap).",
+        responses=RANGE_REFUSED,
+        dependencies=[Depends(reporter)],
+    )
+    async def satisfaction_report(
+        interval: Interval = "week",
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
+    ) -> dict[str, Any]:
+        try:
+            start, end = queries.satisfaction_range(since, until, interval, clock(), max_days)
+        except ReportRangeError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return await queries.satisfaction(repository, start, end, interval, rules.calendar.zone)
 
     return router
