@@ -112,5 +112,9 @@ def page_query(
     """The filter, then where the page starts, as `{$and: [criteria, start]}`: SecantusDB reads
     through the criteria's first index. With the start's `$or` beside the criteria instead, it
     read through the sort key's index (a second page at 100,000 customers: 350 ms, not 41)."""
-    query = customer_query(filters, ring)
-    return query if after is None else {"$and": [query, after_query(sort, after)]}
+    return continued(customer_query(filters, ring), sort, after)
+
+
+def continued(criteria: Document, sort: CustomerSort, after: After | None) -> Document:
+    """`criteria` from where a page starts (`page_query`)."""
+    return criteria if after is None else {"$and": [criteria, after_query(sort, after)]}
