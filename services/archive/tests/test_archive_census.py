@@ -60,7 +60,7 @@ def compares(value: Any, op: str, bound: Any) -> bool:
         return value in bound
     if value is None or bound is None:
         return False
-    return {
+    return {  # type: ignore[no-any-return]
         "$lt": value < bound,
         "$lte": value <= bound,
         "$gt": value > bound,
@@ -167,14 +167,14 @@ async def test_a_stale_census_still_gives_every_row_once_even_new_customers_abov
         doc["net_spent"] = Decimal128("100000")
     everyone = docs + newer
     for name in ("rfm", "net_spent"):
-        sort = CustomerSort(name, descending=True)  # type: ignore[arg-type]
+        sort = CustomerSort(name, descending=True)
         walk = Walk(name, stale.marks[name], stale.step[name], 2, budget=10**9)
         seen, _ = await whole_list(everyone, walk, {"stage": "loyal"}, sort, 20)
         loyal = [d for d in everyone if d["stage"] == "loyal"]
         assert seen == [d["_id"] for d in ordered(loyal, sort)]
 
 
-async def test_past_its_budget_the_walk_reads_the_rest_through_the_criteria_after_its_last_chunk() -> (
+async def test_past_its_budget_the_walk_reads_the_rest_through_the_criteria_after_its_chunk() -> (
     None
 ):
     docs = customers(300, seed=11)
@@ -190,6 +190,14 @@ async def test_past_its_budget_the_walk_reads_the_rest_through_the_criteria_afte
     first_chunk_end = figures.marks["rfm"][-1]
     assert reads[-1] == continued(criteria, sort, After(*first_chunk_end))
     assert reads[-1]["$and"][1] == after_query(sort, After(*first_chunk_end))
+
+
+def test_the_next_chunk_is_sized_by_the_matches_found_and_none_when_the_rest_costs_too_much() -> (
+    None
+):
+    walk = Walk("rfm", [], step=10, first=1, budget=1000)
+    assert walk.next_size(read=100, found=24, limit=50) == 16, "26 more at 25 per 100 read"
+    assert walk.next_size(read=100, found=0, limit=50) is None, "~5,000 more to read: too many"
 
 
 def test_a_piece_is_one_values_stretch_of_ids_or_a_range_of_values_between_two_positions() -> None:
@@ -229,7 +237,8 @@ def test_the_census_counts_each_criterions_values_and_keeps_positions_in_order()
     assert figures.counts[("tags", "a")] == sum("a" in d["tags"] for d in docs)
     assert figures.counts[("lookup.city", "h2")] == sum(d["lookup"]["city"] == "h2" for d in docs)
     rfm = figures.marks["rfm"]
-    assert rfm == sorted(rfm) and all(value is not None for value, _ in rfm)
+    assert rfm == sorted(rfm)
+    assert all(value is not None for value, _ in rfm)
     assert all(isinstance(value, Decimal) for value, _ in figures.marks["net_spent"])
 
 
@@ -246,7 +255,8 @@ def test_a_census_of_many_keeps_a_bounded_sample_and_says_how_far_apart_its_mark
 def test_a_broad_descending_list_is_walked_and_its_first_chunk_sized_for_a_page() -> None:
     figures = spread()
     walk = census.plan({"stage": "loyal"}, CustomerSort("rfm", True), None, 50, figures)
-    assert walk is not None and walk.field == "rfm"
+    assert walk is not None
+    assert walk.field == "rfm"
     share = figures.counts[("stage", "loyal")] / figures.total
     assert walk.first * walk.step >= 50 / share, "the first chunk is expected to fill the page"
     assert walk.budget == figures.counts[("stage", "loyal")], "no more than the stage's index"

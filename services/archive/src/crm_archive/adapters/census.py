@@ -15,14 +15,16 @@ previous page ended. A stale census costs time, never a row.
 
 The way is picked by cost, in documents the store reads: the criteria's own index reads every
 customer its first criterion matches; the walk reads about `limit / selectivity` (selectivity
-estimated from the census, assuming the criteria independent). A walk that has read as much as
-the criteria's index would, without filling the page, reads the rest through that index.
+estimated from the census, assuming the criteria independent). After each chunk the matches
+found so far size the next one; when they say the rest of the page would cost more than the
+criteria's index (criteria that hold few of the top of the list: `stage=at_risk&sort=-rfm`),
+the rest is read through that index, after the last chunk.
 """
 
 import random
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -194,8 +196,9 @@ def _range_share(census: Census, name: str, wanted: object) -> float:
 
 @dataclass(frozen=True)
 class Walk:
-    """A descending sorted list read in chunks of its order: `first` marks in the first chunk,
-    doubled after each chunk that left the page short, until `budget` documents are read."""
+    """A descending sorted list read in chunks of its order: `first` marks (each about `step`
+    customers) in the first chunk, the next ones sized by the matches found so far, until the
+    walk would read more than `budget` documents (what the criteria's index reads)."""
 
     field: str
     marks: Sequence[Position]
@@ -203,20 +206,19 @@ class Walk:
     first: int
     budget: int
 
-    def chunks(self, start: Position | None) -> Iterator[tuple[Position | None, Position]]:
-        """(upper, lower) ends of each chunk after `start` (None: the top of the list), the
-        upper end excluded and the lower one included, as long as the budget lasts."""
-        upper, size, spent = start, self.first, 0.0
-        while True:
-            above = len(self.marks) if upper is None else bisect_left(self.marks, upper)
-            if above - size < 0:
-                return
-            spent += size * self.step
-            if spent > self.budget:
-                return
-            lower = self.marks[above - size]
-            yield upper, lower
-            upper, size = lower, size * 2
+    def lower(self, upper: Position | None, size: int) -> Position | None:
+        """Where a chunk of `size` marks below `upper` (excluded; None: the top) ends, or None
+        past the last mark."""
+        above = len(self.marks) if upper is None else bisect_left(self.marks, upper)
+        return self.marks[above - size] if above - size >= 0 else None
+
+    def next_size(self, read: float, found: int, limit: int) -> int | None:
+        """Marks in the next chunk, after `read` documents gave `found` rows of `limit`: enough
+        for the rest at the rate seen; None when the rest would cost more than the budget."""
+        needed = (limit - found) * read / (found + 1)
+        if read + needed > self.budget:
+            return None
+        return max(1, ceil(needed * SAFETY / self.step))
 
 
 def plan(
@@ -291,15 +293,22 @@ async def walked(
     read: Callable[[Document, int], Awaitable[list[Row]]],
 ) -> list[Row]:
     """The page `walk` reads: each chunk's pieces in order with the criteria (`read(query,
-    limit)` answers a query sorted by `sort`), until `limit` rows; past the budget or the
-    last mark, the rest through the criteria's index, after the last chunk's end."""
+    limit)` answers a query sorted by `sort`), until `limit` rows. When the matches found so
+    far say the rest would cost more than the budget, or past the last mark, the rest is read
+    through the criteria's index, after the last chunk's end."""
     if after is not None and after.value is None:  # among those without a value, which come last
         return await read(continued(criteria, sort, after), limit)
     rows: list[Row] = []
-    for upper, lower in walk.chunks(start_of(after)):
+    upper, size, read_so_far = start_of(after), walk.first, 0.0
+    while (lower := walk.lower(upper, size)) is not None:
         for piece in pieces(walk.field, upper, lower):
             rows += await read(piece_query(piece, criteria), limit - len(rows))
             if len(rows) >= limit:
                 return rows
-        after = After(*lower)
+        after, upper = After(*lower), lower
+        read_so_far += size * walk.step
+        next_size = walk.next_size(read_so_far, len(rows), limit)
+        if next_size is None:
+            break
+        size = next_size
     return rows + await read(continued(criteria, sort, after), limit - len(rows))
