@@ -62,6 +62,13 @@ MARKS = 1_000
 """Positions kept per sort key: a chunk ends at one of them."""
 SAFETY = 1.5
 """A first chunk this much larger than the estimate says a page needs."""
+LANES = ("stage", "grade")
+"""Criteria with a (criterion, sort key, id) index (`finding.INDEXES`): a list asking for one of
+their values walks that value's own order. They follow the figures the list is sorted by (the
+top of `-rfm` is loyal, hardly active or at risk), so the whole order would be walked long
+before a page of active customers is found."""
+Lane = tuple[str, Hashable, str]
+"""A criterion, its value and a sort key: the customers with that value, in that key's order."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,9 @@ class Census:
     marks: Mapping[str, Sequence[Position]]
     step: Mapping[str, float]
     counts: Mapping[tuple[str, Hashable], int]
+    lanes: Mapping[Lane, Sequence[Position]] = field(default_factory=dict)
+    lane_step: Mapping[Lane, float] = field(default_factory=dict)
+    """The same for the customers holding one value of a `LANES` criterion."""
 
 
 @dataclass
@@ -89,6 +99,7 @@ class CensusTaker:
         default_factory=lambda: {f: [] for f in SORT_FIELDS}
     )
     counts: Counter[tuple[str, Hashable]] = field(default_factory=Counter)
+    lanes: dict[Lane, list[Position]] = field(default_factory=dict)
 
     def add(self, doc: Document) -> None:
         self.seen += 1
@@ -105,19 +116,31 @@ class CensusTaker:
         self.kept += 1
         for name in SORT_FIELDS:
             value = sort_value(doc.get(name))
-            if value is not None:
-                self.positions[name].append((value, str(doc["_id"])))
+            if value is None:
+                continue
+            self.positions[name].append((value, str(doc["_id"])))
+            for lane in LANES:
+                if isinstance(held := doc.get(lane), str):
+                    self.lanes.setdefault((lane, held, name), []).append((value, str(doc["_id"])))
 
     def census(self) -> Census:
         per_kept = self.seen / self.kept if self.kept else 1.0
         marks: dict[str, list[Position]] = {}
         step: dict[str, float] = {}
         for name, positions in self.positions.items():
-            positions.sort()
-            every = max(1, ceil(len(positions) / MARKS))
-            marks[name] = positions[every - 1 :: every]
-            step[name] = every * per_kept
-        return Census(self.seen, marks, step, dict(self.counts))
+            marks[name], step[name] = _marks(positions, per_kept)
+        lanes: dict[Lane, list[Position]] = {}
+        lane_step: dict[Lane, float] = {}
+        for lane, positions in self.lanes.items():
+            lanes[lane], lane_step[lane] = _marks(positions, per_kept)
+        return Census(self.seen, marks, step, dict(self.counts), lanes, lane_step)
+
+
+def _marks(positions: list[Position], per_kept: float) -> tuple[list[Position], float]:
+    """About `MARKS` of `positions`, in order, and how many customers apart they are."""
+    positions.sort()
+    every = max(1, ceil(len(positions) / MARKS))
+    return positions[every - 1 :: every], every * per_kept
 
 
 def sort_value(value: object) -> SortValue | None:
@@ -205,6 +228,8 @@ class Walk:
     step: float
     first: int
     budget: int
+    lane: Document | None = None
+    """The `LANES` criterion walked with the sort key (`{"stage": "active"}`), if any."""
 
     def lower(self, upper: Position | None, size: int) -> Position | None:
         """Where a chunk of `size` marks below `upper` (excluded; None: the top) ends, or None
@@ -243,10 +268,23 @@ def plan(
     share, through_criteria = estimated
     if share * census.total < limit:
         return None  # fewer matches than a page: the criteria's index reads them all cheaply
+    lane: Document = {}
+    held = [(n, criteria[n]) for n in LANES if isinstance(criteria.get(n), str)]
+    if held:  # the narrowest one's own order: only its customers are read
+        name, value = min(held, key=lambda nv: census.counts.get(nv, 0))
+        key = (name, value, sort.field)
+        marks, step, lane = (
+            census.lanes.get(key) or [],
+            census.lane_step.get(key, 1.0),
+            {name: value},
+        )
+        share /= max(census.counts.get((name, value), 0) / census.total, 1 / census.total)
+        if not marks:
+            return None
     first = max(1, ceil(limit / share * SAFETY / step))
     if first * step >= through_criteria:
         return None
-    return Walk(sort.field, marks, step, first, through_criteria)
+    return Walk(sort.field, marks, step, first, through_criteria, lane)
 
 
 def start_of(after: After | None) -> Position | None:
@@ -257,11 +295,18 @@ def start_of(after: After | None) -> Position | None:
     return (after.value, after.id)
 
 
-def pieces(name: str, upper: Position | None, lower: Position) -> list[Document]:
+def pieces(
+    name: str, upper: Position | None, lower: Position, lane: Document | None = None
+) -> list[Document]:
     """The customers below `upper` (excluded; None: from the top) down to `lower` (included), in
     descending (value, id) order, as conditions each bounded on one index: a stretch of one
     value's ids is a range of the (value, id) index, values between are a range of its first
-    column. Each holds at most the customers between the two positions."""
+    column. Each holds at most the customers between the two positions. With a `lane`
+    (`{"stage": "active"}`), the same ranges after it, of the (lane, value, id) index."""
+    return [{**(lane or {}), **piece} for piece in _ranges(name, upper, lower)]
+
+
+def _ranges(name: str, upper: Position | None, lower: Position) -> list[Document]:
     low_value, low_id = lower
     if upper is None:
         return [
@@ -301,7 +346,7 @@ async def walked(
     rows: list[Row] = []
     upper, size, read_so_far = start_of(after), walk.first, 0.0
     while (lower := walk.lower(upper, size)) is not None:
-        for piece in pieces(walk.field, upper, lower):
+        for piece in pieces(walk.field, upper, lower, walk.lane):
             rows += await read(piece_query(piece, criteria), limit - len(rows))
             if len(rows) >= limit:
                 return rows

@@ -34,9 +34,14 @@ INDEXES = [
         [("last_order_at", ASCENDING), ("_id", ASCENDING)],
         [("rfm", ASCENDING), ("_id", ASCENDING)],
     )
+] + [
+    IndexModel([(lane, ASCENDING), (key, ASCENDING), ("_id", ASCENDING)])
+    for lane in ("stage", "grade")
+    for key in ("net_spent", "last_order_at", "rfm")
 ]
 """The customers' indexes: each filter, and (sort key, id) for the sorted, keyset-paged lists
-(read backwards for a descending sort)."""
+(read backwards for a descending sort), and (stage or grade, sort key, id) for a list of one
+stage or grade read in chunks of its order (`census.py`)."""
 
 
 def customer_query(filters: CustomerFilter, ring: KeyRing) -> Document:
