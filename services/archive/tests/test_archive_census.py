@@ -254,12 +254,12 @@ def test_a_census_of_many_keeps_a_bounded_sample_and_says_how_far_apart_its_mark
 
 def test_a_broad_descending_list_is_walked_and_its_first_chunk_sized_for_a_page() -> None:
     figures = spread()
-    walk = census.plan({"stage": "loyal"}, CustomerSort("rfm", True), None, 50, figures)
+    walk = census.plan({"tags": "a"}, CustomerSort("rfm", True), None, 50, figures)
     assert walk is not None
-    assert walk.field == "rfm"
-    share = figures.counts[("stage", "loyal")] / figures.total
+    assert (walk.field, walk.lane) == ("rfm", None)
+    share = figures.counts[("tags", "a")] / figures.total
     assert walk.first * walk.step >= 50 / share, "the first chunk is expected to fill the page"
-    assert walk.budget == figures.counts[("stage", "loyal")], "no more than the stage's index"
+    assert walk.budget == figures.counts[("tags", "a")], "no more than the tag's index reads"
 
 
 @pytest.mark.parametrize(
@@ -305,3 +305,43 @@ def test_the_estimate_multiplies_every_tags_share_and_a_ranges_share_of_the_valu
     docs = customers(2000, seed=5)
     actual = sum(Decimal(100) <= d["net_spent"].to_decimal() <= 200 for d in docs) / total
     assert share == pytest.approx(actual, abs=0.05)
+
+
+# -- lanes: one stage or grade in its own order ------------------------------------------------
+def test_a_list_of_one_stage_walks_that_stages_own_order_and_its_pieces_name_it() -> None:
+    figures = spread()
+    walk = census.plan(
+        {"tags": "a", "stage": "at_risk"}, CustomerSort("rfm", True), None, 50, figures
+    )
+    assert walk is not None
+    assert walk.lane == {"stage": "at_risk"}
+    assert walk.marks == figures.lanes[("stage", "at_risk", "rfm")]
+    lane_share = figures.counts[("tags", "a")] / figures.total
+    assert walk.first * walk.step >= 50 / lane_share, "sized by the rest of the criteria only"
+    assert census.pieces("rfm", (13, "c9"), (13, "c2"), {"stage": "at_risk"}) == [
+        {"stage": "at_risk", "rfm": 13, "_id": {"$lt": "c9", "$gte": "c2"}}
+    ]
+
+
+def test_a_lanes_marks_are_positions_of_its_customers_only() -> None:
+    docs = customers(800, seed=9)
+    figures = take(docs)
+    at_risk = {d["_id"] for d in docs if d["stage"] == "at_risk"}
+    lane = figures.lanes[("stage", "at_risk", "net_spent")]
+    assert lane
+    assert all(customer in at_risk for _, customer in lane)
+    assert lane == sorted(lane)
+
+
+@pytest.mark.parametrize("name", ["rfm", "last_order_at"])
+async def test_a_walk_in_a_lane_pages_exactly_as_one_query_over_every_match(name: str) -> None:
+    docs = customers(240, seed=13)
+    sort = CustomerSort(name, descending=True)  # type: ignore[arg-type]
+    figures = take(docs)
+    criteria = {"tags": "b", "stage": "active"}
+    key = ("stage", "active", name)
+    walk = Walk(name, figures.lanes[key], figures.lane_step[key], 1, 10**9, {"stage": "active"})
+    expected = [d["_id"] for d in ordered([d for d in docs if holds(d, criteria)], sort)]
+    seen, reads = await whole_list(docs, walk, criteria, sort, 5)
+    assert seen == expected
+    assert all(r["$and"][0]["stage"] == "active" for r in reads if "$and" in r and len(r) == 1)

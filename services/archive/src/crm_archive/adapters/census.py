@@ -268,7 +268,7 @@ def plan(
     share, through_criteria = estimated
     if share * census.total < limit:
         return None  # fewer matches than a page: the criteria's index reads them all cheaply
-    lane: Document = {}
+    lane: Document | None = None
     held = [(n, criteria[n]) for n in LANES if isinstance(criteria.get(n), str)]
     if held:  # the narrowest one's own order: only its customers are read
         name, value = min(held, key=lambda nv: census.counts.get(nv, 0))
