@@ -1,6 +1,9 @@
 """Customers and timeline in MongoDB (`crm_archive`), saved with the batch's inbox and outbox:
 the `CustomerRepository` and `CustomerQueries` ports. Documents are made in `documents.py`."""
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -9,9 +12,10 @@ from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from crm_archive import queries
-from crm_archive.adapters import finding
+from crm_archive.adapters import census, finding
 from crm_archive.adapters.documents import (
     APART,
     LINES,
@@ -63,6 +67,10 @@ ROW_FIELDS = {
     )
 }
 """What a list row reads of a customer document (not its orders and complaints)."""
+CENSUS_EVERY_S = 600.0
+"""A census of the customers (for sizing a sorted list's chunks) older than this is taken
+again, in the background, on the next list."""
+log = logging.getLogger(__name__)
 
 
 class MongoCustomerRepository:
@@ -76,6 +84,8 @@ class MongoCustomerRepository:
         self.lines: AsyncCollection[Document] = database[LINES]
         self.uow = uow
         self.keys = keys
+        self._census_taken: tuple[float, census.Census] | None = None
+        self._census_task: asyncio.Task[None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.customers.create_indexes(finding.INDEXES)
@@ -246,9 +256,39 @@ class MongoCustomerRepository:
     async def find(
         self, filters: CustomerFilter, sort: CustomerSort, after: After | None, limit: int
     ) -> list[CustomerRow]:
-        query = finding.page_query(filters, sort, after, self.keys.ring)
+        """A page: through the criteria's index, or, for a broad descending sorted list, in
+        chunks of the sort order (`census.py`): the same rows either way."""
+        criteria = finding.customer_query(filters, self.keys.ring)
+        walk = census.plan(criteria, sort, after, limit, self._census())
+        if walk is None:
+            return await self._page(finding.continued(criteria, sort, after), sort, limit)
+
+        async def read(query: Document, left: int) -> list[CustomerRow]:
+            return await self._page(query, sort, left)
+
+        return await census.walked(walk, criteria, sort, after, limit, read)
+
+    async def _page(self, query: Document, sort: CustomerSort, limit: int) -> list[CustomerRow]:
         cursor = self.customers.find(query, ROW_FIELDS, sort=finding.sort_spec(sort), limit=limit)
         return [customer_row(doc) async for doc in cursor]
+
+    def _census(self) -> census.Census | None:
+        """The last census of the customers (None before the first), and a new one begun in
+        the background when it is older than `CENSUS_EVERY_S`."""
+        taken = self._census_taken
+        stale = taken is None or time.monotonic() - taken[0] > CENSUS_EVERY_S
+        if stale and (self._census_task is None or self._census_task.done()):
+            self._census_task = asyncio.create_task(self._take_census())
+        return None if taken is None else taken[1]
+
+    async def _take_census(self) -> None:
+        try:
+            taker = census.CensusTaker(await self.customers.estimated_document_count())
+            async for doc in self.customers.find({}, census.CENSUS_FIELDS, batch_size=PAGE * 10):
+                taker.add(doc)
+            self._census_taken = (time.monotonic(), taker.census())
+        except PyMongoError:
+            log.exception("the census of the customers failed; sorted lists read as before")
 
     async def matching(
         self, filters: CustomerFilter, sort: CustomerSort
