@@ -52,7 +52,8 @@ def test_money_reads_back_with_its_digits_and_exponent(chunk: int) -> None:
         expected = stored.to_decimal()
         read = from_decimal128(stored)
         if expected.is_nan():
-            assert read.is_nan() and read.is_signed() == expected.is_signed()
+            assert read.is_nan()
+            assert read.is_signed() == expected.is_signed()
             continue
         assert read.as_tuple() == expected.as_tuple(), value
 

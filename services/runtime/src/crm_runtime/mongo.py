@@ -6,6 +6,7 @@ as done) and stores the outbound events in the outbox. Transactions need a repli
 advertises itself as a single-node one; a real `mongod` must run with `--replSet`.
 """
 
+import struct
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -64,7 +65,7 @@ def to_decimal128(value: Decimal) -> Decimal128:
     high = (coefficient >> 64) | ((_BIAS - len(fraction)) << 49)
     if len(digits) != len(text):
         high |= 1 << 63
-    return Decimal128((high, coefficient & _LOW))
+    return Decimal128.from_bid(struct.pack("<QQ", coefficient & _LOW, high))
 
 
 def from_decimal128(value: Any) -> Decimal:
