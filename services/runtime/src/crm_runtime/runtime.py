@@ -70,6 +70,7 @@ class Runtime:
         self.tracing = Tracing(
             tracer_provider(self.service, settings.otlp_endpoint, settings.trace_sample_ratio),
             self.service,
+            exporting=bool(settings.otlp_endpoint),
         )
         self.broker: KafkaBroker = create_broker(settings, self.registry, self.tracing.provider)
         self.mongo = create_client(

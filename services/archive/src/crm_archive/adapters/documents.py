@@ -17,15 +17,15 @@ from crm_archive.domain.value import Figures
 from crm_archive.ports import CustomerRow, Note, OrderLines, TimelineEntry
 from crm_runtime.crypto import FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_document, dataclass_from
-from crm_runtime.mongo import Document
+from crm_runtime.mongo import Document, from_decimal128, to_decimal128
 
 
 def _money(value: Decimal) -> Decimal128:
-    return Decimal128(value)
+    return to_decimal128(value)
 
 
 def _decimal(value: Any) -> Decimal:
-    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+    return from_decimal128(value)
 
 
 def order_document(o: Order) -> Document:

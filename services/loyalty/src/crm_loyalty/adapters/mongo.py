@@ -11,7 +11,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from bson.decimal128 import Decimal128
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,12 +25,12 @@ from crm_loyalty.ports import Changes
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, save_versioned
+from crm_runtime.mongo import Document, from_decimal128, save_versioned, to_decimal128
 from crm_runtime.uow import UnitOfWork
 
 
 def _decimal(value: Any) -> Decimal:
-    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+    return from_decimal128(value)
 
 
 def _month_day(day: date) -> str:
@@ -81,9 +80,9 @@ def to_document(
             {
                 "id": o.order_id,
                 "placed_at": o.placed_at,
-                "amount": Decimal128(o.amount),
+                "amount": to_decimal128(o.amount),
                 "points": o.points,
-                "refunded": Decimal128(o.refunded),
+                "refunded": to_decimal128(o.refunded),
                 "reversed": o.reversed,
                 "cancelled": o.cancelled,
                 "refunds": o.refunds,

@@ -1,0 +1,326 @@
+"""A shop's order log replayed into the whole suite (issue #16, targets 1, 4 and 6).
+
+    python benchmarks/shop_replay.py [--orders 70000] [--customers 24000] [--refunds 0.02]
+                                     [--profile archive|loyalty] [--py-spy PATH]
+
+On a private stack as `make up` starts it by default (Apache Kafka, the Rust SecantusDB server,
+a mail catcher, and archive, tickets, loyalty, notify and relations each as its own process):
+
+1. the customers register on `members.v1` (as a real shop's member system has them), and the
+   script waits until archive and loyalty have committed them;
+2. `--orders` `order.placed` over those customers (Zipf-like: a Pareto weight per customer, so a
+   few buy often and most once or twice; times ascending over half a year), with `--refunds` of
+   them partly refunded later in the log (`order.refunded`), all produced with `kcat -z lz4`
+   (librdkafka, the murmur2 partitioner Java and aiokafka clients use);
+3. timed from the first send until archive and loyalty have *both committed everything*: their
+   consumer groups' committed offsets equal the end offsets of every topic they consume, and
+   their outboxes are drained (loyalty's `points.earned` are on `loyalty.v1`, which the archive
+   consumes too, so the archive is done only once it has read them).
+
+Prints: the time, the rate, each service's CPU seconds and CPU ms per order-log event over the
+orders phase (target 4 counts archive and loyalty), peak RSS (target 6), and the load average
+(the machine is shared: only side-by-side runs compare). Then checks nothing was lost or doubled:
+every customer's order count and net spend in the archive, and in loyalty one `earn` ledger entry
+per order and one `reverse` per refund, every balance equal to the sum of its ledger entries.
+
+`--profile NAME` runs `py-spy record --format raw` on that service for the orders phase and
+writes the flame input next to the printout (`shop_replay-NAME.txt`).
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from benchutil import BenchStack, cpu_seconds, print_table, private_stack, rss_mb
+from bson.decimal128 import Decimal128
+from pymongo import AsyncMongoClient
+from stack import metric, start_mail_catcher
+from stackutil import cloud_event, free_port, topic_partitions
+
+from crm_contracts.topics import consumed_by
+
+SERVICES = ("archive", "tickets", "loyalty", "notify", "relations")
+TIMED = ("archive", "loyalty")
+"""Whose committed offsets end the run (target 1)."""
+
+
+# -- the shop's log ------------------------------------------------------------------------------
+@dataclass
+class Shop:
+    run: str
+    customers: list[str]
+    registrations: list[tuple[str, bytes]] = field(default_factory=list)
+    log: list[tuple[str, bytes]] = field(default_factory=list)
+    """`order.placed` and `order.refunded`, in the order they are produced."""
+    orders: Counter[str] = field(default_factory=Counter)
+    refunds: Counter[str] = field(default_factory=Counter)
+    net: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+
+def shop(run: str, orders: int, customers: int, refund_share: float) -> Shop:
+    rng = random.Random(16)
+    ids = [f"{run}-c{n:05d}" for n in range(customers)]
+    out = Shop(run, ids)
+    start = datetime.now(UTC) - timedelta(days=183)
+    for n, customer in enumerate(ids):
+        data = {
+            "name": f"顾客{n}",
+            "email": f"c{n}@{run}.example.com",
+            "phone": f"138{n:08d}",
+            "source": "shop",
+        }
+        out.registrations.append((customer, cloud_event("customer.registered", customer, data)))
+    # Zipf-like: a Pareto(2) weight per customer; the heaviest buys a few hundred times.
+    weights = [rng.paretovariate(2.0) for _ in ids]
+    buyers = rng.choices(ids, weights=weights, k=orders)
+    step = timedelta(days=180) / orders
+    pending: list[tuple[int, str, bytes]] = []  # (index in the log to go at, key, event)
+    for n, customer in enumerate(buyers):
+        at = start + step * n
+        order_id = f"{run}-o{n}"
+        amount = Decimal(rng.randrange(500, 200_000)) / 100
+        placed = {"order_id": order_id, "amount": str(amount), "currency": "CNY", "channel": "web"}
+        out.log.append((customer, cloud_event("order.placed", customer, placed, time=at)))
+        out.orders[customer] += 1
+        out.net[customer] += amount
+        if rng.random() < refund_share:  # a part refunded, some orders later in the log
+            part = (amount / 2).quantize(Decimal("0.01"))
+            refund = {"order_id": order_id, "amount": str(part), "reason": "damaged"}
+            later = at + step * 50
+            event = cloud_event("order.refunded", customer, refund, time=later)
+            pending.append((n + 50, customer, event))
+            out.refunds[customer] += 1
+            out.net[customer] -= part
+        while pending and pending[0][0] <= n:
+            _, key, event = pending.pop(0)
+            out.log.append((key, event))
+    out.log.extend((key, event) for _, key, event in pending)
+    return out
+
+
+def kcat_produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]], path: Path) -> None:
+    """Produce `key<TAB>value` lines with kcat, lz4-compressed, acks=all, idempotent."""
+    with path.open("wb") as out:
+        for key, value in messages:
+            out.write(key.encode() + b"\t" + value + b"\n")
+    command = [
+        "kcat", "-P", "-b", bootstrap, "-t", topic, "-z", "lz4", "-K", "\t", "-l", str(path),
+        "-X", "enable.idempotence=true", "-X", "partitioner=murmur2_random",
+        "-X", "linger.ms=20",
+    ]  # fmt: skip
+    subprocess.run(command, check=True)
+
+
+# -- watching the groups -------------------------------------------------------------------------
+async def lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
+    """Per service: end offsets minus the group's committed offsets, over its topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        out = {}
+        for name, group in groups.items():
+            partitions = await topic_partitions(bootstrap, [t.name for t in consumed_by(name)])
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(group)
+            out[name] = sum(
+                end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+            )
+        return out
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_committed(
+    bench: BenchStack, groups: dict[str, str], ports: dict[str, int], pids: dict[str, int]
+) -> tuple[float, dict[str, float], list[float]]:
+    """Poll until the `groups` have no lag and their outboxes are drained: (seconds, peak RSS per
+    service, load averages seen)."""
+    begin = time.monotonic()
+    peak = dict.fromkeys(pids, 0.0)
+    loads: list[float] = []
+    last_print = begin
+    while True:
+        lags = asyncio.run(lag(bench.bootstrap, groups))
+        backlog = {name: metric(ports[name], "crm_outbox_backlog") for name in groups}
+        for name, pid in pids.items():
+            peak[name] = max(peak[name], rss_mb(pid))
+        loads.append(os.getloadavg()[0])
+        if not any(lags.values()) and not any(backlog.values()):
+            return time.monotonic() - begin, peak, loads
+        if time.monotonic() - last_print > 10:
+            last_print = time.monotonic()
+            print(f"  {last_print - begin:5.0f} s: lag {lags}, outbox {backlog}", flush=True)
+        time.sleep(0.25)
+
+
+# -- nothing lost, nothing doubled ---------------------------------------------------------------
+async def verify(bench: BenchStack, databases: dict[str, str], sent: Shop) -> list[str]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
+    problems: list[str] = []
+    try:
+        archive = client[databases["archive"]]["customers"]
+        seen = 0
+        async for doc in archive.find({}, {"order_count": 1, "net_spent": 1}):
+            customer = doc["_id"]
+            if customer not in sent.net:
+                continue
+            seen += 1
+            spent = doc["net_spent"]
+            spent = spent.to_decimal() if isinstance(spent, Decimal128) else Decimal(spent)
+            if doc.get("order_count", 0) != sent.orders[customer] or spent != sent.net[customer]:
+                problems.append(
+                    f"archive {customer}: {doc.get('order_count')} orders, {spent} spent; "
+                    f"sent {sent.orders[customer]}, {sent.net[customer]}"
+                )
+        if seen != len(sent.net):
+            problems.append(f"archive: {seen} customers with orders, sent {len(sent.net)}")
+        ledger = client[databases["loyalty"]]["ledger"]
+        kinds: dict[str, Counter[str]] = {"earn": Counter(), "reverse": Counter()}
+        points: Counter[str] = Counter()
+        async for entry in ledger.find({}, {"customer_id": 1, "kind": 1, "points": 1}):
+            points[entry["customer_id"]] += entry["points"]
+            if entry["kind"] in kinds:
+                kinds[entry["kind"]][entry["customer_id"]] += 1
+        if kinds["earn"] != sent.orders:
+            problems.append(
+                f"loyalty: {kinds['earn'].total()} earn entries, sent {sent.orders.total()} orders"
+            )
+        if kinds["reverse"] != sent.refunds:
+            problems.append(
+                f"loyalty: {kinds['reverse'].total()} reversals, sent {sent.refunds.total()}"
+            )
+        accounts = client[databases["loyalty"]]["accounts"]
+        async for account in accounts.find({}, {"balance": 1, "debt": 1}):
+            held = account["balance"] - account.get("debt", 0)
+            if held != points[account["_id"]]:
+                problems.append(
+                    f"loyalty {account['_id']}: balance {held}, ledger {points[account['_id']]}"
+                )
+    finally:
+        await client.close()
+    return problems[:20]
+
+
+# -- the run -------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=70_000)
+    parser.add_argument("--customers", type=int, default=24_000)
+    parser.add_argument("--refunds", type=float, default=0.02, help="share of orders refunded")
+    parser.add_argument("--profile", choices=TIMED, help="py-spy record this service's orders")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    args = parser.parse_args()
+    if shutil.which("kcat") is None:
+        sys.exit("kcat is needed (apt-get install kcat)")
+    run = f"shop{int(time.time())}"
+    sent = shop(run, args.orders, args.customers, args.refunds)
+    print(
+        f"{len(sent.registrations):,} registrations; {len(sent.log):,} order-log events "
+        f"({sent.orders.total():,} orders over {len(sent.orders):,} customers, the busiest "
+        f"{max(sent.orders.values())} orders; {sent.refunds.total():,} refunds)",
+        flush=True,
+    )
+    with private_stack() as bench:
+        mail_port = free_port()
+        mail = start_mail_catcher(bench.workdir / "mail", mail_port)
+        bench.pids.append(mail.pid)
+        ports: dict[str, int] = {}
+        pids: dict[str, int] = {}
+        groups = {name: f"{name}-{run}" for name in SERVICES}
+        databases = {name: f"crm_{name}_{run}" for name in SERVICES}
+        for name in SERVICES:
+            prefix = f"CRM_{name.upper()}_"
+            env = {
+                f"{prefix}DATABASE": databases[name],
+                f"{prefix}CONSUMER_GROUP": groups[name],
+                "CRM_NOTIFY_SMTP_PORT": str(mail_port),
+            }
+            ports[name], proc = bench.start_service(name, env)
+            pids[name] = proc.pid
+        timed = {name: groups[name] for name in TIMED}
+
+        begin = time.monotonic()
+        kcat_produce(bench.bootstrap, "members.v1", sent.registrations, bench.workdir / "m.txt")
+        registered_s, _, _ = wait_committed(bench, timed, ports, pids)
+        registered_s = time.monotonic() - begin
+        print(f"registrations committed by archive and loyalty in {registered_s:.1f} s", flush=True)
+
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        store_before = cpu_seconds(bench.store_pid)
+        profiler = None
+        if args.profile:
+            out = Path(f"shop_replay-{args.profile}.txt").resolve()
+            profiler = subprocess.Popen(
+                [args.py_spy, "record", "--rate", "200", "--format", "raw", "--nonblocking",
+                 "-p", str(pids[args.profile]), "-o", str(out)],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        load_at_start = os.getloadavg()
+        begin = time.monotonic()
+        kcat_produce(bench.bootstrap, "orders.v1", sent.log, bench.workdir / "o.txt")
+        produced_s = time.monotonic() - begin
+        _, peak, loads = wait_committed(bench, timed, ports, pids)
+        elapsed = time.monotonic() - begin
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+        store_cpu = cpu_seconds(bench.store_pid) - store_before
+        if profiler is not None:
+            profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            profiler.wait(60)
+        problems = asyncio.run(verify(bench, databases, sent))
+
+        events = len(sent.log)
+        print_table(
+            f"{events:,} order-log events ({sent.orders.total():,} orders, "
+            f"{sent.refunds.total():,} refunds, {len(sent.orders):,} customers), lz4 via kcat: "
+            f"produced in {produced_s:.1f} s; archive and loyalty committed everything "
+            f"{elapsed:.1f} s after the first send ({events / elapsed:,.0f} events/s); "
+            f"load average {load_at_start[0]:.1f} at the start, {max(loads):.1f} at most",
+            ("process", "CPU s", "CPU ms/event", "CPU share", "peak RSS MB"),
+            [
+                *(
+                    (
+                        name,
+                        f"{cpu[name]:.1f}",
+                        f"{cpu[name] * 1000 / events:.3f}",
+                        f"{cpu[name] / elapsed:.0%}",
+                        f"{peak[name]:.0f}",
+                    )
+                    for name in SERVICES
+                ),
+                (
+                    "store",
+                    f"{store_cpu:.1f}",
+                    f"{store_cpu * 1000 / events:.3f}",
+                    f"{store_cpu / elapsed:.0%}",
+                    "-",
+                ),
+            ],
+        )
+        if problems:
+            print("\nLOST OR DOUBLED:\n  " + "\n  ".join(problems))
+            sys.exit(1)
+        print(
+            f"\nverified: {len(sent.orders):,} customers' order counts and net spend in the "
+            f"archive; loyalty {sent.orders.total():,} earn and {sent.refunds.total():,} reverse "
+            "entries, every balance the sum of its ledger"
+        )
+
+
+if __name__ == "__main__":
+    main()
