@@ -6,7 +6,7 @@ Every event a service publishes carries a `traceparent`: a span of this service'
 of the inbound event that caused it (the batch's latest event with the same subject, which is
 the Kafka key, so the same customer) or of the cause a service remembered (`caused_by`: notify's
 deliveries), or the root of a new trace when nothing traced caused it
-(a sweep, an HTTP action, an untraced source). The spans are exported over OTLP/HTTP only when
+(a sweep, an HTTP action, an untraced source), one per subject of the commit. The spans are exported over OTLP/HTTP only when
 `CRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set: off by default, the trace
 context still flows, so logs and events of one cause share a trace id.
 """
@@ -64,7 +64,9 @@ class Tracing:
                     stamped.append(message)
                     continue
                 cause = None if message.caused_by else causes.get(event.subject)
-                key = message.caused_by or (cause.id if cause else f"new:{event.id}")
+                # Nothing traced caused it: one new trace for what the commit emits about one
+                # subject (a customer's `customer.registered` and `customer.created` are one act).
+                key = message.caused_by or (cause.id if cause else f"new:{event.subject}")
                 span = spans.get(key)
                 if span is None:
                     span = spans[key] = self._span(message, cause)
