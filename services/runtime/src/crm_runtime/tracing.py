@@ -5,10 +5,10 @@ and FastStream's OpenTelemetry middleware for what goes through `broker.publish`
 Every event a service publishes carries a `traceparent`: a span of this service's handling, child
 of the inbound event that caused it (the batch's latest event with the same subject, which is
 the Kafka key, so the same customer) or of the cause a service remembered (`caused_by`: notify's
-deliveries), or the root of a new trace when nothing traced caused it
-(a sweep, an HTTP action, an untraced source), one per subject of the commit. The spans are exported over OTLP/HTTP only when
-`CRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set: off by default, the trace
-context still flows, so logs and events of one cause share a trace id.
+deliveries), or the root of a new trace when nothing traced caused it (a sweep, an HTTP
+action, an untraced source): one per subject of the commit. The spans are exported over OTLP/HTTP
+only when `CRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set: off by default, the
+trace context still flows, so logs and events of one cause share a trace id.
 """
 
 from collections.abc import Sequence
