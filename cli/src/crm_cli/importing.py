@@ -506,8 +506,9 @@ def import_customers(
             {"row": row, "customer": found} for row, found in pending if not isinstance(found, str)
         ]
         contacts: set[str] = set()
-        for row in rows:
-            contacts |= contact_keys(row["customer"])
+        for _, found in pending:
+            if not isinstance(found, str):
+                contacts |= contact_keys(found)
         # Settled in order: a batch waits for every earlier one it shares a contact with.
         while sent and (len(sent) >= in_flight or any(b.contacts & contacts for b in sent)):
             settle()

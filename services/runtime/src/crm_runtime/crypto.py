@@ -270,7 +270,7 @@ class CustomerKeys:
                 UpdateOne({"_id": customer_id}, {"$setOnInsert": document}, upsert=True)
             )
         result = await self.collection.bulk_write(operations, ordered=False)
-        inserted = set(result.upserted_ids.values()) & keys.keys()
+        inserted = set((result.upserted_ids or {}).values()) & keys.keys()
         made = {
             customer_id: FieldCipher(customer_id, keys[customer_id]) for customer_id in inserted
         }
