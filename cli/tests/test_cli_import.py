@@ -3,7 +3,6 @@ rows into customers or reasons, batches within the services' body limit, the rej
 
 import csv
 import json
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -212,86 +211,3 @@ def test_batches_stay_under_the_body_limit(tmp_path: Path) -> None:
     assert report.created == 40
     assert len(sizes) > 1
     assert max(sizes) < 64 * 1024
-
-
-class Overlapping(Archive):
-    """Holds each batch until the next one arrives (or a while, if none comes), so that batches
-    sent together are in flight together; records which were, and refuses a row sharing a phone
-    or an e-mail with one on file as the archive does (normalised)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Condition()
-        self.started = 0
-        self.running: dict[int, set[str]] = {}
-        self.together: list[tuple[set[str], set[str]]] = []
-        self.contacts: set[str] = set()
-
-    def send(self, rows: list[dict[str, Any]], dry_run: bool) -> list[dict[str, Any]]:
-        mine = set().union(*(importing.contact_keys(r["customer"]) for r in rows))
-        with self.lock:
-            number = self.started = self.started + 1
-            self.together += [(mine, other) for other in self.running.values()]
-            self.running[number] = mine
-            self.lock.notify_all()
-            self.lock.wait_for(lambda: self.started > number, timeout=0.5)
-        results = []
-        with self.lock:
-            for row in rows:
-                keys = importing.contact_keys(row["customer"])
-                if keys & self.contacts:
-                    results.append({"row": row["row"], "status": "rejected", "reason": "duplicate"})
-                else:
-                    self.contacts |= keys
-                    results.append({"row": row["row"], "status": "created", "id": "c"})
-            del self.running[number]
-        return results
-
-
-def test_two_batches_travel_together_but_never_two_sharing_a_phone_or_an_email(
-    tmp_path: Path,
-) -> None:
-    """Two batches in flight at once, and a row whose phone (spelled differently) or e-mail
-    (in other case) is in the batch before still waits for it: it is refused as a duplicate,
-    as when batches go one after another; counts and rejects stay in file order."""
-    rows = [
-        ["姓名", "手机", "邮箱"],
-        ["A", "13800000001", "a@example.com"],
-        ["B", "13800000002", "b@example.com"],
-        ["C", "+86 138-0000-0002", "c@example.com"],  # B's phone, in the next batch
-        ["D", "13800000004", "d@example.com"],
-        ["E", "13800000005", "e@example.com"],
-        ["F", "13800000006", "e@example.com"],
-        ["G", "13800000007", "g@example.com"],
-        ["H", "13800000008", "H@Example.com"],
-        ["I", "13800000009", "h@example.com"],  # H's e-mail, in the next batch
-        ["J", "13800000010", "j@example.com"],
-    ]
-    path = write_csv(tmp_path / "c.csv", rows)
-    archive = Overlapping()
-    sheet = importing.open_sheet(path)
-    rejects = importing.Rejects(tmp_path / "rejects.csv")
-    mapping = importing.column_map(sheet.headers, {})
-    report = importing.import_customers(
-        sheet, mapping, archive, rejects, dry_run=False, batch_size=2
-    )
-    rejects.close()
-    assert archive.together, "no two batches were ever in flight at once"
-    assert all(not (a & b) for a, b in archive.together)
-    assert (report.created, report.rejected) == (7, 3)
-    with rejects.path.open(encoding="utf-8-sig") as handle:
-        written = list(csv.reader(handle))
-    assert written == [
-        ["row", "reason"],
-        ["4", "duplicate"],
-        ["7", "duplicate"],
-        ["10", "duplicate"],
-    ]
-
-
-def test_contacts_compare_as_the_archive_compares_them() -> None:
-    """The archive's `normalise_phone` (the last 11 digits) and `normalise_email` (trimmed,
-    lower case): a row the archive would call a duplicate is one here too."""
-    same = importing.contact_keys({"phone": "+86 (138) 0000-0001", "email": " A@Example.COM "})
-    assert same == importing.contact_keys({"phone": "13800000001", "email": "a@example.com"})
-    assert importing.contact_keys({"name": "A"}) == set()

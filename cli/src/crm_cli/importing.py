@@ -13,9 +13,7 @@ import csv
 import json
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -425,37 +423,6 @@ def _detail(answer: httpx.Response) -> str:
     return str(detail) if detail else answer.text[:200]
 
 
-def contact_keys(customer: Mapping[str, Any]) -> set[str]:
-    """The row's phone and e-mail as the archive compares them for duplicates (the last 11
-    digits of a phone, an e-mail trimmed and in lower case: `normalise_phone` and
-    `normalise_email` in the archive's `domain/facts.py`), to keep two rows sharing one out of
-    batches in flight together."""
-    keys: set[str] = set()
-    phone = customer.get("phone")
-    if isinstance(phone, str):
-        digits = re.sub(r"\D", "", phone)
-        keys.add("phone:" + digits[-11:])
-    email = customer.get("email")
-    if isinstance(email, str):
-        keys.add("email:" + email.strip().lower())
-    return keys
-
-
-IN_FLIGHT = 2
-"""Batches sent and not answered yet: the archive reads and builds one while the store writes
-the other. The archive looks for duplicates before it writes, so a row sharing a phone or an
-e-mail with a batch in flight waits for that batch's answer (then it is on file: rejected as a
-duplicate, as when the batches go one after another)."""
-
-
-@dataclass
-class _Batch:
-    rows: list[tuple[int, dict[str, Any] | str]]
-    """(row, the row sent or the reason it was refused here), in file order."""
-    answer: "Future[list[dict[str, Any]]]"
-    contacts: set[str]
-
-
 def import_customers(
     sheet: Sheet,
     mapping: Mapping[int, str],
@@ -465,23 +432,21 @@ def import_customers(
     dry_run: bool,
     batch_size: int,
     on_rows: Callable[[int], None] | None = None,
-    in_flight: int = IN_FLIGHT,
 ) -> ImportReport:
-    """Every row of the sheet, in batches: mapped, sent (up to `in_flight` batches at a time,
-    never two sharing a phone or an e-mail), counted in file order; a row that cannot be taken
-    in goes to the rejects file with its reason. `on_rows(n)` after each n rows handled."""
+    """Every row of the sheet, in batches: mapped, sent, counted; a row that cannot be taken in
+    goes to the rejects file with its reason. `on_rows(n)` after each n rows handled."""
     report = ImportReport()
     pending: list[tuple[int, dict[str, Any] | str]] = []
     """(row, the row to send or the reason it was refused here), in file order."""
-    sent: deque[_Batch] = deque()
     to_send = 0
     size = 0
 
-    def settle() -> None:
-        """The oldest batch in flight: its answer counted, its rejects written."""
-        batch = sent.popleft()
-        results = iter(batch.answer.result())
-        for row, found in batch.rows:
+    def flush() -> None:
+        sent = [
+            {"row": row, "customer": found} for row, found in pending if not isinstance(found, str)
+        ]
+        results = iter(client.send(sent, dry_run) if sent else [])
+        for row, found in pending:
             result = (
                 {"status": "rejected", "reason": found} if isinstance(found, str) else next(results)
             )
@@ -496,56 +461,30 @@ def import_customers(
                 reason = str(result.get("reason") or f"refused ({status})")
                 rejects.write(row, reason)
                 report.reject(reason)
-        if on_rows is not None and batch.rows:
-            on_rows(len(batch.rows))
-
-    def flush() -> None:
-        if not pending:
-            return
-        rows = [
-            {"row": row, "customer": found} for row, found in pending if not isinstance(found, str)
-        ]
-        contacts: set[str] = set()
-        for _, found in pending:
-            if not isinstance(found, str):
-                contacts |= contact_keys(found)
-        # Settled in order: a batch waits for every earlier one it shares a contact with.
-        while sent and (len(sent) >= in_flight or any(b.contacts & contacts for b in sent)):
-            settle()
-        answer: Future[list[dict[str, Any]]] = Future()
-        if rows:
-            answer = sender.submit(client.send, rows, dry_run)
-        else:
-            answer.set_result([])
-        sent.append(_Batch(list(pending), answer, contacts))
+        if on_rows is not None and pending:
+            on_rows(len(pending))
         pending.clear()
 
-    sender = ThreadPoolExecutor(max_workers=max(in_flight, 1))
-    try:
-        for number, cells in sheet.rows:
-            try:
-                customer = to_customer(cells, mapping)
-            except RowError as exc:
-                pending.append((number, str(exc)))
-                if len(pending) >= 4 * batch_size:
-                    flush()
-                    to_send = size = 0
-                continue
-            if body_size(customer) > MAX_BATCH_BYTES:
-                pending.append((number, f"row: more than {MAX_BATCH_BYTES // 1024} KiB of text"))
-                continue
-            if size + body_size(customer) > MAX_BATCH_BYTES:
+    for number, cells in sheet.rows:
+        try:
+            customer = to_customer(cells, mapping)
+        except RowError as exc:
+            pending.append((number, str(exc)))
+            if len(pending) >= 4 * batch_size:
                 flush()
                 to_send = size = 0
-            pending.append((number, customer))
-            to_send += 1
-            size += body_size(customer)
-            if to_send >= batch_size:
-                flush()
-                to_send = size = 0
-        flush()
-        while sent:
-            settle()
-    finally:
-        sender.shutdown(cancel_futures=True)
+            continue
+        if body_size(customer) > MAX_BATCH_BYTES:
+            pending.append((number, f"row: more than {MAX_BATCH_BYTES // 1024} KiB of text"))
+            continue
+        if size + body_size(customer) > MAX_BATCH_BYTES:
+            flush()
+            to_send = size = 0
+        pending.append((number, customer))
+        to_send += 1
+        size += body_size(customer)
+        if to_send >= batch_size:
+            flush()
+            to_send = size = 0
+    flush()
     return report
