@@ -1,7 +1,11 @@
 """`crm import customers` at scale: a CSV of N customers (Chinese headers, names, cities, tags)
 into a fresh archive on a private stack, timed end to end as a person runs it (the real command,
 batches over HTTP), then the same file again (every row found: nothing changes). Prints rows/s,
-the archive's and the store's CPU (100% = one core) and the archive's memory.
+how long the archive's relay took after the command to publish what it stored, the archive's,
+the store's and the command's CPU (100% = one core, over the command's time; the relay's tail
+included), the CPU time the three spent per row (which depends far less on the load than the
+seconds do), the archive's memory and the load average (the machine is shared: compare only
+runs side by side).
 
     python benchmarks/archive_import.py [--rows 100000]
 """
@@ -11,12 +15,13 @@ import csv
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchutil import cpu_seconds, print_table, private_stack, rss_mb
+from benchutil import cpu_seconds, outbox_drained, print_table, private_stack, rss_mb
 
 TOKEN = "bench-supervisor"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -44,9 +49,16 @@ def write_csv(path: Path, rows: int) -> None:
             )
 
 
-def run_import(url: str, path: Path) -> tuple[float, str]:
+def children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def run_import(url: str, path: Path) -> tuple[float, float, str]:
+    """(seconds, the command's CPU seconds, its summary line)."""
     crm = str(Path(sys.executable).parent / "crm")
     env = {**os.environ, "CRM_TOKEN": TOKEN, "CRM_ARCHIVE_URL": url}
+    cpu = children_cpu()
     started = time.perf_counter()
     done = subprocess.run(
         [crm, "import", "customers", str(path), "--no-progress"],
@@ -55,7 +67,8 @@ def run_import(url: str, path: Path) -> tuple[float, str]:
         text=True,
         check=False,
     )
-    return time.perf_counter() - started, done.stderr.strip().splitlines()[-1]
+    seconds = time.perf_counter() - started
+    return seconds, children_cpu() - cpu, done.stderr.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -71,7 +84,11 @@ def main() -> None:
         rows = []
         for label in ("first run", "same file again"):
             cpu, store = cpu_seconds(proc.pid), cpu_seconds(bench.store_pid)
-            seconds, summary = run_import(url, path)
+            seconds, command_cpu, summary = run_import(url, path)
+            # The CPU figures include relaying what the run stored (two events per customer).
+            started = time.perf_counter()
+            outbox_drained(port, timeout_s=600)
+            drained = time.perf_counter() - started
             used = cpu_seconds(proc.pid) - cpu
             stored = cpu_seconds(bench.store_pid) - store
             rows.append(
@@ -80,9 +97,13 @@ def main() -> None:
                     f"{args.rows:,}",
                     f"{seconds:.1f}",
                     f"{args.rows / seconds:,.0f}",
+                    f"{drained:.1f}",
                     f"{used / seconds:.0%}",
                     f"{stored / seconds:.0%}",
+                    f"{command_cpu / seconds:.0%}",
+                    f"{(used + stored + command_cpu) / args.rows * 1000:.2f}",
                     f"{rss_mb(proc.pid):.0f}",
+                    " ".join(f"{load:.1f}" for load in os.getloadavg()),
                     summary,
                 )
             )
@@ -93,9 +114,13 @@ def main() -> None:
                 "rows",
                 "seconds",
                 "rows/s",
+                "relayed s later",
                 "archive CPU",
                 "store CPU",
+                "crm CPU",
+                "CPU ms/row (the three)",
                 "archive RSS MB",
+                "load (1/5/15 min)",
                 "summary",
             ],
             rows,

@@ -61,12 +61,17 @@ def test_an_event_caused_by_a_traced_event_continues_its_trace_in_a_span_of_its_
     assert second.event.traceparent == first.event.traceparent  # one span for one cause
 
 
-def test_an_untraced_cause_or_a_sweep_starts_a_new_trace_per_event() -> None:
+def test_an_untraced_cause_or_a_sweep_starts_a_new_trace_per_subject() -> None:
+    """What one commit emits about one customer (an import's `customer.registered` and
+    `customer.created`) is one new trace, in one span; another customer's is another."""
     tracing = Tracing(tracer_provider("loyalty", "", 1.0), "loyalty")
-    stamped = tracing.stamp([inbound("c1", None)], [outbound("c1", 1), outbound("c2", 1)])
-    traces = {parts(m.event.traceparent)[0] for m in stamped}
-    assert len(traces) == 2
-    assert TRACE not in traces
+    stamped = tracing.stamp(
+        [inbound("c1", None)], [outbound("c1", 1), outbound("c2", 1), outbound("c1", 2)]
+    )
+    first, other, second = (parts(m.event.traceparent) for m in stamped)
+    assert first[0] != other[0]
+    assert TRACE not in {first[0], other[0]}
+    assert second == first, "one subject, one span"
 
 
 def test_an_event_already_traced_is_kept_and_the_others_are_copies() -> None:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ class KeyRing:
         self.master_keys = dict(master_keys)
         self.current = current
         self._index_key = index_key
+        self._wrapping = {name: AESGCM(key) for name, key in self.master_keys.items()}
+        """One AES-GCM per master key, made once (making one costs twice an encryption)."""
 
     @classmethod
     def from_config(
@@ -131,18 +134,14 @@ class KeyRing:
 
     def wrap(self, data_key: bytes, customer_id: str) -> tuple[str, bytes]:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self.master_keys[self.current]).encrypt(
-            nonce, data_key, customer_id.encode()
-        )
+        sealed = self._wrapping[self.current].encrypt(nonce, data_key, customer_id.encode())
         return self.current, nonce + sealed
 
     def unwrap(self, key_id: str, wrapped: bytes, customer_id: str) -> bytes:
-        master = self.master_keys.get(key_id)
+        master = self._wrapping.get(key_id)
         if master is None:
             raise MasterKeyMissingError(key_id)
-        return AESGCM(master).decrypt(
-            wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], customer_id.encode()
-        )
+        return master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], customer_id.encode())
 
     def blind(self, purpose: str, value: str) -> str:
         """A keyed hash for equality lookups (`purpose` separates phone from email...)."""
@@ -167,6 +166,12 @@ class FieldCipher:
     def shredded(self) -> bool:
         return self.destroyed
 
+    @cached_property
+    def _aead(self) -> AESGCM:
+        """Made once per cipher: a customer's nine fields are sealed with one."""
+        assert self.key is not None
+        return AESGCM(self.key)
+
     def _aad(self, field: str) -> bytes:
         return f"{self.customer_id}/{field}".encode()
 
@@ -174,7 +179,7 @@ class FieldCipher:
         if value is None or self.key is None or self.destroyed:
             return None
         nonce = os.urandom(NONCE_BYTES)
-        return VERSION + nonce + AESGCM(self.key).encrypt(nonce, value.encode(), self._aad(field))
+        return VERSION + nonce + self._aead.encrypt(nonce, value.encode(), self._aad(field))
 
     def open(self, field: str, sealed: Any) -> str | None:
         """The plaintext, or None if there is none or the key was destroyed. A `str` is a value
@@ -189,7 +194,7 @@ class FieldCipher:
         if blob[:1] != VERSION:
             raise ValueError(f"{field}: not a sealed value")
         nonce, sealed_text = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
-        return AESGCM(self.key).decrypt(nonce, sealed_text, self._aad(field)).decode()
+        return self._aead.decrypt(nonce, sealed_text, self._aad(field)).decode()
 
 
 SHREDDED = FieldCipher("", None, destroyed=True)
@@ -237,26 +242,43 @@ class CustomerKeys:
             async for doc in self.collection.find({"_id": {"$in": wanted}}, session=session)
         }
         missing = [customer_id for customer_id in wanted if customer_id not in found]
+        made: dict[str, FieldCipher] = {}
         if missing and create:
-            now = datetime.now(UTC)
-            operations = []
-            for customer_id in missing:
-                key_id, wrapped = self.ring.wrap(os.urandom(KEY_BYTES), customer_id)
-                document = {"key_id": key_id, "wrapped": wrapped, "created_at": now}
-                operations.append(
-                    UpdateOne({"_id": customer_id}, {"$setOnInsert": document}, upsert=True)
-                )
-            # Not in the caller's transaction: two writers racing keep the first key, and a key
-            # made for a batch that then failed is harmless (it seals nothing yet).
-            await self.collection.bulk_write(operations, ordered=False)
-            async for doc in self.collection.find({"_id": {"$in": missing}}):
-                found[doc["_id"]] = doc
+            made = await self._create(missing)
         return {
-            customer_id: self._cipher(found[customer_id])
+            customer_id: made[customer_id]
+            if customer_id in made
+            else self._cipher(found[customer_id])
             if customer_id in found
             else FieldCipher(customer_id, None)  # no key yet: opens old plaintext only
             for customer_id in wanted
         }
+
+    async def _create(self, customer_ids: list[str]) -> dict[str, FieldCipher]:
+        """New data keys for customers that had none. Not in the caller's transaction: two
+        writers racing keep the first key (`$setOnInsert`), and a key made for a batch that then
+        failed is harmless (it seals nothing yet). The keys this call inserted are used as made;
+        only those another writer inserted first are read back (a bulk import's batch of new
+        customers costs one write, no read)."""
+        now = datetime.now(UTC)
+        keys = {customer_id: os.urandom(KEY_BYTES) for customer_id in customer_ids}
+        operations = []
+        for customer_id, key in keys.items():
+            key_id, wrapped = self.ring.wrap(key, customer_id)
+            document = {"key_id": key_id, "wrapped": wrapped, "created_at": now}
+            operations.append(
+                UpdateOne({"_id": customer_id}, {"$setOnInsert": document}, upsert=True)
+            )
+        result = await self.collection.bulk_write(operations, ordered=False)
+        inserted = set((result.upserted_ids or {}).values()) & keys.keys()
+        made = {
+            customer_id: FieldCipher(customer_id, keys[customer_id]) for customer_id in inserted
+        }
+        others = [customer_id for customer_id in customer_ids if customer_id not in inserted]
+        if others:
+            async for doc in self.collection.find({"_id": {"$in": others}}):
+                made[doc["_id"]] = self._cipher(doc)
+        return made
 
     async def destroy(
         self, customer_ids: Iterable[str], *, session: AsyncClientSession | None = None

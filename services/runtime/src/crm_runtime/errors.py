@@ -64,12 +64,29 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, kafka_errors.KafkaError) and bool(getattr(exc, "retriable", False))
 
 
+def is_conflict(exc: BaseException) -> bool:
+    """A race lost to another writer: an optimistic-concurrency conflict, or the store's write
+    conflict that aborted the whole transaction (two imports' batches at once). Redoing the
+    action from its reads is safe: nothing of it was kept."""
+    if isinstance(exc, ConcurrencyConflictError):
+        return True
+    if isinstance(exc, mongo_errors.PyMongoError) and exc.has_error_label(
+        "TransientTransactionError"
+    ):
+        return True
+    return isinstance(exc, mongo_errors.OperationFailure) and (
+        exc.code == 112 or _says_write_conflict(exc)
+    )
+
+
 async def retry_on_conflict(action: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Redo an HTTP action that lost an optimistic-concurrency race (e.g. to the consumer):
-    it reads the record again and reapplies the change. The last conflict propagates (a 503)."""
+    """Redo an HTTP action that lost a race (`is_conflict`; e.g. to the consumer): it reads the
+    record again and reapplies the change. The last conflict propagates (a 503)."""
     for _ in range(attempts - 1):
         try:
             return await action()
-        except ConcurrencyConflictError:
+        except Exception as exc:
+            if not is_conflict(exc):
+                raise
             await asyncio.sleep(0)
     return await action()

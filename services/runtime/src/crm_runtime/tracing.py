@@ -5,10 +5,10 @@ and FastStream's OpenTelemetry middleware for what goes through `broker.publish`
 Every event a service publishes carries a `traceparent`: a span of this service's handling, child
 of the inbound event that caused it (the batch's latest event with the same subject, which is
 the Kafka key, so the same customer) or of the cause a service remembered (`caused_by`: notify's
-deliveries), or the root of a new trace when nothing traced caused it
-(a sweep, an HTTP action, an untraced source). The spans are exported over OTLP/HTTP only when
-`CRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set: off by default, the trace
-context still flows, so logs and events of one cause share a trace id. When nothing exports
+deliveries), or the root of a new trace when nothing traced caused it (a sweep, an HTTP
+action, an untraced source): one per subject of the commit. The spans are exported over OTLP/HTTP
+only when `CRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) is set: off by default, the
+trace context still flows, so logs and events of one cause share a trace id. When nothing exports
 them, no span is built at all: a new span id in the cause's trace (with its sampled flag; a new
 trace sampled as the provider's sampler decides) is all a `traceparent` needs, and building two
 SDK spans per relayed event was 9–12% of a service's CPU (docs/performance.md).
@@ -92,7 +92,9 @@ class Tracing:
                     stamped.append(message)
                     continue
                 cause = None if message.caused_by else causes.get(event.subject)
-                key = message.caused_by or (cause.id if cause else f"new:{event.id}")
+                # Nothing traced caused it: one new trace for what the commit emits about one
+                # subject (a customer's `customer.registered` and `customer.created` are one act).
+                key = message.caused_by or (cause.id if cause else f"new:{event.subject}")
                 if not self.exporting:
                     if key not in made:
                         parent = message.caused_by or (cause.traceparent if cause else None)

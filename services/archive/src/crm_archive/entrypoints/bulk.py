@@ -37,14 +37,18 @@ EXPORT_ROUTE = "GET /customers/export.csv"
 def read_row(request: ImportRowRequest) -> imports.ImportRow:
     """The row as a registration, or the reason it is not one (every field's problem)."""
     try:
-        given = CustomerCreate.model_validate(request.customer).model_dump(exclude_unset=True)
-        registration = members_v1.CustomerRegistered.model_validate(given)
+        given = CustomerCreate.model_validate(request.customer)
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(part) for part in error['loc']) or 'row'}: {error['msg']}"
             for error in exc.errors(include_url=False, include_input=False)
         ]
         return imports.ImportRow(request.row, None, "; ".join(problems))
+    # A `CustomerCreate` is a registration checked already (the same fields, no extra): taken
+    # as it is, not validated a second time (a tenth of the archive's time in an import).
+    registration = members_v1.CustomerRegistered.model_construct(
+        given.model_fields_set, **dict(given)
+    )
     return imports.ImportRow(request.row, registration)
 
 
