@@ -136,6 +136,7 @@ class ApacheKafkaContainer(KafkaContainer):
 
     def _configure_kraft(self) -> None:
         super()._configure_kraft()
+        self.env.pop("KAFKA_BROKER_ID", None)  # ZooKeeper's name for it; KRaft's is KAFKA_NODE_ID
         self.with_envs(**KAFKA_SETTINGS)
         self.with_env("KAFKA_ADVERTISED_LISTENERS", self.advertised_listeners())
         self.boot_command = ""  # the module's is Confluent's (sed on /etc/confluent/docker)
@@ -173,11 +174,13 @@ class ReplicaSetMongoContainer(MongoDbContainer):
         return self
 
     def initiate(self) -> None:
-        """Initiate the replica set (once) and wait until this member is the primary."""
-        result = self.exec(["mongosh", "--quiet", "--eval", INITIATE_SCRIPT])
-        if result.exit_code != 0:
-            raise RuntimeError(f"rs.initiate failed: {result.output.decode(errors='replace')}")
+        """Initiate the replica set (once) and wait until this member is the primary. Tried
+        again until mongosh gets through: a restarted container may not listen yet."""
+        wait_until(self.initiated, "MongoDB replica-set initiation", 60)
         wait_until(self.is_primary, "MongoDB replica-set primary", 60)
+
+    def initiated(self) -> bool:
+        return self.exec(["mongosh", "--quiet", "--eval", INITIATE_SCRIPT]).exit_code == 0
 
     def is_primary(self) -> bool:
         client: MongoClient[dict[str, Any]] = MongoClient(

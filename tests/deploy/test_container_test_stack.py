@@ -78,6 +78,7 @@ def test_kafka_container_runs_kraft_with_compose_settings(
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9094"
     assert "CONTROLLER://0.0.0.0:9094" in env["KAFKA_LISTENERS"]
     assert "CONTROLLER:PLAINTEXT" in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert "KAFKA_BROKER_ID" not in env
     assert "KAFKA_ZOOKEEPER_CONNECT" not in env
     assert "confluent" not in kafka.boot_command
     for key, value in KAFKA_SETTINGS.items():
