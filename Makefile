@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := contracts services/runtime services/archive services/tickets services/loyalty services/notify services/console services/relations cli
 STACK := $(BIN)/python deploy/local/stack.py
 
-.PHONY: help venv store up down status demo test unit lint fmt schemas clean-local rebuild-archive
+.PHONY: help venv store up down status demo test test-containers unit lint fmt schemas clean-local rebuild-archive
 
 help:
 	@echo "make demo   - start the local stack and the services, replay realistic traffic, print a summary"
 	@echo "make test   - lint, then every test (unit, integration, e2e) on a real Kafka + MongoDB-wire server"
+	@echo "make test-containers - the same tests with Kafka and MongoDB (replica set) in Docker (testcontainers)"
 	@echo "make up     - start Kafka, SecantusDB and the services in the background; print URLs, the dev token and the demo users"
 	@echo "make down   - stop what 'make up' started (data stays in .local/)"
 	@echo "make store  - build (once per machine) the Rust SecantusDB server the stack and tests run; CRM_STORE=python skips it"
@@ -67,6 +68,11 @@ unit: venv
 
 test: lint store
 	$(BIN)/pytest
+
+# The same suites with Apache Kafka (KRaft) and MongoDB (a one-node replica set) as containers, from
+# deploy/compose.yaml's images; needs a Docker engine and stops at once with a message without one.
+test-containers: lint
+	CRM_TEST_STACK=containers $(BIN)/pytest
 
 clean-local: down
 	rm -rf .local

@@ -59,6 +59,10 @@ def running_stack(name: str) -> Iterator[Stack]:
     """The real stack for a test session or module: the servers that `KAFKA_BOOTSTRAP_SERVERS` /
     `MONGODB_URL` name, or else Apache Kafka (KRaft) and SecantusDB started on free ports in
     `.local/<name>-<pid>`, stopped (and the folder removed) at the end."""
+    if os.environ.get("CRM_TEST_STACK", "").strip() == "containers":
+        with running_container_stack() as servers:
+            yield servers
+        return
     base = ROOT / ".local" / f"{name}-{os.getpid()}"
     started = []
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
@@ -82,6 +86,19 @@ def running_stack(name: str) -> Iterator[Stack]:
             proc.wait(10)
         if os.environ.get("CRM_KEEP_TEST_STACK") != "1":
             shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_container_stack() -> Iterator[Stack]:
+    """CRM_TEST_STACK=containers: Kafka and MongoDB (a one-node replica set) in Docker
+    (tests/containerstack.py), topics provisioned, removed at the end."""
+    import containerstack
+
+    with containerstack.running_containers(free_port(), free_port()) as servers:
+        local_stack.provision_topics(servers.bootstrap)
+        yield Stack(
+            servers.bootstrap, servers.mongodb_url, None, logs=ROOT / ".local" / "test-logs"
+        )
 
 
 def unique(prefix: str) -> str:
@@ -427,3 +444,20 @@ class FaultStack(Stack):
         """Start it again on the same port with the same data."""
         node = self.kafka if server == "kafka" else self.mongo
         self.processes[server] = node.start()
+
+
+@dataclass
+class ContainerFaultStack(FaultStack):
+    """The fault suite's Kafka and MongoDB as containers (CRM_TEST_STACK=containers): stopped and
+    started again through the container API, same container, data and port."""
+
+    servers: Any = None
+    """The `containerstack.ServerContainers` behind it."""
+
+    def stop(self, server: str) -> None:
+        """Stop `kafka` or `database` (SIGTERM, as an orchestrator would)."""
+        self.servers.stop(server)
+
+    def start(self, server: str) -> None:
+        """Start it again on the same port with the same data."""
+        self.servers.start(server)

@@ -6,13 +6,16 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from stackutil import ROOT, FaultStack, free_port, local_stack
+from stackutil import ROOT, ContainerFaultStack, FaultStack, free_port, local_stack
 
 
 @pytest.fixture(scope="session")
 def faulty() -> Iterator[FaultStack]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("MONGODB_URL"):
         pytest.skip("the fault suite stops and restarts its own Kafka and database")
+    if os.environ.get("CRM_TEST_STACK", "").strip() == "containers":
+        yield from faulty_containers()
+        return
     base = ROOT / ".local" / f"fault-stack-{os.getpid()}"
     kafka = local_stack.KafkaNode(base / "kafka", free_port(), free_port())
     mongo = local_stack.MongoNode(base / "secantusdb", free_port())
@@ -26,3 +29,12 @@ def faulty() -> Iterator[FaultStack]:
         for server in list(stack.processes):
             stack.stop(server)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def faulty_containers() -> Iterator[ContainerFaultStack]:
+    """CRM_TEST_STACK=containers: the fault suite's own Kafka and MongoDB containers."""
+    import containerstack
+
+    with containerstack.running_containers(free_port(), free_port()) as servers:
+        local_stack.provision_topics(servers.bootstrap)
+        yield ContainerFaultStack(servers.bootstrap, servers.mongodb_url, servers=servers)
