@@ -8,10 +8,8 @@ strings, money Decimal128.
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
-from bson.decimal128 import Decimal128
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,15 +23,11 @@ from crm_relations.domain.task import Task, next_notice_at
 from crm_relations.ports import AgreementFilter, Changes, TaskFilter
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.documents import dataclass_document, dataclass_from
-from crm_runtime.mongo import Document, save_versioned
+from crm_runtime.mongo import Document, from_decimal128, save_versioned, to_decimal128
 from crm_runtime.uow import UnitOfWork
 
 DIGEST_MARKS_KEPT_S = 40 * 24 * 3600
 """A morning digest's mark (`digests`: given for this owner and day) is kept 40 days."""
-
-
-def _decimal(value: Any) -> Decimal:
-    return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
 def _day(text: str | None) -> date | None:
@@ -82,7 +76,7 @@ def agreement_document(agreement: Agreement, cipher: FieldCipher) -> Document:
         terms={
             "period": terms.period,
             "measure": terms.measure,
-            "minimum": Decimal128(terms.minimum),
+            "minimum": to_decimal128(terms.minimum),
             "currency": terms.currency,
             "renewal_notice_days": terms.renewal_notice_days,
             "first_response_hours": terms.first_response_hours,
@@ -94,7 +88,7 @@ def agreement_document(agreement: Agreement, cipher: FieldCipher) -> Document:
             {
                 "start": p.start.isoformat(),
                 "end": p.end.isoformat(),
-                "spend": Decimal128(p.spend),
+                "spend": to_decimal128(p.spend),
                 "orders": p.orders,
                 "at_risk_notified": p.at_risk_notified,
                 "closed": p.closed,
@@ -110,7 +104,7 @@ def agreement_from(doc: Document, cipher: FieldCipher) -> Agreement:
     terms = Terms(
         period=t["period"],
         measure=t["measure"],
-        minimum=_decimal(t["minimum"]),
+        minimum=from_decimal128(t["minimum"]),
         currency=t["currency"],
         renewal_notice_days=t["renewal_notice_days"],
         first_response_hours=t.get("first_response_hours"),
@@ -130,7 +124,7 @@ def agreement_from(doc: Document, cipher: FieldCipher) -> Agreement:
             PeriodFigures(
                 date.fromisoformat(p["start"]),
                 date.fromisoformat(p["end"]),
-                _decimal(p["spend"]),
+                from_decimal128(p["spend"]),
                 p["orders"],
                 p["at_risk_notified"],
                 p["closed"],
@@ -147,8 +141,8 @@ def line_document(line: OrderLine) -> Document:
         "order_id",
         id_key="order_id",
         period_start=line.period_start.isoformat(),
-        amount=Decimal128(line.amount),
-        refunded=Decimal128(line.refunded),
+        amount=to_decimal128(line.amount),
+        refunded=to_decimal128(line.refunded),
     ) | {"_id": f"{line.agreement_id}/{line.order_id}"}
 
 
@@ -159,8 +153,8 @@ def line_from(doc: Document) -> OrderLine:
         "order_id",
         id_key="order_id",
         period_start=date.fromisoformat(doc["period_start"]),
-        amount=_decimal(doc["amount"]),
-        refunded=_decimal(doc["refunded"]),
+        amount=from_decimal128(doc["amount"]),
+        refunded=from_decimal128(doc["refunded"]),
     )
 
 
