@@ -182,6 +182,23 @@ def wait_settled(port: int, timeout_s: float = 300) -> float:
     raise SystemExit(f"notify still had messages waiting after {timeout_s:.0f} s")
 
 
+async def notify_messages(bench: BenchStack, database: str, since: datetime) -> dict[str, int]:
+    """Notify's notifications made since `since`, by "template/status"."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url, tz_aware=True)
+    try:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"created_at": {"$gte": since}}},
+            {"$group": {"_id": {"t": "$template", "s": "$status"}, "n": {"$sum": 1}}},
+        ]
+        rows = [row async for row in await client[database]["notifications"].aggregate(pipeline)]
+        return {
+            f"{r['_id']['t']}/{r['_id']['s']}": int(r["n"])
+            for r in sorted(rows, key=lambda r: -int(r["n"]))
+        }
+    finally:
+        await client.close()
+
+
 # -- nothing lost, nothing doubled ---------------------------------------------------------------
 async def verify(bench: BenchStack, databases: dict[str, str], sent: Shop) -> list[str]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
@@ -290,6 +307,7 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
         load_at_start = os.getloadavg()
+        orders_from = datetime.now(UTC)
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "orders.v1", sent.log, bench.workdir / "o.txt")
         produced_s = time.monotonic() - begin
@@ -301,6 +319,7 @@ def main() -> None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
         problems = asyncio.run(verify(bench, databases, sent))
+        messages = asyncio.run(notify_messages(bench, databases["notify"], orders_from))
 
         events = len(sent.log)
         print_table(
@@ -329,6 +348,10 @@ def main() -> None:
                     "-",
                 ),
             ],
+        )
+        print(
+            "\nnotify's messages decided during the orders phase, by template and status: "
+            + (", ".join(f"{key} {count:,}" for key, count in messages.items()) or "none")
         )
         if problems:
             print("\nLOST OR DOUBLED:\n  " + "\n  ".join(problems))
