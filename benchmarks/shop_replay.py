@@ -1,7 +1,7 @@
 """A shop's order log replayed into the whole suite (issue #16, targets 1, 4 and 6).
 
     python benchmarks/shop_replay.py [--orders 70000] [--customers 24000] [--refunds 0.02]
-                                     [--profile archive|loyalty] [--py-spy PATH]
+                                     [--profile SERVICE] [--py-spy PATH]
 
 On a private stack as `make up` starts it by default (Apache Kafka, the Rust SecantusDB server,
 a mail catcher, and archive, tickets, loyalty, notify and relations each as its own process):
@@ -24,7 +24,10 @@ every customer's order count and net spend in the archive, and in loyalty one `e
 per order and one `reverse` per refund, every balance equal to the sum of its ledger entries.
 
 `--profile NAME` runs `py-spy record --format raw` on that service for the orders phase and
-writes the flame input next to the printout (`shop_replay-NAME.txt`).
+writes the flame input next to the printout (`shop_replay-NAME.txt`). A service other than archive
+and loyalty (notify: `points.earned` into its digests) is then waited for too, so its CPU figure
+covers all its work on the orders (and the orders phase starts once its welcome e-mails are
+sent): the time printed is then until all three have committed.
 """
 
 import argparse
@@ -169,6 +172,33 @@ def wait_committed(
         time.sleep(0.25)
 
 
+def wait_settled(port: int, timeout_s: float = 300) -> float:
+    """Wait until notify has nothing waiting to be sent and nothing in its outbox: seconds."""
+    begin = time.monotonic()
+    while time.monotonic() - begin < timeout_s:
+        if not metric(port, "crm_notifications_waiting", "crm_outbox_backlog"):
+            return time.monotonic() - begin
+        time.sleep(0.5)
+    raise SystemExit(f"notify still had messages waiting after {timeout_s:.0f} s")
+
+
+async def notify_messages(bench: BenchStack, database: str, since: datetime) -> dict[str, int]:
+    """Notify's notifications made since `since`, by "template/status"."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url, tz_aware=True)
+    try:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"created_at": {"$gte": since}}},
+            {"$group": {"_id": {"t": "$template", "s": "$status"}, "n": {"$sum": 1}}},
+        ]
+        rows = [row async for row in await client[database]["notifications"].aggregate(pipeline)]
+        return {
+            f"{r['_id']['t']}/{r['_id']['s']}": int(r["n"])
+            for r in sorted(rows, key=lambda r: -int(r["n"]))
+        }
+    finally:
+        await client.close()
+
+
 # -- nothing lost, nothing doubled ---------------------------------------------------------------
 async def verify(bench: BenchStack, databases: dict[str, str], sent: Shop) -> list[str]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
@@ -223,7 +253,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=70_000)
     parser.add_argument("--customers", type=int, default=24_000)
     parser.add_argument("--refunds", type=float, default=0.02, help="share of orders refunded")
-    parser.add_argument("--profile", choices=TIMED, help="py-spy record this service's orders")
+    parser.add_argument("--profile", choices=SERVICES, help="py-spy record this service's orders")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     args = parser.parse_args()
     if shutil.which("kcat") is None:
@@ -254,12 +284,17 @@ def main() -> None:
             ports[name], proc = bench.start_service(name, env)
             pids[name] = proc.pid
         timed = {name: groups[name] for name in TIMED}
+        if args.profile:
+            timed[args.profile] = groups[args.profile]
 
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "members.v1", sent.registrations, bench.workdir / "m.txt")
         registered_s, _, _ = wait_committed(bench, timed, ports, pids)
         registered_s = time.monotonic() - begin
         print(f"registrations committed by archive and loyalty in {registered_s:.1f} s", flush=True)
+        if "notify" in timed:  # its welcome e-mails sent, so the orders phase measures the orders
+            settled_s = wait_settled(ports["notify"])
+            print(f"notify's welcome e-mails sent {settled_s:.1f} s later", flush=True)
 
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         store_before = cpu_seconds(bench.store_pid)
@@ -272,6 +307,7 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )  # fmt: skip
         load_at_start = os.getloadavg()
+        orders_from = datetime.now(UTC)
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "orders.v1", sent.log, bench.workdir / "o.txt")
         produced_s = time.monotonic() - begin
@@ -283,12 +319,13 @@ def main() -> None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
         problems = asyncio.run(verify(bench, databases, sent))
+        messages = asyncio.run(notify_messages(bench, databases["notify"], orders_from))
 
         events = len(sent.log)
         print_table(
             f"{events:,} order-log events ({sent.orders.total():,} orders, "
             f"{sent.refunds.total():,} refunds, {len(sent.orders):,} customers), lz4 via kcat: "
-            f"produced in {produced_s:.1f} s; archive and loyalty committed everything "
+            f"produced in {produced_s:.1f} s; {' and '.join(timed)} committed everything "
             f"{elapsed:.1f} s after the first send ({events / elapsed:,.0f} events/s); "
             f"load average {load_at_start[0]:.1f} at the start, {max(loads):.1f} at most",
             ("process", "CPU s", "CPU ms/event", "CPU share", "peak RSS MB"),
@@ -311,6 +348,10 @@ def main() -> None:
                     "-",
                 ),
             ],
+        )
+        print(
+            "\nnotify's messages decided during the orders phase, by template and status: "
+            + (", ".join(f"{key} {count:,}" for key, count in messages.items()) or "none")
         )
         if problems:
             print("\nLOST OR DOUBLED:\n  " + "\n  ".join(problems))

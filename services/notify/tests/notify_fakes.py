@@ -49,8 +49,8 @@ class InMemoryNotify:
             and n.status != "suppressed"
         )
 
-    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]:
-        return {i: copy.deepcopy(self.digests_[i]) for i in ids if i in self.digests_}
+    async def time_zones(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        return {c: self.prefs[c].time_zone for c in customer_ids if c in self.prefs}
 
     async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
         return [
@@ -88,8 +88,11 @@ class InMemoryNotify:
             saved = copy.deepcopy(n)
             saved.version += 1
             self.notifications[n.notification_id] = saved
-        for d in changes.digests.values():
-            self.digests_[d.digest_id] = copy.deepcopy(d)
+        for d in changes.digests.values():  # added to, as the store's `$inc` does
+            stored_digest = self.digests_.setdefault(d.digest_id, Digest(d.customer_id, d.day))
+            stored_digest.points += d.points
+            stored_digest.orders += d.orders
+            stored_digest.balance = d.balance
         for customer_id in changes.erased:
             for n in self.notifications.values():
                 if n.customer_id == customer_id:

@@ -21,7 +21,14 @@ from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import NOTIFY
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Intent, Notification, cancel_unwanted
-from crm_notify.domain.policy import Decision, NotifyRules, Preferences, decide, zone_of
+from crm_notify.domain.policy import (
+    Decision,
+    NotifyRules,
+    Preferences,
+    decide,
+    zone_named,
+    zone_of,
+)
 from crm_notify.domain.staff import NO_STAFF_ADDRESS, supervisors
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
@@ -69,18 +76,21 @@ async def apply_events(
     if not fresh:
         return Applied(0)
     changes = Changes(applied=fresh)
-    subjects = sorted({e.subject for e in fresh})
-    found = await repository.preferences(subjects)
+    earners = _only_earning(fresh)
+    subjects = sorted({e.subject for e in fresh} - earners)
+    found = await repository.preferences(subjects) if subjects else {}
     everyone = {s: found.get(s) or Preferences(s) for s in subjects}
-    stored_digests = await _digests_for(repository, everyone, fresh)
+    zones = await repository.time_zones(sorted(earners)) if earners else {}
     bosses = supervisors(staff.people)
     known = await _existing(repository, [i for e in fresh for i in intents_for(e, bosses)])
     withdrawn: set[str] = set()
     for event in fresh:
-        preferences = everyone[event.subject]
         if isinstance(event.data, loyalty_v1.PointsEarned):
-            _add_to_digest(changes, stored_digests, preferences, event)
+            held = everyone.get(event.subject)  # read already for its other events
+            zone = zone_of(held) if held else zone_named(zones.get(event.subject))
+            _add_to_digest(changes, zone, event)
             continue
+        preferences = everyone[event.subject]
         if event.type in members_v1.EVENTS:  # written only when the member system spoke
             changes.preferences[preferences.customer_id] = preferences
         was_registered = preferences.registered
@@ -127,41 +137,27 @@ async def _existing(repository: NotifyRepository, intents: Sequence[Intent]) -> 
     return await repository.existing(ids) if ids else set()
 
 
-def _digest_of(preferences: Preferences, event: CloudEvent[Any]) -> Digest:
-    """The (empty) digest of the customer's local day the points were earned."""
-    return Digest(preferences.customer_id, event.time.astimezone(zone_of(preferences)).date())
+def _only_earning(events: Sequence[CloudEvent[Any]]) -> set[str]:
+    """The customers whose events in the batch are all `points.earned`: nothing is decided for
+    them until the digest sweep, so only their time zone is read (the day the points count
+    for), not their sealed preferences and data keys."""
+    earning = {e.subject for e in events if isinstance(e.data, loyalty_v1.PointsEarned)}
+    return earning - {e.subject for e in events if not isinstance(e.data, loyalty_v1.PointsEarned)}
 
 
-async def _digests_for(
-    repository: NotifyRepository,
-    everyone: dict[str, Preferences],
-    events: Sequence[CloudEvent[Any]],
-) -> dict[str, Digest]:
-    """The stored digests the batch's points may add to, in one read (not one per event)."""
-    ids = {
-        _digest_of(everyone[e.subject], e).digest_id
-        for e in events
-        if isinstance(e.data, loyalty_v1.PointsEarned)
-    }
-    return await repository.digests(sorted(ids)) if ids else {}
-
-
-def _add_to_digest(
-    changes: Changes,
-    stored: dict[str, Digest],
-    preferences: Preferences,
-    event: CloudEvent[Any],
-) -> None:
+def _add_to_digest(changes: Changes, zone: ZoneInfo, event: CloudEvent[Any]) -> None:
+    """Add an order's points to what the batch adds to the digest of the customer's local day
+    the points were earned (`zone`): one addition per customer and day, however many orders."""
     data: loyalty_v1.PointsEarned = event.data
     if data.reason != "order" or data.points <= 0:
         return
-    empty = _digest_of(preferences, event)
-    digest_id = empty.digest_id
-    digest = changes.digests.get(digest_id) or stored.get(digest_id) or empty
-    changes.digests[digest_id] = digest
-    digest.points += data.points
-    digest.orders += 1
-    digest.balance = data.balance
+    day = event.time.astimezone(zone).date()
+    added = changes.digests.setdefault(
+        f"{event.subject}/{day.isoformat()}", Digest(event.subject, day)
+    )
+    added.points += data.points
+    added.orders += 1
+    added.balance = data.balance
 
 
 async def _notify(

@@ -30,7 +30,8 @@ class Changes:
     """Waiting notifications cancelled by a withdrawal, written under the version read (a
     delivery run that claimed one meanwhile makes it a conflict: the write is redone)."""
     digests: dict[str, Digest] = field(default_factory=dict)
-    """Points digests to write whole, by id."""
+    """What to add to points digests, by id: `points` and `orders` are added to the stored
+    digest's (made if none), `balance` (the latest) replaces its. No read before the write."""
     applied: list[CloudEvent[Any]] = field(default_factory=list)
     """The inbound events applied (the inbox)."""
     outbound: list[OutboundMessage] = field(default_factory=list)
@@ -84,7 +85,9 @@ class NotifyRepository(Protocol):
 
     async def counted_since(self, customer_id: str, since: datetime) -> int: ...
 
-    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]: ...
+    async def time_zones(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        """The time zones of those customers that have preferences (nothing else is read)."""
+        ...
 
     async def save(self, changes: Changes) -> None:
         """The one write of batches, sweeps and commands: preferences, new and cancelled

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,10 +22,10 @@ from pymongo.errors import BulkWriteError
 from crm_contracts import CloudEvent
 from crm_notify.domain.digest import Digest
 from crm_notify.domain.notification import Claim, Notification, StatusChange
-from crm_notify.domain.policy import Preferences
+from crm_notify.domain.policy import DEFAULT_TIME_ZONE, Preferences
 from crm_notify.ports import Changes, NotificationSummary
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
-from crm_runtime.documents import dataclass_document, dataclass_from
+from crm_runtime.documents import dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, only_duplicate_keys, save_versioned
 from crm_runtime.outbox import OutboundMessage
@@ -67,7 +67,7 @@ def preferences_from(doc: Document, cipher: FieldCipher) -> Preferences:
         phone=cipher.open("phone", doc.get("phone")),
         birthday=date.fromisoformat(birthday) if birthday else None,
         locale=doc.get("locale", "zh-CN"),
-        time_zone=doc.get("time_zone", "Asia/Shanghai"),
+        time_zone=doc.get("time_zone", DEFAULT_TIME_ZONE),
         consents=doc.get("consents", {}),
         opted_out=list(doc.get("opted_out", [])),
         registered=doc.get("registered", False),
@@ -193,9 +193,9 @@ class MongoNotifyRepository:
             }
         )
 
-    async def digests(self, ids: Sequence[str]) -> dict[str, Digest]:
-        cursor = self.digests_.find({"_id": {"$in": list(ids)}})
-        return {doc["_id"]: _digest(doc) async for doc in cursor}
+    async def time_zones(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}}, {"time_zone": 1})
+        return {doc["_id"]: doc.get("time_zone", DEFAULT_TIME_ZONE) async for doc in cursor}
 
     async def digests_before(self, day: date, limit: int) -> list[Digest]:
         cursor = self.digests_.find({"day": {"$lt": day.isoformat()}}, limit=limit)
@@ -246,10 +246,8 @@ class MongoNotifyRepository:
             )
             if changes.digests:
                 await self.digests_.bulk_write(
-                    [
-                        ReplaceOne({"_id": d.digest_id}, _digest_document(d), upsert=True)
-                        for d in changes.digests.values()
-                    ],
+                    [_digest_addition(d) for d in changes.digests.values()],
+                    ordered=False,
                     session=session,
                 )
             if changes.erased:
@@ -398,8 +396,17 @@ class MongoNotifyRepository:
         ]
 
 
-def _digest_document(digest: Digest) -> Document:
-    return dataclass_document(digest, "digest_id", day=digest.day.isoformat())
+def _digest_addition(added: Digest) -> UpdateOne:
+    """Add a batch's points and orders to the stored digest (an upsert: no read first)."""
+    return UpdateOne(
+        {"_id": added.digest_id},
+        {
+            "$inc": {"points": added.points, "orders": added.orders},
+            "$set": {"balance": added.balance},
+            "$setOnInsert": {"customer_id": added.customer_id, "day": added.day.isoformat()},
+        },
+        upsert=True,
+    )
 
 
 def _digest(doc: Document) -> Digest:

@@ -21,6 +21,10 @@ Purpose = Literal["transactional", "marketing", "staff"]
 Status = Literal["queued", "deferred", "sending", "sent", "failed", "suppressed", "cancelled"]
 
 
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
+"""A customer's time zone until the member system names one."""
+
+
 @dataclass
 class Preferences:
     """What we know of a customer for messaging: addresses, locale, zone, consents, opt-outs."""
@@ -31,7 +35,7 @@ class Preferences:
     phone: str | None = None
     birthday: date | None = None
     locale: str = "zh-CN"
-    time_zone: str = "Asia/Shanghai"
+    time_zone: str = DEFAULT_TIME_ZONE
     consents: dict[str, dict[str, bool]] = field(default_factory=dict)
     opted_out: list[str] = field(default_factory=list)
     registered: bool = False
@@ -111,10 +115,15 @@ class Decision:
 
 
 def zone_of(preferences: Preferences) -> ZoneInfo:
+    return zone_named(preferences.time_zone)
+
+
+def zone_named(time_zone: str | None) -> ZoneInfo:
+    """The zone of that name; the default one (Asia/Shanghai) when it is unknown or None."""
     try:
-        return ZoneInfo(preferences.time_zone)
+        return ZoneInfo(time_zone or DEFAULT_TIME_ZONE)
     except (KeyError, ValueError):
-        return ZoneInfo("Asia/Shanghai")
+        return ZoneInfo(DEFAULT_TIME_ZONE)
 
 
 def decide(
