@@ -5,12 +5,13 @@
 Starts a private Apache Kafka + SecantusDB on free ports (or uses KAFKA_BOOTSTRAP_SERVERS /
 MONGODB_URL), pre-loads `orders.v1` with `order.placed` events, starts the archive with its own
 database and consumer group, and times it from ready to the last order applied; its CPU per event
-is counted from ready until the outbox is drained (the relay's publishing included). Prints a
-table.
+is counted from ready until the outbox is drained (the relay's publishing included), and so is
+the store's (when it started it; "n/a" with MONGODB_URL). Prints a table.
 """
 
 import argparse
 import asyncio
+import os
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -46,12 +47,23 @@ def main() -> None:
             },
         )
         cpu_at_ready = cpu_seconds(proc.pid)
+        store_at_ready = cpu_seconds(bench.store_pid)
         elapsed, peak = time_ingest(port, proc.pid, args.orders)
         outbox_drained(port)  # what the orders caused is published too: the relay's CPU counts
         cpu_ms = (cpu_seconds(proc.pid) - cpu_at_ready) * 1000 / args.orders
+        store_ms = (cpu_seconds(bench.store_pid) - store_at_ready) * 1000 / args.orders
         print_table(
-            "Archive ingest",
-            ("orders", "customers", "batch", "seconds", "events/s", "CPU ms/event", "peak RSS MB"),
+            f"Archive ingest (load average {os.getloadavg()[0]:.1f} at the end)",
+            (
+                "orders",
+                "customers",
+                "batch",
+                "seconds",
+                "events/s",
+                "CPU ms/event",
+                "store CPU ms/event",
+                "peak RSS MB",
+            ),
             [
                 (
                     args.orders,
@@ -60,6 +72,7 @@ def main() -> None:
                     f"{elapsed:.1f}",
                     f"{args.orders / elapsed:.0f}",
                     f"{cpu_ms:.3f}",
+                    f"{store_ms:.3f}" if bench.store_pid else "n/a",
                     f"{peak:.0f}",
                 )
             ],
