@@ -32,10 +32,14 @@ from crm_notify.domain.policy import (
 from crm_notify.domain.staff import NO_STAFF_ADDRESS, supervisors
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 
 SOURCE = "crm/notify"
+DIGEST_REDOS = 3
+"""How often one digest sweep run reads and makes a page again after points were added to its
+digests while it made them."""
 
 KEPT_AFTER_ERASURE = ("that messages were sent, and their status history",)
 CONSUMED_TYPES = (
@@ -331,8 +335,10 @@ async def digest_sweep(now: datetime, repository: NotifyRepository, *, rules: No
     added meanwhile make it a conflict: the sweep is redone), so a digest becomes exactly one
     message and points added after the sweep make a new digest. That one, for a day whose
     message exists (late points), is a later part with its own id (`Digest.cause`): sent,
-    not dropped."""
+    not dropped. A page whose digests changed while it was made is read and made again (up to
+    `DIGEST_REDOS` times in a run; then the conflict ends the run, the next one resumes)."""
     made = 0
+    redone = 0
     while True:
         digests = await repository.digests_closed(now, 200)
         if not digests:
@@ -349,7 +355,13 @@ async def digest_sweep(now: datetime, repository: NotifyRepository, *, rules: No
             for d, first in zip(digests, firsts, strict=True)
         ]
         await _notify_each(changes, set(), repository, summaries, rules, now)
-        await repository.save(changes)
+        try:
+            await repository.save(changes)
+        except ConcurrencyConflictError:
+            redone += 1
+            if redone > DIGEST_REDOS:
+                raise
+            continue
         made += len(digests)
 
 
