@@ -19,10 +19,11 @@ from notify_fakes import InMemoryNotify
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
-from crm_notify.domain.digest import Digest
+from crm_notify.domain.digest import Digest, day_closes
 from crm_notify.domain.policy import NotifyRules, Preferences
-from crm_notify.handlers import apply_events, digest_sweep
+from crm_notify.handlers import DIGEST_REDOS, apply_events, digest_sweep
 from crm_notify.ports import Staff
+from crm_runtime.errors import ConcurrencyConflictError
 
 pytestmark = pytest.mark.unit
 LA = ZoneInfo("America/Los_Angeles")
@@ -164,3 +165,39 @@ async def test_a_digest_stored_before_closes_at_is_sent_once_its_day_ended_every
     assert sent(repo) == []
     await digest_sweep(datetime(2026, 11, 23, 12, 0, tzinfo=UTC), repo, rules=RULES)
     assert sent(repo) == [(1, 10)]
+
+
+def test_a_local_day_closes_at_its_next_midnight_there_across_clock_changes() -> None:
+    """The instant a day closes follows the zone's clock changes; a midnight the clocks skip
+    (Santiago moves 00:00 to 01:00) closes the day when the next day starts."""
+    assert day_closes(date(2026, 10, 31), LA) == datetime(2026, 11, 1, 7, 0, tzinfo=UTC)  # PDT
+    assert day_closes(date(2026, 11, 1), LA) == datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # PST
+    santiago = ZoneInfo("America/Santiago")
+    assert day_closes(date(2026, 9, 5), santiago) == datetime(2026, 9, 6, 4, 0, tzinfo=UTC)
+    assert datetime(2026, 9, 6, 4, 0, tzinfo=UTC).astimezone(santiago).hour == 1
+
+
+class AlwaysAdding(AddingWhileSweeping):
+    """Points are added to the digest every time the sweep has read it (once `adding`)."""
+
+    adding = False
+
+    async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        if self.adding:
+            self.during_sweep = [earned("c1", 1, 0, datetime(2026, 11, 22, 12, 0, tzinfo=LA))]
+        return await super().preferences(customer_ids)
+
+
+async def test_a_sweep_that_keeps_meeting_new_points_ends_and_loses_nothing() -> None:
+    """The sweep makes a page again a few times, not forever; what it could not send stays for
+    the next run."""
+    repo = AlwaysAdding()
+    await in_los_angeles(repo, "c1")
+    noon = datetime(2026, 11, 22, 12, 0, tzinfo=LA)
+    await run(repo, earned("c1", 10, 10, noon), now=noon)
+    repo.adding = True
+    with pytest.raises(ConcurrencyConflictError):
+        await digest_sweep(datetime(2026, 11, 23, 8, 0, tzinfo=LA), repo, rules=RULES)
+    assert sent(repo) == []
+    [left] = repo.digests_.values()
+    assert (left.orders, left.points) == (1 + DIGEST_REDOS + 1, 10 + DIGEST_REDOS + 1)
