@@ -3,7 +3,7 @@
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from crm_contracts import CloudEvent, event_key
@@ -78,6 +78,13 @@ class InMemoryNotify:
         for n in changes.cancelled:
             if self.notifications[n.notification_id].version != n.version:
                 raise ConcurrencyConflictError(f"notification {n.notification_id} changed")
+        for d in changes.sent_digests:  # deleted only if still as read, as the store does
+            stored_digest = self.digests_.get(d.digest_id)
+            if stored_digest is None or (stored_digest.orders, stored_digest.points) != (
+                d.orders,
+                d.points,
+            ):
+                raise ConcurrencyConflictError(f"digest {d.digest_id} changed")
         for p in changes.preferences.values():
             p.version += 1
             self.prefs[p.customer_id] = copy.deepcopy(p)
@@ -88,8 +95,13 @@ class InMemoryNotify:
             saved = copy.deepcopy(n)
             saved.version += 1
             self.notifications[n.notification_id] = saved
+        for d in changes.sent_digests:
+            del self.digests_[d.digest_id]
         for d in changes.digests.values():  # added to, as the store's `$inc` does
-            stored_digest = self.digests_.setdefault(d.digest_id, Digest(d.customer_id, d.day))
+            stored_digest = self.digests_.setdefault(
+                d.digest_id,
+                Digest(d.customer_id, d.day, closes_at=d.closes_at, opened_by=d.opened_by),
+            )
             stored_digest.points += d.points
             stored_digest.orders += d.orders
             stored_digest.balance = d.balance
@@ -156,12 +168,8 @@ class InMemoryNotify:
         )
         return [copy.deepcopy(self.prefs[i]) for i in ids[:limit]]
 
-    async def digests_before(self, day: date, limit: int) -> list[Digest]:
-        return [copy.deepcopy(d) for d in self.digests_.values() if d.day < day][:limit]
-
-    async def delete_digests(self, ids: Sequence[str]) -> None:
-        for i in ids:
-            self.digests_.pop(i, None)
+    async def digests_closed(self, now: datetime, limit: int) -> list[Digest]:
+        return [copy.deepcopy(d) for d in self.digests_.values() if d.closes <= now][:limit]
 
     def by_template(self, template: str) -> list[Notification]:
         return [n for n in self.notifications.values() if n.template == template]

@@ -19,7 +19,7 @@ from crm_contracts.notify import v1 as notify_v1
 from crm_contracts.relations import v1 as relations_v1
 from crm_contracts.tickets import v1 as tickets_v1
 from crm_contracts.topics import NOTIFY
-from crm_notify.domain.digest import Digest
+from crm_notify.domain.digest import Digest, day_closes
 from crm_notify.domain.notification import Intent, Notification, cancel_unwanted
 from crm_notify.domain.policy import (
     Decision,
@@ -32,10 +32,14 @@ from crm_notify.domain.policy import (
 from crm_notify.domain.staff import NO_STAFF_ADDRESS, supervisors
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
 
 SOURCE = "crm/notify"
+DIGEST_REDOS = 3
+"""How often one digest sweep run reads and makes a page again after points were added to its
+digests while it made them."""
 
 KEPT_AFTER_ERASURE = ("that messages were sent, and their status history",)
 CONSUMED_TYPES = (
@@ -147,13 +151,16 @@ def _only_earning(events: Sequence[CloudEvent[Any]]) -> set[str]:
 
 def _add_to_digest(changes: Changes, zone: ZoneInfo, event: CloudEvent[Any]) -> None:
     """Add an order's points to what the batch adds to the digest of the customer's local day
-    the points were earned (`zone`): one addition per customer and day, however many orders."""
+    the points were earned (`zone`): one addition per customer and day, however many orders.
+    When the addition makes the stored digest, it records when that day closes in `zone` (the
+    sweep waits for it) and this event's id (`Digest.opened_by`)."""
     data: loyalty_v1.PointsEarned = event.data
     if data.reason != "order" or data.points <= 0:
         return
     day = event.time.astimezone(zone).date()
     added = changes.digests.setdefault(
-        f"{event.subject}/{day.isoformat()}", Digest(event.subject, day)
+        f"{event.subject}/{day.isoformat()}",
+        Digest(event.subject, day, closes_at=day_closes(day, zone), opened_by=event.id),
     )
     added.points += data.points
     added.orders += 1
@@ -323,21 +330,38 @@ async def care_sweep(
 
 
 async def digest_sweep(now: datetime, repository: NotifyRepository, *, rules: NotifyRules) -> int:
-    """Yesterday's (and older) points digests become one message each."""
+    """Points digests whose local day has closed by `now` (in the customer's time zone) become
+    one message each; in the same transaction the digests are deleted, if still as read (points
+    added meanwhile make it a conflict: the sweep is redone), so a digest becomes exactly one
+    message and points added after the sweep make a new digest. That one, for a day whose
+    message exists (late points), is a later part with its own id (`Digest.cause`): sent,
+    not dropped. A page whose digests changed while it was made is read and made again (up to
+    `DIGEST_REDOS` times in a run; then the conflict ends the run, the next one resumes)."""
     made = 0
+    redone = 0
     while True:
-        digests = await repository.digests_before(now.date(), 200)
+        digests = await repository.digests_closed(now, 200)
         if not digests:
             return made
-        changes = Changes()
+        changes = Changes(sent_digests=digests)
+        firsts = [_digest_intent(d, day_sent=False) for d in digests]
+        sent = await repository.existing([i.notification_id for i in firsts])
         found = await repository.preferences(sorted({d.customer_id for d in digests}))
         summaries = [
-            (found.get(d.customer_id) or Preferences(d.customer_id), _digest_intent(d))
-            for d in digests
+            (
+                found.get(d.customer_id) or Preferences(d.customer_id),
+                _digest_intent(d, day_sent=True) if first.notification_id in sent else first,
+            )
+            for d, first in zip(digests, firsts, strict=True)
         ]
         await _notify_each(changes, set(), repository, summaries, rules, now)
-        await repository.save(changes)
-        await repository.delete_digests([d.digest_id for d in digests])
+        try:
+            await repository.save(changes)
+        except ConcurrencyConflictError:
+            redone += 1
+            if redone > DIGEST_REDOS:
+                raise
+            continue
         made += len(digests)
 
 
@@ -355,11 +379,11 @@ async def _notify_each(
         await _notify(changes, known, repository, preferences, intent, rules, Staff(None), now)
 
 
-def _digest_intent(digest: Digest) -> Intent:
+def _digest_intent(digest: Digest, *, day_sent: bool) -> Intent:
     return Intent(
         "points_digest",
         "transactional",
-        f"digest/{digest.digest_id}",
+        digest.cause(day_sent),
         {
             "points": digest.points,
             "orders": digest.orders,

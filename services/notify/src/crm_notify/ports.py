@@ -7,7 +7,7 @@ implement them without importing any use case (an import-linter contract).
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from crm_contracts import CloudEvent
@@ -32,6 +32,10 @@ class Changes:
     digests: dict[str, Digest] = field(default_factory=dict)
     """What to add to points digests, by id: `points` and `orders` are added to the stored
     digest's (made if none), `balance` (the latest) replaces its. No read before the write."""
+    sent_digests: list[Digest] = field(default_factory=list)
+    """Digests made into messages (by the digest sweep): deleted only if still as read (the
+    same orders and points), else `ConcurrencyConflictError`, so points added meanwhile are
+    never deleted unsent."""
     applied: list[CloudEvent[Any]] = field(default_factory=list)
     """The inbound events applied (the inbox)."""
     outbound: list[OutboundMessage] = field(default_factory=list)
@@ -128,9 +132,10 @@ class NotifyRepository(Protocol):
 
     async def registered(self, after: str | None, limit: int) -> list[Preferences]: ...
 
-    async def digests_before(self, day: date, limit: int) -> list[Digest]: ...
-
-    async def delete_digests(self, ids: Sequence[str]) -> None: ...
+    async def digests_closed(self, now: datetime, limit: int) -> list[Digest]:
+        """Digests whose local day has closed by `now` (`Digest.closes`: `closes_at`, or for
+        those stored without it, the day's end at UTC−12)."""
+        ...
 
 
 HandedOver = Callable[[str], Awaitable[None]]

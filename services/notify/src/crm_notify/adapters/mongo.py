@@ -10,17 +10,17 @@ outbox (`save`); the delivery worker claims a notification and saves its outcome
 """
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne, UpdateOne
+from pymongo import ASCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from crm_contracts import CloudEvent
-from crm_notify.domain.digest import Digest
+from crm_notify.domain.digest import LATEST_DAY_END, Digest
 from crm_notify.domain.notification import Claim, Notification, StatusChange
 from crm_notify.domain.policy import DEFAULT_TIME_ZONE, Preferences
 from crm_notify.ports import Changes, NotificationSummary
@@ -156,7 +156,8 @@ class MongoNotifyRepository:
         )
         await self.notifications.create_index([("status", ASCENDING), ("claim.until", ASCENDING)])
         await self.preferences_.create_index("birthday_key")
-        await self.digests_.create_index("day")
+        await self.digests_.create_index("day")  # digests stored before `closes_at`
+        await self.digests_.create_index("closes_at")
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
@@ -197,12 +198,16 @@ class MongoNotifyRepository:
         cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}}, {"time_zone": 1})
         return {doc["_id"]: doc.get("time_zone", DEFAULT_TIME_ZONE) async for doc in cursor}
 
-    async def digests_before(self, day: date, limit: int) -> list[Digest]:
-        cursor = self.digests_.find({"day": {"$lt": day.isoformat()}}, limit=limit)
+    async def digests_closed(self, now: datetime, limit: int) -> list[Digest]:
+        ended_everywhere = (now.astimezone(UTC) - LATEST_DAY_END).date()
+        query = {
+            "$or": [
+                {"closes_at": {"$lte": now}},
+                {"closes_at": {"$exists": False}, "day": {"$lte": ended_everywhere.isoformat()}},
+            ]
+        }
+        cursor = self.digests_.find(query, limit=limit)
         return [_digest(doc) async for doc in cursor]
-
-    async def delete_digests(self, ids: Sequence[str]) -> None:
-        await self.digests_.delete_many({"_id": {"$in": list(ids)}})
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]:
         days = [_month_day(month, day)]
@@ -244,6 +249,8 @@ class MongoNotifyRepository:
                 session,
                 what="notification",
             )
+            if changes.sent_digests:
+                await self._delete_sent_digests(changes.sent_digests, session)
             if changes.digests:
                 await self.digests_.bulk_write(
                     [_digest_addition(d) for d in changes.digests.values()],
@@ -285,6 +292,18 @@ class MongoNotifyRepository:
             raise
         if result.matched_count + result.upserted_count != len(operations):
             raise ConcurrencyConflictError("preferences were changed concurrently")
+
+    async def _delete_sent_digests(
+        self, digests: Sequence[Digest], session: AsyncClientSession
+    ) -> None:
+        """Each one only if still as the sweep read it: every addition raises `orders`, so a
+        digest with points added since is not deleted (a conflict: the sweep is redone)."""
+        operations = [
+            DeleteOne({"_id": d.digest_id, "orders": d.orders, "points": d.points}) for d in digests
+        ]
+        result = await self.digests_.bulk_write(operations, session=session)
+        if result.deleted_count != len(operations):
+            raise ConcurrencyConflictError("points were added to a digest being sent")
 
     async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
         cursor = self.notifications.find(
@@ -397,13 +416,19 @@ class MongoNotifyRepository:
 
 
 def _digest_addition(added: Digest) -> UpdateOne:
-    """Add a batch's points and orders to the stored digest (an upsert: no read first)."""
+    """Add a batch's points and orders to the stored digest (an upsert: no read first); the
+    addition that makes it records when its day closes and the event that opened it."""
+    made: Document = {"customer_id": added.customer_id, "day": added.day.isoformat()}
+    if added.closes_at is not None:
+        made["closes_at"] = added.closes_at
+    if added.opened_by is not None:
+        made["opened_by"] = added.opened_by
     return UpdateOne(
         {"_id": added.digest_id},
         {
             "$inc": {"points": added.points, "orders": added.orders},
             "$set": {"balance": added.balance},
-            "$setOnInsert": {"customer_id": added.customer_id, "day": added.day.isoformat()},
+            "$setOnInsert": made,
         },
         upsert=True,
     )
