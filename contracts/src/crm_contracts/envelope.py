@@ -98,7 +98,19 @@ def decode_event(raw: bytes | str) -> CloudEvent[Any]:
     """Parse and validate an event, data included, against the registry of event types.
 
     Raises `EventDecodeError` (or its subclass `UnknownEventTypeError`) with a readable reason.
+    The same verdict, in two steps, as `decode_data(decode_envelope(raw))`.
     """
+    return decode_data(decode_envelope(raw))
+
+
+def decode_envelope(raw: bytes | str) -> CloudEvent[Any]:
+    """Parse an event and validate its envelope only: its size, JSON, the CloudEvents attributes
+    and a `type` the registry knows. Its `data` is left as parsed JSON, unchecked; pass the event
+    to `decode_data` before using it.
+
+    A consumer decides on the envelope whether it needs the data at all (a type it ignores, an
+    event its inbox says it has applied) and validates the data only of the events it will apply
+    (ADR 0017). Raises `EventDecodeError` (or `UnknownEventTypeError`) with a readable reason."""
     from crm_contracts.registry import EVENT_MODELS
 
     if len(raw) > MAX_EVENT_BYTES:
@@ -114,13 +126,25 @@ def decode_event(raw: bytes | str) -> CloudEvent[Any]:
     event_type = document.get("type")
     if not isinstance(event_type, str):
         raise EventDecodeError("missing or non-string CloudEvents attribute 'type'")
-    model = EVENT_MODELS.get(event_type)
-    if model is None:
+    if event_type not in EVENT_MODELS:
         raise UnknownEventTypeError(f"unknown event type {_clip(event_type)!r}")
     try:
-        return CloudEvent[model].model_validate(document)  # type: ignore[valid-type]
+        return CloudEvent[Any].model_validate(document)
     except ValidationError as exc:
         raise EventDecodeError(_describe(exc)) from exc
+
+
+def decode_data(envelope: CloudEvent[Any]) -> CloudEvent[Any]:
+    """The event of `envelope` (from `decode_envelope`) with its `data` validated against the
+    model of its type. Raises `EventDecodeError` naming the fields (as `data.<field>`)."""
+    from crm_contracts.registry import EVENT_MODELS
+
+    model = EVENT_MODELS[envelope.type]
+    try:
+        data = model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise EventDecodeError(_describe(exc, within="data")) from exc
+    return envelope.model_copy(update={"data": data})
 
 
 def _clip(text: str, limit: int = 120) -> str:
@@ -128,10 +152,10 @@ def _clip(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[:limit]}…(+{len(text) - limit})"
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, within: str = "") -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False)[:5]:
-        where = _clip(".".join(str(p) for p in error["loc"])) or "event"
+        where = _clip(".".join(str(p) for p in (within, *error["loc"]) if p != "")) or "event"
         parts.append(f"{where}: {_clip(error['msg'], 300)}")
     more = exc.error_count() - len(parts)
     return "invalid event: " + "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -226,14 +226,14 @@ async def test_a_decoder_crash_dead_letters_the_record_and_the_rest_flows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import crm_runtime.consumer as consumer_module
-    from crm_contracts import decode_event as real
+    from crm_contracts import decode_envelope as real
 
     def flaky(raw: bytes | str) -> CloudEvent[Any]:
         if b"boom" in (raw if isinstance(raw, bytes) else raw.encode()):
             raise KeyError("a bug")
         return real(raw)
 
-    monkeypatch.setattr(consumer_module, "decode_event", flaky)
+    monkeypatch.setattr(consumer_module, "decode_envelope", flaky)
     handler = Recorder()
     consumer, sent, _ = make_consumer(handler)
     await consumer.process([record(0, event_bytes("boom")), record(1, event_bytes("a"))])

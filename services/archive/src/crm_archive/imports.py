@@ -73,18 +73,19 @@ async def import_customers(
 ) -> list[RowResult]:
     """One result per row, in the rows' order."""
 
+    # Each row's customer id (None for a row that could not be read), made once.
+    ids = [None if r.registration is None else import_id(r.registration) for r in command.rows]
+
     async def attempt() -> list[RowResult]:
         results: dict[int, RowResult] = {}
-        readable = [r.registration for r in command.rows if r.registration is not None]
-        on_record = await repository.load(sorted({import_id(r) for r in readable}))
+        on_record = await repository.load(sorted({i for i in ids if i is not None}))
         now = to_milliseconds(clock())
         candidates: list[_Candidate] = []
         seen: set[str] = set()
-        for row in command.rows:
-            if row.registration is None:
+        for row, customer_id in zip(command.rows, ids, strict=True):
+            if row.registration is None or customer_id is None:
                 results[row.row] = RowResult(row.row, "rejected", reason=row.problem)
                 continue
-            customer_id = import_id(row.registration)
             if customer_id in on_record or customer_id in seen:
                 results[row.row] = RowResult(row.row, "exists", customer_id)
                 continue

@@ -4,19 +4,27 @@ The service supplies one `BatchHandler`: given the valid, not-yet-applied events
 persists their effects (and their outbound events) in one write, or raises. This class never
 commits offsets itself: the caller commits after `process` returns, which happens only once every
 record of the batch is either persisted or dead-lettered.
+
+Decoding is in two steps (ADR 0017): every record's envelope is checked first (JSON, the
+CloudEvents attributes, a known type on its topic, the key); a type the service ignores is then
+skipped and an event its inbox has already applied is counted as a duplicate, both without
+validating their data; the data is validated only of the events left, the ones to apply.
 """
 
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from crm_contracts import (
     CloudEvent,
     EventDecodeError,
     UnknownEventTypeError,
-    decode_event,
+    decode_data,
+    decode_envelope,
+    event_key,
     event_topic,
 )
 from crm_contracts.envelope import check_not_in_the_future
@@ -45,17 +53,30 @@ def decode_record(
 ) -> CloudEvent[Any]:
     """The one check of an inbound record, for the live consumer and for a rebuild alike: a
     CloudEvent the contracts accept, of a type this service takes on this topic, keyed by its
-    subject, and (from outside systems) not dated in the future.
+    subject, and (from outside systems) not dated in the future. `check_envelope`, then the
+    data validated.
+
+    Raises `EventDecodeError` (dead-letter it) or `SkippedEventError` (ignore it)."""
+    return decode_data(check_envelope(record, accepted_types, now))
+
+
+def check_envelope(
+    record: InboundRecord, accepted_types: Collection[str] | None, now: datetime
+) -> CloudEvent[Any]:
+    """`decode_record` without the data: the envelope of a CloudEvent of a known type, of a type
+    this service takes on this topic, keyed by its subject, and (from outside systems) not dated
+    in the future. Its `data` is unchecked JSON until `decode_data`.
 
     "The future" is measured from the record's broker timestamp when that is earlier than `now`
-    (a rebuild long after the event reaches the verdict the live consumer reached).
+    (a rebuild long after the event reaches the verdict the live consumer reached). A valid
+    envelope of a type of this topic that the service ignores is skipped whatever its data.
     Raises `EventDecodeError` (dead-letter it) or `SkippedEventError` (ignore it)."""
     if record.value is None:
         raise EventDecodeError("empty message (tombstone)")
-    event = decode_event(record.value)
+    event = decode_envelope(record.value)
     if accepted_types is not None and event.type not in accepted_types:
         if event_topic(event.type) == record.topic:
-            raise SkippedEventError(event.type)  # a valid event of the topic we ignore
+            raise SkippedEventError(event.type)  # an event of the topic we ignore
         raise UnknownEventTypeError(
             f"event type {event.type!r} does not belong on topic {record.topic!r}"
         )
@@ -70,6 +91,10 @@ def decode_record(
             now = min(now, datetime.fromtimestamp(record.timestamp_ms / 1000, UTC))
         check_not_in_the_future(event, now)
     return event
+
+
+Unprocessed = Callable[[Sequence[CloudEvent[Any]]], Awaitable[Sequence[CloudEvent[Any]]]]
+"""The inbox's lookup (`Inbox.unprocessed`): of some events, those not applied yet."""
 
 
 class BatchHandler(Protocol):
@@ -88,8 +113,14 @@ class BatchConsumer:
         metrics: RuntimeMetrics,
         backoff: Backoff | None = None,
         accepted_types: Sequence[str] | None = None,
+        unprocessed: Unprocessed | None = None,
     ) -> None:
+        """`unprocessed`: the service's inbox lookup. Given, the events of a batch already
+        applied are found on their envelopes and skipped before their data is validated (the
+        handler still deduplicates, in its transaction); without it every accepted event's data
+        is validated."""
         self.handle = handle
+        self.unprocessed = unprocessed
         self.dead_letters = dead_letters
         self.health = health
         self.metrics = metrics
@@ -99,31 +130,61 @@ class BatchConsumer:
     async def process(self, records: Sequence[InboundRecord]) -> None:
         """Process a batch; returns when every record is persisted or dead-lettered."""
         started = time.perf_counter()
-        valid: list[tuple[InboundRecord, CloudEvent[Any]]] = []
+        now = datetime.now(UTC)
+        envelopes: list[tuple[InboundRecord, CloudEvent[Any]]] = []
         for record in records:
-            try:
-                event = self._decode(record)
-            except SkippedEventError as skipped:
-                self.metrics.ignored.labels(self.metrics.service, record.topic, str(skipped)).inc()
-                continue
-            except EventDecodeError as exc:
-                kind = "unknown_type" if isinstance(exc, UnknownEventTypeError) else "invalid"
-                await self._dead_letter(record, str(exc), exc, kind)
-                continue
-            except Exception as exc:  # a decoder bug must not stall the partition
-                log.exception("undecodable record", extra={"offset": record.offset})
-                reason = f"could not be decoded: {type(exc).__name__}"
-                await self._dead_letter(record, reason, exc, "invalid")
-                continue
-            valid.append((record, event))
+            envelope = await self._decoded(
+                record, partial(check_envelope, record, self.accepted_types, now)
+            )
+            if envelope is not None:
+                envelopes.append((record, envelope))
+        valid: list[tuple[InboundRecord, CloudEvent[Any]]] = []
+        for record, envelope in await self._not_applied(envelopes):
+            event = await self._decoded(record, partial(decode_data, envelope))
+            if event is not None:
+                valid.append((record, event))
         if valid:
             await self._apply(valid)
         self.metrics.batch_seconds.labels(self.metrics.service).observe(
             time.perf_counter() - started
         )
 
-    def _decode(self, record: InboundRecord) -> CloudEvent[Any]:
-        return decode_record(record, self.accepted_types, datetime.now(UTC))
+    async def _decoded(
+        self, record: InboundRecord, decode: Callable[[], CloudEvent[Any]]
+    ) -> CloudEvent[Any] | None:
+        """`decode()` of `record`, or None when it is skipped (counted) or dead-lettered (sent)."""
+        try:
+            return decode()
+        except SkippedEventError as skipped:
+            self.metrics.ignored.labels(self.metrics.service, record.topic, str(skipped)).inc()
+        except EventDecodeError as exc:
+            kind = "unknown_type" if isinstance(exc, UnknownEventTypeError) else "invalid"
+            await self._dead_letter(record, str(exc), exc, kind)
+        except Exception as exc:  # a decoder bug must not stall the partition
+            log.exception("undecodable record", extra={"offset": record.offset})
+            reason = f"could not be decoded: {type(exc).__name__}"
+            await self._dead_letter(record, reason, exc, "invalid")
+        return None
+
+    async def _not_applied(
+        self, items: list[tuple[InboundRecord, CloudEvent[Any]]]
+    ) -> list[tuple[InboundRecord, CloudEvent[Any]]]:
+        """The items whose event the inbox has not applied, in order (repeats within the batch
+        kept: the handler takes the first valid one). The others are counted as duplicates and
+        not validated: their data was valid when they were applied, and a redelivery whose data
+        differs under the same `source` and `id` would change nothing either way (ADR 0017)."""
+        if self.unprocessed is None or not items:
+            return items
+        lookup = self.unprocessed
+        fresh = await self._retrying("inbox", lambda: lookup([event for _, event in items]))
+        new_keys = {event_key(event) for event in fresh}
+        kept = [(record, event) for record, event in items if event_key(event) in new_keys]
+        if len(kept) < len(items):
+            self.metrics.duplicates.labels(self.metrics.service).inc(len(items) - len(kept))
+            for record, event in items:
+                if event_key(event) not in new_keys:
+                    self.metrics.events.labels(self.metrics.service, record.topic, event.type).inc()
+        return kept
 
     async def _apply(self, items: list[tuple[InboundRecord, CloudEvent[Any]]]) -> None:
         events = [event for _, event in items]

@@ -7,6 +7,7 @@ to `create_http_app`, whose lifespan starts and stops everything.
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -181,6 +182,7 @@ class Runtime:
             metrics=self.metrics,
             backoff=self.backoff,
             accepted_types=accepted_types,
+            unprocessed=self.inbox.unprocessed,
         )
         topics = [t.name for t in consumed_by(self.service)]  # the registry says, once
         self._subscriber = subscribe_batches(
@@ -245,6 +247,11 @@ class Runtime:
                 self._tasks.append(asyncio.create_task(self.sweeps.run_forever(name)))
         for name, job in self._background:
             self._tasks.append(asyncio.create_task(self._logged(name, job), name=name))
+        # What start-up built (the app, the models' validators, the clients) lives as long as
+        # the process: moved out of the collector's generations, the full collections of a busy
+        # service no longer traverse it (docs/performance.md, the import's third pass).
+        gc.collect()
+        gc.freeze()
         self.started.set()
         log.info("started", extra={"group": self.settings.consumer_group})
 
