@@ -1,11 +1,11 @@
 """The transactional outbox and its relay.
 
 Events a write produces are inserted in the same transaction as the write (so none exists for a
-failed write), then a relay publishes them to Kafka and marks them sent (so none is lost when the
-process dies in between: the next relay run publishes what is left), then deletes them: the
-collection holds what is still to publish (`sent: False`; rows an earlier version flagged
-`sent: True` are purged after the retention). Delivery is at least once: consumers deduplicate
-by event id.
+failed write), then a relay publishes them to Kafka and, once the broker has acknowledged them,
+deletes them (so none is lost when the process dies in between: the next relay run publishes
+what is left). The collection holds only what is still to publish (`sent: False`); rows an
+earlier version flagged `sent: True` and kept are purged after `retention_s`. Delivery is at
+least once: consumers deduplicate by event id.
 """
 
 import asyncio
