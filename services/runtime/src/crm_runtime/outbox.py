@@ -1,9 +1,11 @@
 """The transactional outbox and its relay.
 
 Events a write produces are inserted in the same transaction as the write (so none exists for a
-failed write), then a relay publishes them to Kafka and marks them sent (so none is lost when the
-process dies in between: the next relay run publishes what is left). Delivery is at least once:
-consumers deduplicate by event id.
+failed write), then a relay publishes them to Kafka and, once the broker has acknowledged them,
+deletes them (so none is lost when the process dies in between: the next relay run publishes
+what is left). The collection holds only what is still to publish (`sent: False`); rows an
+earlier version flagged `sent: True` and kept are purged after `retention_s`. Delivery is at
+least once: consumers deduplicate by event id.
 """
 
 import asyncio
@@ -26,6 +28,8 @@ from crm_runtime.mongo import Document
 from crm_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
+MIN_WINDOW = timedelta(milliseconds=1)
+MAX_WINDOW = timedelta(hours=1)
 
 Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]]]
 """(topic, key, value, headers) -> an awaitable that completes when the broker acknowledged."""
@@ -88,7 +92,7 @@ class Outbox:
 
 
 class OutboxRelay:
-    """Publishes pending outbox events in order and marks them sent.
+    """Publishes pending outbox events in order and deletes them once the broker has them.
 
     Several replicas may run a relay, but only the one that holds the relay's lease (`lead`)
     publishes: two relays publishing different batches side by side would let one customer's
@@ -123,55 +127,101 @@ class OutboxRelay:
         self.backoff = backoff or Backoff(poll_interval_s)
         """Take or renew the lead: True when this relay may publish now."""
         self._wake = asyncio.Event()
+        self._claims = 0
+        self._anchor: datetime | None = None
+        """The commit time of the first row the last full read left for the next batch."""
+        self._window = MIN_WINDOW
+        """How far past `_anchor` the next read looks (`_pending`)."""
 
     def wake(self) -> None:
         """Ask for a run now (called after a commit) instead of at the next poll."""
         self._wake.set()
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending events, if this relay leads; returns how many."""
+        """Publish one batch of pending events, if this relay leads; returns how many.
+
+        Three round trips: read the oldest pending rows (`_pending`), claim the due ones, and
+        after every acknowledgement delete them. A published row is deleted, not flagged: no
+        indexed field flips, and the collection holds only what is still to publish."""
         if self.lead is not None and not await self.lead():
             return 0
         collection = self.outbox.collection
         now = datetime.now(UTC)
-        due = {"sent": False, "lease_until": {"$lte": now}}
-        order = [("created_at", ASCENDING), ("seq", ASCENDING)]
-        ids = [
-            d["_id"]
-            async for d in collection.find(due, {"_id": 1}, sort=order, limit=self.batch_size)
-        ]
-        if not ids:
+        due = [row for row in await self._pending(now) if row["lease_until"] <= now]
+        due = due[: self.batch_size]
+        if not due:
             return 0
-        await collection.update_many(
-            {"_id": {"$in": ids}, **due},
-            {"$set": {"lease_until": now + self.lease, "lease_owner": self.owner}},
+        self._claims += 1
+        claim = f"{self.owner}-{self._claims}"
+        ids = [row["_id"] for row in due]
+        claimed = await collection.update_many(
+            {"_id": {"$in": ids}, "lease_until": {"$lte": now}},
+            {"$set": {"lease_until": now + self.lease, "lease_owner": claim}},
         )
-        claimed = [
-            d
-            async for d in collection.find(
-                {"_id": {"$in": ids}, "lease_owner": self.owner, "sent": False}, sort=order
-            )
-        ]
+        if claimed.modified_count != len(ids):
+            # Another relay claimed or published some since the read: publish only ours.
+            mine = {
+                row["_id"]
+                async for row in collection.find(
+                    {"_id": {"$in": ids}, "lease_owner": claim}, {"_id": 1}
+                )
+            }
+            due = [row for row in due if row["_id"] in mine]
         acks = [
             await self.publish(
-                d["topic"],
-                d["key"].encode(),
-                bytes(d["value"]),
-                _headers(d),
+                row["topic"], row["key"].encode(), bytes(row["value"]), _headers(row)
             )
-            for d in claimed
+            for row in due
         ]
         await asyncio.gather(*acks)
-        sent_ids = [d["_id"] for d in claimed]
-        await collection.update_many(
-            {"_id": {"$in": sent_ids}},
-            {"$set": {"sent": True, "sent_at": datetime.now(UTC)}, "$unset": {"value": ""}},
-        )
+        sent_ids = [row["_id"] for row in due]
+        if sent_ids:
+            await collection.delete_many({"_id": {"$in": sent_ids}})
         if self.on_published:
             self.on_published(len(sent_ids))
         return len(sent_ids)
 
+    async def _pending(self, now: datetime) -> list[Document]:
+        """The oldest pending rows in commit order, up to one more than a batch.
+
+        SecantusDB reads every document a query matches before it sorts and cuts to the limit, so
+        "the oldest 500 of the pending" costs the whole backlog. It reads only the index range a
+        query pins, though: `{"sent": False, "created_at": {"$lte": reach}}` on the
+        `pending_in_order` index is the stretch from the oldest pending row to `reach`, so a row
+        committed late with an earlier time is not passed over. `reach` is the time of the row
+        after the last full read (`_anchor`) plus the time that read's batch spanned (`_window`,
+        doubled while reads come back half empty): about a batch. A read that reaches past now
+        takes every pending row; a relay that keeps up has few."""
+        collection = self.outbox.collection
+        order = [("created_at", ASCENDING), ("seq", ASCENDING)]
+        wanted = self.batch_size + 1
+        while self._anchor is not None and self._anchor + self._window < now:
+            reach = self._anchor + self._window
+            rows = await collection.find(
+                {"sent": False, "created_at": {"$lte": reach}}, sort=order, limit=wanted
+            ).to_list()
+            if len(rows) == wanted:
+                return self._followed(rows)
+            self._anchor = reach  # every pending row up to `reach` is in `rows`
+            if len(rows) < wanted // 2:
+                self._window = min(self._window * 2, MAX_WINDOW)
+            if rows:
+                return rows
+        rows = await collection.find({"sent": False}, sort=order, limit=wanted).to_list()
+        if len(rows) == wanted:
+            return self._followed(rows)
+        self._anchor = None
+        return rows
+
+    def _followed(self, rows: list[Document]) -> list[Document]:
+        """A full read: the next one starts at the row after the batch, as wide as it spanned."""
+        following = rows[self.batch_size]["created_at"]
+        self._window = min(max(following - rows[0]["created_at"], MIN_WINDOW), MAX_WINDOW)
+        self._anchor = following
+        return rows
+
     async def purge_sent(self) -> int:
+        """Delete the rows an earlier version flagged sent (it kept them `retention_s`)."""
         result = await self.outbox.collection.delete_many(
             {"sent": True, "sent_at": {"$lt": datetime.now(UTC) - self.retention}}
         )

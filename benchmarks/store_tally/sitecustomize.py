@@ -1,0 +1,83 @@
+"""What a process asks of the store: a PyMongo command listener, on when `CRM_STORE_TALLY` names
+a directory (`benchmarks/store_share.py` puts this folder first on `PYTHONPATH`).
+
+Per (command, collection): commands, documents sent (inserted, update and delete statements),
+documents changed (the replies' `n`/`nModified`) and documents returned (finds, getMores).
+Appends the running totals as one JSON line per second to `<dir>/<pid>.jsonl`, with the
+process's command line, so a phase is the difference of two lines.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+_DIR = os.environ.get("CRM_STORE_TALLY", "")
+
+
+def _collection(name: str, command: Any) -> str:
+    if name == "getMore":
+        return str(command.get("collection", "?"))
+    value = command.get(name)
+    return value if isinstance(value, str) else "-"
+
+
+if _DIR:
+    from pymongo import monitoring
+
+    _lock = threading.Lock()
+    _totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    """'command collection' -> [commands, sent, changed, returned]"""
+    _pending: dict[int, str] = {}
+
+    class _Tally(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            name = event.command_name
+            command = event.command
+            key = f"{name} {_collection(name, command)}"
+            sent = 0
+            for field in ("documents", "updates", "deletes"):
+                if field in command:
+                    sent = len(command[field])
+            with _lock:
+                row = _totals[key]
+                row[0] += 1
+                row[1] += sent
+                _pending[event.request_id] = key
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            reply = event.reply
+            changed = int(reply.get("nModified", reply.get("n", 0)) or 0)
+            if "upserted" in reply:
+                changed += len(reply["upserted"])
+            cursor = reply.get("cursor") or {}
+            returned = len(cursor.get("firstBatch", cursor.get("nextBatch", [])) or [])
+            with _lock:
+                key = _pending.pop(event.request_id, None)
+                if key is not None:
+                    _totals[key][2] += changed
+                    _totals[key][3] += returned
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            with _lock:
+                key = _pending.pop(event.request_id, None)
+                if key is not None:
+                    _totals[f"FAILED {key}"][0] += 1
+
+    monitoring.register(_Tally())
+    os.makedirs(_DIR, exist_ok=True)
+    _path = os.path.join(_DIR, f"{os.getpid()}.jsonl")
+
+    def _writer() -> None:
+        while True:
+            time.sleep(1.0)
+            _argv = " ".join(sys.argv)
+            with _lock:
+                snapshot = {k: list(v) for k, v in _totals.items()}
+            with open(_path, "a") as out:
+                out.write(json.dumps({"t": time.time(), "argv": _argv, "totals": snapshot}) + "\n")
+
+    threading.Thread(target=_writer, name="store-tally", daemon=True).start()
