@@ -18,6 +18,7 @@ import contextlib
 import functools
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -356,7 +357,15 @@ def rust_store(build: bool = True) -> Path | None:
         log = root.parent / f"{root.name}.log"
         try:
             _run_with_progress(
-                [rustup, "toolchain", "install", RUST_TOOLCHAIN, "--profile", "minimal"],
+                [
+                    rustup,
+                    "toolchain",
+                    "install",
+                    RUST_TOOLCHAIN,
+                    "--profile",
+                    "minimal",
+                    "--no-self-update",  # a toolchain, not rustup's own upgrade
+                ],
                 f"Rust {RUST_TOOLCHAIN} toolchain",
                 log,
             )
@@ -428,6 +437,7 @@ class MongoNode:
                 str(self.data / "db"),
                 "--log-level",
                 "WARNING",
+                *shlex.split(os.environ.get("CRM_SECANTUSD_ARGS", "")),
             ],
             log,
         )
