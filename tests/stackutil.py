@@ -398,12 +398,15 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.helo_names: list[str] = []
+        """The name each accepted message's client gave in EHLO/HELO."""
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.messages.append(message)
+            self.helo_names.append(session.host_name)
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -418,7 +421,10 @@ class SmtpServer:
         self.controller: Controller | None = None
 
     def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        # a fixed greeting name: the server then makes no host-name lookup of its own
+        self.controller = Controller(
+            self.mailbox, hostname="127.0.0.1", port=self.port, server_hostname="smtp.test"
+        )
         self.controller.start()
 
     def stop(self) -> None:
