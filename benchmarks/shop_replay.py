@@ -32,6 +32,7 @@ sent): the time printed is then until all three have committed.
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -255,6 +256,9 @@ def main() -> None:
     parser.add_argument("--refunds", type=float, default=0.02, help="share of orders refunded")
     parser.add_argument("--profile", choices=SERVICES, help="py-spy record this service's orders")
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
+    parser.add_argument(
+        "--json", type=Path, help="also write the figures here (issue16_targets.py)"
+    )
     args = parser.parse_args()
     if shutil.which("kcat") is None:
         sys.exit("kcat is needed (apt-get install kcat)")
@@ -353,6 +357,18 @@ def main() -> None:
             "\nnotify's messages decided during the orders phase, by template and status: "
             + (", ".join(f"{key} {count:,}" for key, count in messages.items()) or "none")
         )
+        if args.json:
+            figures = {
+                "events": events,
+                "registered_s": registered_s,
+                "committed_s": elapsed,
+                "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in SERVICES}
+                | {"store": store_cpu * 1000 / events},
+                "peak_rss_mb": peak,
+                "load": [load_at_start[0], max(loads)],
+                "problems": problems,
+            }
+            args.json.write_text(json.dumps(figures, indent=2))
         if problems:
             print("\nLOST OR DOUBLED:\n  " + "\n  ".join(problems))
             sys.exit(1)
