@@ -1,6 +1,6 @@
 """Notify's e-mail sender against a real SMTP server: the name it gives in EHLO is looked up once
-per sender, not once per message (each lookup was a DNS query in a worker thread: a fifth of
-notify's CPU while it sent, docs/performance.md)."""
+per sender, not once per message (each lookup was a host-name query in a worker thread that
+every e-mail waited for, docs/performance.md)."""
 
 import socket
 from datetime import UTC, datetime

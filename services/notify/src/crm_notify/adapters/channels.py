@@ -164,7 +164,7 @@ def email_message(notification: Notification, sender: str) -> EmailMessage:
 def smtp_sender(server: SmtpServer, sender: str, local_hostname: str | None = None) -> Send:
     """E-mail over SMTP, one connection per message. The name this host gives in EHLO is looked
     up once, here: left to aiosmtplib, every connection resolved it again (`socket.getfqdn` in a
-    worker thread), which was a fifth of notify's CPU while it sent (docs/performance.md)."""
+    worker thread), a lookup each e-mail waited for (docs/performance.md)."""
     helo_name = local_hostname or socket.getfqdn()
 
     async def send(notification: Notification, handed_over: HandOver) -> None:
