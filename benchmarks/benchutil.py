@@ -34,6 +34,8 @@ class BenchStack:
     pids: list[int]
     store_pid: int | None = None
     """The database server's process, when this stack started it."""
+    kafka_pid: int | None = None
+    """The broker's process, when this stack started it."""
 
     def start_service(self, name: str, env: dict[str, str]) -> tuple[int, Any]:
         """Start a service on a free port with `env` (CRM_<NAME>_*); wait until ready."""
@@ -51,12 +53,14 @@ def private_stack() -> Iterator[BenchStack]:
     workdir = Path(tempfile.mkdtemp(prefix="crm-bench-"))
     pids: list[int] = []
     store_pid: int | None = None
+    kafka_pid: int | None = None
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         mongodb_url = os.environ.get("MONGODB_URL", "")
         if not bootstrap:
             node = stack.KafkaNode(workdir / "kafka", free_port(), free_port())
-            pids.append(node.start().pid)
+            kafka_pid = node.start().pid
+            pids.append(kafka_pid)
             bootstrap = node.bootstrap
         if not mongodb_url:
             mongo = stack.MongoNode(workdir / "db", free_port())
@@ -64,7 +68,7 @@ def private_stack() -> Iterator[BenchStack]:
             pids.append(store_pid)
             mongodb_url = mongo.url
         stack.provision_topics(bootstrap)
-        yield BenchStack(bootstrap, mongodb_url, workdir, pids, store_pid)
+        yield BenchStack(bootstrap, mongodb_url, workdir, pids, store_pid, kafka_pid)
     finally:
         for pid in reversed(pids):
             stack.stop_pid(pid)

@@ -255,6 +255,13 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=24_000)
     parser.add_argument("--refunds", type=float, default=0.02, help="share of orders refunded")
     parser.add_argument("--profile", choices=SERVICES, help="py-spy record this service's orders")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=[s for s in SERVICES if s not in TIMED],
+        help="leave this service out (what it costs the store; not target 1's setting)",
+    )
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     parser.add_argument(
         "--json", type=Path, help="also write the figures here (issue16_targets.py)"
@@ -276,9 +283,10 @@ def main() -> None:
         bench.pids.append(mail.pid)
         ports: dict[str, int] = {}
         pids: dict[str, int] = {}
-        groups = {name: f"{name}-{run}" for name in SERVICES}
-        databases = {name: f"crm_{name}_{run}" for name in SERVICES}
-        for name in SERVICES:
+        running = [name for name in SERVICES if name not in args.without]
+        groups = {name: f"{name}-{run}" for name in running}
+        databases = {name: f"crm_{name}_{run}" for name in running}
+        for name in running:
             prefix = f"CRM_{name.upper()}_"
             env = {
                 f"{prefix}DATABASE": databases[name],
@@ -302,6 +310,7 @@ def main() -> None:
 
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         store_before = cpu_seconds(bench.store_pid)
+        kafka_before = cpu_seconds(bench.kafka_pid)
         profiler = None
         if args.profile:
             out = Path(f"shop_replay-{args.profile}.txt").resolve()
@@ -319,11 +328,16 @@ def main() -> None:
         elapsed = time.monotonic() - begin
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         store_cpu = cpu_seconds(bench.store_pid) - store_before
+        kafka_cpu = cpu_seconds(bench.kafka_pid) - kafka_before
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
         problems = asyncio.run(verify(bench, databases, sent))
-        messages = asyncio.run(notify_messages(bench, databases["notify"], orders_from))
+        messages = (
+            asyncio.run(notify_messages(bench, databases["notify"], orders_from))
+            if "notify" in databases
+            else {}
+        )
 
         events = len(sent.log)
         print_table(
@@ -342,14 +356,17 @@ def main() -> None:
                         f"{cpu[name] / elapsed:.0%}",
                         f"{peak[name]:.0f}",
                     )
-                    for name in SERVICES
+                    for name in running
                 ),
-                (
-                    "store",
-                    f"{store_cpu:.1f}",
-                    f"{store_cpu * 1000 / events:.3f}",
-                    f"{store_cpu / elapsed:.0%}",
-                    "-",
+                *(
+                    (
+                        name,
+                        f"{used:.1f}",
+                        f"{used * 1000 / events:.3f}",
+                        f"{used / elapsed:.0%}",
+                        "-",
+                    )
+                    for name, used in (("store", store_cpu), ("kafka", kafka_cpu))
                 ),
             ],
         )
@@ -362,8 +379,8 @@ def main() -> None:
                 "events": events,
                 "registered_s": registered_s,
                 "committed_s": elapsed,
-                "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in SERVICES}
-                | {"store": store_cpu * 1000 / events},
+                "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in running}
+                | {"store": store_cpu * 1000 / events, "kafka": kafka_cpu * 1000 / events},
                 "peak_rss_mb": peak,
                 "load": [load_at_start[0], max(loads)],
                 "problems": problems,

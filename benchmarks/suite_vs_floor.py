@@ -18,7 +18,9 @@ machine.
   `--rate` events/s for `--seconds`: orders (timed to their `points.earned` on `loyalty.v1`) and,
   one in twenty, complaints from registered customers (timed through tickets and notify to the
   acknowledgement e-mail's `notification.sent` on `notify.v1`, and split at `ticket.opened`).
-  Orders notify nobody by design (points go into a daily digest).
+  Orders notify nobody by design (points go into a daily digest). The same load runs for
+  `--warmup-s` (default 5) first and is not counted: a fresh broker's and fresh services' first
+  seconds under load are their start's cost (`--warmup-s 0` measures from cold).
 - **CPU**: during the service's ingest, the CPU time of the service process and of the store
   process over the wall time (100% = one core busy): where the time goes.
 - **Memory**: peak resident set of each service during the latency run.
@@ -502,6 +504,12 @@ def main() -> None:
         help="notify's delivery sweep interval in the latency run (default: the service's own)",
     )
     parser.add_argument(
+        "--warmup-s",
+        type=float,
+        default=5.0,
+        help="offer the same load this long before the timed run, not counted (0: from cold)",
+    )
+    parser.add_argument(
         "--latency-only",
         action="store_true",
         help="skip the ingest table: only the latency and memory under the offered load",
@@ -511,7 +519,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     run = f"b{int(time.time())}"
-    results: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds}
+    results: dict[str, Any] = {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "warmup_s": args.warmup_s,
+    }
     smtp = SmtpServer()
     smtp.start()
     try:
@@ -536,6 +548,7 @@ def main() -> None:
             pids: dict[str, int] = {}
             ports: dict[str, int] = {}
             complainers = [f"{run}-p{i}" for i in range(int(args.rate * args.seconds / 20) + 1)]
+            warm = [f"{run}-w{i}" for i in range(int(args.rate * args.warmup_s / 20) + 1)]
             for name in ("archive", "tickets", "loyalty", "notify"):
                 prefix = f"CRM_{name.upper()}_"
                 group = f"{name}-{run}-live"
@@ -553,15 +566,26 @@ def main() -> None:
                 pids[name] = proc.pid
                 ports[name] = port
             asyncio.run(
-                produce(bench.bootstrap, "members.v1", [(c, registration(c)) for c in complainers])
+                produce(
+                    bench.bootstrap,
+                    "members.v1",
+                    [(c, registration(c)) for c in complainers + warm],
+                )
             )
             # The complainers' welcomes are sent before the load starts: the latency is the
             # steady state's, not that of the 200 e-mails per minute of load queued behind them.
-            welcomes, burst_s = welcomes_sent(ports["notify"], len(complainers))
+            welcomes, burst_s = welcomes_sent(ports["notify"], len(complainers) + len(warm))
             print(
                 f"\n{welcomes:.0f} welcome e-mails (the complainers' registrations) sent in "
                 f"{burst_s:.1f} s ({welcomes / burst_s:.0f}/s), before the load"
             )
+            if args.warmup_s > 0:
+                # The same load for a few seconds first, not counted: the first orders and
+                # complaints a fresh broker and fresh services ever handle wait on their
+                # warm-up (code loaded and compiled, connections opened), which is a start's
+                # cost, not the steady state's. `--warmup-s 0` measures from cold.
+                asyncio.run(offered_load(bench, f"{run}w", args.rate, args.warmup_s, warm))
+                time.sleep(3)
             watch = MemoryWatch(pids)
             order_run, complaint_run, opened_run, notify_run = asyncio.run(
                 offered_load(bench, run, args.rate, args.seconds, complainers)
@@ -573,7 +597,12 @@ def main() -> None:
             }
             results["peak_rss_mb"] = peaks
             print_table(
-                f"End-to-end latency at {args.rate:.0f} events/s offered for {args.seconds:.0f} s",
+                f"End-to-end latency at {args.rate:.0f} events/s offered for {args.seconds:.0f} s"
+                + (
+                    f", after {args.warmup_s:.0f} s of the same load not counted"
+                    if args.warmup_s > 0
+                    else ", from cold"
+                ),
                 ("path", "answered/sent", "p50 ms", "p95 ms", "p99 ms", "max ms"),
                 [
                     ("order -> points.earned", *percentiles(*order_run)),

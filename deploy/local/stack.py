@@ -157,12 +157,19 @@ def kafka_classpath(cache: Path = CACHE) -> str:
     return listing.read_text().strip()
 
 
+KAFKA_JVM_OPTS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1")
+"""The local broker's JVM. `TieredStopAtLevel=1` keeps to the quick JIT compiler: a fresh broker
+spent three quarters of its CPU in the optimising one (C2) through a 10,000-order replay, CPU the
+services on the same cores needed, while its own work here is light (docs/performance.md).
+`CRM_KAFKA_JVM_OPTS` adds options after these (a later `-XX` option wins:
+`-XX:TieredStopAtLevel=4` gives C2 back)."""
+
+
 def _kafka_java(classpath: str, main: str, args: list[str], log4j: Path) -> list[str]:
     return [
         "java",
-        "-Xms256m",
-        "-Xmx1g",
-        "-XX:+UseG1GC",
+        *KAFKA_JVM_OPTS,
+        *shlex.split(os.environ.get("CRM_KAFKA_JVM_OPTS", "")),
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j}",
         "-cp",
