@@ -32,7 +32,7 @@ $(STAMP): requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	@echo "installing the suite's Python packages into $(VENV) (first run only, 1-2 minutes; pip lists each one)"
-	$(BIN)/python -m pip install --progress-bar off --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(PACKAGES)) | grep --line-buffered -E '^(Collecting|Installing|Successfully)'; exit $${PIPESTATUS[0]}
+	PYTHONUNBUFFERED=1 $(BIN)/python -m pip install --progress-bar off --disable-pip-version-check -r requirements-dev.txt $(addprefix -e ,$(PACKAGES)) | grep --line-buffered -E '^(Collecting|Installing|Successfully)'; exit $${PIPESTATUS[0]}
 	touch $(STAMP)
 
 up: store

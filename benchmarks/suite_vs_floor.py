@@ -150,8 +150,9 @@ async def essential(
         finally:
             await admin.close()
     await producer.start()
-    if publish:  # the topic's metadata and leader known before the clock starts
-        await (await producer.send(f"essential-{tag}", b"{}"))
+    if publish:  # every partition's leader known before the clock starts
+        warm = [await producer.send(f"essential-{tag}", b"{}", partition=p) for p in range(12)]
+        await asyncio.gather(*warm)
     begin = time.monotonic()
     await consumer.start()
     done = 0
