@@ -1,7 +1,7 @@
 """A shop's order log replayed into the whole suite (issue #16, targets 1, 4 and 6).
 
     python benchmarks/shop_replay.py [--orders 70000] [--customers 24000] [--refunds 0.02]
-                                     [--profile SERVICE] [--py-spy PATH]
+                                     [--without S] [--profile SERVICE] [--py-spy PATH]
 
 On a private stack as `make up` starts it by default (Apache Kafka, the Rust SecantusDB server,
 a mail catcher, and archive, tickets, loyalty, notify and relations each as its own process):
@@ -18,10 +18,14 @@ a mail catcher, and archive, tickets, loyalty, notify and relations each as its 
    consumes too, so the archive is done only once it has read them).
 
 Prints: the time, the rate, each service's CPU seconds and CPU ms per order-log event over the
-orders phase (target 4 counts archive and loyalty), peak RSS (target 6), and the load average
+orders phase (target 4 counts archive and loyalty) and the store's and the broker's, peak RSS
+(target 6), and the load average
 (the machine is shared: only side-by-side runs compare). Then checks nothing was lost or doubled:
 every customer's order count and net spend in the archive, and in loyalty one `earn` ledger entry
 per order and one `reverse` per refund, every balance equal to the sum of its ledger entries.
+
+`--without NAME` (notify, tickets or relations) leaves a service out: what it costs the store and
+the others. `--json PATH` also writes the figures (`issue16_targets.py` reads them).
 
 `--profile NAME` runs `py-spy record --format raw` on that service for the orders phase and
 writes the flame input next to the printout (`shop_replay-NAME.txt`). A service other than archive

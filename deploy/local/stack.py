@@ -160,8 +160,8 @@ def kafka_classpath(cache: Path = CACHE) -> str:
 KAFKA_JVM_OPTS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1")
 """The local broker's JVM. `TieredStopAtLevel=1` keeps to the quick JIT compiler: the optimising
 one (C2) took 8.8 CPU-seconds of a fresh broker through a 10,000-order replay, CPU the services on
-the same cores needed; with C1 only the broker used about a quarter less under 200 events/s
-(docs/performance.md).
+the same cores needed; with C1 only the broker used about a quarter less under 200 events/s from
+cold, about the same over a long replay, and publishes a burst more slowly (docs/performance.md).
 `CRM_KAFKA_JVM_OPTS` adds options after these (a later `-XX` option wins:
 `-XX:TieredStopAtLevel=4` gives C2 back)."""
 
