@@ -37,6 +37,7 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,27 +90,40 @@ def registration(customer: str) -> bytes:
 
 
 # -- floor and naive ---------------------------------------------------------------------------
-async def floor(bench: BenchStack, topics: list[str], total: int, tag: str) -> float:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
-    collection = client["bench_floor"][tag]
-    consumer = AIOKafkaConsumer(
+def reader(bench: BenchStack, topics: list[str], group: str) -> AIOKafkaConsumer:
+    """A plain consumer of `topics` from their start, committing by hand (the floors' reader)."""
+    return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bench.bootstrap,
-        group_id=f"floor-{tag}",
+        group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
+
+
+async def parsed_batches(
+    consumer: AIOKafkaConsumer, total: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The records' JSON, a fetch of up to 500 at a time, until `total` have been read."""
+    done = 0
+    while done < total:
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        parsed = [json.loads(r.value) for rs in batches.values() for r in rs if r.value]
+        if parsed:
+            yield parsed
+            done += len(parsed)
+
+
+async def floor(bench: BenchStack, topics: list[str], total: int, tag: str) -> float:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
+    collection = client["bench_floor"][tag]
+    consumer = reader(bench, topics, f"floor-{tag}")
     begin = time.monotonic()
     await consumer.start()
-    done = 0
     try:
-        while done < total:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            documents = [json.loads(r.value) for rs in batches.values() for r in rs if r.value]
-            if documents:
-                await collection.insert_many(documents, ordered=False)
-                await consumer.commit()
-                done += len(documents)
+        async for documents in parsed_batches(consumer, total):
+            await collection.insert_many(documents, ordered=False)
+            await consumer.commit()
         return time.monotonic() - begin
     finally:
         await consumer.stop()
@@ -134,13 +148,7 @@ async def essential(
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(bench.mongodb_url)
     database = client["bench_essential"]
     customers, rows = database[f"{tag}_customers"], database[f"{tag}_rows"]
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bench.bootstrap,
-        group_id=f"essential-{tag}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = reader(bench, topics, f"essential-{tag}")
     producer = AIOKafkaProducer(bootstrap_servers=bench.bootstrap, acks="all", linger_ms=5)
     if publish:
         admin = AIOKafkaAdminClient(bootstrap_servers=bench.bootstrap)
@@ -155,13 +163,8 @@ async def essential(
         await asyncio.gather(*warm)
     begin = time.monotonic()
     await consumer.start()
-    done = 0
     try:
-        while done < total:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            events = [json.loads(r.value) for rs in batches.values() for r in rs if r.value]
-            if not events:
-                continue
+        async for events in parsed_batches(consumer, total):
             per_customer: dict[str, dict[str, Any]] = {}
             for event in events:
                 data = event.get("data") or {}
@@ -207,7 +210,6 @@ async def essential(
                 ]
                 await asyncio.gather(*sends)
             await consumer.commit()
-            done += len(events)
         return time.monotonic() - begin
     finally:
         await producer.stop()
