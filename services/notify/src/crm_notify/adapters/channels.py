@@ -161,15 +161,18 @@ def email_message(notification: Notification, sender: str) -> EmailMessage:
     return message
 
 
-def smtp_sender(server: SmtpServer, sender: str, local_hostname: str | None = None) -> Send:
+def smtp_sender(server: SmtpServer, sender: str) -> Send:
     """E-mail over SMTP, one connection per message. The name this host gives in EHLO is looked
-    up once, here: left to aiosmtplib, every connection resolved it again (`socket.getfqdn` in a
-    worker thread), a lookup each e-mail waited for (docs/performance.md)."""
-    helo_name = local_hostname or socket.getfqdn()
+    up once, at the first send, and kept: left to aiosmtplib, every connection resolved it again
+    (`socket.getfqdn` in a worker thread), a lookup each e-mail waited for (docs/performance.md)."""
+    helo_name: str | None = None
 
     async def send(notification: Notification, handed_over: HandOver) -> None:
+        nonlocal helo_name
         if not notification.to:
             raise DeliveryError("no address", permanent=True)
+        if helo_name is None:  # off the event loop, as aiosmtplib does it
+            helo_name = await asyncio.to_thread(socket.getfqdn)
         message = email_message(notification, sender)
         client = _HandOverSMTP(server, handed_over, helo_name)
         try:
