@@ -400,6 +400,8 @@ class Mailbox:
         self.messages: list[EmailMessage] = []
         self.helo_names: list[str] = []
         """The name each accepted message's client gave in EHLO/HELO."""
+        self.peers: list[tuple[str, int]] = []
+        """The client address and port each accepted message came over (its connection)."""
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -407,6 +409,7 @@ class Mailbox:
         with self.lock:
             self.messages.append(message)
             self.helo_names.append(session.host_name)
+            self.peers.append(tuple(session.peer))
         return "250 Message accepted for delivery"
 
     def to(self, address: str) -> list[EmailMessage]:
@@ -415,15 +418,21 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, *, idle_timeout_s: float = 300.0) -> None:
         self.port = free_port()
         self.mailbox = Mailbox()
         self.controller: Controller | None = None
+        self.idle_timeout_s = idle_timeout_s
+        """How long the server keeps a connection that says nothing (RFC 5321: 5 minutes)."""
 
     def start(self) -> None:
         # a fixed greeting name: the server then makes no host-name lookup of its own
         self.controller = Controller(
-            self.mailbox, hostname="127.0.0.1", port=self.port, server_hostname="smtp.test"
+            self.mailbox,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="smtp.test",
+            timeout=self.idle_timeout_s,
         )
         self.controller.start()
 

@@ -127,14 +127,19 @@ class InMemoryNotify:
         ]
         return [*stopped, *sorted(due, key=lambda n: n.next_attempt_at or now)][:limit]
 
-    async def claim(self, notification: Notification, claim: Claim) -> bool:
-        stored = self.notifications[notification.notification_id]
-        if stored.version != notification.version:
-            return False
-        stored.status, stored.claim = "sending", claim
-        stored.version += 1
-        notification.version += 1
-        return True
+    async def claim_all(
+        self, notifications: Sequence[Notification], claim: Claim
+    ) -> list[Notification]:
+        claimed = []
+        for notification in notifications:
+            stored = self.notifications[notification.notification_id]
+            if stored.version != notification.version:
+                continue
+            stored.status, stored.claim = "sending", claim
+            stored.version += 1
+            notification.version += 1
+            claimed.append(notification)
+        return claimed
 
     async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
         stored = self.notifications[notification.notification_id]
@@ -142,17 +147,21 @@ class InMemoryNotify:
             stored.claim = replace(stored.claim, handed_over_to=provider)
             stored.version += 1
 
-    async def save_delivery(
-        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
+    async def save_deliveries(
+        self,
+        notifications: Sequence[Notification],
+        claim: Claim,
+        outbound: Sequence[OutboundMessage],
     ) -> None:
-        stored = self.notifications[notification.notification_id]
-        if stored.claim is None or stored.claim.token != claim.token:
-            raise ConcurrencyConflictError("claim lost")
-        saved = copy.deepcopy(notification)
-        saved.to, saved.subject, saved.body = stored.to, stored.subject, stored.body
-        saved.version = stored.version + 1
-        self.notifications[notification.notification_id] = saved
-        notification.version = saved.version
+        stored = [self.notifications[n.notification_id] for n in notifications]
+        if any(s.claim is None or s.claim.token != claim.token for s in stored):
+            raise ConcurrencyConflictError("claim lost")  # nothing saved, as a transaction
+        for notification, before in zip(notifications, stored, strict=True):
+            saved = copy.deepcopy(notification)
+            saved.to, saved.subject, saved.body = before.to, before.subject, before.body
+            saved.version = before.version + 1
+            self.notifications[notification.notification_id] = saved
+            notification.version = saved.version
         self.outbox.extend(outbound)
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]:

@@ -1,5 +1,5 @@
-"""The delivery worker: send what is due, one notification at a time — claim it, check the
-customer's preferences again, send it, save the outcome — with retries, a timeout per send, and
+"""The delivery worker: send what is due, in groups of ten — claim them, check the customers'
+preferences again, send each in turn, save the outcomes — with retries, a timeout per send, and
 provider failover (in the senders). `deliver` is the periodic sweep; `SendNow` sends what a
 consumer batch decided right after that batch committed (`deliver_ids`), through the same steps.
 
@@ -14,14 +14,15 @@ import functools
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from crm_notify.domain.notification import Claim, Notification
-from crm_notify.domain.policy import NotifyRules, recheck
+from crm_notify.domain.policy import NotifyRules, Preferences, recheck
 from crm_notify.handlers import outcome
 from crm_notify.ports import DeliveryError, NotifyRepository, Senders
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
+from crm_runtime.outbox import OutboundMessage
 from crm_runtime.sweeps import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ async def deliver(
     send_timeout_s: float = 30.0,
     clock: Clock = utc_now,
 ) -> int:
-    """Send what is due, one notification at a time: claim it, send it, save the outcome.
+    """Send what is due, in groups (`GROUP`): claim them, send each, save the outcomes.
 
     A failure is retried with exponential backoff up to `max_attempts`. Whatever goes wrong with
     one message fails that message (for good unless the error is transient) and the run goes on
@@ -65,6 +66,11 @@ async def deliver_ids(
     return await _deliver_each(due, now, repository, senders, rules, send_timeout_s, clock)
 
 
+GROUP = 10
+"""Notifications claimed, re-checked and saved together: one round trip each for the group
+(a message alone cost four, docs/performance.md); each is still sent alone, under the claim."""
+
+
 async def _deliver_each(
     due: Sequence[Notification],
     now: datetime,
@@ -75,11 +81,51 @@ async def _deliver_each(
     clock: Clock,
 ) -> int:
     sent = 0
-    lease = timedelta(seconds=2 * send_timeout_s)
-    for notification in due:
+    for start in range(0, len(due), GROUP):
+        group = due[start : start + GROUP]
+        sent += await _deliver_group(group, now, repository, senders, rules, send_timeout_s, clock)
+    return sent
+
+
+async def _deliver_group(
+    group: Sequence[Notification],
+    now: datetime,
+    repository: NotifyRepository,
+    senders: Senders,
+    rules: NotifyRules,
+    send_timeout_s: float,
+    clock: Clock,
+) -> int:
+    """Claim the group, read its customers' preferences, send each message in turn, then save
+    the outcomes in one transaction; the number sent.
+
+    What goes wrong with one message fails that one alone: it is left out of the save (its claim
+    lapses and a later run takes it up, as before). A message whose turn comes when its claim
+    has too little time left for a send is released unsent (saved as read, unclaimed) for the
+    next run. When another run took one over meanwhile, the outcomes are saved one by one and
+    that one is skipped."""
+    lapsed = {n.notification_id: n.claim for n in group if n.status == "sending"}
+    send_time = timedelta(seconds=send_timeout_s)
+    claim = Claim(uuid.uuid4().hex, clock() + 2 * send_time)
+    claimed = await repository.claim_all(group, claim)
+    customers = {n.customer_id for n in claimed if n.purpose != "staff"}
+    preferences = await repository.standing(sorted(customers)) if customers else {}
+    done = []
+    for notification in claimed:
+        if clock() + send_time > claim.until:
+            done.append(notification)  # released as read
+            continue
         try:
-            sent += await _deliver_one(
-                notification, now, repository, senders, rules, clock() + lease, send_timeout_s
+            await _deliver_one(
+                notification,
+                lapsed.get(notification.notification_id),
+                claim,
+                now,
+                preferences,
+                repository,
+                senders,
+                rules,
+                send_timeout_s,
             )
         except Exception as exc:
             if is_transient(exc):
@@ -88,23 +134,23 @@ async def _deliver_each(
                 "notification skipped",
                 extra={"notification": notification.notification_id, "error": type(exc).__name__},
             )
-    return sent
+        else:
+            done.append(notification)
+    return await _save_outcomes(done, claim, now, repository)
 
 
 async def _deliver_one(
     notification: Notification,
+    lapsed: Claim | None,
+    claim: Claim,
     now: datetime,
+    preferences: Mapping[str, Preferences],
     repository: NotifyRepository,
     senders: Senders,
     rules: NotifyRules,
-    until: datetime,
     send_timeout_s: float,
-) -> int:
-    """Claim, re-check, send and save one notification; 1 if it was sent."""
-    lapsed = notification.claim if notification.status == "sending" else None
-    claim = Claim(uuid.uuid4().hex, until)
-    if not await repository.claim(notification, claim):
-        return 0  # another run has it, or it changed since it was read
+) -> None:
+    """Re-check and send one claimed notification; its outcome is applied to it."""
     notification.claimed(claim)
     if lapsed is not None and lapsed.handed_over_to:
         # The run that claimed it stopped after the provider had the whole message and before
@@ -112,31 +158,43 @@ async def _deliver_one(
         # unconfirmed (README "Delivery").
         notification.sent(now, lapsed.handed_over_to, unconfirmed=True)
         log.warning("delivery unconfirmed", extra={"notification": notification.notification_id})
-    elif await _still_wanted(notification, now, repository, rules):
+    elif _still_wanted(notification, now, preferences, rules):
         await _send(notification, claim, now, repository, senders, rules, send_timeout_s)
-    final = notification.status in ("sent", "failed", "cancelled")
+
+
+async def _save_outcomes(
+    done: Sequence[Notification], claim: Claim, now: datetime, repository: NotifyRepository
+) -> int:
+    def outbound(n: Notification) -> list[OutboundMessage]:
+        return [outcome(n, now)] if n.status in ("sent", "failed", "cancelled") else []
+
+    saved = list(done)
     try:
-        await repository.save_delivery(
-            notification, claim, [outcome(notification, now)] if final else []
-        )
+        await repository.save_deliveries(done, claim, [m for n in done for m in outbound(n)])
     except ConcurrencyConflictError:
-        log.warning("claim lost while sending", extra={"id": notification.notification_id})
-        return 0
-    return int(notification.status == "sent")
+        saved = []
+        for notification in done:
+            try:
+                await repository.save_deliveries([notification], claim, outbound(notification))
+            except ConcurrencyConflictError:
+                log.warning("claim lost while sending", extra={"id": notification.notification_id})
+            else:
+                saved.append(notification)
+    return sum(n.status == "sent" for n in saved)
 
 
-async def _still_wanted(
-    notification: Notification, now: datetime, repository: NotifyRepository, rules: NotifyRules
+def _still_wanted(
+    notification: Notification,
+    now: datetime,
+    preferences: Mapping[str, Preferences],
+    rules: NotifyRules,
 ) -> bool:
-    """Under the claim, right before the send: the customer's preferences as they are now. A
-    consent withdrawn or an opt-out since the decision cancels it; quiet hours defer marketing
-    (README "Policy"). A withdrawal saved after this read is not seen: it cancels only what is
-    still waiting."""
-    preferences = None
-    if notification.purpose != "staff":
-        found = await repository.standing([notification.customer_id])
-        preferences = found.get(notification.customer_id)
-    decision = recheck(preferences, notification.purpose, notification.channel, now, rules)
+    """Under the claim, right before the send: the customer's preferences as read after the
+    claim (`standing`). A consent withdrawn or an opt-out since the decision cancels it; quiet
+    hours defer marketing (README "Policy"). A withdrawal saved after that read is not seen: it
+    cancels only what is still waiting."""
+    found = preferences.get(notification.customer_id) if notification.purpose != "staff" else None
+    decision = recheck(found, notification.purpose, notification.channel, now, rules)
     if decision.action == "cancel":
         notification.cancel(now, decision.reason or "cancelled")
         log.info("cancelled before the send", extra={"id": notification.notification_id})

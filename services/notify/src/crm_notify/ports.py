@@ -110,22 +110,29 @@ class NotifyRepository(Protocol):
         just decided, to send right after its commit)."""
         ...
 
-    async def claim(self, notification: Notification, claim: Claim) -> bool:
-        """Mark it `sending` under `claim` if it is still as read (its version); False when
-        another run changed or claimed it first."""
+    async def claim_all(
+        self, notifications: Sequence[Notification], claim: Claim
+    ) -> list[Notification]:
+        """Mark each `sending` under `claim` if it is still as read (its version), in one
+        round trip: those claimed, in order (their versions advanced). One another run changed
+        or claimed first is left out."""
         ...
 
     async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
         """Record, under the claim, that `provider` has the whole message."""
         ...
 
-    async def save_delivery(
-        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
+    async def save_deliveries(
+        self,
+        notifications: Sequence[Notification],
+        claim: Claim,
+        outbound: Sequence[OutboundMessage],
     ) -> None:
-        """The delivery worker's own write, the end of its claim: save the outcome (the delivery
-        fields only, so a redaction by an erasure meanwhile stays) with its events, if `claim`
-        still holds it (else `ConcurrencyConflictError`: another run took it over after the
-        claim lapsed)."""
+        """The delivery worker's own write, the end of its claim: save the outcomes (the
+        delivery fields only, so a redaction by an erasure meanwhile stays) with their events,
+        in one transaction, if `claim` still holds every one of them; else nothing is saved and
+        `ConcurrencyConflictError` is raised (another run took one over after its claim
+        lapsed)."""
         ...
 
     async def with_birthday(self, month: int, day: int) -> list[Preferences]: ...

@@ -92,6 +92,10 @@ _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
 
 
+async def _nothing() -> None:
+    return None
+
+
 class _HandOverSMTP(aiosmtplib.SMTP):
     """aiosmtplib's client, except that DATA reports the moment the whole message is written.
 
@@ -102,7 +106,7 @@ class _HandOverSMTP(aiosmtplib.SMTP):
     aiosmtplib 5's own (`SMTPProtocol.execute_data_command`): dot-stuffing, CRLF, one reply.
     """
 
-    def __init__(self, server: SmtpServer, on_handed_over: HandOver, local_hostname: str) -> None:
+    def __init__(self, server: SmtpServer, local_hostname: str) -> None:
         super().__init__(
             hostname=server.host,
             port=server.port,
@@ -112,7 +116,10 @@ class _HandOverSMTP(aiosmtplib.SMTP):
             timeout=server.timeout_s,
             local_hostname=local_hostname,
         )
-        self.on_handed_over = on_handed_over
+        self.on_handed_over: HandOver = _nothing
+        self.messages = 0
+        """Messages this connection has sent."""
+        self.idle_since = 0.0
 
     async def data(
         self,
@@ -161,29 +168,80 @@ def email_message(notification: Notification, sender: str) -> EmailMessage:
     return message
 
 
-def smtp_sender(server: SmtpServer, sender: str) -> Send:
-    """E-mail over SMTP, one connection per message. The name this host gives in EHLO is looked
-    up once, at the first send, and kept: left to aiosmtplib, every connection resolved it again
-    (`socket.getfqdn` in a worker thread), a lookup each e-mail waited for (docs/performance.md)."""
+def smtp_sender(
+    server: SmtpServer, sender: str, *, idle_s: float = 30.0, per_connection: int = 100
+) -> Send:
+    """E-mail over SMTP. A connection is kept for the next message (up to `per_connection`
+    messages, unused for at most `idle_s`), as a mail client does: a new connection per message
+    cost a TCP handshake, the greeting, EHLO and QUIT each time, about half of the exchanges of a
+    message (docs/performance.md). Sends at the same time each use their own connection. A
+    connection that fails is closed, never reused; one kept idle that the server has dropped
+    meanwhile is found out before the message is handed over, and the message is then sent once
+    more on a new connection (nothing was delivered: the server delivers only after the final
+    line of DATA). The name this host gives in EHLO is looked up once, at the first send, and
+    kept: left to aiosmtplib, every connection resolved it again (`socket.getfqdn` in a worker
+    thread)."""
     helo_name: str | None = None
+    idle: list[_HandOverSMTP] = []
 
-    async def send(notification: Notification, handed_over: HandOver) -> None:
+    async def connection() -> _HandOverSMTP:
         nonlocal helo_name
-        if not notification.to:
-            raise DeliveryError("no address", permanent=True)
+        while idle:
+            client = idle.pop()  # the most recently used
+            if client.is_connected and time.monotonic() - client.idle_since < idle_s:
+                return client
+            client.close()
         if helo_name is None:  # off the event loop, as aiosmtplib does it
             helo_name = await asyncio.to_thread(socket.getfqdn)
+        client = _HandOverSMTP(server, helo_name)
+        await client.connect()
+        return client
+
+    async def send(notification: Notification, handed_over: HandOver) -> None:
+        if not notification.to:
+            raise DeliveryError("no address", permanent=True)
         message = email_message(notification, sender)
-        client = _HandOverSMTP(server, handed_over, helo_name)
-        try:
-            async with client:
+        while True:
+            handed = False
+
+            async def on_handed_over() -> None:
+                nonlocal handed
+                handed = True
+                await handed_over()
+
+            client: _HandOverSMTP | None = None
+            reused = False
+            try:
+                client = await connection()
+                reused = client.messages > 0
+                client.on_handed_over = on_handed_over
                 await client.send_message(message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError("recipient refused", permanent=True) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP {server.name}: {type(exc).__name__}") from exc
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                _close(client)
+                raise DeliveryError("recipient refused", permanent=True) from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                _close(client)
+                if reused and not handed:
+                    continue  # dropped while idle: once more on a new connection
+                raise DeliveryError(f"SMTP {server.name}: {type(exc).__name__}") from exc
+            except BaseException:  # cancelled (the send's timeout): the exchange is cut short
+                _close(client)
+                raise
+            client.on_handed_over = _nothing
+            client.messages += 1
+            if client.messages < per_connection:
+                client.idle_since = time.monotonic()
+                idle.append(client)
+            else:
+                _close(client)
+            return
 
     return send
+
+
+def _close(client: aiosmtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
 
 
 def http_sender(

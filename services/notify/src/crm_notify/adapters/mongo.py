@@ -339,19 +339,39 @@ class MongoNotifyRepository:
             docs += [doc async for doc in cursor]
         return await self._notifications_from(docs)
 
-    async def claim(self, notification: Notification, claim: Claim) -> bool:
-        """Compare-and-set on the version read: one run wins, the others see no match."""
-        result = await self.notifications.update_one(
-            {"_id": notification.notification_id, "version": notification.version},
-            {
-                "$set": {"status": "sending", "claim": _claim_document(claim)},
-                "$inc": {"version": 1},
-            },
+    async def claim_all(
+        self, notifications: Sequence[Notification], claim: Claim
+    ) -> list[Notification]:
+        """Compare-and-set on the version read, each in one bulk write: one run wins each, the
+        others see no match. Only when some were not claimed are the claimed ones read back (by
+        the claim's token)."""
+        if not notifications:
+            return []
+        claiming = {"$set": {"status": "sending", "claim": _claim_document(claim)}}
+        result = await self.notifications.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": n.notification_id, "version": n.version},
+                    {**claiming, "$inc": {"version": 1}},
+                )
+                for n in notifications
+            ],
+            ordered=False,
         )
-        if result.modified_count != 1:
-            return False
-        notification.version += 1
-        return True
+        claimed = list(notifications)
+        if result.modified_count != len(notifications):
+            cursor = self.notifications.find(
+                {
+                    "_id": {"$in": [n.notification_id for n in notifications]},
+                    "claim.token": claim.token,
+                },
+                {"_id": 1},
+            )
+            ids = {doc["_id"] async for doc in cursor}
+            claimed = [n for n in notifications if n.notification_id in ids]
+        for n in claimed:
+            n.version += 1
+        return claimed
 
     async def handed_over(self, notification: Notification, claim: Claim, provider: str) -> None:
         """A new version: a run that read the claim before this cannot take it over."""
@@ -360,33 +380,35 @@ class MongoNotifyRepository:
             {"$set": {"claim.handed_over_to": provider}, "$inc": {"version": 1}},
         )
 
-    async def save_delivery(
-        self, notification: Notification, claim: Claim, outbound: Sequence[OutboundMessage]
+    async def save_deliveries(
+        self,
+        notifications: Sequence[Notification],
+        claim: Claim,
+        outbound: Sequence[OutboundMessage],
     ) -> None:
-        """The delivery fields only, under the claim: an erasure that redacted the message
-        meanwhile stays redacted, and a run whose claim was taken over changes nothing."""
-        n = notification
+        """The delivery fields only, under the claim: an erasure that redacted a message
+        meanwhile keeps it redacted, and a run whose claim was taken over changes nothing."""
+        if not notifications:
+            return
         async with self.uow.commit([], outbound) as session:
-            result = await self.notifications.update_one(
-                {"_id": n.notification_id, "claim.token": claim.token},
-                {
-                    "$set": {
-                        "status": n.status,
-                        "history": [
-                            {"at": h.at, "status": h.status, "reason": h.reason} for h in n.history
-                        ],
-                        "attempts": n.attempts,
-                        "next_attempt_at": n.next_attempt_at,
-                        "provider": n.provider,
-                        "claim": _claim_document(n.claim),
-                    },
-                    "$inc": {"version": 1},
-                },
+            result = await self.notifications.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": n.notification_id, "claim.token": claim.token},
+                        {"$set": _delivery_fields(n), "$inc": {"version": 1}},
+                    )
+                    for n in notifications
+                ],
+                ordered=False,
                 session=session,
             )
-            if result.matched_count != 1:
-                raise ConcurrencyConflictError(f"notification {n.notification_id}: claim lost")
-        notification.version += 1
+            if result.matched_count != len(notifications):
+                raise ConcurrencyConflictError(
+                    f"{len(notifications) - result.matched_count} of {len(notifications)}"
+                    " notifications: claim lost"
+                )
+        for n in notifications:
+            n.version += 1
 
     # -- queries ------------------------------------------------------------------------------
     async def get(self, notification_id: str) -> Notification | None:
@@ -413,6 +435,17 @@ class MongoNotifyRepository:
             )
             async for d in cursor
         ]
+
+
+def _delivery_fields(n: Notification) -> Document:
+    return {
+        "status": n.status,
+        "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
+        "attempts": n.attempts,
+        "next_attempt_at": n.next_attempt_at,
+        "provider": n.provider,
+        "claim": _claim_document(n.claim),
+    }
 
 
 def _digest_addition(added: Digest) -> UpdateOne:
