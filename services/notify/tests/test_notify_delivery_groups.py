@@ -1,7 +1,8 @@
 """Delivery works in groups and still sends each message once (issue #16): a group of messages is
 claimed, re-checked and saved with one write each, not one per message; a message another run
 took over meanwhile is skipped and the rest are saved; messages whose claim would lapse before
-their turn are released unsent, and the next run sends them."""
+their turn are released unsent, and the next run sends them. A sweep run drains a backlog larger
+than its batch (up to its rounds), not one batch per interval."""
 
 from collections.abc import Sequence
 from dataclasses import replace
@@ -27,7 +28,7 @@ RULES = NotifyRules(retry_initial_s=10, max_attempts=4)
 
 async def registered(repo: InMemoryNotify, count: int) -> list[str]:
     """`count` customers registered with an e-mail address: each has a welcome to send."""
-    customers = [f"c{n:02}" for n in range(count)]
+    customers = [f"c{n:03}" for n in range(count)]
     events = [
         new_event(
             members_v1.CUSTOMER_REGISTERED,
@@ -155,3 +156,23 @@ async def test_messages_whose_claim_would_lapse_before_their_turn_are_released_u
     assert await deliver(NOON, repo, senders, rules=RULES) == 2, "the next run sends them"
     assert [n.customer_id for n in senders.sent] == customers[1:]
     assert set(statuses(repo).values()) == {"sent"}
+
+
+async def test_one_sweep_run_drains_a_backlog_larger_than_its_batch() -> None:
+    """24,000 registrations at once queue more welcomes than the send-now worker holds: the
+    sweep sent 100 per interval (50 a second); it now reads again while its reads come back
+    full."""
+    repo = Counting()
+    customers = await registered(repo, 250)
+    senders = FakeSenders()
+    assert await deliver(NOON, repo, senders, rules=RULES, batch=100) == 250
+    assert sorted(n.customer_id for n in senders.sent) == customers
+    assert sum(repo.claims) == 250
+
+
+async def test_a_sweep_run_stops_after_its_rounds() -> None:
+    repo = Counting()
+    await registered(repo, 50)
+    senders = FakeSenders()
+    assert await deliver(NOON, repo, senders, rules=RULES, batch=10, rounds=3) == 30
+    assert await deliver(NOON, repo, senders, rules=RULES, batch=10, rounds=3) == 20

@@ -35,10 +35,15 @@ async def deliver(
     *,
     rules: NotifyRules,
     batch: int = 100,
+    rounds: int = 20,
     send_timeout_s: float = 30.0,
     clock: Clock = utc_now,
 ) -> int:
     """Send what is due, in groups (`GROUP`): claim them, send each, save the outcomes.
+
+    A run reads `batch` due messages at a time and reads again while a read comes back full, up
+    to `rounds` reads: a backlog (a burst of registrations, more than `SendNow` was handed)
+    drains at the speed of the sends, not one batch per sweep interval.
 
     A failure is retried with exponential backoff up to `max_attempts`. Whatever goes wrong with
     one message fails that message (for good unless the error is transient) and the run goes on
@@ -46,8 +51,13 @@ async def deliver(
     A send is abandoned after `send_timeout_s`; a claim lasts twice that (`clock`: real time,
     not the business clock `now`), so a claim that lapses belongs to a run that stopped.
     """
-    due = await repository.due(now, clock(), batch)
-    return await _deliver_each(due, now, repository, senders, rules, send_timeout_s, clock)
+    sent = 0
+    for _ in range(rounds):
+        due = await repository.due(now, clock(), batch)
+        sent += await _deliver_each(due, now, repository, senders, rules, send_timeout_s, clock)
+        if len(due) < batch:
+            break
+    return sent
 
 
 async def deliver_ids(
