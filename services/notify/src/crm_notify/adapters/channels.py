@@ -252,7 +252,9 @@ def http_sender(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Send:
     """An SMS provider's HTTP API: POST {id, to, text} with `Idempotency-Key: <id>`; any 2xx
-    is accepted. The provider is expected to send one SMS per key."""
+    is accepted. The provider is expected to send one SMS per key. Its connections are kept for
+    the next messages (`_Poster`)."""
+    post = _Poster(timeout_s, transport)
 
     async def send(notification: Notification, handed_over: HandOver) -> None:
         if not notification.to:
@@ -265,7 +267,7 @@ def http_sender(
             "to": notification.to,
             "text": notification.body,
         }
-        await _post(url, body, headers, timeout_s, transport)
+        await post(url, body, headers)
 
     return send
 
@@ -279,6 +281,7 @@ def webhook_sender(
 ) -> Send:
     """Staff webhooks: `X-CRM-Signature: sha256=<hex HMAC of timestamp.body>`, and
     `Idempotency-Key: <id>` (a receiver drops a key it has seen)."""
+    post = _Poster(timeout_s, transport)
 
     async def send(notification: Notification, handed_over: HandOver) -> None:
         payload = {
@@ -296,7 +299,7 @@ def webhook_sender(
             "X-CRM-Timestamp": stamp,
             "X-CRM-Signature": sign(secret, stamp, raw.encode()),
         }
-        await _post(notification.to or url, raw, headers, timeout_s, transport)
+        await post(notification.to or url, raw, headers)
 
     return send
 
@@ -314,26 +317,30 @@ def sign(secret: str, stamp: str, raw: bytes) -> str:
     )
 
 
-async def _post(
-    url: str,
-    body: object,
-    headers: dict[str, str],
-    timeout_s: float,
-    transport: httpx.AsyncBaseTransport | None,
-) -> None:
-    """POST; `transport` is httpx's own seam (None: the network)."""
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s, transport=transport) as client:
+class _Poster:
+    """POSTs through one httpx client, made at the first request and kept, so its connections
+    (TCP, and TLS to a provider) carry the next messages instead of a new one per message.
+    `transport` is httpx's own seam (None: the network)."""
+
+    def __init__(self, timeout_s: float, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.timeout_s = timeout_s
+        self.transport = transport
+        self.client: httpx.AsyncClient | None = None
+
+    async def __call__(self, url: str, body: object, headers: dict[str, str]) -> None:
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport)
+        try:
             if isinstance(body, str):
-                response = await client.post(url, content=body.encode(), headers=headers)
+                response = await self.client.post(url, content=body.encode(), headers=headers)
             else:
-                response = await client.post(url, json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"{url}: {type(exc).__name__}") from exc
-    if response.status_code >= 500 or response.status_code == 429:
-        raise DeliveryError(f"{url}: HTTP {response.status_code}")
-    if response.status_code >= 400:
-        raise DeliveryError(f"{url}: HTTP {response.status_code}", permanent=True)
+                response = await self.client.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{url}: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise DeliveryError(f"{url}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise DeliveryError(f"{url}: HTTP {response.status_code}", permanent=True)
 
 
 class ChannelSenders:

@@ -1,20 +1,25 @@
-"""Notify's e-mail sender keeps its SMTP connection for the next message, against a real SMTP
-server (aiosmtpd), and still delivers each message once (issue #16): a new connection per
-message cost a TCP handshake, the greeting, EHLO and QUIT each time (docs/performance.md).
-Sends at the same time use their own connections; a connection the server dropped while it was
-idle is replaced and the message delivered once; a connection is left after `per_connection`
-messages."""
+"""Notify's senders keep their connections for the next message (issue #16), against real
+servers, and still deliver each message once. E-mail (aiosmtpd): a new connection per message
+cost a TCP handshake, the greeting, EHLO and QUIT each time (docs/performance.md); sends at the
+same time use their own connections; a connection the server dropped while it was idle is
+replaced and the message delivered once; a connection is left after `per_connection` messages.
+SMS and staff webhooks (an HTTP/1.1 server): one kept-alive connection, not one per message."""
 
 import asyncio
+import json
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from stackutil import SmtpServer
 
 from crm_notify.adapters import channels
 from crm_notify.adapters.channels import SmtpServer as SmtpSettings
-from crm_notify.adapters.channels import smtp_sender
+from crm_notify.adapters.channels import http_sender, smtp_sender, webhook_sender
 from crm_notify.domain.notification import Notification
 
 
@@ -125,3 +130,47 @@ async def test_a_dropped_connection_not_yet_noticed_is_retried_once_on_a_new_one
     await send(notification(1), handed)
     assert delivered(quick_to_hang_up) == ["<N-conn-0@crm.notify>", "<N-conn-1@crm.notify>"]
     assert handed.count == 2, "handed over once each"
+
+
+class Provider(BaseHTTPRequestHandler):
+    """An SMS provider's or a staff webhook receiver's end, HTTP/1.1 with keep-alive: it keeps
+    each request's body and the client port it came from."""
+
+    protocol_version = "HTTP/1.1"
+    received: ClassVar[list[tuple[int, dict[str, object]]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Provider.received.append((self.client_address[1], json.loads(body)))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def provider() -> Iterator[str]:
+    Provider.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_sms_and_webhooks_go_over_one_kept_connection(provider: str) -> None:
+    sms = http_sender(f"{provider}/sms", "token")
+    hook = webhook_sender(f"{provider}/hook", "secret")
+    for n in range(4):
+        await sms(notification(n), HandOvers())
+    for n in range(4, 7):  # to the configured URL (a staff message's own would be in `to`)
+        await hook(replace(notification(n), to=None), HandOvers())
+    ids = [body["id"] for _, body in Provider.received]
+    assert ids == [f"N-conn-{n}" for n in range(7)]
+    sms_ports = {port for port, _ in Provider.received[:4]}
+    hook_ports = {port for port, _ in Provider.received[4:]}
+    assert len(sms_ports) == 1, "four SMS over one connection"
+    assert len(hook_ports) == 1, "three webhooks over one connection"
