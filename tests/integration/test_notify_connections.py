@@ -3,10 +3,13 @@ servers, and still deliver each message once. E-mail (aiosmtpd): a new connectio
 cost a TCP handshake, the greeting, EHLO and QUIT each time (docs/performance.md); sends at the
 same time use their own connections; a connection the server dropped while it was idle is
 replaced and the message delivered once; a connection is left after `per_connection` messages.
-SMS and staff webhooks (an HTTP/1.1 server): one kept-alive connection, not one per message."""
+SMS and staff webhooks (an HTTP/1.1 server): one kept-alive connection, not one per message.
+The name the e-mail sender gives in EHLO is looked up once per sender, not once per message
+(each lookup was a host-name query in a worker thread that every e-mail waited for)."""
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -65,6 +68,26 @@ def own_smtp() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
+
+
+async def test_the_ehlo_name_is_looked_up_once_per_sender_not_per_message(
+    own_smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(name)
+        return "notify-1.crm.internal"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    settings = SmtpSettings("127.0.0.1", own_smtp.port)
+    send = smtp_sender(settings, "crm@example.com", per_connection=1)  # a connection each
+    for n in range(3):
+        await send(notification(n), HandOvers())
+    assert [m["To"] for m in own_smtp.mailbox.messages] == [f"c{n}@example.com" for n in range(3)]
+    assert len(set(own_smtp.mailbox.peers)) == 3
+    assert len(lookups) == 1, f"the host name was looked up {len(lookups)} times for 3 messages"
+    assert own_smtp.mailbox.helo_names == ["notify-1.crm.internal"] * 3
 
 
 async def test_messages_one_after_another_go_over_one_connection(own_smtp: SmtpServer) -> None:
