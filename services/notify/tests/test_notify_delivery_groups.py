@@ -176,3 +176,44 @@ async def test_a_sweep_run_stops_after_its_rounds() -> None:
     senders = FakeSenders()
     assert await deliver(NOON, repo, senders, rules=RULES, batch=10, rounds=3) == 30
     assert await deliver(NOON, repo, senders, rules=RULES, batch=10, rounds=3) == 20
+
+
+class OneBadRecord(Counting):
+    """A customer whose stored preferences cannot be read, and a notification whose outcome
+    cannot be written: reads and writes that include them fail (not a database outage)."""
+
+    def __init__(self, bad_preferences: str, bad_save: str) -> None:
+        super().__init__()
+        self.bad_preferences, self.bad_save = bad_preferences, bad_save
+
+    async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
+        if self.bad_preferences in customer_ids:
+            raise ValueError("a preferences document that does not decode")
+        return await super().standing(customer_ids)
+
+    async def save_deliveries(
+        self,
+        notifications: Sequence[Notification],
+        claim: Claim,
+        outbound: Sequence[OutboundMessage],
+    ) -> None:
+        if any(n.customer_id == self.bad_save for n in notifications):
+            raise ValueError("a document the store refuses")
+        await super().save_deliveries(notifications, claim, outbound)
+
+
+async def test_one_bad_record_fails_its_own_message_and_the_rest_of_the_group_goes() -> None:
+    repo = OneBadRecord(bad_preferences="c001", bad_save="c003")
+    customers = await registered(repo, 5)
+    senders = FakeSenders()
+    assert await deliver(NOON, repo, senders, rules=RULES) == 3
+    assert sorted(n.customer_id for n in senders.sent) == ["c000", "c002", "c003", "c004"]
+    assert statuses(repo) == {
+        customers[0]: "sent",
+        customers[1]: "sending",  # not sent; its claim lapses and a later run tries again
+        customers[2]: "sent",
+        customers[3]: "sending",  # sent, its outcome not saved: the hand-over mark says so
+        customers[4]: "sent",
+    }
+    # the group's read failed, then one customer at a time: four of five read
+    assert repo.reads == [1, 1, 1, 1]

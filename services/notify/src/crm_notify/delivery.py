@@ -110,22 +110,26 @@ async def _deliver_group(
     the outcomes in one transaction; the number sent.
 
     What goes wrong with one message fails that one alone: it is left out of the save (its claim
-    lapses and a later run takes it up, as before). A message whose turn comes when its claim
-    has too little time left for a send is released unsent (saved as read, unclaimed) for the
-    next run. When another run took one over meanwhile, the outcomes are saved one by one and
-    that one is skipped."""
+    lapses and a later run takes it up, as before). Should the group's claim, read or save fail
+    for a reason of its own (not the database down), it is done again one message at a time,
+    so that one message's or one customer's bad record does not hold up the other nine. A
+    message whose turn comes when its claim has too little time left for a send is released
+    unsent (saved as read, unclaimed) for the next run. When another run took one over
+    meanwhile, the outcomes are saved one by one and that one is skipped."""
     lapsed = {n.notification_id: n.claim for n in group if n.status == "sending"}
     send_time = timedelta(seconds=send_timeout_s)
     claim = Claim(uuid.uuid4().hex, clock() + 2 * send_time)
-    claimed = await repository.claim_all(group, claim)
-    customers = {n.customer_id for n in claimed if n.purpose != "staff"}
-    preferences = await repository.standing(sorted(customers)) if customers else {}
+    claimed = await _claim(group, claim, repository)
+    customers = sorted({n.customer_id for n in claimed if n.purpose != "staff"})
+    preferences, unreadable = await _standing(customers, repository)
     done = []
     for notification in claimed:
         if clock() + send_time > claim.until:
             done.append(notification)  # released as read
             continue
         try:
+            if notification.purpose != "staff" and notification.customer_id in unreadable:
+                raise unreadable[notification.customer_id]
             await _deliver_one(
                 notification,
                 lapsed.get(notification.notification_id),
@@ -140,13 +144,60 @@ async def _deliver_group(
         except Exception as exc:
             if is_transient(exc):
                 raise  # the database is down: the next run tries again
-            log.exception(
-                "notification skipped",
-                extra={"notification": notification.notification_id, "error": type(exc).__name__},
-            )
+            _skipped(notification, exc)
         else:
             done.append(notification)
     return await _save_outcomes(done, claim, now, repository)
+
+
+def _skipped(notification: Notification, exc: Exception) -> None:
+    log.error(
+        "notification skipped",
+        exc_info=exc,
+        extra={"notification": notification.notification_id, "error": type(exc).__name__},
+    )
+
+
+async def _claim(
+    group: Sequence[Notification], claim: Claim, repository: NotifyRepository
+) -> list[Notification]:
+    try:
+        return await repository.claim_all(group, claim)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    claimed: list[Notification] = []
+    for notification in group:
+        try:
+            claimed += await repository.claim_all([notification], claim)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            _skipped(notification, exc)
+    return claimed
+
+
+async def _standing(
+    customers: Sequence[str], repository: NotifyRepository
+) -> tuple[dict[str, Preferences], dict[str, Exception]]:
+    """The customers' preferences, and the error of each whose record could not be read."""
+    if not customers:
+        return {}, {}
+    try:
+        return await repository.standing(customers), {}
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    found: dict[str, Preferences] = {}
+    unreadable: dict[str, Exception] = {}
+    for customer_id in customers:
+        try:
+            found.update(await repository.standing([customer_id]))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            unreadable[customer_id] = exc
+    return found, unreadable
 
 
 async def _deliver_one(
@@ -178,18 +229,26 @@ async def _save_outcomes(
     def outbound(n: Notification) -> list[OutboundMessage]:
         return [outcome(n, now)] if n.status in ("sent", "failed", "cancelled") else []
 
-    saved = list(done)
     try:
         await repository.save_deliveries(done, claim, [m for n in done for m in outbound(n)])
+        return sum(n.status == "sent" for n in done)
     except ConcurrencyConflictError:
-        saved = []
-        for notification in done:
-            try:
-                await repository.save_deliveries([notification], claim, outbound(notification))
-            except ConcurrencyConflictError:
-                log.warning("claim lost while sending", extra={"id": notification.notification_id})
-            else:
-                saved.append(notification)
+        pass  # another run took one over: each is saved alone below
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    saved = []
+    for notification in done:
+        try:
+            await repository.save_deliveries([notification], claim, outbound(notification))
+        except ConcurrencyConflictError:
+            log.warning("claim lost while sending", extra={"id": notification.notification_id})
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            _skipped(notification, exc)
+        else:
+            saved.append(notification)
     return sum(n.status == "sent" for n in saved)
 
 
