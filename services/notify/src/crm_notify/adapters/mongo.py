@@ -89,13 +89,8 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         "to": cipher.seal(f"{n.notification_id}/to", n.to),
         "subject": cipher.seal(f"{n.notification_id}/subject", n.subject),
         "body": cipher.seal(f"{n.notification_id}/body", n.body),
-        "status": n.status,
-        "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
-        "attempts": n.attempts,
-        "next_attempt_at": n.next_attempt_at,
-        "provider": n.provider,
+        **_delivery_fields(n),
         "trace": n.trace,
-        "claim": _claim_document(n.claim),
         "version": n.version,
     }
 
@@ -347,13 +342,13 @@ class MongoNotifyRepository:
         the claim's token)."""
         if not notifications:
             return []
-        claiming = {"$set": {"status": "sending", "claim": _claim_document(claim)}}
+        claiming = {
+            "$set": {"status": "sending", "claim": _claim_document(claim)},
+            "$inc": {"version": 1},
+        }
         result = await self.notifications.bulk_write(
             [
-                UpdateOne(
-                    {"_id": n.notification_id, "version": n.version},
-                    {**claiming, "$inc": {"version": 1}},
-                )
+                UpdateOne({"_id": n.notification_id, "version": n.version}, claiming)
                 for n in notifications
             ],
             ordered=False,
@@ -438,6 +433,7 @@ class MongoNotifyRepository:
 
 
 def _delivery_fields(n: Notification) -> Document:
+    """What delivery changes: the status, its history, attempts and the claim."""
     return {
         "status": n.status,
         "history": [{"at": h.at, "status": h.status, "reason": h.reason} for h in n.history],
