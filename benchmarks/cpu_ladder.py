@@ -203,7 +203,9 @@ async def climb(
             if rung.outbox:
                 await outbox.add([points_earned(e) for e in events], session)
         if rung.outbox:
-            while await relay.relay_once() == relay.batch_size:
+            # The relay's own loop: on while a run read a whole batch (`full`; before grouped
+            # rows, a run that published `batch_size` events).
+            while (n := await relay.relay_once()) and getattr(relay, "full", n == relay.batch_size):
                 pass
         return len(events)
 

@@ -4,7 +4,7 @@ another relay holds some of the rows.
 SecantusDB reads every document a query matches before it sorts and cuts to the limit. The relay
 used to ask for "the oldest due rows" with a filter every pending row matches, so each batch of a
 backlog read the whole backlog (quadratic over a drain). Now each read after the first is a range
-of the pending index that holds about a batch.
+of the pending index that holds about a batch. A row holds one transaction's events (ADR 0018).
 """
 
 import asyncio
@@ -16,13 +16,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient, monitoring
 from stackutil import Stack, local_stack
 
-from crm_contracts import CloudEvent
+from crm_contracts import CloudEvent, encode_event
 from crm_loyalty.settings import LoyaltySettings
 from crm_runtime.mongo import Document, create_client, transaction
-from crm_runtime.outbox import OutboundMessage, Outbox, OutboxRelay, Publish
+from crm_runtime.outbox import GROUP_EVENTS, OutboundMessage, Outbox, OutboxRelay, Publish
 from crm_runtime.runtime import Runtime
 
-BATCH = 100
+BATCH = 5
+"""Rows a relay run reads and publishes."""
+EVENTS = 10
+"""Events per transaction: one row each."""
 
 
 class OutboxReads(monitoring.CommandListener):
@@ -72,12 +75,14 @@ async def _setup(stack: Stack) -> tuple[Runtime, str, str]:
 
 async def _commit(
     client: AsyncMongoClient[Document], outbox: Outbox, topic: str, run: str, rounds: int
-) -> list[str]:
-    """`rounds` transactions of BATCH events each, a little apart; the ids in commit order."""
+) -> tuple[list[str], list[list[str]]]:
+    """`rounds` transactions of EVENTS events each, a little apart: the event ids in commit
+    order, and each row's."""
     committed: list[str] = []
+    rows: list[list[str]] = []
     for round_ in range(rounds):
         messages = []
-        for n in range(BATCH):
+        for n in range(EVENTS):
             event = CloudEvent[dict[str, Any]](
                 id=f"{run}-{round_}-{n}",
                 source="tests/relay",
@@ -87,11 +92,101 @@ async def _commit(
                 data={"round": round_, "n": n},
             )
             messages.append(OutboundMessage(topic, event))
-            committed.append(event.id)
         async with transaction(client) as session:
             await outbox.add(messages, session)
+        rows.append([message.event.id for message in messages])
+        committed.extend(rows[-1])
         await asyncio.sleep(0.01)
-    return committed
+    return committed, rows
+
+
+async def _row_ids(outbox: Outbox) -> list[str]:
+    """The pending rows' ids in commit order."""
+    order = [("created_at", 1), ("seq", 1)]
+    return [row["_id"] async for row in outbox.collection.find({"sent": False}, sort=order)]
+
+
+def test_a_transactions_events_are_one_row_published_in_order(stack: Stack) -> None:
+    asyncio.run(_one_row(stack))
+
+
+async def _one_row(stack: Stack) -> None:
+    runtime, topic, run = await _setup(stack)
+    try:
+        outbox = runtime.outbox
+        await outbox.ensure_indexes()
+        messages = [
+            OutboundMessage(
+                topic,
+                CloudEvent[dict[str, Any]](
+                    id=f"{run}-{n}",
+                    source="tests/relay",
+                    type="test.relayed",
+                    subject=f"{run}-{n % 7}",
+                    time=datetime.now(UTC),
+                    data={"n": n},
+                ),
+            )
+            for n in range(2 * GROUP_EVENTS + 1)
+        ]
+        async with transaction(runtime.mongo) as session:
+            await outbox.add(messages, session)
+        rows = await outbox.collection.find({}, sort=[("seq", 1)]).to_list()
+        assert [row["count"] for row in rows] == [GROUP_EVENTS, GROUP_EVENTS, 1]
+        count, age = await outbox.backlog()
+        assert (count, age < 60) == (len(messages), True), "the backlog counts events, not rows"
+        published: list[str] = []
+        relay = OutboxRelay(outbox, recorded(runtime.relay.publish, published))
+        assert await relay.relay_once() == len(messages)
+        assert published == [message.event.id for message in messages]
+        assert await outbox.collection.count_documents({}) == 0
+    finally:
+        await runtime.mongo.drop_database(runtime.settings.database)
+        await runtime.stop()
+
+
+def test_a_row_written_per_event_by_an_earlier_version_is_published(stack: Stack) -> None:
+    asyncio.run(_legacy_row(stack))
+
+
+async def _legacy_row(stack: Stack) -> None:
+    runtime, topic, run = await _setup(stack)
+    try:
+        outbox = runtime.outbox
+        await outbox.ensure_indexes()
+        now = datetime.now(UTC)
+        event = CloudEvent[dict[str, Any]](
+            id=f"{run}-old",
+            source="tests/relay",
+            type="test.relayed",
+            subject=run,
+            time=now,
+            data={},
+        )
+        await outbox.collection.insert_one(
+            {
+                "_id": event.id,
+                "topic": topic,
+                "key": run,
+                "type": event.type,
+                "traceparent": None,
+                "value": encode_event(event),
+                "created_at": now,
+                "seq": 0,
+                "sent": False,
+                "lease_until": now,
+            }
+        )
+        count, age = await outbox.backlog()
+        assert (count, age < 60) == (1, True)
+        published: list[str] = []
+        relay = OutboxRelay(outbox, recorded(runtime.relay.publish, published))
+        assert await relay.relay_once() == 1
+        assert published == [event.id]
+        assert await outbox.collection.count_documents({}) == 0
+    finally:
+        await runtime.mongo.drop_database(runtime.settings.database)
+        await runtime.stop()
 
 
 def test_draining_a_backlog_reads_about_a_batch_per_read_not_the_backlog(stack: Stack) -> None:
@@ -105,7 +200,7 @@ async def _drain(stack: Stack) -> None:
     try:
         outbox = Outbox(client[runtime.settings.database])
         await outbox.ensure_indexes()
-        committed = await _commit(client, outbox, topic, run, rounds=20)
+        committed, _ = await _commit(client, outbox, topic, run, rounds=20 * BATCH)
         published: list[str] = []
         relay = OutboxRelay(outbox, recorded(runtime.relay.publish, published), batch_size=BATCH)
         matched: list[int] = []
@@ -120,7 +215,7 @@ async def _drain(stack: Stack) -> None:
             )
         assert len(matched) >= 19
         assert max(matched[1:]) <= 2 * BATCH, (
-            f"after the first, each read matched at most two batches of the {len(committed)} "
+            f"after the first, each read matched at most two batches of the {20 * BATCH} rows "
             f"(left after each batch: {matched})"
         )
         assert published == committed, "every event once, in commit order"
@@ -143,9 +238,9 @@ async def _claims(stack: Stack) -> None:
     try:
         outbox = runtime.outbox
         await outbox.ensure_indexes()
-        committed = await _commit(runtime.mongo, outbox, topic, run, rounds=3)
-        held_before = committed[10:20]
-        held_between = committed[40:50]
+        committed, rows = await _commit(runtime.mongo, outbox, topic, run, rounds=3 * BATCH)
+        row_ids = await _row_ids(outbox)
+        held_before, held_between = row_ids[1:2], row_ids[3:4]
         later = datetime.now(UTC) + timedelta(seconds=30)
         await outbox.collection.update_many(
             {"_id": {"$in": held_before}}, {"$set": {"lease_until": later, "lease_owner": "x"}}
@@ -162,15 +257,15 @@ async def _claims(stack: Stack) -> None:
 
         published: list[str] = []
         relay = Raced(outbox, recorded(runtime.relay.publish, published), batch_size=BATCH)
-        held = set(held_before) | set(held_between)
+        held = [*rows[1], *rows[3]]
         free = [i for i in committed if i not in held]
         first = await relay.relay_once()
-        assert first >= BATCH - len(held), first
+        assert first == (BATCH - 1) * EVENTS, first  # rows 0, 2, 4, 5: 1 and 3 are held
         assert published == free[:first], "only the rows it claimed, in commit order"
         while await relay.relay_once():
             pass
         assert [i for i in published if i in held] == [], "nothing another relay holds"
-        assert sorted(published) == sorted(set(committed) - held), "the rest, once each"
+        assert sorted(published) == sorted(free), "the rest, once each"
 
         await outbox.collection.update_many(
             {"_id": {"$in": [*held_before, *held_between]}},
@@ -179,7 +274,7 @@ async def _claims(stack: Stack) -> None:
         published.clear()
         while await OutboxRelay(outbox, recorded(runtime.relay.publish, published)).relay_once():
             pass
-        assert published == [*held_before, *held_between], "published once their claim lapsed"
+        assert published == held, "published once their claim lapsed"
     finally:
         await runtime.mongo.drop_database(runtime.settings.database)
         await runtime.stop()

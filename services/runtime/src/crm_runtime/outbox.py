@@ -3,9 +3,12 @@
 Events a write produces are inserted in the same transaction as the write (so none exists for a
 failed write), then a relay publishes them to Kafka and, once the broker has acknowledged them,
 deletes them (so none is lost when the process dies in between: the next relay run publishes
-what is left). The collection holds only what is still to publish (`sent: False`); rows an
-earlier version flagged `sent: True` and kept are purged after `retention_s`. Delivery is at
-least once: consumers deduplicate by event id.
+what is left). One transaction's events are stored together, in one document of up to
+`GROUP_EVENTS` events (ADR 0018): a row is read, claimed and deleted once for all of them. The
+collection holds only what is still to publish (`sent: False`); rows an earlier version flagged
+`sent: True` and kept are purged after `retention_s`, and rows an earlier version wrote one per
+event are published like a group of one. Delivery is at least once: consumers deduplicate by
+event id.
 """
 
 import asyncio
@@ -28,6 +31,10 @@ from crm_runtime.mongo import Document
 from crm_runtime.retry import Backoff
 
 log = logging.getLogger(__name__)
+GROUP_EVENTS = 100
+"""The most events one outbox document holds; a larger transaction writes several, in order."""
+GROUP_BYTES = 4 * 1024 * 1024
+"""The most encoded event bytes one outbox document holds (far under the store's 16 MB)."""
 MIN_WINDOW = timedelta(milliseconds=1)
 MAX_WINDOW = timedelta(hours=1)
 
@@ -59,35 +66,35 @@ class Outbox:
         )
 
     async def add(self, messages: Sequence[OutboundMessage], session: AsyncClientSession) -> None:
+        """Store `messages` in `session`'s transaction, in their order: one document per
+        `GROUP_EVENTS` events (or `GROUP_BYTES`)."""
         if not messages:
             return
         now = datetime.now(UTC)
         await self.collection.insert_many(
             [
                 {
-                    "_id": message.event.id,
-                    "topic": message.topic,
-                    "key": message.key,
-                    "type": message.event.type,
-                    "traceparent": message.event.traceparent,
-                    "value": encode_event(message.event),
+                    "_id": uuid.uuid4().hex,
+                    "events": group,
+                    "count": len(group),
                     "created_at": now,
                     "seq": position,
                     "sent": False,
                     "lease_until": now,
                 }
-                for position, message in enumerate(messages)
+                for position, group in enumerate(_groups([_entry(m) for m in messages]))
             ],
             session=session,
         )
 
     async def backlog(self) -> tuple[int, float]:
-        """(unsent count, age in seconds of the oldest unsent event)."""
-        count = await self.collection.count_documents({"sent": False})
-        oldest = await self.collection.find_one(
-            {"sent": False}, sort=[("created_at", ASCENDING), ("seq", ASCENDING)]
-        )
-        age = (datetime.now(UTC) - oldest["created_at"]).total_seconds() if oldest else 0.0
+        """(unsent events, age in seconds of the oldest unsent event)."""
+        count = 0
+        oldest: datetime | None = None
+        async for row in self.collection.find({"sent": False}, {"count": 1, "created_at": 1}):
+            count += row.get("count", 1)
+            oldest = row["created_at"] if oldest is None else min(oldest, row["created_at"])
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         return count, age
 
 
@@ -100,6 +107,9 @@ class OutboxRelay:
     stops (a crash), another replica takes over once the lease lapses. Each batch is also claimed
     row by row with a short lease, so a relay that lost the lead mid-batch and the new holder do
     not both publish it in the normal case (at least once, in order, either way).
+
+    A batch is `batch_size` rows, each one transaction's events (up to `GROUP_EVENTS`): at most
+    `batch_size × GROUP_EVENTS` events a run.
     """
 
     def __init__(
@@ -107,7 +117,7 @@ class OutboxRelay:
         outbox: Outbox,
         publish: Publish,
         *,
-        batch_size: int = 500,
+        batch_size: int = 50,
         poll_interval_s: float = 0.5,
         lease_s: float = 30.0,
         retention_s: int = 24 * 3600,
@@ -132,23 +142,27 @@ class OutboxRelay:
         """The commit time of the first row the last full read left for the next batch."""
         self._window = MIN_WINDOW
         """How far past `_anchor` the next read looks (`_pending`)."""
+        self.full = False
+        """The last run read a whole batch of rows: more may be waiting."""
 
     def wake(self) -> None:
         """Ask for a run now (called after a commit) instead of at the next poll."""
         self._wake.set()
 
     async def relay_once(self) -> int:
-        """Publish one batch of pending events, if this relay leads; returns how many.
+        """Publish one batch of pending rows, if this relay leads; returns how many events.
 
         Three round trips: read the oldest pending rows (`_pending`), claim the due ones, and
         after every acknowledgement delete them. A published row is deleted, not flagged: no
         indexed field flips, and the collection holds only what is still to publish."""
+        self.full = False
         if self.lead is not None and not await self.lead():
             return 0
         collection = self.outbox.collection
         now = datetime.now(UTC)
-        due = [row for row in await self._pending(now) if row["lease_until"] <= now]
-        due = due[: self.batch_size]
+        rows = await self._pending(now)
+        self.full = len(rows) > self.batch_size
+        due = [row for row in rows if row["lease_until"] <= now][: self.batch_size]
         if not due:
             return 0
         self._claims += 1
@@ -169,17 +183,18 @@ class OutboxRelay:
             due = [row for row in due if row["_id"] in mine]
         acks = [
             await self.publish(
-                row["topic"], row["key"].encode(), bytes(row["value"]), _headers(row)
+                event["topic"], event["key"].encode(), bytes(event["value"]), _headers(event)
             )
             for row in due
+            for event in row_events(row)
         ]
         await asyncio.gather(*acks)
         sent_ids = [row["_id"] for row in due]
         if sent_ids:
             await collection.delete_many({"_id": {"$in": sent_ids}})
         if self.on_published:
-            self.on_published(len(sent_ids))
-        return len(sent_ids)
+            self.on_published(len(acks))
+        return len(acks)
 
     async def _pending(self, now: datetime) -> list[Document]:
         """The oldest pending rows in commit order, up to one more than a batch.
@@ -240,7 +255,7 @@ class OutboxRelay:
         failing = False
         while True:
             try:
-                while await self.relay_once() == self.batch_size:
+                while await self.relay_once() and self.full:
                     pass
                 runs += 1
                 if runs % 1000 == 0:
@@ -265,12 +280,47 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
 
-def _headers(document: Document) -> dict[str, str]:
+def _entry(message: OutboundMessage) -> Document:
+    """One event as its outbox row holds it."""
+    return {
+        "_id": message.event.id,
+        "topic": message.topic,
+        "key": message.key,
+        "type": message.event.type,
+        "traceparent": message.event.traceparent,
+        "value": encode_event(message.event),
+    }
+
+
+def _groups(entries: list[Document]) -> list[list[Document]]:
+    """`entries` cut, in order, into runs of at most `GROUP_EVENTS` events and `GROUP_BYTES`."""
+    groups: list[list[Document]] = []
+    size = 0
+    for entry in entries:
+        if (
+            not groups
+            or len(groups[-1]) >= GROUP_EVENTS
+            or size + len(entry["value"]) > GROUP_BYTES
+        ):
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += len(entry["value"])
+    return groups
+
+
+def row_events(row: Document) -> list[Document]:
+    """A row's events in order; a row an earlier version wrote per event is its own one."""
+    events: list[Document] = row.get("events", [row])
+    return events
+
+
+def _headers(event: Document) -> dict[str, str]:
     headers = {
         "content-type": "application/cloudevents+json",
-        "correlation_id": document["_id"],  # the event id (FastStream's header, a random id)
-        "ce_type": document["type"],
+        "correlation_id": event["_id"],  # the event id (FastStream's header, a random id)
+        "ce_type": event["type"],
     }
-    if document.get("traceparent"):
-        headers["traceparent"] = document["traceparent"]
+    if event.get("traceparent"):
+        headers["traceparent"] = event["traceparent"]
     return headers
