@@ -33,8 +33,9 @@ from crm_runtime.retry import Backoff
 log = logging.getLogger(__name__)
 GROUP_EVENTS = 100
 """The most events one outbox document holds; a larger transaction writes several, in order."""
-GROUP_BYTES = 4 * 1024 * 1024
-"""The most encoded event bytes one outbox document holds (far under the store's 16 MB)."""
+GROUP_BYTES = 1024 * 1024
+"""The most encoded event bytes one outbox row holds (a larger event is a row alone): a relay run
+holds at most `batch_size` of them."""
 MIN_WINDOW = timedelta(milliseconds=1)
 MAX_WINDOW = timedelta(hours=1)
 
