@@ -1,14 +1,16 @@
 """Where the store's time goes during a shop replay (issue #16): `perf` on the store process and
 a tally of what each service asks of it.
 
-    python benchmarks/store_share.py [--orders 10000] [--customers 3400] [--out DIR]
+    python benchmarks/store_share.py [--orders 10000] [--customers 3400] [--settled] [--out DIR]
 
 Runs `benchmarks/shop_replay.py` with `store_tally/` first on `PYTHONPATH` (a PyMongo command
 listener in every process, see `store_tally/sitecustomize.py`). When the registrations are
 committed it starts `perf record -g` on the replay's own store process (the Rust SecantusDB
-server) and stops it when archive and loyalty have committed every order. Prints, for the orders
-phase only: per service, the commands it sent per order-log event by command and collection, the
-documents it sent, changed and read back; then the store's hottest functions (`perf report`).
+server) and stops it when archive and loyalty have committed every order (`--settled`: passed
+to `shop_replay.py`, and the phase starts once notify has sent the welcome e-mails). Prints, for
+the orders phase only: per service, the commands it sent per order-log event by command and
+collection, the documents it sent, changed and read back; then the store's hottest functions
+(`perf report`).
 """
 
 import argparse
@@ -65,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--customers", type=int, default=3_400)
+    parser.add_argument("--settled", action="store_true", help="shop_replay.py --settled")
     parser.add_argument("--out", default="", help="where the tallies and perf.data go")
     parser.add_argument("--perf", default="perf")
     parser.add_argument("--frequency", type=int, default=499)
@@ -84,16 +87,17 @@ def main() -> None:
     }
     replay = subprocess.Popen(
         [sys.executable, "-u", str(HERE / "shop_replay.py"), "--orders", str(args.orders),
-         "--customers", str(args.customers)],
+         "--customers", str(args.customers), *(["--settled"] if args.settled else [])],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+    start = "notify's welcome e-mails sent" if args.settled else "registrations committed"
     assert replay.stdout is not None
     perf: subprocess.Popen[bytes] | None = None
     begin = end = 0.0
     events = 0
     for line in replay.stdout:
         print(line, end="", flush=True)
-        if line.startswith("registrations committed") and perf is None:
+        if line.startswith(start) and perf is None:
             pid = store_pid(replay.pid)
             begin = time.time()
             if pid is not None:
