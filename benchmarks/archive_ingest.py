@@ -12,13 +12,17 @@ the store's (when it started it; "n/a" with MONGODB_URL). Prints a table.
 import argparse
 import asyncio
 import os
-import random
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from benchutil import cpu_seconds, outbox_drained, print_table, private_stack, time_ingest
-from stackutil import order_placed, produce
+from benchutil import (
+    cpu_seconds,
+    outbox_drained,
+    print_table,
+    private_stack,
+    random_orders,
+    time_ingest,
+)
+from stackutil import produce
 
 
 def main() -> None:
@@ -28,15 +32,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
     with private_stack() as bench:
-        rng = random.Random(1)
         run = f"bench{int(time.time())}"
-        t0 = datetime(2026, 1, 1, tzinfo=UTC)
-        messages = []
-        for n in range(args.orders):
-            customer = f"{run}-{rng.randrange(args.customers)}"
-            amount = str(Decimal(rng.randrange(100, 100_000)) / 100)
-            at = t0 + timedelta(seconds=rng.randrange(10**7))
-            messages.append((customer, order_placed(customer, f"{run}-o{n}", amount, time=at)))
+        messages = random_orders(run, args.orders, args.customers)
         asyncio.run(produce(bench.bootstrap, "orders.v1", messages))
         port, proc = bench.start_service(
             "archive",

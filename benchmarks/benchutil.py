@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -12,6 +13,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +23,43 @@ sys.path[:0] = [str(ROOT / "deploy" / "local"), str(ROOT / "tests")]
 
 import stack  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from stackutil import free_port, topic_partitions  # noqa: E402
+from bson.decimal128 import Decimal128  # noqa: E402
+from pymongo import UpdateOne  # noqa: E402
+from stackutil import free_port, order_placed, topic_partitions  # noqa: E402
 
 Probe = tuple[str, str, bytes, str]
 """(topic, key, value, match id) of one probe message."""
+
+
+def random_orders(run: str, orders: int, customers: int) -> list[tuple[str, bytes]]:
+    """(customer, `order.placed`) for `orders` orders over `customers` customers named after
+    `run`: the same amounts (1.00-999.99) and times (2026's first 116 days) for the same counts."""
+    rng = random.Random(1)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    messages = []
+    for n in range(orders):
+        customer = f"{run}-{rng.randrange(customers)}"
+        amount = str(Decimal(rng.randrange(100, 100_000)) / 100)
+        at = t0 + timedelta(seconds=rng.randrange(10**7))
+        messages.append((customer, order_placed(customer, f"{run}-o{n}", amount, time=at)))
+    return messages
+
+
+def customer_upserts(per_customer: dict[str, dict[str, Any]]) -> list[UpdateOne]:
+    """Issue #16's essential floor's customer writes: per customer, one upsert of `$inc` its
+    events (`n`) and amount, `$min` its first time, `$max` its last."""
+    return [
+        UpdateOne(
+            {"_id": customer},
+            {
+                "$inc": {"events": f["n"], "amount": Decimal128(f["amount"])},
+                "$min": {"first_at": f["first"]},
+                "$max": {"last_at": f["last"]},
+            },
+            upsert=True,
+        )
+        for customer, f in per_customer.items()
+    ]
 
 
 @dataclass

@@ -33,21 +33,25 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from benchutil import cpu_seconds, outbox_drained, print_table, private_stack, time_ingest
-from bson.decimal128 import Decimal128
+from benchutil import (
+    cpu_seconds,
+    customer_upserts,
+    outbox_drained,
+    print_table,
+    private_stack,
+    random_orders,
+    time_ingest,
+)
 from prometheus_client import CollectorRegistry
-from pymongo import UpdateOne
-from stackutil import order_placed, produce
+from stackutil import produce
 
 from crm_contracts import CloudEvent, decode_data, decode_envelope, new_event
 from crm_contracts.loyalty import v1 as loyalty_v1
@@ -174,18 +178,7 @@ async def climb(
             events = await inbox.unprocessed(events)
         events = list(events)
         per_customer = figures(events)
-        upserts = [
-            UpdateOne(
-                {"_id": customer},
-                {
-                    "$inc": {"events": f["n"], "amount": Decimal128(f["amount"])},
-                    "$min": {"first_at": f["first"]},
-                    "$max": {"last_at": f["last"]},
-                },
-                upsert=True,
-            )
-            for customer, f in per_customer.items()
-        ]
+        upserts = customer_upserts(per_customer)
         timeline = [
             {"_id": e["id"], "customer": e["subject"], "type": e["type"], "at": e["time"]}
             if isinstance(e, dict)
@@ -267,15 +260,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     with private_stack() as bench:
-        rng = random.Random(1)
         run = f"ladder{int(time.time())}"
-        t0 = datetime(2026, 1, 1, tzinfo=UTC)
-        messages = []
-        for n in range(args.orders):
-            customer = f"{run}-{rng.randrange(args.customers)}"
-            amount = str(Decimal(rng.randrange(100, 100_000)) / 100)
-            at = t0 + timedelta(seconds=rng.randrange(10**7))
-            messages.append((customer, order_placed(customer, f"{run}-o{n}", amount, time=at)))
+        messages = random_orders(run, args.orders, args.customers)
         asyncio.run(produce(bench.bootstrap, TOPIC, messages))
 
         async def scratch_topic() -> None:

@@ -44,11 +44,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from benchutil import BenchStack, cpu_seconds, print_table, private_stack, rss_mb, time_ingest
-from bson.decimal128 import Decimal128
+from benchutil import (
+    BenchStack,
+    cpu_seconds,
+    customer_upserts,
+    print_table,
+    private_stack,
+    rss_mb,
+    time_ingest,
+)
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient
 from stack import metric
 from stackutil import (
     SmtpServer,
@@ -177,21 +184,7 @@ async def essential(
                     figures["amount"] += Decimal(str(data.get("amount", 0)))
                 figures["first"] = min(figures["first"], event["time"])
                 figures["last"] = max(figures["last"], event["time"])
-            await customers.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": customer},
-                        {
-                            "$inc": {"events": f["n"], "amount": Decimal128(f["amount"])},
-                            "$min": {"first_at": f["first"]},
-                            "$max": {"last_at": f["last"]},
-                        },
-                        upsert=True,
-                    )
-                    for customer, f in per_customer.items()
-                ],
-                ordered=False,
-            )
+            await customers.bulk_write(customer_upserts(per_customer), ordered=False)
             await rows.insert_many(
                 [
                     {
