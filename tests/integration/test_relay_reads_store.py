@@ -8,7 +8,9 @@ of the pending index that holds about a batch. A row holds one transaction's eve
 """
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,7 +57,10 @@ def recorded(publish: Publish, into: list[str]) -> Publish:
     return note
 
 
-async def _setup(stack: Stack) -> tuple[Runtime, str, str]:
+@contextlib.asynccontextmanager
+async def _relaying(stack: Stack) -> AsyncIterator[tuple[Runtime, str, str]]:
+    """A runtime on its own database (the outbox's indexes made), a topic of 3 partitions, and
+    the run's id; the database dropped afterwards."""
     run = uuid.uuid4().hex[:8]
     topic = f"relay-reads-{run}"
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
@@ -70,7 +75,12 @@ async def _setup(stack: Stack) -> tuple[Runtime, str, str]:
     )
     runtime = Runtime(settings)
     await runtime.broker.start()
-    return runtime, topic, run
+    try:
+        await runtime.outbox.ensure_indexes()
+        yield runtime, topic, run
+    finally:
+        await runtime.mongo.drop_database(settings.database)
+        await runtime.stop()
 
 
 async def _commit(
@@ -111,10 +121,8 @@ def test_a_transactions_events_are_one_row_published_in_order(stack: Stack) -> N
 
 
 async def _one_row(stack: Stack) -> None:
-    runtime, topic, run = await _setup(stack)
-    try:
+    async with _relaying(stack) as (runtime, topic, run):
         outbox = runtime.outbox
-        await outbox.ensure_indexes()
         messages = [
             OutboundMessage(
                 topic,
@@ -140,9 +148,6 @@ async def _one_row(stack: Stack) -> None:
         assert await relay.relay_once() == len(messages)
         assert published == [message.event.id for message in messages]
         assert await outbox.collection.count_documents({}) == 0
-    finally:
-        await runtime.mongo.drop_database(runtime.settings.database)
-        await runtime.stop()
 
 
 def test_a_row_written_per_event_by_an_earlier_version_is_published(stack: Stack) -> None:
@@ -150,10 +155,8 @@ def test_a_row_written_per_event_by_an_earlier_version_is_published(stack: Stack
 
 
 async def _legacy_row(stack: Stack) -> None:
-    runtime, topic, run = await _setup(stack)
-    try:
+    async with _relaying(stack) as (runtime, topic, run):
         outbox = runtime.outbox
-        await outbox.ensure_indexes()
         now = datetime.now(UTC)
         event = CloudEvent[dict[str, Any]](
             id=f"{run}-old",
@@ -184,9 +187,6 @@ async def _legacy_row(stack: Stack) -> None:
         assert await relay.relay_once() == 1
         assert published == [event.id]
         assert await outbox.collection.count_documents({}) == 0
-    finally:
-        await runtime.mongo.drop_database(runtime.settings.database)
-        await runtime.stop()
 
 
 def test_draining_a_backlog_reads_about_a_batch_per_read_not_the_backlog(stack: Stack) -> None:
@@ -194,10 +194,9 @@ def test_draining_a_backlog_reads_about_a_batch_per_read_not_the_backlog(stack: 
 
 
 async def _drain(stack: Stack) -> None:
-    runtime, topic, run = await _setup(stack)
     reads = OutboxReads()
     client = create_client(stack.mongodb_url, app_name="relay-reads", event_listeners=[reads])
-    try:
+    async with _relaying(stack) as (runtime, topic, run):
         outbox = Outbox(client[runtime.settings.database])
         await outbox.ensure_indexes()
         committed, _ = await _commit(client, outbox, topic, run, rounds=20 * BATCH)
@@ -220,10 +219,7 @@ async def _drain(stack: Stack) -> None:
         )
         assert published == committed, "every event once, in commit order"
         assert await outbox.collection.count_documents({}) == 0, "published rows are deleted"
-    finally:
-        await client.drop_database(runtime.settings.database)
-        await client.close()
-        await runtime.stop()
+    await client.close()
 
 
 def test_a_relay_publishes_only_the_rows_it_claimed(stack: Stack) -> None:
@@ -234,10 +230,8 @@ def test_a_relay_publishes_only_the_rows_it_claimed(stack: Stack) -> None:
 
 
 async def _claims(stack: Stack) -> None:
-    runtime, topic, run = await _setup(stack)
-    try:
+    async with _relaying(stack) as (runtime, topic, run):
         outbox = runtime.outbox
-        await outbox.ensure_indexes()
         committed, rows = await _commit(runtime.mongo, outbox, topic, run, rounds=3 * BATCH)
         row_ids = await _row_ids(outbox)
         held_before, held_between = row_ids[1:2], row_ids[3:4]
@@ -275,6 +269,3 @@ async def _claims(stack: Stack) -> None:
         while await OutboxRelay(outbox, recorded(runtime.relay.publish, published)).relay_once():
             pass
         assert published == held, "published once their claim lapsed"
-    finally:
-        await runtime.mongo.drop_database(runtime.settings.database)
-        await runtime.stop()
