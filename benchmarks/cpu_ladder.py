@@ -104,24 +104,34 @@ async def batches(consumer: AIOKafkaConsumer, total: int) -> AsyncIterator[list[
             done += len(records)
 
 
-def subject_of(event: Any) -> str:
-    return str(event["subject"] if isinstance(event, dict) else event.subject)
+@dataclass(frozen=True)
+class Order:
+    """What the essential writes take of an order, from its JSON or its decoded event."""
+
+    id: str
+    subject: str
+    type: str
+    at: Any
+    amount: Decimal
+
+    @staticmethod
+    def of(event: Any) -> "Order":
+        if isinstance(event, dict):
+            amount = Decimal(str(event["data"]["amount"]))
+            return Order(event["id"], event["subject"], event["type"], event["time"], amount)
+        return Order(event.id, event.subject, event.type, event.time, event.data.amount)
 
 
-def figures(events: list[Any]) -> dict[str, dict[str, Any]]:
+def figures(orders: list[Order]) -> dict[str, dict[str, Any]]:
     """Per customer: events, amount, first and last time (the essential floor's upsert)."""
     per_customer: dict[str, dict[str, Any]] = {}
-    for event in events:
-        if isinstance(event, dict):
-            at, amount = event["time"], Decimal(str(event["data"]["amount"]))
-        else:
-            at, amount = event.time, event.data.amount
+    for order in orders:
         f = per_customer.setdefault(
-            subject_of(event), {"n": 0, "amount": Decimal(0), "first": at, "last": at}
+            order.subject, {"n": 0, "amount": Decimal(0), "first": order.at, "last": order.at}
         )
         f["n"] += 1
-        f["amount"] += amount
-        f["first"], f["last"] = min(f["first"], at), max(f["last"], at)
+        f["amount"] += order.amount
+        f["first"], f["last"] = min(f["first"], order.at), max(f["last"], order.at)
     return per_customer
 
 
@@ -174,16 +184,12 @@ async def climb(
     relay = OutboxRelay(outbox, publish)
 
     async def handle(events: Sequence[Any]) -> int:
-        if rung.decode == "contracts" and rung.inbox:
+        if rung.inbox:  # the inbox rungs decode with the contracts
             events = await inbox.unprocessed(events)
-        events = list(events)
-        per_customer = figures(events)
-        upserts = customer_upserts(per_customer)
+        orders = [Order.of(e) for e in events]
+        upserts = customer_upserts(figures(orders))
         timeline = [
-            {"_id": e["id"], "customer": e["subject"], "type": e["type"], "at": e["time"]}
-            if isinstance(e, dict)
-            else {"_id": e.id, "customer": e.subject, "type": e.type, "at": e.time}
-            for e in events
+            {"_id": o.id, "customer": o.subject, "type": o.type, "at": o.at} for o in orders
         ]
         if not rung.inbox:
             await customers.bulk_write(upserts, ordered=False)

@@ -4,7 +4,7 @@ Events a write produces are inserted in the same transaction as the write (so no
 failed write), then a relay publishes them to Kafka and, once the broker has acknowledged them,
 deletes them (so none is lost when the process dies in between: the next relay run publishes
 what is left). One transaction's events are stored together, in one document of up to
-`GROUP_EVENTS` events (ADR 0018): a row is read, claimed and deleted once for all of them. The
+`GROUP_EVENTS` events (ADR 0019): a row is read, claimed and deleted once for all of them. The
 collection holds only what is still to publish (`sent: False`); rows an earlier version flagged
 `sent: True` and kept are purged after `retention_s`, and rows an earlier version wrote one per
 event are published like a group of one. Delivery is at least once: consumers deduplicate by
