@@ -58,6 +58,7 @@ from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_runtime.consumer import BatchConsumer
 from crm_runtime.dlq import DeadLetters, InboundRecord
 from crm_runtime.health import Health
+from crm_runtime.kafka import producer_options
 from crm_runtime.metrics import RuntimeMetrics
 from crm_runtime.mongo import Inbox, create_client, transaction
 from crm_runtime.outbox import OutboundMessage, Outbox, OutboxRelay
@@ -162,13 +163,7 @@ async def climb(
     inbox, outbox = Inbox(database), Outbox(database)
     await inbox.ensure_indexes()
     await outbox.ensure_indexes()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
-        compression_type="zstd",
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options("zstd"))
     await producer.start()
     warm = [await producer.send("ladder-loyalty", b"{}", partition=p) for p in range(12)]
     await asyncio.gather(*warm)

@@ -20,6 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from benchutil import print_table, private_stack
 
+from crm_runtime.kafka import producer_options
+
 CODECS = (None, "gzip", "snappy", "lz4", "zstd")
 
 
@@ -60,13 +62,7 @@ async def measure(
     await admin.start()
     await admin.create_topics([NewTopic(topic, 12, 1)])
     await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
-        compression_type=codec,
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options(codec or "none"))
     await producer.start()
     cpu, wall = time.process_time(), time.perf_counter()
     acks = [await producer.send(topic, value, key=key) for key, value in rows]

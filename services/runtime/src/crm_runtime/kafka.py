@@ -73,6 +73,18 @@ def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
     )
 
 
+def producer_options(compression: str) -> dict[str, Any]:
+    """The suite's producer settings, the relay's among them: idempotent, `acks=all`, a 5 ms
+    linger, `compression` ("none": uncompressed). The benchmarks that publish as the relay
+    does take them from here."""
+    return {
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 5,
+        "compression_type": None if compression == "none" else compression,
+    }
+
+
 def create_broker(
     settings: ServiceSettings, registry: CollectorRegistry, tracer_provider: TracerProvider
 ) -> KafkaBroker:
@@ -80,12 +92,7 @@ def create_broker(
         settings.kafka_bootstrap_servers,
         security=broker_security(settings),
         client_id=f"crm-{settings.service}",
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
-        compression_type=None
-        if settings.kafka_compression_type == "none"
-        else settings.kafka_compression_type,
+        **producer_options(settings.kafka_compression_type),
         request_timeout_ms=30_000,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
