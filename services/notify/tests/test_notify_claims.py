@@ -149,7 +149,8 @@ def test_the_written_email_reads_as_the_standard_librarys(
     note = Notification("N-1", "c1", "tier_changed", "transactional", "e1", datetime.now(UTC))
     note.to, note.subject, note.body = "c1@example.com", subject, body
     from_ = author(sender)
-    assert from_ is not None and from_.address == "care@example.com"
+    assert from_ is not None
+    assert from_.address == "care@example.com"
     raw = email_bytes(note, "c1@example.com", from_)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     written = email.message_from_bytes(raw, policy=email.policy.default)
