@@ -5,7 +5,8 @@
 
 Starts a private SecantusDB (the Rust server, as `make up`), then runs each shape the services
 send (`benchmarks/store_share.py` counts how many of each per order-log event) `--repeat` times,
-reading the store process's CPU before and after. Prints CPU µs per command and per document.
+reading the store process's CPU before and after; then `save_versioned`'s ways of replacing
+aggregates over the version read (`versioned_writes`). Prints CPU µs per command and per document.
 """
 
 import argparse
@@ -19,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchutil import cpu_seconds, print_table
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient, ReplaceOne, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from stack import MongoNode, stop_pid, store_server
 from stackutil import free_port
 
@@ -181,12 +184,116 @@ async def run(url: str, pid: int, repeat: int, batch: int) -> list[tuple[str, ..
         keys = [uuid.uuid4().hex for _ in range(2 * batch)]
         await inbox.find({"_id": {"$in": keys}}, {"_id": 1}).to_list()
 
+    results += await versioned_writes(client, db, pid, max(repeat // 20, 5))
     for name, used in steps.items():
         per = used * 1e6 / (outbox_runs + 1)  # the warm-up run and the measured ones
         results.append((f"outbox step, {name}", f"~{per:,.0f}", f"~{per / batch:,.1f}"))
     await measure(f"find inbox _id $in {2 * batch} (the duplicate check)", 2 * batch, inbox_check)
     await client.drop_database(db.name)
     await client.close()
+    return results
+
+
+def customer(n: int, version: int, now: datetime) -> dict[str, object]:
+    """An archive record's shape, roughly: the fields its 20 indexes cover, a few orders."""
+    return {
+        "_id": f"c{n:06d}",
+        "version": version,
+        "stage": "abcd"[n % 4],
+        "grade": "xyz"[n % 3],
+        "net_spent": float(n % 997) + version,
+        "last_order_at": now + timedelta(seconds=version),
+        "rfm": 3 + (n + version) % 12,
+        "city": ("sh", "bj", "gz")[n % 3],
+        "tags": ["t1", "t2"],
+        "owner": "o1",
+        "orders": [{"id": f"o{k}", "amount": 10.5, "at": now} for k in range(5)],
+        "profile": {"name": "x" * 40, "email": "y" * 60},
+    }
+
+
+Write = Callable[
+    [AsyncMongoClient[dict[str, object]], AsyncCollection[dict[str, object]], list[int]],
+    Awaitable[None],
+]
+
+
+async def filtered_on_version(
+    client: AsyncMongoClient[dict[str, object]],
+    records: AsyncCollection[dict[str, object]],
+    ids: list[int],
+) -> None:
+    now = datetime.now(UTC)
+    async with client.start_session() as s, await s.start_transaction():
+        await records.bulk_write(
+            [ReplaceOne({"_id": f"c{n:06d}", "version": 1}, customer(n, 1, now)) for n in ids],
+            session=s,
+        )
+
+
+async def found_then_by_id(
+    client: AsyncMongoClient[dict[str, object]],
+    records: AsyncCollection[dict[str, object]],
+    ids: list[int],
+) -> None:
+    now = datetime.now(UTC)
+    keys = [f"c{n:06d}" for n in ids]
+    async with client.start_session() as s, await s.start_transaction():
+        await records.find({"_id": {"$in": keys}}, {"version": 1}, session=s).to_list()
+        await records.bulk_write(
+            [ReplaceOne({"_id": f"c{n:06d}"}, customer(n, 1, now)) for n in ids], session=s
+        )
+
+
+async def deleted_and_inserted(
+    client: AsyncMongoClient[dict[str, object]],
+    records: AsyncCollection[dict[str, object]],
+    ids: list[int],
+) -> None:
+    now = datetime.now(UTC)
+    keys = [f"c{n:06d}" for n in ids]
+    async with client.start_session() as s, await s.start_transaction():
+        await records.find({"_id": {"$in": keys}}, {"version": 1}, session=s).to_list()
+        await records.delete_many({"_id": {"$in": keys}}, session=s)
+        await records.insert_many([customer(n, 1, now) for n in ids], session=s)
+
+
+async def versioned_writes(
+    client: AsyncMongoClient[dict[str, object]],
+    db: AsyncDatabase[dict[str, object]],
+    pid: int,
+    runs: int,
+) -> list[tuple[str, ...]]:
+    """`save_versioned`'s two ways of replacing aggregates over the version read, 300 in one
+    transaction, in a collection with 20 indexes (the archive's customers) and with 3: each
+    replace filtered on `_id` and `version` (before 2026-12-04), or the versions found inside
+    the transaction and each replace filtered on `_id` alone (since); and, for scale, the
+    documents deleted and inserted again."""
+    now = datetime.now(UTC)
+    results: list[tuple[str, ...]] = []
+    fields = ["stage", "grade", "net_spent", "last_order_at", "rfm", "city", "tags", "owner"]
+    sorts = ["net_spent", "last_order_at", "rfm"]
+    compound = [(a, b) for a in fields for b in sorts if a != b]
+    ways: tuple[tuple[str, Write], ...] = (
+        ("replace filtered on _id and version", filtered_on_version),
+        ("versions found, replace filtered on _id", found_then_by_id),
+        ("versions found, delete and insert", deleted_and_inserted),
+    )
+    for indexes in (20, 3):
+        records = db[f"customers{indexes}"]
+        for name in fields[: min(indexes, len(fields))]:
+            await records.create_index(name)
+        for a, b in compound[: max(indexes - len(fields), 0)]:
+            await records.create_index([(a, ASCENDING), (b, ASCENDING), ("_id", ASCENDING)])
+        await records.insert_many([customer(n, 1, now) for n in range(6000)])
+        for way, write in ways * 2:  # twice, alternating
+            before = cpu_seconds(pid)
+            for run in range(runs):
+                start = run * 300 % 5700
+                await write(client, records, list(range(start, start + 300)))
+            per = (cpu_seconds(pid) - before) * 1e6 / (runs * 300)
+            results.append((f"{indexes} indexes, 300 in a transaction: {way}", "-", f"{per:,.0f}"))
+            print(results[-1], flush=True)
     return results
 
 
