@@ -10,11 +10,13 @@ must then refuse a write over a version another writer committed after that chec
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 from stackutil import Stack, unique
 
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
@@ -77,33 +79,58 @@ async def test_a_second_first_write_is_refused(
     assert await stored(records) == {"a": (1, 1)}
 
 
-async def test_a_version_committed_by_another_writer_inside_the_transaction_is_not_lost(
-    client: AsyncMongoClient[Document], records: AsyncCollection[Document]
+class OtherWriterBetween:
+    """The collection, except that another writer commits version 2 of "a" when the save
+    writes: after `save_versioned`'s own read of the versions, before its write."""
+
+    def __init__(
+        self, client: AsyncMongoClient[Document], records: AsyncCollection[Document]
+    ) -> None:
+        self.client, self.records = client, records
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return self.records.find(*args, **kwargs)
+
+    async def bulk_write(self, *args: Any, **kwargs: Any) -> Any:
+        await save(self.client, self.records, [({"_id": "a", "n": 2}, 1)])
+        return await self.records.bulk_write(*args, **kwargs)
+
+
+@pytest.mark.parametrize("first_read", ["by the save", "earlier in the transaction"])
+async def test_a_version_committed_between_the_check_and_the_write_is_not_lost(
+    client: AsyncMongoClient[Document], records: AsyncCollection[Document], first_read: str
 ) -> None:
     """The race the check inside the transaction leaves: another writer commits a new version
-    after this transaction's first read and before its write. The store must refuse the write
+    after the save has read the versions and before it writes. The store must refuse the write
     (a write conflict: the batch is redone), never replace the other writer's version."""
     await save(client, records, [({"_id": "a", "n": 1}, 0)])
-    refused = await saved_after_another_writer(client, records)
-    assert refused is not None, "saved over the other writer's version"
-    assert isinstance(refused, ConcurrencyConflictError) or is_transient(refused), refused
+    between = cast(AsyncCollection[Document], OtherWriterBetween(client, records))
+    async with client.start_session() as session:
+        with pytest.raises((ConcurrencyConflictError, PyMongoError)) as refused:
+            await in_transaction(session, between, records, early=first_read != "by the save")
+    assert isinstance(refused.value, ConcurrencyConflictError) or is_transient(refused.value)
     assert await stored(records) == {"a": (2, 2)}
 
 
-async def saved_after_another_writer(
+async def in_transaction(
+    session: AsyncClientSession,
+    between: AsyncCollection[Document],
+    records: AsyncCollection[Document],
+    *,
+    early: bool,
+) -> None:
+    async with await session.start_transaction():
+        if early:
+            await records.find_one({"_id": "a"}, session=session)  # the snapshot is taken
+        await save_versioned(between, [({"_id": "a", "n": 3}, 1)], session, what="record")
+
+
+async def test_outside_a_transaction_it_refuses_to_save(
     client: AsyncMongoClient[Document], records: AsyncCollection[Document]
-) -> Exception | None:
-    """Read "a" in a transaction, let another writer commit version 2, then save version 1's
-    successor: what the save raised (None: it was saved)."""
+) -> None:
     async with client.start_session() as session:
-        try:
-            async with await session.start_transaction():
-                await records.find_one({"_id": "a"}, session=session)  # the snapshot is taken
-                await save(client, records, [({"_id": "a", "n": 2}, 1)])
-                await save_versioned(records, [({"_id": "a", "n": 3}, 1)], session, what="record")
-        except Exception as exc:
-            return exc
-    return None
+        with pytest.raises(RuntimeError, match="transaction"):
+            await save_versioned(records, [({"_id": "a", "n": 1}, 0)], session, what="record")
 
 
 async def test_of_two_writers_over_one_version_at_the_same_time_one_wins(

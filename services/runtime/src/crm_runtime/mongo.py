@@ -217,6 +217,8 @@ async def save_versioned(
     embedded store about 1.4× as much per document: the extra term takes it off its `_id` path
     (docs/performance.md, `tests/integration/test_save_versioned_store.py`).
     """
+    if not session.in_transaction:  # the versions read must hold until the write
+        raise RuntimeError("save_versioned needs a session in a transaction")
     known = {document["_id"]: version for document, version in documents if version != 0}
     if known:
         stored = collection.find({"_id": {"$in": list(known)}}, {"version": 1}, session=session)

@@ -207,13 +207,13 @@ def email_bytes(notification: Notification, to: str, sender: Author) -> bytes:
     subject = one_line(notification.subject, SUBJECT_LIMIT)
     if not subject.isascii() or "=?" in subject:  # "=?": text a reader would decode
         subject = Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
-    lines = notification.body.splitlines()
+    lines = notification.body.encode().splitlines()  # at CR, LF and CRLF only
     if _SEVEN_BIT.fullmatch(notification.body) and all(len(line) <= 998 for line in lines):
         encoding = "7bit"
-    else:
+    else:  # the text in its canonical form, CRLF line breaks, then encoded (RFC 2045 6.8)
         encoding = "base64"
-        lines = base64.encodebytes(notification.body.encode()).decode("ascii").splitlines()
-    content = "".join(f"{line}\r\n" for line in lines)
+        lines = base64.encodebytes(b"".join(line + b"\r\n" for line in lines)).splitlines()
+    content = b"".join(line + b"\r\n" for line in lines)
     head = (
         f"{sender.header}"
         f"To: {to}\r\n"
@@ -224,7 +224,7 @@ def email_bytes(notification: Notification, to: str, sender: Author) -> bytes:
         'Content-Type: text/plain; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
     )
-    return (head + content).encode("ascii")
+    return head.encode("ascii") + content
 
 
 def smtp_sender(
