@@ -4,7 +4,7 @@ version its writer read, whoever else writes it and whenever, so no update is ev
 What this protects: every service saves its aggregates (customers, accounts, tickets, tasks,
 notifications) through `save_versioned`. It checks the versions read inside the caller's
 transaction and then replaces by `_id` (a replace filtered on `_id` and `version` cost the
-store about 1.4× as much per document, docs/performance.md); the store's snapshot isolation
+store 1.4–1.6× as much per document, docs/performance.md); the store's snapshot isolation
 must then refuse a write over a version another writer committed after that check.
 """
 

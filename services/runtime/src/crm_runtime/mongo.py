@@ -214,7 +214,7 @@ async def save_versioned(
     The versions are read inside the transaction, then the documents are replaced by `_id`: a
     write another writer commits after that read is refused by the store's snapshot isolation
     (a write conflict, transient too). A replace filtered on `_id` and `version` cost the
-    embedded store about 1.4× as much per document: the extra term takes it off its `_id` path
+    embedded store 1.4–1.6× as much per document: the extra term takes it off its `_id` path
     (docs/performance.md, `tests/integration/test_save_versioned_store.py`).
     """
     if not session.in_transaction:  # the versions read must hold until the write
