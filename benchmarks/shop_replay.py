@@ -327,6 +327,7 @@ def main() -> None:
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         store_before = cpu_seconds(bench.store_pid)
         kafka_before = cpu_seconds(bench.kafka_pid)
+        mail_before = cpu_seconds(mail.pid)
         profiler = None
         if args.profile:
             out = Path(f"shop_replay-{args.profile}.txt").resolve()
@@ -350,6 +351,7 @@ def main() -> None:
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         store_cpu = cpu_seconds(bench.store_pid) - store_before
         kafka_cpu = cpu_seconds(bench.kafka_pid) - kafka_before
+        mail_cpu = cpu_seconds(mail.pid) - mail_before
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
@@ -394,7 +396,11 @@ def main() -> None:
                         f"{used / span:.0%}",
                         "-",
                     )
-                    for name, used in (("store", store_cpu), ("kafka", kafka_cpu))
+                    for name, used in (
+                        ("store", store_cpu),
+                        ("kafka", kafka_cpu),
+                        ("mail catcher", mail_cpu),
+                    )
                 ),
             ],
         )
@@ -409,7 +415,11 @@ def main() -> None:
                 "committed_s": elapsed,
                 "settled_s": all_sent_s,
                 "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in running}
-                | {"store": store_cpu * 1000 / events, "kafka": kafka_cpu * 1000 / events},
+                | {
+                    "store": store_cpu * 1000 / events,
+                    "kafka": kafka_cpu * 1000 / events,
+                    "mail": mail_cpu * 1000 / events,
+                },
                 "peak_rss_mb": peak,
                 "load": [load_at_start[0], max(loads)],
                 "problems": problems,

@@ -607,11 +607,9 @@ MAIL_PORT = 2525
 
 
 def start_mail_catcher(root: Path, port: int = MAIL_PORT) -> subprocess.Popen[bytes]:
-    maildir = root / "mail"
-    for part in ("tmp", "new", "cur"):  # a Maildir: the catcher does not create these itself
-        (maildir / part).mkdir(parents=True, exist_ok=True)
-    args = ["-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Mailbox", str(maildir)]
-    return spawn([sys.executable, "-m", "aiosmtpd", *args], root / "logs" / "mail.log", cwd=ROOT)
+    """`mail_catcher.py` on `port`, filing what it receives into the Maildir `root/mail`."""
+    catcher = [sys.executable, str(HERE / "mail_catcher.py"), "--listen", f"127.0.0.1:{port}"]
+    return spawn([*catcher, str(root / "mail")], root / "logs" / "mail.log", cwd=ROOT)
 
 
 def console_env(port: int, services: Mapping[str, int]) -> dict[str, str]:
