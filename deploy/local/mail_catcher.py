@@ -1,7 +1,7 @@
 """The local stack's mail catcher: an SMTP server that files every message it receives into a
 Maildir, as it came, for a person to read what notify sent.
 
-    python deploy/local/mail_catcher.py --listen 127.0.0.1:8025 .local/mail
+    python deploy/local/mail_catcher.py --listen 127.0.0.1:2525 .local/mail
 
 aiosmtpd's own `Mailbox` handler parsed each message, wrote it out again and synced the file to
 disk: about 1.1 ms of CPU per e-mail, on the two cores the suite shares (`docs/performance.md`,
@@ -56,7 +56,7 @@ async def serve(host: str, port: int, root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:8025", help="host:port")
+    parser.add_argument("--listen", default="127.0.0.1:2525", help="host:port")
     parser.add_argument("maildir", type=Path)
     args = parser.parse_args()
     host, _, port = args.listen.rpartition(":")
