@@ -41,6 +41,13 @@ from crm_runtime.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between two of the collector's young collections once a service has started
+(Python's default: 700). A batch of 500 events builds tens of thousands of objects that live
+until its commit: at 700 the collector traversed them again and again, about 7% of a busy
+service's CPU; at this size it runs a few times per ten thousand events, and what it frees is
+still bounded (docs/performance.md, "The collector and the event loop")."""
+
 
 @dataclass(frozen=True)
 class Subscription:
@@ -249,9 +256,11 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._logged(name, job), name=name))
         # What start-up built (the app, the models' validators, the clients) lives as long as
         # the process: moved out of the collector's generations, the full collections of a busy
-        # service no longer traverse it (docs/performance.md, the import's third pass).
+        # service no longer traverse it (docs/performance.md, the import's third pass). Then the
+        # young generation is sized for batches, not for the default's 700 objects.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD)
         self.started.set()
         log.info("started", extra={"group": self.settings.consumer_group})
 
