@@ -22,7 +22,8 @@ machine.
   `--warmup-s` (default 5) first and is not counted: a fresh broker's and fresh services' first
   seconds under load are their start's cost (`--warmup-s 0` measures from cold).
 - **CPU**: during the service's ingest, the CPU time of the service process and of the store
-  process over the wall time (100% = one core busy): where the time goes.
+  process over the wall time (100% = one core busy): where the time goes; and the service's CPU
+  per message it read ("svc ms/msg", issue #16's target 4 as the issue measured it).
 - **Memory**: peak resident set of each service during the latency run.
 
 Starts a private Apache Kafka + SecantusDB on free ports (or uses KAFKA_BOOTSTRAP_SERVERS /
@@ -448,6 +449,7 @@ def ingest(bench: BenchStack, run: str, notify_env: dict[str, str]) -> dict[str,
             "x_essential": rate / essential_rate,
             "x_floor": rate / floor_rate,
             "x_naive": rate / naive_rate,
+            "cpu_ms_per_message": service_cpu * 1000 / handled,
         }
         rows.append(
             (
@@ -461,6 +463,7 @@ def ingest(bench: BenchStack, run: str, notify_env: dict[str, str]) -> dict[str,
                 f"{rate / floor_rate:.2f}",
                 f"{rate / naive_rate:.1f}",
                 f"{service_cpu / seconds:.0%}",
+                f"{service_cpu * 1000 / handled:.3f}",
                 f"{store_cpu / seconds:.0%}",
             )
         )
@@ -479,6 +482,7 @@ def ingest(bench: BenchStack, run: str, notify_env: dict[str, str]) -> dict[str,
             "x floor",
             "x naive",
             "svc CPU",
+            "svc ms/msg",
             "store CPU",
         ),
         rows,
