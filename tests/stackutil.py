@@ -52,6 +52,8 @@ class Stack:
     mongodb_url: str
     kafka_pid: int | None = None
     logs: Path = ROOT / ".local" / "test-logs"
+    kafka_data: Path | None = None
+    """The broker's log directory when the session started the broker (None: an outside one)."""
 
 
 @contextlib.contextmanager
@@ -68,18 +70,26 @@ def running_stack(name: str) -> Iterator[Stack]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     mongodb_url = os.environ.get("MONGODB_URL", "")
     kafka_pid = None
+    kafka_data = None
     try:
         if not bootstrap:
             node = local_stack.KafkaNode(base / "kafka", free_port(), free_port())
             proc = node.start()
             started.append(proc)
             bootstrap, kafka_pid = node.bootstrap, proc.pid
+            kafka_data = node.data / "kraft"
         if not mongodb_url:
             mongo = local_stack.MongoNode(base / "secantusdb", free_port())
             started.append(mongo.start())
             mongodb_url = mongo.url
         local_stack.provision_topics(bootstrap)
-        yield Stack(bootstrap, mongodb_url, kafka_pid, logs=ROOT / ".local" / "test-logs")
+        yield Stack(
+            bootstrap,
+            mongodb_url,
+            kafka_pid,
+            logs=ROOT / ".local" / "test-logs",
+            kafka_data=kafka_data,
+        )
     finally:
         for proc in reversed(started):
             local_stack.stop_pid(proc.pid, timeout=30)
