@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 GC_YOUNG_THRESHOLD = 50_000
 """Allocations between two of the collector's young collections once a service has started
 (Python's default: 700). A batch of 500 events builds tens of thousands of objects that live
-until its commit: at 700 the collector traversed them again and again, about 7% of a busy
+until its commit: at 700 the collector traversed them again and again, 7-9% of a busy
 service's CPU; at this size it runs a few times per ten thousand events, and what it frees is
 still bounded (docs/performance.md, "The collector and the event loop")."""
 

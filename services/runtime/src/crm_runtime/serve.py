@@ -1,7 +1,7 @@
 """`serve(settings, build_app)`: how every service's `python -m crm_<service>` runs — JSON logs
 set up first, then the app under uvicorn on the settings' host and port, on uvloop's event loop
-(its sockets and timers are C: a busy service spends less of its CPU in the loop and in socket
-writes; docs/performance.md, "The collector and the event loop"), no access log (the routes and
+(its transports and timers are C: a busy service spends 2-5% less CPU; docs/performance.md,
+"The collector and the event loop"), no access log (the routes and
 the audit say what matters), a bounded graceful shutdown."""
 
 from collections.abc import Callable
