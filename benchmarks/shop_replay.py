@@ -325,9 +325,8 @@ def main() -> None:
             print(f"notify's welcome e-mails sent {settled_s:.1f} s later", flush=True)
 
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        store_before = cpu_seconds(bench.store_pid)
-        kafka_before = cpu_seconds(bench.kafka_pid)
-        mail_before = cpu_seconds(mail.pid)
+        servers = {"store": bench.store_pid, "kafka": bench.kafka_pid, "mail catcher": mail.pid}
+        servers_before = {name: cpu_seconds(pid) for name, pid in servers.items()}
         profiler = None
         if args.profile:
             out = Path(f"shop_replay-{args.profile}.txt").resolve()
@@ -349,9 +348,9 @@ def main() -> None:
             all_sent_s = time.monotonic() - begin
         span = all_sent_s or elapsed  # what the CPU figures cover
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        store_cpu = cpu_seconds(bench.store_pid) - store_before
-        kafka_cpu = cpu_seconds(bench.kafka_pid) - kafka_before
-        mail_cpu = cpu_seconds(mail.pid) - mail_before
+        servers_cpu = {
+            name: cpu_seconds(pid) - servers_before[name] for name, pid in servers.items()
+        }
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
@@ -396,11 +395,7 @@ def main() -> None:
                         f"{used / span:.0%}",
                         "-",
                     )
-                    for name, used in (
-                        ("store", store_cpu),
-                        ("kafka", kafka_cpu),
-                        ("mail catcher", mail_cpu),
-                    )
+                    for name, used in servers_cpu.items()
                 ),
             ],
         )
@@ -415,11 +410,7 @@ def main() -> None:
                 "committed_s": elapsed,
                 "settled_s": all_sent_s,
                 "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in running}
-                | {
-                    "store": store_cpu * 1000 / events,
-                    "kafka": kafka_cpu * 1000 / events,
-                    "mail": mail_cpu * 1000 / events,
-                },
+                | {name: used * 1000 / events for name, used in servers_cpu.items()},
                 "peak_rss_mb": peak,
                 "load": [load_at_start[0], max(loads)],
                 "problems": problems,

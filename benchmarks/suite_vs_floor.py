@@ -463,7 +463,7 @@ def ingest(bench: BenchStack, run: str, notify_env: dict[str, str]) -> dict[str,
                 f"{rate / floor_rate:.2f}",
                 f"{rate / naive_rate:.1f}",
                 f"{service_cpu / seconds:.0%}",
-                f"{service_cpu * 1000 / handled:.3f}",
+                f"{figures[name]['cpu_ms_per_message']:.3f}",
                 f"{store_cpu / seconds:.0%}",
             )
         )

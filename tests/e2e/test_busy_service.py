@@ -28,11 +28,8 @@ def archive(stack: Stack) -> Iterator[ServiceProcess]:
     service.stop()
 
 
-def young_collections(service: ServiceProcess) -> float:
-    """How many times the process's collector has collected its youngest generation."""
-    text = service.get("/metrics").text
-    prefix = 'python_gc_collections_total{generation="0"}'
-    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+YOUNG_COLLECTIONS = 'python_gc_collections_total{generation="0"}'
+"""How many times the process's collector has collected its youngest generation."""
 
 
 def test_a_service_runs_on_uvloop(archive: ServiceProcess) -> None:
@@ -45,7 +42,7 @@ def test_a_busy_service_rarely_runs_the_collector(stack: Stack, archive: Service
     """At Python's default (a young collection every 700 allocations) applying 2,000 orders ran
     the collector about 200 times; sized for batches, a few times."""
     applied_before = local_stack.metric(archive.port, "crm_events_processed_total")
-    collections_before = young_collections(archive)
+    collections_before = local_stack.metric(archive.port, YOUNG_COLLECTIONS)
     run = unique("gc")
     orders = [
         (f"{run}-c{n % 400}", order_placed(f"{run}-c{n % 400}", f"{run}-o{n}", "19.90"))
@@ -59,5 +56,5 @@ def test_a_busy_service_rarely_runs_the_collector(stack: Stack, archive: Service
         ),
         timeout=120,
     )
-    collections = young_collections(archive) - collections_before
+    collections = local_stack.metric(archive.port, YOUNG_COLLECTIONS) - collections_before
     assert collections < 25, f"{collections:.0f} young collections for {ORDERS:,} orders"
