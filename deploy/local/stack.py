@@ -421,12 +421,28 @@ def store_server(build: bool = True) -> Path:
     return rust_store(build) or python
 
 
-STORE_MEMORY_ENV = {"MIMALLOC_PURGE_DELAY": "-1"}
-"""The store's allocator (mimalloc) keeps the memory it has freed instead of handing it back to
-the kernel, which costs a fresh zeroed page when it is used again: in the 70,000-order replay,
-1.6 million page faults and about a tenth of the store's CPU (`docs/performance.md`, "The store
-keeps its memory"). Its resident memory stays near its peak instead. A value already in the
-environment wins."""
+STORE_ENV = {
+    "MIMALLOC_PURGE_DELAY": "-1",
+    "SECANTUS_WT_CONFIG_EXTRA": "transaction_sync=(enabled=true,method=none)",
+    "SECANTUS_DATA_NONLOGGED": "1",
+}
+"""How the local store runs (ADR 0020); a variable already in the environment wins.
+
+- `MIMALLOC_PURGE_DELAY=-1`: its allocator (mimalloc) keeps the memory it has freed instead of
+  handing it back to the kernel, which costs a fresh zeroed page when it is used again: in the
+  70,000-order replay, 1.6 million page faults and about a tenth of the store's CPU
+  (`docs/performance.md`, "The store keeps its memory"). Its resident memory stays near its peak.
+- `transaction_sync=(enabled=true,method=none)`: a commit writes its journal record to the
+  operating system before the store acknowledges it (not synced to disk). By default the record
+  waited in the store's memory, and a store killed mid-stream lost the last transactions it had
+  acknowledged, after the services had committed their offsets.
+- `SECANTUS_DATA_NONLOGGED`: it journals only its oplog, as `mongod` does, and after a crash
+  recovers its data from the last checkpoint by replaying the oplog written since. With the line
+  above, the store's CPU per order-log event in the shop replay is 2-7% below the default's
+  (`docs/performance.md`, "The local store keeps what it acknowledged"). Read when a store is
+  created: a store keeps the mode it was created in.
+
+The Python build ignores the last two."""
 
 
 @dataclass
@@ -456,7 +472,7 @@ class MongoNode:
                 *shlex.split(os.environ.get("CRM_SECANTUSD_ARGS", "")),
             ],
             log,
-            env={k: v for k, v in STORE_MEMORY_ENV.items() if k not in os.environ},
+            env={k: v for k, v in STORE_ENV.items() if k not in os.environ},
         )
         wait_for(lambda: port_open(self.port), "SecantusDB", 60, proc, log)
         return proc

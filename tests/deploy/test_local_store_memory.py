@@ -1,4 +1,4 @@
-"""The local store keeps the memory its allocator freed (`STORE_MEMORY_ENV`): handing pages back
+"""The local store keeps the memory its allocator freed (`STORE_ENV`): handing pages back
 to the kernel cost it about a tenth of its CPU in the shop replay (docs/performance.md, "The store
 keeps its memory"). A value the person running the stack set wins."""
 
