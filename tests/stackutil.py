@@ -111,6 +111,18 @@ def running_container_stack() -> Iterator[Stack]:
         )
 
 
+def store_environment(data: Path) -> dict[str, str]:
+    """The environment a local store started in `data` runs with (it is stopped again)."""
+    proc = local_stack.MongoNode(data, free_port()).start()
+    try:
+        raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
+    finally:
+        local_stack.stop_pid(proc.pid, timeout=30)
+        proc.wait(10)
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {key.decode(): value.decode() for key, _, value in pairs}
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -14,24 +14,13 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
-from stackutil import free_port, local_stack
-
-
-def started_environment(data: Path) -> dict[str, str]:
-    proc = local_stack.MongoNode(data, free_port()).start()
-    try:
-        raw = Path(f"/proc/{proc.pid}/environ").read_bytes()
-    finally:
-        local_stack.stop_pid(proc.pid, timeout=30)
-        proc.wait(10)
-    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
-    return {key.decode(): value.decode() for key, _, value in pairs}
+from stackutil import free_port, local_stack, store_environment
 
 
 def test_the_store_writes_its_journal_at_each_commit_and_journals_only_its_oplog(
     tmp_path: Path,
 ) -> None:
-    environment = started_environment(tmp_path)
+    environment = store_environment(tmp_path)
     assert "transaction_sync=(enabled=true" in environment["SECANTUS_WT_CONFIG_EXTRA"]
     assert "SECANTUS_DATA_NONLOGGED" in environment
 
