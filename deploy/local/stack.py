@@ -437,8 +437,8 @@ STORE_ENV = {
   waited in the store's memory, and a store killed mid-stream lost the last transactions it had
   acknowledged, after the services had committed their offsets.
 - `SECANTUS_DATA_NONLOGGED`: it journals only its oplog, as `mongod` does, and after a crash
-  recovers its data from the last checkpoint by replaying the oplog written since. With the line
-  above, the store's CPU per order-log event in the shop replay is 2-7% below the default's
+  recovers its data from the last checkpoint by replaying the oplog written since. It pays for
+  the line above: together they cost the shop replay no throughput that the runs could show
   (`docs/performance.md`, "The local store keeps what it acknowledged"). Read when a store is
   created: a store keeps the mode it was created in.
 
