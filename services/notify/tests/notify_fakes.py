@@ -47,6 +47,7 @@ class InMemoryNotify:
             and n.created_at >= since
             and n.purpose == "marketing"
             and n.status != "suppressed"
+            and n.awaiting_until is None
         )
 
     async def time_zones(self, customer_ids: Sequence[str]) -> dict[str, str]:
@@ -58,6 +59,21 @@ class InMemoryNotify:
             for n in self.notifications.values()
             if n.customer_id in customer_ids and n.status in ("queued", "deferred")
         ]
+
+    async def awaiting(self, customer_ids: Sequence[str]) -> list[Notification]:
+        return [
+            copy.deepcopy(n)
+            for n in self.notifications.values()
+            if n.customer_id in customer_ids and n.awaiting
+        ]
+
+    async def awaiting_over(self, now: datetime, limit: int) -> list[Notification]:
+        over = [
+            copy.deepcopy(n)
+            for n in self.notifications.values()
+            if n.awaiting and n.awaiting_until is not None and n.awaiting_until <= now
+        ]
+        return sorted(over, key=lambda n: n.awaiting_until or now)[:limit]
 
     async def due_among(self, notification_ids: Sequence[str], now: datetime) -> list[Notification]:
         return [
@@ -75,7 +91,7 @@ class InMemoryNotify:
             stored = self.prefs.get(p.customer_id)
             if p.version != (stored.version if stored else 0):
                 raise ConcurrencyConflictError(f"preferences of {p.customer_id} changed")
-        for n in changes.cancelled:
+        for n in [*changes.cancelled, *changes.released]:
             if self.notifications[n.notification_id].version != n.version:
                 raise ConcurrencyConflictError(f"notification {n.notification_id} changed")
         for d in changes.sent_digests:  # deleted only if still as read, as the store does
@@ -91,7 +107,7 @@ class InMemoryNotify:
         for n in changes.notifications:
             assert n.notification_id not in self.notifications, "a notification made twice"
             self.notifications[n.notification_id] = copy.deepcopy(n)
-        for n in changes.cancelled:
+        for n in [*changes.cancelled, *changes.released]:
             saved = copy.deepcopy(n)
             saved.version += 1
             self.notifications[n.notification_id] = saved

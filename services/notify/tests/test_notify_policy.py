@@ -76,8 +76,18 @@ def test_the_daily_cap_suppresses_marketing_only() -> None:
     assert decide(opted_in, "transactional", at(12), 30, RULES).action == "send"
 
 
-def test_an_unregistered_customer_gets_nothing() -> None:
-    assert decide(None, "transactional", at(12), 0, RULES).reason == "unknown_customer"
+def test_a_customer_never_heard_of_is_awaited_and_an_erased_one_gets_nothing() -> None:
+    awaited = decide(None, "transactional", at(12), 0, RULES)
+    assert (awaited.action, awaited.reason) == ("await", "awaiting_registration")
+    assert awaited.send_at == at(12, 10)  # registration_wait_s: 600
+    never_stored = Preferences("c1")  # version 0: the member system has not spoken of them
+    assert decide(never_stored, "marketing", at(12), 0, RULES).action == "await"
+    erased = Preferences("c1", version=3)  # stored, no longer registered
+    assert decide(erased, "transactional", at(12), 0, RULES).reason == "unknown_customer"
+    wait_over = decide(None, "transactional", at(12), 0, RULES, may_await=False)
+    assert (wait_over.action, wait_over.reason) == ("suppress", "unknown_customer")
+    no_wait = NotifyRules(registration_wait_s=0)
+    assert decide(None, "transactional", at(12), 0, no_wait).reason == "unknown_customer"
 
 
 def test_a_template_renders_in_chinese_by_default_and_in_english_on_request() -> None:

@@ -109,9 +109,13 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
     async def digest(now: datetime) -> int:
         return await handlers.digest_sweep(now, repository, rules=rules)
 
+    async def awaiting(now: datetime) -> int:
+        return await handlers.awaiting_sweep(now, repository, rules=rules)
+
     runtime.every("deliver", settings.deliver_interval_s, deliver)
     runtime.every("care", settings.care_interval_s, care)
     runtime.every("digest", settings.digest_interval_s, digest)
+    runtime.every("awaiting", settings.awaiting_interval_s, awaiting)
     return create_http_app(
         runtime,
         title="CRM notify",

@@ -1,11 +1,14 @@
-"""Use cases: triggers -> notifications (queued, deferred or suppressed), and the care and digest
-sweeps. The delivery worker that sends them is `delivery.py`; the HTTP commands `commands.py`.
+"""Use cases: triggers -> notifications (queued, deferred, awaiting the customer's registration,
+or suppressed), the release of those awaiting when the registration comes, and the care, digest
+and awaiting sweeps. The delivery worker that sends them is `delivery.py`; the HTTP commands
+`commands.py`.
 
 Plain async functions over the `NotifyRepository` port: unit tests use an in-memory one.
 """
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from typing import Any
@@ -25,6 +28,7 @@ from crm_notify.domain.policy import (
     Decision,
     NotifyRules,
     Preferences,
+    Purpose,
     decide,
     zone_named,
     zone_of,
@@ -32,9 +36,11 @@ from crm_notify.domain.policy import (
 from crm_notify.domain.staff import NO_STAFF_ADDRESS, supervisors
 from crm_notify.domain.triggers import intents_for, update_preferences
 from crm_notify.ports import Changes, NotifyRepository, Staff
-from crm_runtime.errors import ConcurrencyConflictError
+from crm_runtime.errors import ConcurrencyConflictError, is_transient
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.privacy import erasure_confirmation
+
+log = logging.getLogger(__name__)
 
 SOURCE = "crm/notify"
 DIGEST_REDOS = 3
@@ -88,6 +94,7 @@ async def apply_events(
     bosses = supervisors(staff.people)
     known = await _existing(repository, [i for e in fresh for i in intents_for(e, bosses)])
     withdrawn: set[str] = set()
+    registering: set[str] = set()
     for event in fresh:
         if isinstance(event.data, loyalty_v1.PointsEarned):
             held = everyone.get(event.subject)  # read already for its other events
@@ -106,17 +113,100 @@ async def apply_events(
             changes.outbound.append(erasure_confirmation("notify", event, now, KEPT_AFTER_ERASURE))
         if isinstance(event.data, members_v1.CustomerRegistered) and was_registered:
             continue  # registered again (another source): one welcome per customer
+        if preferences.registered and not was_registered:
+            registering.add(preferences.customer_id)
         for intent in intents_for(event, bosses):
             await _notify(changes, known, repository, preferences, intent, rules, staff, now)
+    if registering:
+        await _release_registered(changes, repository, everyone, registering, rules, now)
     if withdrawn:
         await cancel_withdrawn(changes, repository, sorted(withdrawn), now)
     await repository.save(changes)
     due = [
         n.notification_id
-        for n in changes.notifications
+        for n in [*changes.notifications, *changes.released]
         if n.status == "queued" and n.next_attempt_at is not None and n.next_attempt_at <= now
     ]
     return Applied(len(fresh), due)
+
+
+async def _release_registered(
+    changes: Changes,
+    repository: NotifyRepository,
+    preferences: Mapping[str, Preferences],
+    customer_ids: set[str],
+    rules: NotifyRules,
+    now: datetime,
+) -> None:
+    """The customers registered in this batch: their messages that awaited the registration
+    (stored, or made earlier in this batch) are decided now, with what it told."""
+    stored = await repository.awaiting(sorted(customer_ids))
+    made = [n for n in changes.notifications if n.awaiting and n.customer_id in customer_ids]
+    changes.released += stored
+    await _release(changes, repository, preferences, [*stored, *made], rules, now)
+
+
+async def _release(
+    changes: Changes,
+    repository: NotifyRepository,
+    preferences: Mapping[str, Preferences],
+    notifications: Sequence[Notification],
+    rules: NotifyRules,
+    now: datetime,
+) -> None:
+    """Decide messages that awaited their customer's registration, no longer awaiting: the
+    customer registered, or the wait is over (then, still unknown, `unknown_customer`)."""
+    for notification in notifications:
+        known = preferences.get(notification.customer_id) or Preferences(notification.customer_id)
+        decision = await _decision(
+            changes, repository, known, notification.purpose, rules, now, may_await=False
+        )
+        notification.release(decision, known, now)
+        if notification.status == "suppressed":
+            changes.outbound.append(outcome(notification, now))
+
+
+async def awaiting_sweep(now: datetime, repository: NotifyRepository, *, rules: NotifyRules) -> int:
+    """Messages whose wait for their customer's registration is over by `now`: decided with what
+    is known then, suppressed as `unknown_customer` unless the customer registered meanwhile (a
+    registration applied while the message was being made, by another replica); the number
+    decided. A page that cannot be decided for a reason of its own (not the database down) is
+    done again one message at a time, and a message that fails alone is skipped (logged), so
+    one bad record does not hold up the others."""
+    decided = 0
+    while True:
+        over = await repository.awaiting_over(now, 200)
+        if not over:
+            return decided
+        try:
+            await _decide_over(over, repository, rules, now)
+            decided += len(over)
+            continue
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+        for notification in over:
+            try:
+                await _decide_over([notification], repository, rules, now)
+                decided += 1
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.error(
+                    "awaiting notification skipped",
+                    exc_info=exc,
+                    extra={"notification": notification.notification_id},
+                )
+        return decided
+
+
+async def _decide_over(
+    over: Sequence[Notification], repository: NotifyRepository, rules: NotifyRules, now: datetime
+) -> None:
+    changes = Changes(released=list(over))
+    found = await repository.preferences(sorted({n.customer_id for n in over}))
+    await _release(changes, repository, found, over, rules, now)
+    await repository.save(changes)
 
 
 async def cancel_withdrawn(
@@ -193,19 +283,7 @@ async def _notify(
             else Decision("suppress", "webhook", reason="no staff webhook configured")
         )
     else:
-        counted = 0
-        if intent.purpose != "transactional":  # the daily cap counts only these
-            zone = zone_of(preferences)
-            midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
-            counted = await repository.counted_since(preferences.customer_id, midnight)
-        counted += sum(
-            1
-            for n in changes.notifications
-            if n.customer_id == preferences.customer_id
-            and n.purpose == "marketing"  # as stored ones are counted: staff messages are not
-            and n.status != "suppressed"
-        )
-        decision = decide(preferences, intent.purpose, now, counted, rules)
+        decision = await _decision(changes, repository, preferences, intent.purpose, rules, now)
     notification = Notification.create(
         preferences.customer_id, intent, decision, preferences, now, staff_address=staff.address
     )
@@ -213,6 +291,36 @@ async def _notify(
     known.add(notification_id)
     if notification.status == "suppressed":
         changes.outbound.append(outcome(notification, now))
+
+
+async def _decision(
+    changes: Changes,
+    repository: NotifyRepository,
+    preferences: Preferences,
+    purpose: Purpose,
+    rules: NotifyRules,
+    now: datetime,
+    *,
+    may_await: bool = True,
+) -> Decision:
+    """`decide` for a customer message, with the messages counted towards the daily cap: the
+    stored ones of the customer's local day and those this change set makes. A message that
+    awaited the registration (in `changes` as awaiting, or released) is not counted twice:
+    only what is no longer awaiting and not suppressed counts."""
+    counted = 0
+    if purpose != "transactional":  # the daily cap counts only these
+        zone = zone_of(preferences)
+        midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
+        counted = await repository.counted_since(preferences.customer_id, midnight)
+    counted += sum(
+        1
+        for n in changes.notifications
+        if n.customer_id == preferences.customer_id
+        and n.purpose == "marketing"  # as stored ones are counted: staff messages are not
+        and n.status != "suppressed"
+        and not n.awaiting
+    )
+    return decide(preferences, purpose, now, counted, rules, may_await=may_await)
 
 
 def _notify_person(

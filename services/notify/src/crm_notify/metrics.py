@@ -46,8 +46,9 @@ def install(runtime: Runtime, repository: MongoNotifyRepository) -> None:
     )
     waiting = Gauge(
         "crm_notifications_waiting",
-        "Notifications not sent yet, by channel and status (queued, deferred: quiet hours or a "
-        "retry later; sending: claimed by a delivery run), from the database.",
+        "Notifications not sent yet, by channel and status (queued, deferred: quiet hours, a "
+        "retry later, or channel none: awaiting the customer's registration; sending: claimed "
+        "by a delivery run), from the database.",
         ["service", "channel", "status"],
         registry=runtime.registry,
     )

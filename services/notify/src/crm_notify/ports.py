@@ -29,6 +29,9 @@ class Changes:
     cancelled: list[Notification] = field(default_factory=list)
     """Waiting notifications cancelled by a withdrawal, written under the version read (a
     delivery run that claimed one meanwhile makes it a conflict: the write is redone)."""
+    released: list[Notification] = field(default_factory=list)
+    """Stored notifications that awaited their customer's registration, decided now (queued,
+    deferred or suppressed): written under the version read, as `cancelled` are."""
     digests: dict[str, Digest] = field(default_factory=dict)
     """What to add to points digests, by id: `points` and `orders` are added to the stored
     digest's (made if none), `balance` (the latest) replaces its. No read before the write."""
@@ -83,6 +86,14 @@ class NotifyRepository(Protocol):
 
     async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
         """The customers' notifications still queued or deferred (what a withdrawal cancels)."""
+        ...
+
+    async def awaiting(self, customer_ids: Sequence[str]) -> list[Notification]:
+        """The customers' notifications awaiting their registration (what it releases)."""
+        ...
+
+    async def awaiting_over(self, now: datetime, limit: int) -> list[Notification]:
+        """Notifications whose wait for their customer's registration is over by `now`."""
         ...
 
     async def existing(self, notification_ids: Sequence[str]) -> set[str]: ...

@@ -68,6 +68,12 @@ class NotifySettings(ServiceSettings):
     )
     care_interval_s: float = Field(default=3600.0, gt=0)
     digest_interval_s: float = Field(default=3600.0, gt=0)
+    awaiting_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often messages whose wait for their customer's registration is over "
+        "(`rules.registration_wait_s`) are decided.",
+    )
 
     def insecure_settings(self) -> list[str]:
         """Beyond the runtime's: a staff webhook signed with the default secret (anyone can

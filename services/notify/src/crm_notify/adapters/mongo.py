@@ -91,6 +91,11 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         "body": cipher.seal(f"{n.notification_id}/body", n.body),
         **_delivery_fields(n),
         "trace": n.trace,
+        **(
+            {"awaiting_until": n.awaiting_until, "variables": n.variables}
+            if n.awaiting_until is not None
+            else {}
+        ),
         "version": n.version,
     }
 
@@ -186,6 +191,7 @@ class MongoNotifyRepository:
                 "created_at": {"$gte": since},
                 "purpose": "marketing",
                 "status": {"$ne": "suppressed"},
+                "awaiting_until": None,  # not while it awaits the registration
             }
         )
 
@@ -227,6 +233,7 @@ class MongoNotifyRepository:
             {
                 *changes.preferences,
                 *(n.customer_id for n in [*changes.notifications, *changes.cancelled]),
+                *(n.customer_id for n in changes.released),
             }
             - erased,
             create=True,
@@ -239,7 +246,7 @@ class MongoNotifyRepository:
                 self.notifications,
                 [
                     (notification_document(n, ciphers.get(n.customer_id, shredded)), n.version)
-                    for n in [*changes.notifications, *changes.cancelled]
+                    for n in [*changes.notifications, *changes.cancelled, *changes.released]
                 ],
                 session,
                 what="notification",
@@ -256,7 +263,10 @@ class MongoNotifyRepository:
                 await self.keys.destroy(changes.erased, session=session)
                 await self.notifications.update_many(
                     {"customer_id": {"$in": changes.erased}},
-                    {"$set": {"to": None, "subject": None, "body": None}, "$inc": {"version": 1}},
+                    {
+                        "$set": {"to": None, "subject": None, "body": None, "variables": None},
+                        "$inc": {"version": 1},
+                    },
                     session=session,
                 )
         for p in changes.preferences.values():
@@ -303,6 +313,25 @@ class MongoNotifyRepository:
     async def waiting(self, customer_ids: Sequence[str]) -> list[Notification]:
         cursor = self.notifications.find(
             {"customer_id": {"$in": list(customer_ids)}, "status": {"$in": ["queued", "deferred"]}}
+        )
+        return await self._notifications_from([doc async for doc in cursor])
+
+    async def awaiting(self, customer_ids: Sequence[str]) -> list[Notification]:
+        cursor = self.notifications.find(
+            {
+                "customer_id": {"$in": list(customer_ids)},
+                "status": "deferred",
+                "awaiting_until": {"$ne": None},
+            }
+        )
+        return await self._notifications_from([doc async for doc in cursor])
+
+    async def awaiting_over(self, now: datetime, limit: int) -> list[Notification]:
+        """On the (status, next_attempt_at) index: awaiting ones are deferred with no send time."""
+        cursor = self.notifications.find(
+            {"status": "deferred", "next_attempt_at": None, "awaiting_until": {"$lte": now}},
+            sort=[("awaiting_until", ASCENDING)],
+            limit=limit,
         )
         return await self._notifications_from([doc async for doc in cursor])
 

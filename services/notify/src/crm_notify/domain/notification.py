@@ -2,7 +2,9 @@
 
 Pure code. A notification's id derives from (cause, template): the same trigger delivered twice
 can only ever make one message. A delivery run claims a notification (status `sending`, a
-`Claim`) before it sends it, so no other run sends it meanwhile.
+`Claim`) before it sends it, so no other run sends it meanwhile. A message for a customer not yet
+registered waits for the registration (`deferred`, `awaiting_until`) and is then `released`:
+decided and rendered again with what the registration told.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from crm_notify.domain.policy import Channel, Decision, Preferences, Purpose, Status
-from crm_notify.domain.templates import NAME_LIMIT, one_line, render
+from crm_notify.domain.templates import NAME_LIMIT, Rendered, RenderError, one_line, render
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class Notification:
     provider: str | None = None
     trace: str | None = None
     claim: Claim | None = None
+    awaiting_until: datetime | None = None
+    """While it awaits its customer's registration: when it stops waiting (then suppressed
+    as `unknown_customer` unless the customer registered)."""
+    variables: dict[str, Any] | None = None
+    """While it awaits: its trigger's variables (ids and figures, no personal data), to render
+    it again in the customer's locale and with their name."""
     version: int = 0
 
     @staticmethod
@@ -100,11 +108,7 @@ class Notification:
         """Render now (a missing variable raises `RenderError`: the trigger goes to the DLQ).
         `locale`: a staff member's (else the customer's preferences')."""
         locale = locale or (preferences.locale if preferences else "zh-CN")
-        variables = {**intent.variables}
-        if intent.purpose != "staff":
-            name = (preferences.name if preferences else None) or ""
-            variables.setdefault("name", one_line(name, NAME_LIMIT))
-        rendered = render(intent.template, locale, variables)
+        rendered = _render(intent.template, intent.purpose, locale, intent.variables, preferences)
         notification = Notification(
             notification_id=intent.notification_id,
             customer_id=customer_id,
@@ -119,19 +123,57 @@ class Notification:
             trace=intent.trace,
         )
         if decision.action == "suppress":
-            notification._move(now, "suppressed", decision.reason)
+            notification._suppressed(now, decision.reason)
+            return notification
+        if decision.action == "await":  # rendered above only to find a bad trigger now
+            notification.awaiting_until = decision.send_at or now
+            notification.variables = dict(intent.variables)
             notification.subject = notification.body = ""
+            notification._move(now, "deferred", decision.reason)
             return notification
         if intent.purpose == "staff":
             notification.to = staff_address
         elif preferences is not None and decision.channel is not None:
             notification.to = preferences.address(decision.channel)
-        notification.next_attempt_at = decision.send_at or now
-        if decision.action == "defer":
-            notification._move(now, "deferred", decision.reason)
-        else:
-            notification._move(now, "queued")
+        notification._decided(decision, now)
         return notification
+
+    @property
+    def awaiting(self) -> bool:
+        """Deferred until its customer registers (or its wait ends)."""
+        return self.status == "deferred" and self.awaiting_until is not None
+
+    def release(self, decision: Decision, preferences: Preferences, now: datetime) -> None:
+        """It awaited its customer's registration: now decided (`decision`) and, unless
+        suppressed, rendered again in the customer's locale with their name. Should their locale
+        not render it, it is suppressed with the reason: never an error for the registration
+        that released it."""
+        variables, self.variables, self.awaiting_until = self.variables or {}, None, None
+        self.channel = decision.channel
+        if decision.action == "suppress":
+            self._suppressed(now, decision.reason)
+            return
+        try:
+            locale = preferences.locale
+            rendered = _render(self.template, self.purpose, locale, variables, preferences)
+        except RenderError as error:
+            self._suppressed(now, f"not rendered in {preferences.locale}: {error}"[:500])
+            return
+        self.locale, self.subject, self.body = preferences.locale, rendered.subject, rendered.body
+        if decision.channel is not None:
+            self.to = preferences.address(decision.channel)
+        self._decided(decision, now)
+
+    def _decided(self, decision: Decision, now: datetime) -> None:
+        self.next_attempt_at = decision.send_at or now
+        if decision.action == "defer":
+            self._move(now, "deferred", decision.reason)
+        else:
+            self._move(now, "queued")
+
+    def _suppressed(self, now: datetime, reason: str | None) -> None:
+        self.subject = self.body = ""
+        self._move(now, "suppressed", reason)
 
     def claimed(self, claim: Claim) -> None:
         """A run holds it while sending (not in the history: the outcome is)."""
@@ -181,11 +223,26 @@ class Notification:
 
     def redact(self) -> None:
         """Erasure: keep that a message existed and its history, not what it said or where."""
-        self.to, self.subject, self.body = None, "", ""
+        self.to, self.subject, self.body, self.variables = None, "", "", None
 
     def _move(self, at: datetime, status: Status, reason: str | None = None) -> None:
         self.status = status
         self.history.append(StatusChange(at, status, reason))
+
+
+def _render(
+    template: str,
+    purpose: Purpose,
+    locale: str,
+    variables: dict[str, Any],
+    preferences: Preferences | None,
+) -> Rendered:
+    """A customer message gets the customer's name (one line, at most `NAME_LIMIT`)."""
+    variables = {**variables}
+    if purpose != "staff":
+        name = (preferences.name if preferences else None) or ""
+        variables.setdefault("name", one_line(name, NAME_LIMIT))
+    return render(template, locale, variables)
 
 
 def cancel_unwanted(

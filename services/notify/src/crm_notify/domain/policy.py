@@ -1,10 +1,10 @@
 """Who hears about what, over which channel, and when: preferences, consent, quiet hours, caps.
 
-Pure code. `decide` answers for one intended message: send now, defer until a time, or suppress
-(with the reason); `recheck` asks again right before the send (a consent withdrawn since then
-cancels it; quiet hours defer it). The rules are documented with examples in the service
-README; `NotifyRules` is declared here once and nested in the settings:
-`CRM_NOTIFY_RULES__DAILY_CAP=5`.
+Pure code. `decide` answers for one intended message: send now, defer until a time, await the
+customer's registration, or suppress (with the reason); `recheck` asks again right before the
+send (a consent withdrawn since then cancels it; quiet hours defer it). The rules are
+documented with examples in the service README; `NotifyRules` is declared here once and nested
+in the settings: `CRM_NOTIFY_RULES__DAILY_CAP=5`.
 """
 
 from __future__ import annotations
@@ -80,12 +80,17 @@ class NotifyRules:
     max_attempts: int = 8
     retry_initial_s: float = 5.0
     retry_max_s: float = 900.0
+    registration_wait_s: float = 600.0
+    """How long a customer message waits for the registration of a customer notify has never
+    heard of (the member system's event may come after the complaint's, on another topic);
+    0: suppressed at once, as `unknown_customer`."""
 
     def __post_init__(self) -> None:
         within("daily_cap", self.daily_cap, ge=0)
         within("max_attempts", self.max_attempts, ge=1)
         within("retry_initial_s", self.retry_initial_s, gt=0)
         within("retry_max_s", self.retry_max_s, gt=0)
+        within("registration_wait_s", self.registration_wait_s, ge=0)
 
     def is_quiet(self, local: time) -> bool:
         if self.quiet_start > self.quiet_end:  # over midnight: 21:00-09:00
@@ -106,9 +111,13 @@ class NotifyRules:
         return timedelta(seconds=min(self.retry_max_s, self.retry_initial_s * 2 ** (attempts - 1)))
 
 
+AWAITING_REGISTRATION = "awaiting_registration"
+"""The reason a message waits, `deferred` without a send time, for its customer's registration."""
+
+
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["send", "defer", "suppress", "cancel"]
+    action: Literal["send", "defer", "await", "suppress", "cancel"]
     channel: Channel | None = None
     reason: str | None = None
     send_at: datetime | None = None
@@ -132,10 +141,21 @@ def decide(
     now: datetime,
     sent_today: int,
     rules: NotifyRules,
+    *,
+    may_await: bool = True,
 ) -> Decision:
     """For a customer message: the first channel with an address, consent and no opt-out; then
-    the daily cap; then quiet hours (marketing is deferred, transactional is not)."""
+    the daily cap; then quiet hours (marketing is deferred, transactional is not).
+
+    A customer the member system has never spoken of (no stored preferences) is awaited: the
+    message waits `registration_wait_s` for the registration (`send_at`: when it stops waiting),
+    unless `may_await` is false (its wait is over). A customer known but not registered (erased)
+    is suppressed at once."""
     if preferences is None or not preferences.registered:
+        never_heard_of = preferences is None or preferences.version == 0
+        if may_await and never_heard_of and rules.registration_wait_s > 0:
+            until = now + timedelta(seconds=rules.registration_wait_s)
+            return Decision("await", reason=AWAITING_REGISTRATION, send_at=until)
         return Decision("suppress", reason="unknown_customer")
     refusals = []
     chosen: Channel | None = None
