@@ -355,8 +355,18 @@ class MongoNotifyRepository:
         )
         docs = [doc async for doc in stopped]
         if len(docs) < limit:
+            # One equality per status, not `$in`: the embedded store bounds the scan of the
+            # (status, next_attempt_at) index on `next_attempt_at` only after an equality, and
+            # read every deferred message (quiet hours, awaiting a registration) at each
+            # sweep otherwise (docs/performance.md, `benchmarks/notify_due.py`).
+            due = {"$lte": now}
             cursor = self.notifications.find(
-                {"status": {"$in": ["queued", "deferred"]}, "next_attempt_at": {"$lte": now}},
+                {
+                    "$or": [
+                        {"status": "queued", "next_attempt_at": due},
+                        {"status": "deferred", "next_attempt_at": due},
+                    ]
+                },
                 sort=[("next_attempt_at", ASCENDING)],
                 limit=limit - len(docs),
             )
