@@ -1,22 +1,27 @@
 """An in-memory account repository: the unit tests' stand-in for MongoDB."""
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from crm_contracts import CloudEvent, event_key
 from crm_loyalty.domain.account import Account
-from crm_loyalty.domain.ledger import Entry
+from crm_loyalty.domain.ledger import Entry, Lot, OrderPoints
 from crm_loyalty.domain.rules import LoyaltyRules
 from crm_loyalty.ports import Changes
 from crm_runtime.outbox import OutboundMessage
 
 
 class InMemoryAccounts:
-    def __init__(self, rules: LoyaltyRules | None = None) -> None:
+    """`keep_everything`: never keep orders apart (the account as it was before ADR 0022), to
+    compare with."""
+
+    def __init__(self, rules: LoyaltyRules | None = None, *, keep_everything: bool = False) -> None:
         self.rules = rules or LoyaltyRules()
+        self.keep_everything = keep_everything
         self.accounts: dict[str, Account] = {}
+        self.apart: dict[tuple[str, str], tuple[OrderPoints, Lot | None]] = {}
         self.ledger: dict[str, Entry] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
@@ -30,8 +35,20 @@ class InMemoryAccounts:
                 fresh.append(event)
         return fresh
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]:
-        return {i: copy.deepcopy(self.accounts[i]) for i in customer_ids if i in self.accounts}
+    async def load(
+        self,
+        customer_ids: Sequence[str],
+        orders: Mapping[str, Collection[str]] | None = None,
+    ) -> dict[str, Account]:
+        """As the store does: only what `orders` names comes back from apart."""
+        found = {i: copy.deepcopy(self.accounts[i]) for i in customer_ids if i in self.accounts}
+        for customer_id, order_ids in (orders or {}).items():
+            account = found.get(customer_id)
+            for order_id in order_ids if account is not None else ():
+                kept = self.apart.get((customer_id, order_id))
+                if account is not None and kept is not None and order_id not in account.orders:
+                    account.recall(*copy.deepcopy(kept))
+        return found
 
     async def due(self, sweep: str, now: datetime, limit: int) -> list[str]:
         def is_due(account: Account) -> bool:
@@ -54,7 +71,15 @@ class InMemoryAccounts:
         for entry in changes.entries:
             assert entry.entry_id not in self.ledger, f"ledger entry {entry.entry_id} written twice"
         for account in changes.accounts:
+            if not self.keep_everything:
+                account.compact(self.rules)
+            for order_id, kept in account.settled.items():
+                self.apart[(account.customer_id, order_id)] = copy.deepcopy(kept)
+            for order_id in account.recalled - set(account.settled):
+                del self.apart[(account.customer_id, order_id)]
             account.version += 1
+            account.orders_apart = account.apart_after_save
+            account.settled, account.recalled = {}, set()
             self.accounts[account.customer_id] = copy.deepcopy(account)
         self.ledger.update((e.entry_id, e) for e in changes.entries)
         self.processed.update(event_key(e) for e in changes.applied)

@@ -1,6 +1,7 @@
 """Property: for any sequence of orders, refunds, cancellations, redemptions and expiry sweeps,
 the balance is the sum of the ledger, redemptions never overdraw, and replaying the same events
-(even with the inbox lost) leaves the ledger identical."""
+(even with the inbox lost) leaves the ledger identical; and keeping settled orders apart (ADR
+0022) changes no entry, event or figure against an account that keeps everything."""
 
 import asyncio
 import copy
@@ -79,8 +80,8 @@ async def redeem(repo: InMemoryAccounts, n: int, points: int, at: datetime) -> b
     return True
 
 
-async def scenario(sequence: list[Op]) -> None:
-    repo = InMemoryAccounts(RULES)
+async def scenario(sequence: list[Op], *, keep_everything: bool = False) -> InMemoryAccounts:
+    repo = InMemoryAccounts(RULES, keep_everything=keep_everything)
     at = T0
     inbound: list[CloudEvent[Any]] = []
     for n, op in enumerate(sequence):
@@ -109,12 +110,47 @@ async def scenario(sequence: list[Op]) -> None:
     repo.processed.clear()  # the inbox lost: the account itself must still count each once
     await apply_events(inbound, repo, rules=RULES)
     assert repo.ledger == ledger_before
+    return repo
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
 def test_balance_is_the_sum_of_the_ledger_and_replays_change_nothing(sequence: list[Op]) -> None:
     asyncio.run(scenario(sequence))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops)
+def test_keeping_settled_orders_apart_changes_nothing_anyone_sees(sequence: list[Op]) -> None:
+    bounded = asyncio.run(scenario(sequence))
+    whole = asyncio.run(scenario(sequence, keep_everything=True))
+    assert bounded.ledger == whole.ledger
+    assert [m.event for m in bounded.outbox] == [m.event for m in whole.outbox]
+    if "c1" in whole.accounts:
+        held, everything = bounded.accounts["c1"], whole.accounts["c1"]
+        figures = ("balance", "debt", "tier", "entry_count")
+        assert [getattr(held, f) for f in figures] == [getattr(everything, f) for f in figures]
+        assert len(held.orders) + held.orders_apart == len(everything.orders)
+
+
+def test_an_order_refunded_years_later_is_found_apart_and_reversed_once() -> None:
+    """The order went apart (settled: its points spent, its window long past); its refund
+    brings it back, reverses what was earned into debt, and leaves it apart again."""
+    sequence = [
+        Op("place", 1, 1000, 0),  # 100 points
+        Op("redeem", 0, 100, 1),  # all spent
+        Op("place", 2, 10, 500),  # 1 point; the latest order moves on: order 1 is settled
+        Op("refund", 1, 1000, 1),
+        Op("cancel", 1, 0, 1),
+    ]
+    bounded = asyncio.run(scenario(sequence))
+    assert ("c1", "o1") in bounded.apart
+    account = bounded.accounts["c1"]
+    assert "o1" not in account.orders
+    # The 100 points reversed: 1 from order 2's lot, 99 spent already, so recorded as debt.
+    assert (account.debt, account.balance) == (99, -99)
+    whole = asyncio.run(scenario(sequence, keep_everything=True))
+    assert bounded.ledger == whole.ledger
 
 
 def test_the_property_is_checked_on_a_refund_of_spent_points() -> None:

@@ -105,7 +105,7 @@ async def test_liability_is_two_aggregations_with_the_former_figures() -> None:
     assert any(d["debt"] > 0 for d in docs)
     now = T0 + timedelta(days=3)
     collection = AggregatingOnly(*grouped(docs, now))
-    database: Any = {"accounts": collection, "ledger": None}
+    database: Any = {"accounts": collection, "orders_apart": None, "ledger": None}
     repository = MongoAccountRepository(database, None, RULES, None)  # type: ignore[arg-type]
     report = await repository.liability(now)
     assert collection.pipelines == [queries.accounts_pipeline(), queries.lots_pipeline(now)]

@@ -15,6 +15,7 @@ from crm_loyalty.domain.account import (
     IdempotencyKeyReusedError,
     InsufficientPointsError,
     NoAccountError,
+    redemption_entry_id,
 )
 from crm_loyalty.domain.ledger import Entry
 from crm_loyalty.domain.rules import LoyaltyRules
@@ -58,14 +59,13 @@ async def redeem(command: Redeem, repository: AccountRepository, clock: Clock) -
         account = (await repository.load([command.customer_id])).get(command.customer_id)
         if account is None:
             raise NoAccountError(command.customer_id)
-        if command.key in account.redemptions:
-            points, entry_id = account.redemptions[command.key]
-            if points != command.points:
+        first = await repository.entry(redemption_entry_id(command.customer_id, command.key))
+        if first is not None:
+            if -first.points != command.points:
                 raise IdempotencyKeyReusedError(
-                    f"Idempotency-Key {command.key!r} was used for a redemption of {points} points"
+                    f"Idempotency-Key {command.key!r} was used for a redemption of "
+                    f"{-first.points} points"
                 )
-            first = await repository.entry(entry_id)
-            assert first is not None, "a redemption's entry is saved with it"
             return Done(first, replayed=True)
         now = clock()
         expired: list[DomainEvent] = list(account.expire(now))  # never spend expired points

@@ -5,7 +5,7 @@ side of the routes.
 Handlers, commands, adapters and entry points import these; the adapters import no use case.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,13 +37,23 @@ class AccountRepository(Protocol):
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]: ...
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]: ...
+    async def load(
+        self,
+        customer_ids: Sequence[str],
+        orders: Mapping[str, Collection[str]] | None = None,
+    ) -> dict[str, Account]:
+        """The accounts that exist, with the orders kept apart that `orders` names (by
+        customer) brought back into them (`Account.recall`)."""
+        ...
 
     async def due(self, sweep: str, now: datetime, limit: int) -> list[str]: ...
 
     async def entry(self, entry_id: str) -> Entry | None: ...
 
-    async def save(self, changes: Changes) -> None: ...
+    async def save(self, changes: Changes) -> None:
+        """One transaction; each account is compacted first (`Account.compact`) and what it
+        settles is kept apart."""
+        ...
 
 
 class AccountQueries(Protocol):

@@ -1,17 +1,20 @@
 """Accounts and the append-only ledger in MongoDB (`crm_loyalty`).
 
-`accounts` holds each account's state (lots, orders, debt, tier) with a `version` for optimistic
-concurrency, plus the times the sweeps look for. `ledger` is append-only: one document per entry,
-`_id` = the entry id (derived from the source event id or the idempotency key), so the same entry
-can never be written twice. Both are written in one transaction with the inbox and the outbox.
+`accounts` holds each account's state (the lots that hold points, the orders of the window,
+debt, tier) with a `version` for optimistic concurrency, plus the times the sweeps look for.
+`orders_apart` holds the settled orders with their lots (`Account.compact`, ADR 0022), one
+document each, `_id` = "<customer id> <order id>" (ids hold no white space). `ledger` is
+append-only: one document per entry, `_id` = the entry id (derived from the source event id or
+the idempotency key), so the same entry can never be written twice. All are written in one
+transaction with the inbox and the outbox.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -60,39 +63,9 @@ def to_document(
             else None
         ),
         "birthday_years": account.birthday_years,
-        "lots": [
-            {
-                "id": lot.lot_id,
-                "kind": lot.kind,
-                "earned_at": lot.earned_at,
-                "expires_at": lot.expires_at,
-                "expiry_month": lot.expires_at.strftime("%Y-%m"),
-                "points": lot.points,
-                "remaining": lot.remaining,
-                "order_id": lot.order_id,
-                "expired": lot.expired,
-                "reversed": lot.reversed,
-                "notified": lot.notified,
-            }
-            for lot in account.lots
-        ],
-        "orders": [
-            {
-                "id": o.order_id,
-                "placed_at": o.placed_at,
-                "amount": to_decimal128(o.amount),
-                "points": o.points,
-                "refunded": to_decimal128(o.refunded),
-                "reversed": o.reversed,
-                "cancelled": o.cancelled,
-                "refunds": o.refunds,
-            }
-            for o in account.orders.values()
-        ],
-        "redemptions": [
-            {"key": key, "points": points, "entry_id": entry_id}
-            for key, (points, entry_id) in account.redemptions.items()
-        ],
+        "lots": [_lot_document(lot) for lot in account.lots],
+        "orders": [_order_document(o) for o in account.orders.values()],
+        "orders_apart": account.apart_after_save,
         "entry_count": account.entry_count,
         # When the sweeps should look at this account again.
         "next_expiry_at": account.next_expiry_at(),
@@ -111,27 +84,90 @@ def from_document(doc: Document, cipher: FieldCipher) -> Account:
         tier_since=doc.get("tier_since"),
         tier_reviewed_at=doc.get("tier_reviewed_at"),
         tier_review_due=doc.get("tier_review_due"),
-        lots=[dataclass_from(Lot, lot, "lot_id", id_key="id") for lot in doc.get("lots", [])],
-        orders={
-            o["id"]: dataclass_from(
-                OrderPoints,
-                o,
-                "order_id",
-                id_key="id",
-                placed_at=o.get("placed_at"),
-                amount=_decimal(o["amount"]),
-                refunded=_decimal(o["refunded"]),
-                refunds=list(o.get("refunds", [])),
-            )
-            for o in doc.get("orders", [])
-        },
+        lots=[_lot(lot) for lot in doc.get("lots", [])],
+        orders={o["id"]: _order(o) for o in doc.get("orders", [])},
         debt=doc.get("debt", 0),
         birthday=_date(cipher.open("birthday", doc.get("birthday"))),
         birthday_years=list(doc.get("birthday_years", [])),
-        redemptions={r["key"]: (r["points"], r["entry_id"]) for r in doc.get("redemptions", [])},
         entry_count=doc.get("entry_count", 0),
+        orders_apart=doc.get("orders_apart", 0),
         version=doc["version"],
     )
+
+
+def _lot_document(lot: Lot) -> Document:
+    return {
+        "id": lot.lot_id,
+        "kind": lot.kind,
+        "earned_at": lot.earned_at,
+        "expires_at": lot.expires_at,
+        "expiry_month": lot.expires_at.strftime("%Y-%m"),
+        "points": lot.points,
+        "remaining": lot.remaining,
+        "order_id": lot.order_id,
+        "expired": lot.expired,
+        "reversed": lot.reversed,
+        "notified": lot.notified,
+    }
+
+
+def _lot(doc: Document) -> Lot:
+    return dataclass_from(Lot, doc, "lot_id", id_key="id")
+
+
+def _order_document(order: OrderPoints) -> Document:
+    return {
+        "id": order.order_id,
+        "placed_at": order.placed_at,
+        "amount": to_decimal128(order.amount),
+        "points": order.points,
+        "refunded": to_decimal128(order.refunded),
+        "reversed": order.reversed,
+        "cancelled": order.cancelled,
+        "refunds": order.refunds,
+    }
+
+
+def _order(doc: Document) -> OrderPoints:
+    return dataclass_from(
+        OrderPoints,
+        doc,
+        "order_id",
+        id_key="id",
+        placed_at=doc.get("placed_at"),
+        amount=_decimal(doc["amount"]),
+        refunded=_decimal(doc["refunded"]),
+        refunds=list(doc.get("refunds", [])),
+    )
+
+
+def apart_id(customer_id: str, order_id: str) -> str:
+    return f"{customer_id} {order_id}"
+
+
+def apart_document(customer_id: str, order: OrderPoints, lot: Lot | None) -> Document:
+    return {
+        "_id": apart_id(customer_id, order.order_id),
+        "customer_id": customer_id,
+        "order": _order_document(order),
+        "lot": _lot_document(lot) if lot is not None else None,
+    }
+
+
+def _apart_operations(account: Account) -> list[ReplaceOne[Document] | DeleteOne]:
+    """What a save writes to `orders_apart` for an account: the orders `compact` settled, and
+    the deletion of those recalled that stay in the account (a refund's stub now placed)."""
+    customer_id = account.customer_id
+    put: list[ReplaceOne[Document] | DeleteOne] = [
+        ReplaceOne(
+            {"_id": apart_id(customer_id, order_id)},
+            apart_document(customer_id, order, lot),
+            upsert=True,
+        )
+        for order_id, (order, lot) in account.settled.items()
+    ]
+    back = sorted(account.recalled - set(account.settled))
+    return put + [DeleteOne({"_id": apart_id(customer_id, order_id)}) for order_id in back]
 
 
 def _date(text: str | None) -> date | None:
@@ -183,6 +219,7 @@ class MongoAccountRepository:
     ):
         self.keys = keys
         self.accounts: AsyncCollection[Document] = database["accounts"]
+        self.apart: AsyncCollection[Document] = database["orders_apart"]
         self.ledger: AsyncCollection[Document] = database["ledger"]
         self.uow = uow
         self.rules = rules
@@ -214,11 +251,29 @@ class MongoAccountRepository:
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return await self.uow.unprocessed(events)
 
-    async def load(self, customer_ids: Sequence[str]) -> dict[str, Account]:
+    async def load(
+        self,
+        customer_ids: Sequence[str],
+        orders: Mapping[str, Collection[str]] | None = None,
+    ) -> dict[str, Account]:
+        """The accounts, with the orders kept apart that `orders` names (by customer) brought
+        back: one more query for the batch, only when an account named keeps some apart."""
         cursor = self.accounts.find({"_id": {"$in": list(customer_ids)}})
         docs = [doc async for doc in cursor]
         ciphers = await self.keys.ciphers(doc["_id"] for doc in docs if doc.get("birthday"))
-        return {doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs}
+        accounts = {doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs}
+        wanted = [
+            apart_id(customer_id, order_id)
+            for customer_id, order_ids in (orders or {}).items()
+            if (account := accounts.get(customer_id)) is not None and account.orders_apart > 0
+            for order_id in order_ids
+            if order_id not in account.orders
+        ]
+        if wanted:
+            async for doc in self.apart.find({"_id": {"$in": wanted}}):
+                lot = _lot(doc["lot"]) if doc.get("lot") else None
+                accounts[doc["customer_id"]].recall(_order(doc["order"]), lot)
+        return accounts
 
     async def exists(self, customer_id: str) -> bool:
         return await self.accounts.find_one({"_id": customer_id}, {"_id": 1}) is not None
@@ -259,11 +314,16 @@ class MongoAccountRepository:
             return SHREDDED if customer_id in erased else ciphers.get(customer_id, NO_KEY)
 
         ring = self.keys.ring
+        for account in accounts:
+            account.compact(self.rules)
         documents = [
             (to_document(a, self.rules, cipher(a.customer_id), ring), a.version) for a in accounts
         ]
+        apart = [operation for a in accounts for operation in _apart_operations(a)]
         async with self.uow.commit(changes.applied, changes.outbound) as session:
             await save_versioned(self.accounts, documents, session, what="account")
+            if apart:
+                await self.apart.bulk_write(apart, ordered=False, session=session)
             if erased:
                 await self.keys.destroy(erased, session=session)
                 await self.ledger.update_many(
@@ -285,6 +345,8 @@ class MongoAccountRepository:
                     raise ConcurrencyConflictError("a ledger entry exists already") from error
         for account in accounts:
             account.version += 1
+            account.orders_apart = account.apart_after_save
+            account.settled, account.recalled = {}, set()
 
     # -- queries ------------------------------------------------------------------------------
     async def ledger_page(

@@ -10,6 +10,14 @@ The account decides; its lots and entries (`ledger.py`) hold the points. Policie
 - A redemption or a negative adjustment never takes more than the balance.
 - Tiers follow qualifying points: points earned on orders placed in the rolling window, less their
   reversals — never the spendable balance. Earning can only promote; the daily sweep also demotes.
+
+The account is bounded (ADR 0022): an order that is **settled** — placed more than the window
+and `APART_GRACE_DAYS` before the account's latest order, and whose lot holds no points (spent,
+expired or reversed) — leaves it with its lot (`compact`), to be kept apart by the repository;
+a refund or cancellation event that is not yet matched by its order leaves too. A batch that
+names such an order brings it back first (`recall`). A bonus lot with no points left is
+dropped: nothing reads it again, and the ledger holds its history. What stays is the orders
+of the window and the lots that still hold points, however long the customer has bought.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ from crm_loyalty.domain.ledger import (
     take_back,
 )
 from crm_loyalty.domain.rules import LoyaltyRules, Tier, tier_rank
+
+APART_GRACE_DAYS = 30
+"""How much longer than the qualifying window an order stays in the account: an order event
+up to this much older than the account's latest order still finds every order its window
+counts."""
 
 
 class NoAccountError(LookupError):
@@ -85,9 +98,15 @@ class Account:
     debt: int = 0
     birthday: date | None = None
     birthday_years: list[int] = field(default_factory=list)
-    redemptions: dict[str, tuple[int, str]] = field(default_factory=dict)  # key -> points, entry
     entry_count: int = 0
+    orders_apart: int = 0
+    """How many of the customer's orders are kept apart (as stored, before this unit of work)."""
     version: int = 0
+    settled: dict[str, tuple[OrderPoints, Lot | None]] = field(default_factory=dict)
+    """Orders `compact` took out of the account in this unit of work, with their lots: to keep
+    apart."""
+    recalled: set[str] = field(default_factory=set)
+    """The ids of orders brought back from apart in this unit of work (`recall`)."""
 
     # -- figures ------------------------------------------------------------------------------
     @property
@@ -139,6 +158,43 @@ class Account:
         if self.tier_review_due is not None:
             candidates.append(self.tier_review_due)
         return min(candidates, default=None)
+
+    # -- bounds -------------------------------------------------------------------------------
+    def recall(self, order: OrderPoints, lot: Lot | None) -> None:
+        """An order kept apart, with its lot, back in the account: a batch names it."""
+        self.orders[order.order_id] = order
+        if lot is not None and all(held.lot_id != lot.lot_id for held in self.lots):
+            self.lots.append(lot)
+        self.recalled.add(order.order_id)
+
+    def compact(self, rules: LoyaltyRules) -> None:
+        """Take the settled orders out, with their lots (`settled`), and drop the bonus lots
+        that hold no points. A function of the facts: once settled, an order stays settled
+        (the latest order only moves later, a lot never regains points), so any batching
+        leaves the same account."""
+        latest = max((o.placed_at for o in self.orders.values() if o.placed_at), default=None)
+        window = timedelta(days=rules.qualifying_window_days + APART_GRACE_DAYS)
+        horizon = latest - window if latest is not None else None
+        order_lots = {lot.order_id: lot for lot in self.lots if lot.kind == "order"}
+        for order_id, order in list(self.orders.items()):
+            lot = order_lots.get(order_id)
+            if lot is not None and lot.remaining > 0:
+                continue
+            if order.placed_at is not None and (horizon is None or order.placed_at > horizon):
+                continue
+            del self.orders[order_id]
+            self.settled[order_id] = (order, lot)
+        self.lots = [
+            lot
+            for lot in self.lots
+            if lot.remaining > 0 or (lot.kind == "order" and lot.order_id in self.orders)
+        ]
+
+    @property
+    def apart_after_save(self) -> int:
+        """How many orders are kept apart once this unit of work is saved."""
+        back = len(self.recalled - set(self.settled))
+        return self.orders_apart - back + len(set(self.settled) - self.recalled)
 
     # -- inbound facts ------------------------------------------------------------------------
     def enrol(self, at: datetime, rules: LoyaltyRules, birthday: date | None) -> list[DomainEvent]:
@@ -219,13 +275,14 @@ class Account:
 
     # -- actions ------------------------------------------------------------------------------
     def redeem(self, redemption_id: str, points: int, at: datetime) -> Entry:
+        """The entry's id derives from `redemption_id` (`redemption_entry_id`): a second
+        redemption with the same id is a ledger conflict."""
+        entry_id = redemption_entry_id(self.customer_id, redemption_id)
         if points <= 0:
             raise ValueError("a redemption takes a positive number of points")
         if points > self.balance:
             raise InsufficientPointsError(points, self.balance)
-        entry_id = f"redeem/{self.customer_id}/{redemption_id}"
         taken = take(self.lots, points)
-        self.redemptions[redemption_id] = (points, entry_id)
         return self._entry(entry_id, "redeem", -points, at, lots=taken, redemption_id=redemption_id)
 
     def adjust(
@@ -387,3 +444,8 @@ class Account:
             reason=reason,
             expires_at=expires_at,
         )
+
+
+def redemption_entry_id(customer_id: str, redemption_id: str) -> str:
+    """The ledger entry of a redemption: how a retry with the same Idempotency-Key finds it."""
+    return f"redeem/{customer_id}/{redemption_id}"
