@@ -111,6 +111,20 @@ def private_stack() -> Iterator[BenchStack]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_store(prefix: str) -> Iterator[tuple[str, int]]:
+    """SecantusDB alone on a free port in a temporary folder: (its URL, its pid); stopped after.
+    For the benchmarks that call a service's use cases in-process, without Kafka."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        node = stack.MongoNode(Path(workdir), free_port())
+        proc = node.start()
+        try:
+            yield node.url, proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
 def time_ingest(
     port: int,
     pid: int,

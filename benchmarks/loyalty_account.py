@@ -13,19 +13,15 @@ this customer's orders took (load, apply, save) that year. `--keep-everything` t
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import bson
-from benchutil import print_table
+from benchutil import print_table, private_store
 from pymongo import AsyncMongoClient
-from stack import MongoNode
-from stackutil import free_port
 
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.orders import v1 as orders_v1
@@ -112,14 +108,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.keep_everything:
         Account.compact = lambda self, rules: None  # type: ignore[method-assign]
-    with tempfile.TemporaryDirectory(prefix="crm-loyalty-account-") as workdir:
-        node = MongoNode(Path(workdir), free_port())
-        proc = node.start()
-        try:
-            asyncio.run(run(node.url, args))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with private_store("crm-loyalty-account-") as (url, _):
+        asyncio.run(run(url, args))
 
 
 if __name__ == "__main__":

@@ -14,16 +14,12 @@ fourth session), and the store's CPU per read.
 
 import argparse
 import asyncio
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from benchutil import cpu_seconds, print_table
+from benchutil import cpu_seconds, print_table, private_store
 from pymongo import ASCENDING, AsyncMongoClient
-from stack import MongoNode
-from stackutil import free_port
 
 from crm_notify.adapters.mongo import MongoNotifyRepository
 from crm_notify.domain.notification import Intent, Notification
@@ -123,14 +119,8 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=3_000)
     parser.add_argument("--reads", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="crm-notify-due-") as workdir:
-        node = MongoNode(Path(workdir), free_port())
-        proc = node.start()
-        try:
-            asyncio.run(run(node.url, proc.pid, args))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with private_store("crm-notify-due-") as (url, pid):
+        asyncio.run(run(url, pid, args))
 
 
 if __name__ == "__main__":

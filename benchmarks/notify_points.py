@@ -20,15 +20,13 @@ import argparse
 import asyncio
 import os
 import random
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from benchutil import cpu_seconds, print_table
+from benchutil import cpu_seconds, print_table, private_store
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import (
     CommandFailedEvent,
@@ -36,8 +34,6 @@ from pymongo.monitoring import (
     CommandStartedEvent,
     CommandSucceededEvent,
 )
-from stack import MongoNode
-from stackutil import free_port
 
 from crm_contracts import CloudEvent, new_event
 from crm_contracts.loyalty import v1 as loyalty_v1
@@ -194,14 +190,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="crm-notify-points-") as workdir:
-        node = MongoNode(Path(workdir), free_port())
-        proc = node.start()
-        try:
-            asyncio.run(run(node.url, proc.pid, args))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with private_store("crm-notify-points-") as (url, pid):
+        asyncio.run(run(url, pid, args))
 
 
 if __name__ == "__main__":
