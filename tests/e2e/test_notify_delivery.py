@@ -146,6 +146,7 @@ def test_a_complaint_applied_before_the_registration_is_acknowledged_once_regist
         "deferred",
         "awaiting_registration",
     )
+    assert waiting["awaiting_until"] is not None  # when it stops waiting (then suppressed)
     register(stack, customer, email=address)
     subject = f"我们已收到您的反馈（工单 {ticket_id}）"
     eventually(lambda: any(m["Subject"] == subject for m in smtp.mailbox.to(address)), timeout=30)

@@ -81,6 +81,7 @@ def notification_view(n: Notification) -> dict[str, Any]:
         "status": n.status,
         "attempts": n.attempts,
         "next_attempt_at": n.next_attempt_at,
+        "awaiting_until": n.awaiting_until,  # awaiting the customer's registration until then
         "provider": n.provider,
         "cause": n.cause,
         "created_at": n.created_at,
