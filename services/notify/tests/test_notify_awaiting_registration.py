@@ -11,12 +11,13 @@ from notify_fakes import FakeSenders, InMemoryNotify
 from test_notify_flow import NOON, RULES, ev, opened, registered, run
 
 from crm_contracts import CloudEvent
+from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
 from crm_notify.delivery import deliver
 from crm_notify.handlers import apply_events, awaiting_sweep, digest_sweep
-from crm_notify.ports import Staff
+from crm_notify.ports import Changes, Staff
 
 pytestmark = pytest.mark.unit
 WAIT = timedelta(seconds=RULES.registration_wait_s)
@@ -103,6 +104,14 @@ async def test_an_erased_customer_is_suppressed_at_once_not_awaited() -> None:
     assert (ack.status, ack.history[-1].reason) == ("suppressed", "unknown_customer")
 
 
+async def test_an_erasure_in_the_same_batch_as_the_trigger_is_not_awaited() -> None:
+    repo = InMemoryNotify()
+    erasure = members_v1.CustomerErasureRequested()
+    await run(repo, ev(members_v1.CUSTOMER_ERASURE_REQUESTED, "c1", erasure), opened("c1"))
+    [ack] = repo.by_template("ticket_ack")
+    assert (ack.status, ack.history[-1].reason) == ("suppressed", "unknown_customer")
+
+
 async def test_an_erasure_while_it_awaits_redacts_it_and_it_is_never_sent() -> None:
     repo = InMemoryNotify()
     await run(repo, opened("c1"))
@@ -138,6 +147,47 @@ async def test_points_of_a_customer_not_yet_registered_reach_them_in_the_digest(
     await run(repo, registered("c1"), now=next_day + timedelta(minutes=1))
     [digest] = repo.by_template("points_digest")
     assert (digest.status, digest.to) == ("queued", "c1@example.com")
+
+
+async def test_messages_released_by_one_registration_keep_to_the_daily_cap() -> None:
+    """Five retention offers awaited the customer; the registration gives marketing consent:
+    three go (the cap), two are suppressed, as if they had been decided one after another."""
+    repo = InMemoryNotify()
+    risk = archive_v1.CustomerChurnRiskRaised(reasons=["purchase_interval"], detected_at=NOON)
+    for _ in range(5):
+        await run(repo, ev(archive_v1.CUSTOMER_CHURN_RISK_RAISED, "c1", risk))
+    consents = {"email": members_v1.Consent(marketing=True)}
+    await run(repo, registered("c1", consents=consents))
+    offers = repo.by_template("retention")
+    assert sorted(n.status for n in offers) == ["queued"] * 3 + ["suppressed"] * 2
+    assert {n.history[-1].reason for n in offers if n.status == "suppressed"} == {"daily_cap"}
+
+
+class OneBadCustomer(InMemoryNotify):
+    """A store whose write fails for one customer's messages (a record it cannot take)."""
+
+    async def save(self, changes: Changes) -> None:
+        if any(n.customer_id == "bad" for n in changes.released):
+            raise ValueError("a record the store refuses")
+        await super().save(changes)
+
+
+async def test_one_message_the_sweep_cannot_save_fails_alone() -> None:
+    """The page is decided again one message at a time from what was read: the good one as
+    if the failed try had never been (rendered, queued), the bad one left for the next run."""
+    repo = OneBadCustomer()
+    await run(repo, opened("bad", "T-9"), opened("c1", "T-1"))
+    await run(repo, registered("c1"))  # as if a replica had missed the release:
+    [ack] = [n for n in repo.by_template("ticket_ack") if n.customer_id == "c1"]
+    ack.status, ack.awaiting_until, ack.variables = "deferred", NOON, {"ticket_id": "T-1"}
+    ack.channel = ack.to = None
+    assert await awaiting_sweep(NOON + WAIT, repo, rules=RULES) == 1
+    [ack] = [n for n in repo.by_template("ticket_ack") if n.customer_id == "c1"]
+    assert (ack.status, ack.to) == ("queued", "c1@example.com")
+    assert ack.subject == "我们已收到您的反馈（工单 T-1）"
+    assert [h.status for h in ack.history].count("queued") == 2  # once released, not twice
+    [bad] = [n for n in repo.by_template("ticket_ack") if n.customer_id == "bad"]
+    assert bad.awaiting
 
 
 async def _apply(repo: InMemoryNotify, *events: CloudEvent[Any]) -> list[str]:

@@ -6,6 +6,7 @@ and awaiting sweeps. The delivery worker that sends them is `delivery.py`; the H
 Plain async functions over the `NotifyRepository` port: unit tests use an in-memory one.
 """
 
+import copy
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -178,6 +179,7 @@ async def awaiting_sweep(now: datetime, repository: NotifyRepository, *, rules: 
         over = await repository.awaiting_over(now, 200)
         if not over:
             return decided
+        as_read = copy.deepcopy(over)  # a failed try leaves `over` decided, unsaved
         try:
             await _decide_over(over, repository, rules, now)
             decided += len(over)
@@ -185,7 +187,7 @@ async def awaiting_sweep(now: datetime, repository: NotifyRepository, *, rules: 
         except Exception as exc:
             if is_transient(exc):
                 raise
-        for notification in over:
+        for notification in as_read:
             try:
                 await _decide_over([notification], repository, rules, now)
                 decided += 1
@@ -283,7 +285,11 @@ async def _notify(
             else Decision("suppress", "webhook", reason="no staff webhook configured")
         )
     else:
-        decision = await _decision(changes, repository, preferences, intent.purpose, rules, now)
+        # The member system spoke of the customer in this batch (an erasure, say): known.
+        spoken_of = preferences.customer_id in changes.preferences
+        decision = await _decision(
+            changes, repository, preferences, intent.purpose, rules, now, may_await=not spoken_of
+        )
     notification = Notification.create(
         preferences.customer_id, intent, decision, preferences, now, staff_address=staff.address
     )
@@ -304,9 +310,9 @@ async def _decision(
     may_await: bool = True,
 ) -> Decision:
     """`decide` for a customer message, with the messages counted towards the daily cap: the
-    stored ones of the customer's local day and those this change set makes. A message that
-    awaited the registration (in `changes` as awaiting, or released) is not counted twice:
-    only what is no longer awaiting and not suppressed counts."""
+    stored ones of the customer's local day and those this change set makes or releases (the
+    store counts none that awaits the registration). Of those in `changes`, what still awaits
+    or was suppressed does not count."""
     counted = 0
     if purpose != "transactional":  # the daily cap counts only these
         zone = zone_of(preferences)
@@ -314,7 +320,7 @@ async def _decision(
         counted = await repository.counted_since(preferences.customer_id, midnight)
     counted += sum(
         1
-        for n in changes.notifications
+        for n in [*changes.notifications, *changes.released]
         if n.customer_id == preferences.customer_id
         and n.purpose == "marketing"  # as stored ones are counted: staff messages are not
         and n.status != "suppressed"
