@@ -5,7 +5,8 @@ repository on the real store, in-process, no Kafka.
 
 One customer places `--orders-a-day` orders every day for `--years` years (20 CNY each), applied
 through `handlers.apply_events` in batches of `--batch`, and redeems their whole balance at the
-end of every month (as a customer who uses their points does). After each year it prints the
+end of every month (as a customer who uses their points does), after the tier sweep (hourly in
+the service; monthly here). After each year it prints the
 account document's size, the orders held in it and kept apart, and the milliseconds a batch of
 this customer's orders took (load, apply, save) that year. `--keep-everything` turns
 `Account.compact` off: the account as it was before ADR 0022, to compare with.
@@ -29,7 +30,7 @@ from crm_loyalty.adapters.mongo import MongoAccountRepository
 from crm_loyalty.commands import Redeem, redeem
 from crm_loyalty.domain.account import Account
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_loyalty.handlers import apply_events
+from crm_loyalty.handlers import apply_events, tier_sweep
 from crm_runtime.crypto import CustomerKeys, KeyRing
 from crm_runtime.mongo import Inbox
 from crm_runtime.outbox import Outbox
@@ -71,8 +72,9 @@ async def run(url: str, args: argparse.Namespace) -> None:
             started = time.perf_counter()
             await apply_events(events, repository, rules=RULES)
             spent, batches = spent + time.perf_counter() - started, batches + 1
-            if at.month != month:  # the month is over: spend the balance
+            if at.month != month:  # the month is over: its tier reviews, the balance spent
                 month = at.month
+                await tier_sweep(events[-1].time, repository, rules=RULES)
                 account = (await repository.load(["c1"]))["c1"]
                 if account.balance > 0:
                     spend = Redeem("c1", account.balance, f"r{n}")

@@ -23,7 +23,7 @@ from crm_contracts.orders import v1 as orders_v1
 from crm_loyalty.adapters.mongo import MongoAccountRepository
 from crm_loyalty.commands import Redeem, redeem
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_loyalty.handlers import apply_events
+from crm_loyalty.handlers import apply_events, tier_sweep
 from crm_runtime.crypto import CustomerKeys, KeyRing
 from crm_runtime.mongo import Inbox
 from crm_runtime.outbox import Outbox
@@ -76,9 +76,10 @@ async def test_years_of_orders_leave_only_the_window_in_the_account(
     years_later = at
     for start in range(0, len(placed), 50):  # spending every few months closes the lots
         await apply_events(placed[start : start + 50], repository, rules=RULES)
+        last = placed[min(start + 49, len(placed) - 1)].time
+        await tier_sweep(last, repository, rules=RULES)  # hourly in the service
         account = (await repository.load(["c1"]))["c1"]
         if account.balance > 0:
-            last = placed[min(start + 49, len(placed) - 1)].time
             spend = Redeem("c1", account.balance, f"r{start}")
             await redeem(spend, repository, clock_at(last))
 

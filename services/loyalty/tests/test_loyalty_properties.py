@@ -19,12 +19,15 @@ from crm_contracts import CloudEvent, new_event
 from crm_contracts.orders import v1 as orders_v1
 from crm_loyalty.domain.account import InsufficientPointsError
 from crm_loyalty.domain.rules import LoyaltyRules
-from crm_loyalty.handlers import apply_events, expiry_sweep, to_message
+from crm_loyalty.handlers import apply_events, expiry_sweep, tier_sweep, to_message
 from crm_loyalty.ports import Changes
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-RULES = LoyaltyRules(welcome_bonus=50)
+RULES = LoyaltyRules(
+    welcome_bonus=50,  # tiers within reach of a few orders, so that they move
+    tier_thresholds={"standard": 0, "silver": 100, "gold": 300, "diamond": 600},
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class Op:
 ops = st.lists(
     st.builds(
         Op,
-        kind=st.sampled_from(["place", "place", "refund", "cancel", "redeem", "redeem", "sweep"]),
+        kind=st.sampled_from(
+            ["place", "place", "refund", "cancel", "redeem", "redeem", "sweep", "tiers"]
+        ),
         order=st.integers(0, 5),
         value=st.integers(0, 3000),
         days=st.integers(0, 400),
@@ -92,6 +97,8 @@ async def scenario(sequence: list[Op], *, keep_everything: bool = False) -> InMe
             await apply_events([e], repo, rules=RULES)
         elif op.kind == "redeem":
             await redeem(repo, n, max(1, op.value), at)
+        elif op.kind == "tiers":
+            await tier_sweep(at, repo, rules=RULES)
         else:
             await expiry_sweep(at, repo, rules=RULES)
         account = repo.accounts.get("c1")
@@ -139,7 +146,8 @@ def test_an_order_refunded_years_later_is_found_apart_and_reversed_once() -> Non
     sequence = [
         Op("place", 1, 1000, 0),  # 100 points
         Op("redeem", 0, 100, 1),  # all spent
-        Op("place", 2, 10, 500),  # 1 point; the latest order moves on: order 1 is settled
+        Op("place", 2, 10, 500),  # 1 point; the latest order moves on
+        Op("tiers", 0, 0, 0),  # the review past order 1's leaving the window: it is settled
         Op("refund", 1, 1000, 1),
         Op("cancel", 1, 0, 1),
     ]

@@ -12,8 +12,9 @@ The account decides; its lots and entries (`ledger.py`) hold the points. Policie
   reversals — never the spendable balance. Earning can only promote; the daily sweep also demotes.
 
 The account is bounded (ADR 0022): an order that is **settled** — placed more than the window
-and `APART_GRACE_DAYS` before the account's latest order, and whose lot holds no points (spent,
-expired or reversed) — leaves it with its lot (`compact`), to be kept apart by the repository;
+and `APART_GRACE_DAYS` before the account's latest order, whose lot holds no points (spent,
+expired or reversed), and, above standard, whose leaving the window a tier review has passed —
+leaves it with its lot (`compact`), to be kept apart by the repository;
 a refund or cancellation event that is not yet matched by its order leaves too. A batch that
 names such an order brings it back first (`recall`). A bonus lot with no points left is
 dropped: nothing reads it again, and the ledger holds its history. What stays is the orders
@@ -169,19 +170,24 @@ class Account:
 
     def compact(self, rules: LoyaltyRules) -> None:
         """Take the settled orders out, with their lots (`settled`), and drop the bonus lots
-        that hold no points. A function of the facts: once settled, an order stays settled
-        (the latest order only moves later, a lot never regains points), so any batching
-        leaves the same account."""
+        that hold no points. Above standard, an order also waits until a tier review has
+        passed the moment it left the window: the review that may demote for it needs it. Once
+        settled, an order stays settled (the latest order only moves later, a lot never
+        regains points, reviews only move later), so any batching leaves the same account."""
         latest = max((o.placed_at for o in self.orders.values() if o.placed_at), default=None)
-        window = timedelta(days=rules.qualifying_window_days + APART_GRACE_DAYS)
-        horizon = latest - window if latest is not None else None
+        window = timedelta(days=rules.qualifying_window_days)
+        horizon = latest - window - timedelta(days=APART_GRACE_DAYS) if latest else None
+        reviewed = self.tier_reviewed_at or self.opened_at
         order_lots = {lot.order_id: lot for lot in self.lots if lot.kind == "order"}
         for order_id, order in list(self.orders.items()):
             lot = order_lots.get(order_id)
             if lot is not None and lot.remaining > 0:
                 continue
-            if order.placed_at is not None and (horizon is None or order.placed_at > horizon):
+            placed = order.placed_at
+            if placed is not None and (horizon is None or placed > horizon):
                 continue
+            if placed is not None and self.tier != "standard" and placed + window > reviewed:
+                continue  # its leaving the window is still to be reviewed (a demotion)
             del self.orders[order_id]
             self.settled[order_id] = (order, lot)
         self.lots = [
