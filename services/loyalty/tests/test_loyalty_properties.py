@@ -161,6 +161,29 @@ def test_an_order_refunded_years_later_is_found_apart_and_reversed_once() -> Non
     assert bounded.ledger == whole.ledger
 
 
+def test_an_account_whose_tier_sweep_lags_is_still_demoted_as_before() -> None:
+    """Found by the property above with tier sweeps: silver from order 4; order 1 leaves the
+    window while no tier sweep runs, and its lot expires. Were it kept apart then, the late
+    sweep would find nothing to review, and the account would stay silver."""
+    sequence = [
+        Op("place", 4, 1484, 216),
+        Op("cancel", 2, 0, 238),
+        Op("redeem", 3, 2128, 385),
+        Op("place", 1, 2941, 388),
+        Op("cancel", 5, 0, 115),
+        Op("redeem", 2, 917, 289),
+        Op("refund", 3, 1465, 188),
+        Op("place", 5, 2748, 93),
+        Op("sweep", 4, 0, 177),
+        Op("sweep", 2, 0, 133),
+        Op("tiers", 0, 0, 53),
+    ]
+    bounded = asyncio.run(scenario(sequence))
+    whole = asyncio.run(scenario(sequence, keep_everything=True))
+    assert bounded.accounts["c1"].tier == whole.accounts["c1"].tier == "standard"
+    assert [m.event for m in bounded.outbox] == [m.event for m in whole.outbox]
+
+
 def test_the_property_is_checked_on_a_refund_of_spent_points() -> None:
     """A known nasty sequence, so the property above is exercised on debt every run."""
     asyncio.run(
