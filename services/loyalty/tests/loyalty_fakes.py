@@ -42,12 +42,11 @@ class InMemoryAccounts:
     ) -> dict[str, Account]:
         """As the store does: only what `orders` names comes back from apart."""
         found = {i: copy.deepcopy(self.accounts[i]) for i in customer_ids if i in self.accounts}
-        for customer_id, order_ids in (orders or {}).items():
+        for (customer_id, order_id), kept in self.apart.items():
             account = found.get(customer_id)
-            for order_id in order_ids if account is not None else ():
-                kept = self.apart.get((customer_id, order_id))
-                if account is not None and kept is not None and order_id not in account.orders:
-                    account.recall(*copy.deepcopy(kept))
+            named = (orders or {}).get(customer_id, ())
+            if account is not None and order_id in named and order_id not in account.orders:
+                account.recall(*copy.deepcopy(kept))
         return found
 
     async def due(self, sweep: str, now: datetime, limit: int) -> list[str]:
@@ -77,9 +76,7 @@ class InMemoryAccounts:
                 self.apart[(account.customer_id, order_id)] = copy.deepcopy(kept)
             for order_id in account.recalled - set(account.settled):
                 del self.apart[(account.customer_id, order_id)]
-            account.version += 1
-            account.orders_apart = account.apart_after_save
-            account.settled, account.recalled = {}, set()
+            account.saved()
             self.accounts[account.customer_id] = copy.deepcopy(account)
         self.ledger.update((e.entry_id, e) for e in changes.entries)
         self.processed.update(event_key(e) for e in changes.applied)

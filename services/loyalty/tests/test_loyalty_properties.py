@@ -126,11 +126,15 @@ def test_balance_is_the_sum_of_the_ledger_and_replays_change_nothing(sequence: l
     asyncio.run(scenario(sequence))
 
 
+def both_ways(sequence: list[Op]) -> tuple[InMemoryAccounts, InMemoryAccounts]:
+    """The sequence on an account that keeps settled orders apart, and on one that keeps all."""
+    return asyncio.run(scenario(sequence)), asyncio.run(scenario(sequence, keep_everything=True))
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
 def test_keeping_settled_orders_apart_changes_nothing_anyone_sees(sequence: list[Op]) -> None:
-    bounded = asyncio.run(scenario(sequence))
-    whole = asyncio.run(scenario(sequence, keep_everything=True))
+    bounded, whole = both_ways(sequence)
     assert bounded.ledger == whole.ledger
     assert [m.event for m in bounded.outbox] == [m.event for m in whole.outbox]
     if "c1" in whole.accounts:
@@ -151,13 +155,12 @@ def test_an_order_refunded_years_later_is_found_apart_and_reversed_once() -> Non
         Op("refund", 1, 1000, 1),
         Op("cancel", 1, 0, 1),
     ]
-    bounded = asyncio.run(scenario(sequence))
+    bounded, whole = both_ways(sequence)
     assert ("c1", "o1") in bounded.apart
     account = bounded.accounts["c1"]
     assert "o1" not in account.orders
     # The 100 points reversed: 1 from order 2's lot, 99 spent already, so recorded as debt.
     assert (account.debt, account.balance) == (99, -99)
-    whole = asyncio.run(scenario(sequence, keep_everything=True))
     assert bounded.ledger == whole.ledger
 
 
@@ -178,8 +181,7 @@ def test_an_account_whose_tier_sweep_lags_is_still_demoted_as_before() -> None:
         Op("sweep", 2, 0, 133),
         Op("tiers", 0, 0, 53),
     ]
-    bounded = asyncio.run(scenario(sequence))
-    whole = asyncio.run(scenario(sequence, keep_everything=True))
+    bounded, whole = both_ways(sequence)
     assert bounded.accounts["c1"].tier == whole.accounts["c1"].tier == "standard"
     assert [m.event for m in bounded.outbox] == [m.event for m in whole.outbox]
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from crm_notify.domain.notification import Claim, Notification
 from crm_notify.domain.policy import NotifyRules, Preferences, recheck
-from crm_notify.handlers import outcome
+from crm_notify.handlers import each_alone_on_failure, outcome, skipped
 from crm_notify.ports import DeliveryError, NotifyRepository, Senders
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
 from crm_runtime.outbox import OutboundMessage
@@ -144,37 +144,19 @@ async def _deliver_group(
         except Exception as exc:
             if is_transient(exc):
                 raise  # the database is down: the next run tries again
-            _skipped(notification, exc)
+            skipped(notification, exc)
         else:
             done.append(notification)
     return await _save_outcomes(done, claim, now, repository)
 
 
-def _skipped(notification: Notification, exc: Exception) -> None:
-    log.error(
-        "notification skipped",
-        exc_info=exc,
-        extra={"notification": notification.notification_id, "error": type(exc).__name__},
-    )
-
-
 async def _claim(
     group: Sequence[Notification], claim: Claim, repository: NotifyRepository
 ) -> list[Notification]:
-    try:
-        return await repository.claim_all(group, claim)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-    claimed: list[Notification] = []
-    for notification in group:
-        try:
-            claimed += await repository.claim_all([notification], claim)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            _skipped(notification, exc)
-    return claimed
+    async def claim_all(part: Sequence[Notification]) -> list[Notification]:
+        return await repository.claim_all(part, claim)
+
+    return await each_alone_on_failure(group, claim_all, skipped)
 
 
 async def _standing(
@@ -246,7 +228,7 @@ async def _save_outcomes(
         except Exception as exc:
             if is_transient(exc):
                 raise
-            _skipped(notification, exc)
+            skipped(notification, exc)
         else:
             saved.append(notification)
     return sum(n.status == "sent" for n in saved)

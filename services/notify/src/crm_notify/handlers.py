@@ -9,10 +9,10 @@ Plain async functions over the `NotifyRepository` port: unit tests use an in-mem
 import copy
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from crm_contracts import CloudEvent, new_event
@@ -174,41 +174,60 @@ async def awaiting_sweep(now: datetime, repository: NotifyRepository, *, rules: 
     decided. A page that cannot be decided for a reason of its own (not the database down) is
     done again one message at a time, and a message that fails alone is skipped (logged), so
     one bad record does not hold up the others."""
+
+    async def decide_over(page: Sequence[Notification]) -> list[Notification]:
+        over = copy.deepcopy(list(page))  # a failed try leaves its copies decided, unsaved
+        changes = Changes(released=over)
+        found = await repository.preferences(sorted({n.customer_id for n in over}))
+        await _release(changes, repository, found, over, rules, now)
+        await repository.save(changes)
+        return over
+
     decided = 0
     while True:
-        over = await repository.awaiting_over(now, 200)
-        if not over:
+        page = await repository.awaiting_over(now, 200)
+        if not page:
             return decided
-        as_read = copy.deepcopy(over)  # a failed try leaves `over` decided, unsaved
+        done = await each_alone_on_failure(page, decide_over, skipped)
+        decided += len(done)
+        if len(done) < len(page):
+            return decided  # what failed alone waits for the next run
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+async def each_alone_on_failure(
+    items: Sequence[T],
+    attempt: Callable[[Sequence[T]], Awaitable[list[R]]],
+    failed: Callable[[T, Exception], None],
+) -> list[R]:
+    """`attempt(items)` together; should that fail for a reason of its own (not the database
+    down: raised, the next run tries again), `attempt([item])` for each in turn, so that one
+    bad item fails alone (`failed`) and the others go on. What the attempts returned."""
+    try:
+        return await attempt(items)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    done: list[R] = []
+    for item in items:
         try:
-            await _decide_over(over, repository, rules, now)
-            decided += len(over)
-            continue
+            done += await attempt([item])
         except Exception as exc:
             if is_transient(exc):
                 raise
-        for notification in as_read:
-            try:
-                await _decide_over([notification], repository, rules, now)
-                decided += 1
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                log.error(
-                    "awaiting notification skipped",
-                    exc_info=exc,
-                    extra={"notification": notification.notification_id},
-                )
-        return decided
+            failed(item, exc)
+    return done
 
 
-async def _decide_over(
-    over: Sequence[Notification], repository: NotifyRepository, rules: NotifyRules, now: datetime
-) -> None:
-    changes = Changes(released=list(over))
-    found = await repository.preferences(sorted({n.customer_id for n in over}))
-    await _release(changes, repository, found, over, rules, now)
-    await repository.save(changes)
+def skipped(notification: Notification, exc: Exception) -> None:
+    log.error(
+        "notification skipped",
+        exc_info=exc,
+        extra={"notification": notification.notification_id, "error": type(exc).__name__},
+    )
 
 
 async def cancel_withdrawn(

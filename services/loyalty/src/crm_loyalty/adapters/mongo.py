@@ -344,9 +344,7 @@ class MongoAccountRepository:
                 except BulkWriteError as error:
                     raise ConcurrencyConflictError("a ledger entry exists already") from error
         for account in accounts:
-            account.version += 1
-            account.orders_apart = account.apart_after_save
-            account.settled, account.recalled = {}, set()
+            account.saved()
 
     # -- queries ------------------------------------------------------------------------------
     async def ledger_page(

@@ -202,6 +202,12 @@ class Account:
         back = len(self.recalled - set(self.settled))
         return self.orders_apart - back + len(set(self.settled) - self.recalled)
 
+    def saved(self) -> None:
+        """This unit of work is stored: the next version, and what it settled is apart."""
+        self.version += 1
+        self.orders_apart = self.apart_after_save
+        self.settled, self.recalled = {}, set()
+
     # -- inbound facts ------------------------------------------------------------------------
     def enrol(self, at: datetime, rules: LoyaltyRules, birthday: date | None) -> list[DomainEvent]:
         if birthday is not None:

@@ -232,8 +232,7 @@ class MongoNotifyRepository:
         ciphers = await self.keys.ciphers(
             {
                 *changes.preferences,
-                *(n.customer_id for n in [*changes.notifications, *changes.cancelled]),
-                *(n.customer_id for n in changes.released),
+                *(n.customer_id for n in _written(changes)),
             }
             - erased,
             create=True,
@@ -246,7 +245,7 @@ class MongoNotifyRepository:
                 self.notifications,
                 [
                     (notification_document(n, ciphers.get(n.customer_id, shredded)), n.version)
-                    for n in [*changes.notifications, *changes.cancelled, *changes.released]
+                    for n in _written(changes)
                 ],
                 session,
                 what="notification",
@@ -469,6 +468,11 @@ class MongoNotifyRepository:
             )
             async for d in cursor
         ]
+
+
+def _written(changes: Changes) -> list[Notification]:
+    """The notifications a save writes: new, cancelled and released ones."""
+    return [*changes.notifications, *changes.cancelled, *changes.released]
 
 
 def _delivery_fields(n: Notification) -> Document:

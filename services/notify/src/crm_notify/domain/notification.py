@@ -153,13 +153,13 @@ class Notification:
         if decision.action == "suppress":
             self._suppressed(now, decision.reason)
             return
+        locale = preferences.locale
         try:
-            locale = preferences.locale
             rendered = _render(self.template, self.purpose, locale, variables, preferences)
         except RenderError as error:
-            self._suppressed(now, f"not rendered in {preferences.locale}: {error}"[:500])
+            self._suppressed(now, f"not rendered in {locale}: {error}"[:500])
             return
-        self.locale, self.subject, self.body = preferences.locale, rendered.subject, rendered.body
+        self.locale, self.subject, self.body = locale, rendered.subject, rendered.body
         if decision.channel is not None:
             self.to = preferences.address(decision.channel)
         self._decided(decision, now)
