@@ -377,7 +377,10 @@ def notification_statuses(port: int, pages: int = 40) -> Counter[str]:
     cursor = ""
     for _ in range(pages):
         page = get(f"http://127.0.0.1:{port}/notifications?limit=500&cursor={cursor}")
-        counts.update(item["status"] for item in page["items"])
+        counts.update(
+            f"{item['status']} ({item['reason']})" if item["reason"] == "stale" else item["status"]
+            for item in page["items"]
+        )
         if not page["next_cursor"]:
             break
         cursor = page["next_cursor"]
@@ -503,6 +506,12 @@ def main() -> None:
         "\nNotifications (GET /notifications): "
         + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
         + f"; the mail catcher's maildir is {local.root / 'mail'}"
+        + (
+            "\n  (stale: the history's welcomes, acknowledgements and promotions more than "
+            "3 days old are recorded, not mailed; CRM_NOTIFY_RULES__MAX_AGE_S)"
+            if any("stale" in status for status in statuses)
+            else ""
+        )
     )
     liability = get(f"http://127.0.0.1:{loyalty_port}/reports/liability")
     print(

@@ -88,7 +88,9 @@ def register(stack: Stack, customer: str, **fields: Any) -> None:
     )
 
 
-def ticket_opened(customer: str, ticket_id: str, event_id: str | None = None) -> bytes:
+def ticket_opened(
+    customer: str, ticket_id: str, event_id: str | None = None, at: datetime | None = None
+) -> bytes:
     return cloud_event(
         "ticket.opened",
         customer,
@@ -101,6 +103,7 @@ def ticket_opened(customer: str, ticket_id: str, event_id: str | None = None) ->
             "queue": "delivery",
         },
         event_id=event_id,
+        time=at,
     )
 
 
@@ -156,6 +159,37 @@ def test_a_complaint_applied_before_the_registration_is_acknowledged_once_regist
     assert [h["status"] for h in ack["history"]] == ["deferred", "queued", "sent"]
     [mail] = [m for m in smtp.mailbox.to(address) if m["Subject"] == subject]
     assert "李雷，您好！您的反馈已登记为工单" in mail.get_content()
+
+
+def test_a_history_loaded_into_the_suite_mails_nobody_about_what_is_long_past(
+    stack: Stack, notify: ServiceProcess, smtp: SmtpServer
+) -> None:
+    """A shop loads its member history: a customer who registered half a year ago and
+    complained last week gets no welcome and no acknowledgement now (`stale`, announced); one
+    who registered an hour ago is welcomed as ever. Before, both were mailed."""
+    old, new = unique("hist"), unique("fresh")
+    now = datetime.now(UTC)
+    for customer, at in ((old, now - timedelta(days=183)), (new, now - timedelta(hours=1))):
+        data = {"name": "李雷", "email": f"{customer}@example.com"}
+        registered = cloud_event("customer.registered", customer, data, time=at)
+        send(stack, "members.v1", (customer, registered))
+    last_week = now - timedelta(days=7)
+    send(stack, "tickets.v1", (old, ticket_opened(old, unique("T"), at=last_week)))
+    eventually(
+        lambda: any("欢迎" in m["Subject"] for m in smtp.mailbox.to(f"{new}@example.com")),
+        timeout=30,
+    )
+
+    def both_decided() -> list[dict[str, Any]]:
+        found = [*notifications(notify, old, "welcome"), *notifications(notify, old, "ticket_ack")]
+        return found if len(found) == 2 else []
+
+    stale = eventually(both_decided, timeout=30)
+    assert sorted((n["template"], n["status"], n["history"][-1]["reason"]) for n in stale) == [
+        ("ticket_ack", "suppressed", "stale"),
+        ("welcome", "suppressed", "stale"),
+    ]
+    assert smtp.mailbox.to(f"{old}@example.com") == []
 
 
 def settled(notify: ServiceProcess, customer: str, template: str) -> list[dict[str, Any]]:

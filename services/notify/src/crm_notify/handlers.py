@@ -307,7 +307,14 @@ async def _notify(
         # The member system spoke of the customer in this batch (an erasure, say): known.
         spoken_of = preferences.customer_id in changes.preferences
         decision = await _decision(
-            changes, repository, preferences, intent.purpose, rules, now, may_await=not spoken_of
+            changes,
+            repository,
+            preferences,
+            intent.purpose,
+            rules,
+            now,
+            may_await=not spoken_of,
+            occurred_at=intent.occurred_at,
         )
     notification = Notification.create(
         preferences.customer_id, intent, decision, preferences, now, staff_address=staff.address
@@ -327,6 +334,7 @@ async def _decision(
     now: datetime,
     *,
     may_await: bool = True,
+    occurred_at: datetime | None = None,
 ) -> Decision:
     """`decide` for a customer message, with the messages counted towards the daily cap: the
     stored ones of the customer's local day and those this change set makes or releases (the
@@ -345,7 +353,9 @@ async def _decision(
         and n.status != "suppressed"
         and not n.awaiting
     )
-    return decide(preferences, purpose, now, counted, rules, may_await=may_await)
+    return decide(
+        preferences, purpose, now, counted, rules, may_await=may_await, occurred_at=occurred_at
+    )
 
 
 def _notify_person(
@@ -517,7 +527,8 @@ def _digest_intent(digest: Digest, *, day_sent: bool) -> Intent:
         "points_digest",
         "transactional",
         digest.cause(day_sent),
-        {
+        occurred_at=digest.closes,
+        variables={
             "points": digest.points,
             "orders": digest.orders,
             "balance": digest.balance,

@@ -35,6 +35,9 @@ class Intent:
     recipient: str | None = None
     """A staff message for a person: their user id (the address book, `CRM_NOTIFY_STAFF`).
     One cause may ask for one message per recipient (each supervisor)."""
+    occurred_at: datetime | None = None
+    """When its cause happened (the cause event's `time`; a digest's: its day's close): a
+    customer message about what is long past is not sent (`NotifyRules.max_age_s`)."""
 
     @property
     def notification_id(self) -> str:

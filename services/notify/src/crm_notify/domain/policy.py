@@ -84,6 +84,10 @@ class NotifyRules:
     """How long a customer message waits for the registration of a customer notify has never
     heard of (the member system's event may come after the complaint's, on another topic);
     0: suppressed at once, as `unknown_customer`."""
+    max_age_s: float = 259_200.0
+    """A customer message whose cause happened longer ago than this (3 days) is suppressed as
+    `stale`: a backlog caught up after an outage, or a shop's history loaded into the suite,
+    does not mail customers about what is long past. 0: never stale."""
 
     def __post_init__(self) -> None:
         within("daily_cap", self.daily_cap, ge=0)
@@ -91,6 +95,13 @@ class NotifyRules:
         within("retry_initial_s", self.retry_initial_s, gt=0)
         within("retry_max_s", self.retry_max_s, gt=0)
         within("registration_wait_s", self.registration_wait_s, ge=0)
+        within("max_age_s", self.max_age_s, ge=0)
+
+    def is_stale(self, occurred_at: datetime | None, now: datetime) -> bool:
+        """Whether a message caused at `occurred_at` is too late to send at `now`."""
+        if occurred_at is None or self.max_age_s <= 0:
+            return False
+        return now - occurred_at > timedelta(seconds=self.max_age_s)
 
     def is_quiet(self, local: time) -> bool:
         if self.quiet_start > self.quiet_end:  # over midnight: 21:00-09:00
@@ -110,6 +121,9 @@ class NotifyRules:
     def retry_delay(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self.retry_max_s, self.retry_initial_s * 2 ** (attempts - 1)))
 
+
+STALE = "stale"
+"""The reason a message is suppressed when its cause is older than `NotifyRules.max_age_s`."""
 
 AWAITING_REGISTRATION = "awaiting_registration"
 """The reason a message waits, `deferred` without a send time, for its customer's registration."""
@@ -143,14 +157,18 @@ def decide(
     rules: NotifyRules,
     *,
     may_await: bool = True,
+    occurred_at: datetime | None = None,
 ) -> Decision:
-    """For a customer message: the first channel with an address, consent and no opt-out; then
-    the daily cap; then quiet hours (marketing is deferred, transactional is not).
+    """For a customer message: not about what is long past (`occurred_at`, its cause's time,
+    older than `max_age_s`: `stale`); the first channel with an address, consent and no
+    opt-out; then the daily cap; then quiet hours (marketing is deferred, transactional is not).
 
     A customer the member system has never spoken of (no stored preferences) is awaited: the
     message waits `registration_wait_s` for the registration (`send_at`: when it stops waiting),
     unless `may_await` is false (its wait is over). A customer known but not registered (erased)
     is suppressed at once."""
+    if rules.is_stale(occurred_at, now):
+        return Decision("suppress", reason=STALE)
     if preferences is None or not preferences.registered:
         never_heard_of = preferences is None or preferences.version == 0
         if may_await and never_heard_of and rules.registration_wait_s > 0:

@@ -21,7 +21,7 @@ undeliverable, `staff:no_address`)."""
 def intents_for(event: CloudEvent[Any], supervisors: Sequence[str] = ()) -> list[Intent]:
     """The messages `event` asks for; `supervisors`: the user ids staff escalations go to."""
     return [
-        replace(intent, trace=event.traceparent, origin=event.source)
+        replace(intent, trace=event.traceparent, origin=event.source, occurred_at=event.time)
         for intent in _intents_for(event, supervisors)
     ]
 

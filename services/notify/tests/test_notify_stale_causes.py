@@ -1,0 +1,154 @@
+"""A customer message about what is long past is not sent: a backlog caught up after an outage,
+or a shop's history loaded into the suite, must not mail customers welcomes, acknowledgements and
+promotions of months ago. Each is recorded `suppressed` as `stale` and announced; what is recent
+in the same batch goes out as before, and staff messages are not the customer's to age."""
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from notify_fakes import FakeSenders, InMemoryNotify
+
+from crm_contracts import CloudEvent, new_event
+from crm_contracts.loyalty import v1 as loyalty_v1
+from crm_contracts.members import v1 as members_v1
+from crm_contracts.notify import v1 as notify_v1
+from crm_contracts.tickets import v1 as tickets_v1
+from crm_notify.delivery import deliver
+from crm_notify.domain.digest import Digest, day_closes
+from crm_notify.domain.notification import Notification
+from crm_notify.domain.policy import NotifyRules, Preferences, decide
+from crm_notify.handlers import apply_events, digest_sweep
+from crm_notify.ports import Staff
+
+pytestmark = pytest.mark.unit
+SH = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=SH)
+RULES = NotifyRules()  # max_age_s: 3 days
+_ids = iter(range(1_000_000))
+
+
+def ev(event_type: str, customer: str, data: Any, at: datetime) -> CloudEvent[Any]:
+    return new_event(
+        event_type, source="t", subject=customer, data=data, id=f"e{next(_ids)}", time=at
+    )
+
+
+def registered(customer: str, at: datetime) -> CloudEvent[Any]:
+    data = members_v1.CustomerRegistered(name="李雷", email=f"{customer}@example.com")
+    return ev(members_v1.CUSTOMER_REGISTERED, customer, data, at)
+
+
+def promoted(customer: str, at: datetime) -> CloudEvent[Any]:
+    data = loyalty_v1.TierChanged(tier="gold", previous_tier="silver", qualifying_points=5000)
+    return ev(loyalty_v1.TIER_CHANGED, customer, data, at)
+
+
+def opened(customer: str, at: datetime) -> CloudEvent[Any]:
+    data = tickets_v1.TicketOpened(
+        ticket_id=f"T-{customer}",
+        channel="phone",
+        category="delivery",
+        severity="high",
+        priority="P2",
+        queue="delivery",
+    )
+    return ev(tickets_v1.TICKET_OPENED, customer, data, at)
+
+
+def customer() -> Preferences:
+    return Preferences("c1", name="李雷", email="li@example.com", registered=True, version=1)
+
+
+def test_a_cause_older_than_the_max_age_is_stale_and_one_within_it_is_not() -> None:
+    limit = NOW - timedelta(days=3)
+    assert decide(customer(), "transactional", NOW, 0, RULES, occurred_at=limit).action == "send"
+    late = limit - timedelta(seconds=1)
+    decision = decide(customer(), "transactional", NOW, 0, RULES, occurred_at=late)
+    assert (decision.action, decision.reason) == ("suppress", "stale")
+    # A customer never heard of is not awaited for a message that may not go anyway.
+    unknown = decide(None, "transactional", NOW, 0, RULES, occurred_at=late)
+    assert (unknown.action, unknown.reason) == ("suppress", "stale")
+    never = NotifyRules(max_age_s=0)
+    long_ago = NOW - timedelta(days=400)
+    assert decide(customer(), "transactional", NOW, 0, never, occurred_at=long_ago).action == (
+        "send"
+    )
+
+
+def test_a_negative_max_age_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="max_age_s"):
+        NotifyRules(max_age_s=-1)
+
+
+async def test_a_history_replayed_mails_only_what_is_recent() -> None:
+    repo = InMemoryNotify()
+    half_a_year_ago = NOW - timedelta(days=183)
+    events = [
+        registered("old", half_a_year_ago),
+        promoted("old", half_a_year_ago + timedelta(days=30)),
+        opened("old", NOW - timedelta(days=4)),
+        registered("new", NOW - timedelta(hours=2)),
+        promoted("new", NOW - timedelta(minutes=5)),
+    ]
+    await apply_events(events, repo, rules=RULES, staff=Staff(None), now=NOW)
+
+    old = {n.template: n for n in repo.notifications.values() if n.customer_id == "old"}
+    assert {t: (n.status, n.history[-1].reason) for t, n in old.items()} == {
+        "welcome": ("suppressed", "stale"),
+        "tier_changed": ("suppressed", "stale"),
+        "ticket_ack": ("suppressed", "stale"),
+    }
+    assert all(n.body == "" for n in old.values())  # nothing rendered for what is not sent
+    announced = [
+        (m.event.subject, m.event.data.template, m.event.data.reason)
+        for m in repo.outbox
+        if m.event.type == notify_v1.NOTIFICATION_SUPPRESSED
+    ]
+    assert sorted(announced) == [
+        ("old", "ticket_ack", "stale"),
+        ("old", "tier_changed", "stale"),
+        ("old", "welcome", "stale"),
+    ]
+    senders = FakeSenders()
+    await deliver(NOW, repo, senders, rules=RULES)
+    assert sorted((n.customer_id, n.template) for n in senders.sent) == [
+        ("new", "tier_changed"),
+        ("new", "welcome"),
+    ]
+
+
+async def test_a_points_digest_of_a_day_long_closed_is_stale() -> None:
+    repo = InMemoryNotify()
+    await apply_events(
+        [registered("c1", NOW - timedelta(days=30))],
+        repo,
+        rules=NotifyRules(max_age_s=0),  # registered long ago, welcomed then
+        staff=Staff(None),
+        now=NOW - timedelta(days=30),
+    )
+    for day in (date(2026, 11, 1), date(2026, 11, 22)):
+        digest = Digest("c1", day, points=120, orders=1, balance=120)
+        digest.closes_at = day_closes(day, SH)
+        repo.digests_[digest.digest_id] = digest
+    await digest_sweep(NOW, repo, rules=RULES)
+    long_closed = repo.notifications[Notification.id_for("digest/c1/2026-11-01", "points_digest")]
+    assert (long_closed.status, long_closed.history[-1].reason) == ("suppressed", "stale")
+    yesterday = repo.notifications[Notification.id_for("digest/c1/2026-11-22", "points_digest")]
+    assert yesterday.status == "queued"
+
+
+async def test_staff_messages_are_not_aged() -> None:
+    repo = InMemoryNotify()
+    breach = tickets_v1.TicketSlaBreached(
+        ticket_id="T-9",
+        priority="P1",
+        target="first_response",
+        due_at=NOW - timedelta(days=9),
+        elapsed_s=3600,
+    )
+    event = ev(tickets_v1.TICKET_SLA_BREACHED, "c1", breach, NOW - timedelta(days=9))
+    await apply_events([event], repo, rules=RULES, staff=Staff("http://hooks/staff"), now=NOW)
+    [alert] = repo.by_template("sla_alert")
+    assert alert.status == "queued"
