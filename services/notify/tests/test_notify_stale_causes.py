@@ -139,6 +139,22 @@ async def test_a_points_digest_of_a_day_long_closed_is_stale() -> None:
     assert yesterday.status == "queued"
 
 
+async def test_points_of_a_day_long_closed_make_no_digest_at_all() -> None:
+    """Their digest would only be stale: the batch does not store it (no write, no message)."""
+    repo = InMemoryNotify()
+    events = [
+        ev(
+            loyalty_v1.POINTS_EARNED,
+            "c1",
+            loyalty_v1.PointsEarned(points=points, order_id=f"o{points}", balance=points),
+            at,
+        )
+        for points, at in ((10, NOW - timedelta(days=120)), (25, NOW - timedelta(hours=1)))
+    ]
+    await apply_events(events, repo, rules=RULES, staff=Staff(None), now=NOW)
+    assert [(d.day, d.points) for d in repo.digests_.values()] == [(NOW.date(), 25)]
+
+
 async def test_staff_messages_are_not_aged() -> None:
     repo = InMemoryNotify()
     breach = tickets_v1.TicketSlaBreached(

@@ -100,7 +100,7 @@ async def apply_events(
         if isinstance(event.data, loyalty_v1.PointsEarned):
             held = everyone.get(event.subject)  # read already for its other events
             zone = zone_of(held) if held else zone_named(zones.get(event.subject))
-            _add_to_digest(changes, zone, event)
+            _add_to_digest(changes, zone, event, rules, now)
             continue
         preferences = everyone[event.subject]
         if event.type in members_v1.EVENTS:  # written only when the member system spoke
@@ -260,18 +260,24 @@ def _only_earning(events: Sequence[CloudEvent[Any]]) -> set[str]:
     return earning - {e.subject for e in events if not isinstance(e.data, loyalty_v1.PointsEarned)}
 
 
-def _add_to_digest(changes: Changes, zone: ZoneInfo, event: CloudEvent[Any]) -> None:
+def _add_to_digest(
+    changes: Changes, zone: ZoneInfo, event: CloudEvent[Any], rules: NotifyRules, now: datetime
+) -> None:
     """Add an order's points to what the batch adds to the digest of the customer's local day
     the points were earned (`zone`): one addition per customer and day, however many orders.
     When the addition makes the stored digest, it records when that day closes in `zone` (the
-    sweep waits for it) and this event's id (`Digest.opened_by`)."""
+    sweep waits for it) and this event's id (`Digest.opened_by`). Points of a day closed longer
+    ago than `max_age_s` are left out: that day's digest would be stale (ADR 0023)."""
     data: loyalty_v1.PointsEarned = event.data
     if data.reason != "order" or data.points <= 0:
         return
     day = event.time.astimezone(zone).date()
+    closes = day_closes(day, zone)
+    if rules.is_stale(closes, now):
+        return
     added = changes.digests.setdefault(
         f"{event.subject}/{day.isoformat()}",
-        Digest(event.subject, day, closes_at=day_closes(day, zone), opened_by=event.id),
+        Digest(event.subject, day, closes_at=closes, opened_by=event.id),
     )
     added.points += data.points
     added.orders += 1
