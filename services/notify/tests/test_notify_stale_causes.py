@@ -11,6 +11,7 @@ import pytest
 from notify_fakes import FakeSenders, InMemoryNotify
 
 from crm_contracts import CloudEvent, new_event
+from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
 from crm_contracts.notify import v1 as notify_v1
@@ -57,6 +58,11 @@ def opened(customer: str, at: datetime) -> CloudEvent[Any]:
     return ev(tickets_v1.TICKET_OPENED, customer, data, at)
 
 
+def at_risk(customer: str, at: datetime) -> CloudEvent[Any]:
+    data = archive_v1.CustomerChurnRiskRaised(reasons=["purchase_interval"], detected_at=at)
+    return ev(archive_v1.CUSTOMER_CHURN_RISK_RAISED, customer, data, at)
+
+
 def customer() -> Preferences:
     return Preferences("c1", name="李雷", email="li@example.com", registered=True, version=1)
 
@@ -89,6 +95,7 @@ async def test_a_history_replayed_mails_only_what_is_recent() -> None:
         registered("old", half_a_year_ago),
         promoted("old", half_a_year_ago + timedelta(days=30)),
         opened("old", NOW - timedelta(days=4)),
+        at_risk("old", NOW - timedelta(days=100)),
         registered("new", NOW - timedelta(hours=2)),
         promoted("new", NOW - timedelta(minutes=5)),
     ]
@@ -99,6 +106,7 @@ async def test_a_history_replayed_mails_only_what_is_recent() -> None:
         "welcome": ("suppressed", "stale"),
         "tier_changed": ("suppressed", "stale"),
         "ticket_ack": ("suppressed", "stale"),
+        "retention": ("suppressed", "stale"),
     }
     assert all(n.body == "" for n in old.values())  # nothing rendered for what is not sent
     announced = [
@@ -107,6 +115,7 @@ async def test_a_history_replayed_mails_only_what_is_recent() -> None:
         if m.event.type == notify_v1.NOTIFICATION_SUPPRESSED
     ]
     assert sorted(announced) == [
+        ("old", "retention", "stale"),
         ("old", "ticket_ack", "stale"),
         ("old", "tier_changed", "stale"),
         ("old", "welcome", "stale"),

@@ -346,6 +346,8 @@ async def _decision(
     stored ones of the customer's local day and those this change set makes or releases (the
     store counts none that awaits the registration). Of those in `changes`, what still awaits
     or was suppressed does not count."""
+    if rules.is_stale(occurred_at, now):  # suppressed as `stale`: no count to read
+        return decide(preferences, purpose, now, 0, rules, occurred_at=occurred_at)
     counted = 0
     if purpose != "transactional":  # the daily cap counts only these
         zone = zone_of(preferences)
@@ -359,9 +361,7 @@ async def _decision(
         and n.status != "suppressed"
         and not n.awaiting
     )
-    return decide(
-        preferences, purpose, now, counted, rules, may_await=may_await, occurred_at=occurred_at
-    )
+    return decide(preferences, purpose, now, counted, rules, may_await=may_await)
 
 
 def _notify_person(
