@@ -75,6 +75,24 @@ async def test_batches_add_to_the_stored_digest_and_the_latest_balance_wins(
     assert await repository.unprocessed([*first.applied, *second.applied]) == []
 
 
+async def test_an_erasure_drops_the_customers_pending_digests(
+    repository: MongoNotifyRepository,
+) -> None:
+    """In the erasure's transaction: the sweep finds no digest of theirs to make a message of;
+    other customers' digests stay."""
+    digests = {
+        d.digest_id: d
+        for d in (
+            Digest("gone", DAY, 10, 1, 10),
+            Digest("gone", date(2026, 11, 24), 5, 1, 15),
+            Digest("stays", DAY, 7, 1, 7),
+        )
+    }
+    await repository.save(Changes(applied=[points("gone", 10)], digests=digests))
+    await repository.save(Changes(erased=["gone"]))
+    assert await repository.digests_closed(LATER, 10) == [Digest("stays", DAY, 7, 1, 7)]
+
+
 async def test_an_addition_in_a_failed_batch_is_not_kept(
     repository: MongoNotifyRepository,
 ) -> None:

@@ -122,6 +122,8 @@ class InMemoryNotify:
             stored_digest.orders += d.orders
             stored_digest.balance = d.balance
         for customer_id in changes.erased:
+            for digest in [d for d in self.digests_.values() if d.customer_id == customer_id]:
+                del self.digests_[digest.digest_id]
             for n in self.notifications.values():
                 if n.customer_id == customer_id:
                     n.redact()

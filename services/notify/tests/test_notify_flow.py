@@ -221,10 +221,15 @@ async def test_an_sla_breach_alerts_staff_over_the_webhook() -> None:
 
 async def test_erasure_redacts_what_was_sent_and_forgets_the_addresses() -> None:
     repo = InMemoryNotify()
-    await run(repo, registered("c1"), opened("c1"))
+    earned = loyalty_v1.PointsEarned(points=10, order_id="o1", balance=10)
+    await run(repo, registered("c1"), opened("c1"), ev(loyalty_v1.POINTS_EARNED, "c1", earned))
+    assert len(repo.digests_) == 1  # today's points, for tonight's digest
     erase = ev(members_v1.CUSTOMER_ERASURE_REQUESTED, "c1", members_v1.CustomerErasureRequested())
     await run(repo, erase)
     await run(repo, erase)  # redelivered: the inbox drops it
+    assert repo.digests_ == {}  # no digest message for them after all
+    await digest_sweep(NOON + timedelta(days=1), repo, rules=RULES)
+    assert repo.by_template("points_digest") == []
     assert all(n.to is None and n.body == "" for n in repo.notifications.values())
     assert repo.prefs["c1"].email is None
     confirmations = [m.event for m in repo.outbox if m.event.type == "customer.erasure_completed"]

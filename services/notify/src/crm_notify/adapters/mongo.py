@@ -226,8 +226,9 @@ class MongoNotifyRepository:
         return await self._preferences_from([doc async for doc in cursor])
 
     async def save(self, changes: Changes) -> None:
-        """One transaction with the inbox and the outbox; erased customers' keys are destroyed
-        and their messages redacted. HTTP commands save through it too (`applied` empty)."""
+        """One transaction with the inbox and the outbox; erased customers' keys are destroyed,
+        their messages redacted and their pending digests dropped. HTTP commands save through it
+        too (`applied` empty)."""
         erased = set(changes.erased)
         ciphers = await self.keys.ciphers(
             {
@@ -260,6 +261,10 @@ class MongoNotifyRepository:
                 )
             if changes.erased:
                 await self.keys.destroy(changes.erased, session=session)
+                # Their pending points digests too: no digest message for them after all.
+                await self.digests_.delete_many(
+                    {"customer_id": {"$in": changes.erased}}, session=session
+                )
                 await self.notifications.update_many(
                     {"customer_id": {"$in": changes.erased}},
                     {
