@@ -40,7 +40,7 @@ async def repository(stack: Stack) -> AsyncIterator[MongoNotifyRepository]:
 
 def awaited(customer_id: str, template: str, cause: str, **variables: Any) -> Notification:
     purpose: Purpose = "marketing" if template == "retention" else "transactional"
-    intent = Intent(template, purpose, cause, variables)
+    intent = Intent(template, purpose, cause, variables, occurred_at=NOW - timedelta(minutes=1))
     decision = decide(None, purpose, NOW, 0, RULES)
     assert decision.action == "await"
     return Notification.create(customer_id, intent, decision, None, NOW)
@@ -58,6 +58,7 @@ async def test_awaiting_messages_are_found_by_customer_and_by_the_end_of_their_w
     assert sorted(n.template for n in mine) == ["retention", "ticket_ack"]
     [stored] = [n for n in mine if n.template == "ticket_ack"]
     assert stored.variables == {"ticket_id": "T-1"}
+    assert stored.occurred_at == NOW - timedelta(minutes=1)  # for its age at the release
     assert stored.awaiting_until == NOW + timedelta(seconds=RULES.registration_wait_s)
     assert await repository.due(NOW + timedelta(days=1), NOW, 100) == []  # never sent as is
     assert await repository.counted_since("c1", NOW - timedelta(hours=1)) == 0  # not capped

@@ -22,6 +22,7 @@ class InMemoryNotify:
         self.digests_: dict[str, Digest] = {}
         self.processed: set[str] = set()
         self.outbox: list[OutboundMessage] = []
+        self.counts_read = 0
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         return [e for e in events if event_key(e) not in self.processed]
@@ -40,6 +41,7 @@ class InMemoryNotify:
         return {i for i in notification_ids if i in self.notifications}
 
     async def counted_since(self, customer_id: str, since: datetime) -> int:
+        self.counts_read += 1
         return sum(
             1
             for n in self.notifications.values()

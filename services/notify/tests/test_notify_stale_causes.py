@@ -20,7 +20,7 @@ from crm_notify.delivery import deliver
 from crm_notify.domain.digest import Digest, day_closes
 from crm_notify.domain.notification import Notification
 from crm_notify.domain.policy import NotifyRules, Preferences, decide
-from crm_notify.handlers import apply_events, digest_sweep
+from crm_notify.handlers import apply_events, awaiting_sweep, digest_sweep
 from crm_notify.ports import Staff
 
 pytestmark = pytest.mark.unit
@@ -81,6 +81,15 @@ def test_a_cause_older_than_the_max_age_is_stale_and_one_within_it_is_not() -> N
     assert decide(customer(), "transactional", NOW, 0, never, occurred_at=long_ago).action == (
         "send"
     )
+
+
+def test_an_infinite_max_age_never_ages() -> None:
+    """`CRM_NOTIFY_RULES__MAX_AGE_S=inf` is what a company that wants everything sent may try:
+    it must not break the decision (a timedelta of inf seconds overflows)."""
+    forever = NotifyRules(max_age_s=float("inf"))
+    long_ago = NOW - timedelta(days=4000)
+    decision = decide(customer(), "transactional", NOW, 0, forever, occurred_at=long_ago)
+    assert decision.action == "send"
 
 
 def test_a_negative_max_age_is_refused_at_start() -> None:
@@ -162,6 +171,71 @@ async def test_points_of_a_day_long_closed_make_no_digest_at_all() -> None:
     ]
     await apply_events(events, repo, rules=RULES, staff=Staff(None), now=NOW)
     assert [(d.day, d.points) for d in repo.digests_.values()] == [(NOW.date(), 25)]
+
+
+async def test_a_message_released_long_after_its_cause_is_stale() -> None:
+    """It awaited a registration that notify applied only five days later (notify was down):
+    the release finds it stale, as the first decision would have."""
+    repo = InMemoryNotify()
+    await apply_events([opened("late", NOW)], repo, rules=RULES, staff=Staff(None), now=NOW)
+    [ack] = repo.by_template("ticket_ack")
+    assert ack.awaiting
+    later = NOW + timedelta(days=5)
+    registration = registered("late", later - timedelta(minutes=1))
+    await apply_events([registration], repo, rules=RULES, staff=Staff(None), now=later)
+    [ack] = repo.by_template("ticket_ack")
+    assert (ack.status, ack.history[-1].reason) == ("suppressed", "stale")
+    [welcome] = repo.by_template("welcome")
+    assert welcome.status == "queued"  # the registration itself is a minute old
+
+
+async def test_a_message_whose_wait_ends_long_after_its_cause_is_stale() -> None:
+    repo = InMemoryNotify()
+    await apply_events([opened("never", NOW)], repo, rules=RULES, staff=Staff(None), now=NOW)
+    await awaiting_sweep(NOW + timedelta(days=4), repo, rules=RULES)
+    [ack] = repo.by_template("ticket_ack")
+    assert (ack.status, ack.history[-1].reason) == ("suppressed", "stale")
+
+
+async def test_an_expiry_notice_is_not_aged() -> None:
+    """It is about points still to expire: worth sending even when notify applies it late."""
+    repo = InMemoryNotify()
+    await apply_events([registered("c1", NOW)], repo, rules=RULES, staff=Staff(None), now=NOW)
+    notice = loyalty_v1.PointsExpiringSoon(points=300, expires_at=NOW + timedelta(days=20))
+    event = ev(loyalty_v1.POINTS_EXPIRING_SOON, "c1", notice, NOW)
+    later = NOW + timedelta(days=5)
+    await apply_events([event], repo, rules=RULES, staff=Staff(None), now=later)
+    [expiring] = repo.by_template("points_expiring")
+    assert expiring.status == "queued"
+
+
+async def test_a_stale_marketing_message_reads_no_daily_count() -> None:
+    repo = InMemoryNotify()
+    await apply_events(
+        [at_risk("c1", NOW - timedelta(days=10))], repo, rules=RULES, staff=Staff(None), now=NOW
+    )
+    assert repo.counts_read == 0
+    await apply_events([at_risk("c1", NOW)], repo, rules=RULES, staff=Staff(None), now=NOW)
+    assert repo.counts_read == 1  # a recent one is counted against the cap
+
+
+async def test_a_digest_is_aged_from_its_day_s_close_not_its_start() -> None:
+    """Points of 2026-11-20 in Shanghai: the day began 3.5 days before NOW, and closed 2.5 days
+    before. Within the max age: kept, and its digest is not stale."""
+    repo = InMemoryNotify()
+    early = datetime(2026, 11, 20, 1, 0, tzinfo=SH)
+    earned = loyalty_v1.PointsEarned(points=40, order_id="o1", balance=40)
+    await apply_events(
+        [registered("c1", early), ev(loyalty_v1.POINTS_EARNED, "c1", earned, early)],
+        repo,
+        rules=RULES,
+        staff=Staff(None),
+        now=NOW,
+    )
+    assert [(d.day, d.points) for d in repo.digests_.values()] == [(date(2026, 11, 20), 40)]
+    await digest_sweep(NOW, repo, rules=RULES)
+    [digest] = repo.by_template("points_digest")
+    assert digest.status == "queued"
 
 
 async def test_staff_messages_are_not_aged() -> None:

@@ -156,11 +156,19 @@ async def _release(
     now: datetime,
 ) -> None:
     """Decide messages that awaited their customer's registration, no longer awaiting: the
-    customer registered, or the wait is over (then, still unknown, `unknown_customer`)."""
+    customer registered, or the wait is over (then, still unknown, `unknown_customer`). A
+    release long after its cause (a notify down for days) finds it `stale`."""
     for notification in notifications:
         known = preferences.get(notification.customer_id) or Preferences(notification.customer_id)
         decision = await _decision(
-            changes, repository, known, notification.purpose, rules, now, may_await=False
+            changes,
+            repository,
+            known,
+            notification.purpose,
+            rules,
+            now,
+            may_await=False,
+            occurred_at=notification.occurred_at,
         )
         notification.release(decision, known, now)
         if notification.status == "suppressed":

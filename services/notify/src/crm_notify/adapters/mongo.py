@@ -92,7 +92,11 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         **_delivery_fields(n),
         "trace": n.trace,
         **(
-            {"awaiting_until": n.awaiting_until, "variables": n.variables}
+            {
+                "awaiting_until": n.awaiting_until,
+                "variables": n.variables,
+                "occurred_at": n.occurred_at,
+            }
             if n.awaiting_until is not None
             else {}
         ),

@@ -90,6 +90,9 @@ class Notification:
     variables: dict[str, Any] | None = None
     """While it awaits: its trigger's variables (ids and figures, no personal data), to render
     it again in the customer's locale and with their name."""
+    occurred_at: datetime | None = None
+    """While it awaits: when its cause happened, so that a release long after (a notify down
+    for days) finds it stale as the first decision would have (ADR 0023)."""
     version: int = 0
 
     @staticmethod
@@ -131,6 +134,7 @@ class Notification:
         if decision.action == "await":  # rendered above only to find a bad trigger now
             notification.awaiting_until = decision.send_at or now
             notification.variables = dict(intent.variables)
+            notification.occurred_at = intent.occurred_at
             notification.subject = notification.body = ""
             notification._move(now, "deferred", decision.reason)
             return notification
@@ -152,6 +156,7 @@ class Notification:
         not render it, it is suppressed with the reason: never an error for the registration
         that released it."""
         variables, self.variables, self.awaiting_until = self.variables or {}, None, None
+        self.occurred_at = None
         self.channel = decision.channel
         if decision.action == "suppress":
             self._suppressed(now, decision.reason)

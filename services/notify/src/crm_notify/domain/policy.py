@@ -101,7 +101,7 @@ class NotifyRules:
         """Whether a message caused at `occurred_at` is too late to send at `now`."""
         if occurred_at is None or self.max_age_s <= 0:
             return False
-        return now - occurred_at > timedelta(seconds=self.max_age_s)
+        return (now - occurred_at).total_seconds() > self.max_age_s  # `inf`: never
 
     def is_quiet(self, local: time) -> bool:
         if self.quiet_start > self.quiet_end:  # over midnight: 21:00-09:00

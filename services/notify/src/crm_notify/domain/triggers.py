@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from crm_contracts import CloudEvent
@@ -21,9 +22,19 @@ undeliverable, `staff:no_address`)."""
 def intents_for(event: CloudEvent[Any], supervisors: Sequence[str] = ()) -> list[Intent]:
     """The messages `event` asks for; `supervisors`: the user ids staff escalations go to."""
     return [
-        replace(intent, trace=event.traceparent, origin=event.source, occurred_at=event.time)
+        replace(
+            intent, trace=event.traceparent, origin=event.source, occurred_at=_cause_time(event)
+        )
         for intent in _intents_for(event, supervisors)
     ]
+
+
+def _cause_time(event: CloudEvent[Any]) -> datetime | None:
+    """When what a message is about happened, for its age (ADR 0023): the event's `time`. An
+    expiry notice is about points that are still to expire: not aged."""
+    if isinstance(event.data, loyalty_v1.PointsExpiringSoon):
+        return None
+    return event.time
 
 
 def _intents_for(event: CloudEvent[Any], supervisors: Sequence[str]) -> list[Intent]:
