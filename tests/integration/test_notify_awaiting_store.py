@@ -1,7 +1,8 @@
 """Notify's messages awaiting their customer's registration on the real MongoDB-wire server: the
 repository finds them by customer (what a registration releases) and by the end of their wait
 (the sweep), keeps them out of the delivery's reads and out of the daily cap, and stores their
-trigger's variables only while they wait."""
+trigger's variables only while they wait. Every message keeps its cause's time, which the
+send's last check ages (ADR 0023)."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -80,3 +81,17 @@ async def test_awaiting_messages_are_found_by_customer_and_by_the_end_of_their_w
     assert raw is not None
     assert "variables" not in raw
     assert "awaiting_until" not in raw
+
+
+async def test_a_queued_message_keeps_its_cause_s_time_for_the_send_s_check(
+    repository: MongoNotifyRepository,
+) -> None:
+    registered = Preferences("c9", name="李雷", email="c9@example.com", registered=True)
+    cause = NOW - timedelta(hours=2)
+    intent = Intent("ticket_ack", "transactional", "ev9", {"ticket_id": "T-9"}, occurred_at=cause)
+    queued = Notification.create(
+        "c9", intent, decide(registered, "transactional", NOW, 0, RULES), registered, NOW
+    )
+    await repository.save(Changes(notifications=[queued]))
+    [due] = await repository.due(NOW, NOW, 10)
+    assert due.occurred_at == cause

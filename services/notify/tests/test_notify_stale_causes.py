@@ -197,6 +197,29 @@ async def test_a_message_whose_wait_ends_long_after_its_cause_is_stale() -> None
     assert (ack.status, ack.history[-1].reason) == ("suppressed", "stale")
 
 
+async def test_what_was_queued_before_a_long_outage_is_cancelled_as_stale_not_sent() -> None:
+    """Decided and queued, then notify was down for four days: the send's last check finds the
+    acknowledgement stale and cancels it (announced); the staff alert of the same time goes."""
+    repo = InMemoryNotify()
+    breach = tickets_v1.TicketSlaBreached(
+        ticket_id="T-c1", priority="P1", target="first_response", due_at=NOW, elapsed_s=3600
+    )
+    events = [
+        registered("c1", NOW - timedelta(hours=1)),
+        opened("c1", NOW - timedelta(hours=1)),
+        ev(tickets_v1.TICKET_SLA_BREACHED, "c1", breach, NOW),
+    ]
+    await apply_events(events, repo, rules=RULES, staff=Staff("http://hooks/staff"), now=NOW)
+    senders = FakeSenders()
+    await deliver(NOW + timedelta(days=4), repo, senders, rules=RULES)
+    assert sorted(n.template for n in senders.sent) == ["sla_alert"]
+    for template in ("welcome", "ticket_ack"):
+        [message] = repo.by_template(template)
+        assert (message.status, message.history[-1].reason) == ("cancelled", "stale")
+    cancelled = [m for m in repo.outbox if m.event.type == notify_v1.NOTIFICATION_CANCELLED]
+    assert sorted(m.event.data.template for m in cancelled) == ["ticket_ack", "welcome"]
+
+
 async def test_an_expiry_notice_is_not_aged() -> None:
     """It is about points still to expire: worth sending even when notify applies it late."""
     repo = InMemoryNotify()

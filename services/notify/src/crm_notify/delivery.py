@@ -245,7 +245,14 @@ def _still_wanted(
     hours defer marketing (README "Policy"). A withdrawal saved after that read is not seen: it
     cancels only what is still waiting."""
     found = preferences.get(notification.customer_id) if notification.purpose != "staff" else None
-    decision = recheck(found, notification.purpose, notification.channel, now, rules)
+    decision = recheck(
+        found,
+        notification.purpose,
+        notification.channel,
+        now,
+        rules,
+        occurred_at=notification.occurred_at,
+    )
     if decision.action == "cancel":
         notification.cancel(now, decision.reason or "cancelled")
         log.info("cancelled before the send", extra={"id": notification.notification_id})

@@ -91,12 +91,9 @@ def notification_document(n: Notification, cipher: FieldCipher) -> Document:
         "body": cipher.seal(f"{n.notification_id}/body", n.body),
         **_delivery_fields(n),
         "trace": n.trace,
+        "occurred_at": n.occurred_at,
         **(
-            {
-                "awaiting_until": n.awaiting_until,
-                "variables": n.variables,
-                "occurred_at": n.occurred_at,
-            }
+            {"awaiting_until": n.awaiting_until, "variables": n.variables}
             if n.awaiting_until is not None
             else {}
         ),

@@ -91,8 +91,9 @@ class Notification:
     """While it awaits: its trigger's variables (ids and figures, no personal data), to render
     it again in the customer's locale and with their name."""
     occurred_at: datetime | None = None
-    """While it awaits: when its cause happened, so that a release long after (a notify down
-    for days) finds it stale as the first decision would have (ADR 0023)."""
+    """When its cause happened (`Intent.occurred_at`): a release long after, or a send long
+    after (a notify down for days), finds it stale as the first decision would have (ADR 0023).
+    None: not aged (care greetings, expiry notices, staff messages, messages stored before)."""
     version: int = 0
 
     @staticmethod
@@ -127,6 +128,7 @@ class Notification:
             subject=rendered.subject,
             body=rendered.body,
             trace=intent.trace,
+            occurred_at=intent.occurred_at,
         )
         if decision.action == "suppress":
             notification._suppressed(now, decision.reason)
@@ -134,7 +136,6 @@ class Notification:
         if decision.action == "await":  # rendered above only to find a bad trigger now
             notification.awaiting_until = decision.send_at or now
             notification.variables = dict(intent.variables)
-            notification.occurred_at = intent.occurred_at
             notification.subject = notification.body = ""
             notification._move(now, "deferred", decision.reason)
             return notification
@@ -156,7 +157,6 @@ class Notification:
         not render it, it is suppressed with the reason: never an error for the registration
         that released it."""
         variables, self.variables, self.awaiting_until = self.variables or {}, None, None
-        self.occurred_at = None
         self.channel = decision.channel
         if decision.action == "suppress":
             self._suppressed(now, decision.reason)

@@ -203,16 +203,22 @@ def recheck(
     channel: Channel | None,
     now: datetime,
     rules: NotifyRules,
+    *,
+    occurred_at: datetime | None = None,
 ) -> Decision:
     """Right before a decided message is sent: may it still go over its channel, and now?
 
-    A consent withdrawn or a channel opted out since the decision cancels it (the reason as in
-    `decide`); a customer no longer registered (erased) too. Marketing inside quiet hours (a
-    retry that lands at night, a time zone changed) is deferred to their end. The channel and
-    the daily cap stay as decided; staff alerts are not the customer's to refuse.
+    A message whose cause is by now older than `max_age_s` (a notify that was down for days
+    comes back to what it had queued) is cancelled as `stale`. A consent withdrawn or a channel
+    opted out since the decision cancels it (the reason as in `decide`); a customer no longer
+    registered (erased) too. Marketing inside quiet hours (a retry that lands at night, a time
+    zone changed) is deferred to their end. The channel and the daily cap stay as decided;
+    staff alerts are not the customer's to refuse, nor aged.
     """
     if purpose == "staff" or channel is None:
         return Decision("send", channel, send_at=now)
+    if rules.is_stale(occurred_at, now):
+        return Decision("cancel", channel, reason=STALE)
     if preferences is None or not preferences.registered:
         return Decision("cancel", channel, reason="unknown_customer")
     refused = preferences.refusal(channel, purpose)
