@@ -189,6 +189,8 @@ def test_a_history_loaded_into_the_suite_mails_nobody_about_what_is_long_past(
         ("ticket_ack", "suppressed", "stale"),
         ("welcome", "suppressed", "stale"),
     ]
+    by_template = {n["template"]: datetime.fromisoformat(n["occurred_at"]) for n in stale}
+    assert by_template["welcome"] < now - timedelta(days=180)  # what the age is measured from
     assert smtp.mailbox.to(f"{old}@example.com") == []
 
 

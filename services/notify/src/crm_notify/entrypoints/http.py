@@ -82,6 +82,7 @@ def notification_view(n: Notification) -> dict[str, Any]:
         "attempts": n.attempts,
         "next_attempt_at": n.next_attempt_at,
         "awaiting_until": n.awaiting_until,  # awaiting the customer's registration until then
+        "occurred_at": n.occurred_at,  # when its cause happened: what `stale` is measured from
         "provider": n.provider,
         "cause": n.cause,
         "created_at": n.created_at,
