@@ -2,17 +2,19 @@
 cancellations in the period each order falls in, across period boundaries; the projection; at
 risk, period closed (met or missed) and renewal due, each once and each with a task."""
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from relations_events import cancelled, placed, refunded
+from relations_events import cancelled, graded, placed, refunded, registered
 from relations_fakes import InMemoryRelations
 
 from crm_contracts.relations import v1
 from crm_relations import commands, handlers
 from crm_relations.domain.agreement import Agreement, AgreementError, Terms, period_bounds
+from crm_relations.domain.customer import Customer
 from crm_relations.domain.rules import RelationsRules
 
 pytestmark = pytest.mark.unit
@@ -98,6 +100,41 @@ async def test_orders_before_the_agreement_or_of_others_are_not_counted() -> Non
         placed("C-2", "O-9", "5000", at(1, 5)),
     )
     assert stored(repository, a).periods == []
+
+
+class ReadsCounted(InMemoryRelations):
+    def __init__(self) -> None:
+        super().__init__()
+        self.customer_reads: list[list[str]] = []
+
+    async def customers(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
+        self.customer_reads.append(list(customer_ids))
+        return await super().customers(customer_ids)
+
+
+async def test_orders_neither_read_nor_write_customer_records_or_tasks() -> None:
+    """An order touches only its customer's agreements: relations does not load and rewrite
+    the record (and the follow-up tasks) of every buyer in a batch of orders."""
+    repository = ReadsCounted()
+    a = await agreement(repository)
+    await apply(repository, registered("C-1", at(1, 2), "li.wei"), graded("C-2", at(1, 2), "vip"))
+    before = {c: repository.customers_[c].version for c in ("C-1", "C-2")}
+    repository.customer_reads.clear()
+    await apply(
+        repository,
+        placed("C-1", "O-1", "1000", at(2, 1)),
+        placed("C-2", "O-2", "2000", at(2, 1)),
+        refunded("C-1", "O-1", "300", at(2, 2)),
+    )
+    assert repository.customer_reads == []
+    assert {c: repository.customers_[c].version for c in before} == before
+    [q1] = stored(repository, a).periods
+    assert (q1.spend, q1.orders) == (Decimal(700), 1)
+    # A batch that mixes orders with a customer's news reads and writes only that customer.
+    await apply(repository, placed("C-2", "O-3", "500", at(2, 3)), graded("C-1", at(2, 3), "vip"))
+    assert repository.customer_reads == [["C-1"]]
+    assert repository.customers_["C-1"].version == before["C-1"] + 1
+    assert repository.customers_["C-2"].version == before["C-2"]
 
 
 async def test_the_projection_extrapolates_what_was_ordered_so_far_to_the_period_end() -> None:

@@ -108,6 +108,24 @@ async def test_a_vip_customer_s_ticket_gets_the_higher_priority() -> None:
     assert repo.tickets[complaint_ticket_id("k2")].priority == "P2"
 
 
+async def test_grades_are_read_only_for_the_customers_who_complain() -> None:
+    """A batch of grade changes (most of what tickets reads of archive.v1) reads no grade; a
+    complaint after its customer's promotion in the same batch has the new grade's priority."""
+    repo = repo_with_agents()
+    grade = archive_v1.CustomerGradeChanged(grade="vip", previous_grade="ordinary")
+    await run(repo, *(ev(archive_v1.CUSTOMER_GRADE_CHANGED, f"v{i}", grade) for i in range(3)))
+    assert repo.grade_reads == []
+    await run(
+        repo,
+        ev(archive_v1.CUSTOMER_GRADE_CHANGED, "v9", grade),
+        complaint("v9", "k1", severity="high"),
+        complaint("v0", "k2", severity="high"),
+    )
+    assert repo.grade_reads == [["v0", "v9"]]
+    assert repo.tickets[complaint_ticket_id("k1")].priority == "P1"
+    assert repo.tickets[complaint_ticket_id("k2")].priority == "P1"
+
+
 async def test_a_survey_records_csat_and_a_low_score_flags_the_ticket() -> None:
     repo = repo_with_agents()
     await run(repo, complaint("c1", "k1"))

@@ -27,6 +27,8 @@ class InMemoryTickets:
         self.tickets: dict[str, Ticket] = {}
         self.figures: dict[str, TicketFigures] = {}
         self.customer_grades: dict[str, str] = {}
+        self.grade_reads: list[list[str]] = []
+        """The customer ids of each `grades` call, in order."""
         self.agreement_slas: dict[str, AgreementSla] = {}
         self.agents: dict[str, Agent] = {}
         self.processed: set[str] = set()
@@ -53,6 +55,7 @@ class InMemoryTickets:
         return (await self.load([ticket_id])).get(ticket_id)
 
     async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
+        self.grade_reads.append(list(customer_ids))
         return {c: self.customer_grades[c] for c in customer_ids if c in self.customer_grades}
 
     async def agreements(self, customer_ids: Sequence[str]) -> dict[str, AgreementSla]:

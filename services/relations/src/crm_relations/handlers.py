@@ -104,21 +104,31 @@ async def apply_events(
     rules: RelationsRules,
     clock: Clock = utc_now,
 ) -> int:
-    """Apply a batch in order and persist it in one transaction; returns how many were new."""
+    """Apply a batch in order and persist it in one transaction; returns how many were new.
+
+    An order touches only its customer's agreements: the customers and tasks of a batch are
+    read (and written back) for its other events' subjects only, so a batch of orders reads and
+    writes no customer record and no task, and the order lines already counted are read only
+    for customers with an active agreement."""
     fresh = await repository.unprocessed(events)
     if not fresh:
         return 0
-    subjects = sorted({event.subject for event in fresh})
+    orders = [e for e in fresh if e.type in orders_v1.EVENTS]
+    people = sorted({e.subject for e in fresh if e.type not in orders_v1.EVENTS})
     batch = Batch()
-    batch.customers = await repository.customers(subjects)
-    batch.tasks = {t.task_id: t for t in await repository.open_tasks(subjects)}
-    plan_ids = [c.plan_task_id for c in batch.customers.values() if c.plan_task_id]
-    batch.tasks.update(await repository.tasks([i for i in plan_ids if i not in batch.tasks]))
-    order_ids = sorted({e.data.order_id for e in fresh if e.type in orders_v1.EVENTS})
-    if order_ids:
-        batch.agreements = {a.agreement_id: a for a in await repository.agreements_of(subjects)}
-        lines = await repository.order_lines(subjects, order_ids)
-        batch.lines = {(line.agreement_id, line.order_id): line for line in lines}
+    if people:
+        batch.customers = await repository.customers(people)
+        batch.tasks = {t.task_id: t for t in await repository.open_tasks(people)}
+        plan_ids = [c.plan_task_id for c in batch.customers.values() if c.plan_task_id]
+        batch.tasks.update(await repository.tasks([i for i in plan_ids if i not in batch.tasks]))
+    if orders:
+        buyers = sorted({e.subject for e in orders})
+        batch.agreements = {a.agreement_id: a for a in await repository.agreements_of(buyers)}
+        bound = {a.customer_id for a in batch.agreements.values()}
+        if bound:  # the lines counted so far, of the orders of customers with an agreement
+            order_ids = sorted({e.data.order_id for e in orders if e.subject in bound})
+            lines = await repository.order_lines(sorted(bound), order_ids)
+            batch.lines = {(line.agreement_id, line.order_id): line for line in lines}
     confirmations = []
     for event in fresh:
         apply_event(batch, event, rules)

@@ -164,7 +164,8 @@ async def apply_events(
         if isinstance(e.data, callcenter_v1.SurveyAnswered) and e.data.ticket_id
     ]
     tickets = await repository.load(sorted({*complaint_ids, *survey_ids}))
-    known_grades = await repository.grades(sorted({e.subject for e in fresh}))
+    complainants = {e.subject for e in fresh if e.type == callcenter_v1.COMPLAINT_REPORTED}
+    known_grades = await repository.grades(sorted(complainants)) if complainants else {}
     agreements = await repository.agreements(
         sorted({e.subject for e in fresh if e.type in AGREEMENT_NEEDED})
     )
