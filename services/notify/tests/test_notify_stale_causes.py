@@ -232,14 +232,35 @@ async def test_an_expiry_notice_is_not_aged() -> None:
     assert expiring.status == "queued"
 
 
-async def test_a_stale_marketing_message_reads_no_daily_count() -> None:
+async def test_the_daily_count_is_read_only_when_it_can_decide_the_message() -> None:
+    """The daily cap is checked after the channel: a message that is stale, awaits its
+    customer's registration or has no channel the customer allows is decided without the
+    count (one store round trip per message); one that may go is counted against the cap."""
     repo = InMemoryNotify()
-    await apply_events(
-        [at_risk("c1", NOW - timedelta(days=10))], repo, rules=RULES, staff=Staff(None), now=NOW
-    )
+
+    async def run(*events: CloudEvent[Any]) -> None:
+        await apply_events(list(events), repo, rules=RULES, staff=Staff(None), now=NOW)
+
+    await run(at_risk("c1", NOW - timedelta(days=10)))  # stale
+    await run(at_risk("c2", NOW))  # never heard of: awaits the registration
+    await run(registered("c3", NOW), at_risk("c3", NOW))  # no marketing consent
     assert repo.counts_read == 0
-    await apply_events([at_risk("c1", NOW)], repo, rules=RULES, staff=Staff(None), now=NOW)
-    assert repo.counts_read == 1  # a recent one is counted against the cap
+    decided = {
+        n.customer_id: (n.status, n.history[-1].reason) for n in repo.by_template("retention")
+    }
+    assert decided == {
+        "c1": ("suppressed", "stale"),
+        "c2": ("deferred", "awaiting_registration"),
+        "c3": ("suppressed", "email:no_consent, sms:no_consent"),
+    }
+    opted_in = members_v1.CustomerRegistered(
+        name="韩梅梅",
+        email="c4@example.com",
+        consents={"email": members_v1.Consent(marketing=True)},
+    )
+    await run(ev(members_v1.CUSTOMER_REGISTERED, "c4", opted_in, NOW))
+    await run(at_risk("c4", NOW))
+    assert repo.counts_read == 1  # it may go: counted against the cap
 
 
 async def test_a_digest_is_aged_from_its_day_s_close_not_its_start() -> None:

@@ -353,14 +353,17 @@ async def _decision(
     """`decide` for a customer message, with the messages counted towards the daily cap: the
     stored ones of the customer's local day and those this change set makes or releases (the
     store counts none that awaits the registration). Of those in `changes`, what still awaits
-    or was suppressed does not count."""
-    if rules.is_stale(occurred_at, now):  # suppressed as `stale`: no count to read
-        return decide(preferences, purpose, now, 0, rules, occurred_at=occurred_at)
-    counted = 0
-    if purpose != "transactional":  # the daily cap counts only these
-        zone = zone_of(preferences)
-        midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
-        counted = await repository.counted_since(preferences.customer_id, midnight)
+    or was suppressed does not count. The count is read only when it can change the decision:
+    not for a transactional message (no cap), nor for one that is stale, awaits its customer's
+    registration or has no channel the customer allows."""
+    uncounted = decide(
+        preferences, purpose, now, 0, rules, may_await=may_await, occurred_at=occurred_at
+    )
+    if purpose == "transactional" or uncounted.action not in ("send", "defer"):
+        return uncounted  # stale, awaited or refused before the cap: no count to read
+    zone = zone_of(preferences)
+    midnight = datetime.combine(now.astimezone(zone).date(), time(0), tzinfo=zone)
+    counted = await repository.counted_since(preferences.customer_id, midnight)
     counted += sum(
         1
         for n in [*changes.notifications, *changes.released]
