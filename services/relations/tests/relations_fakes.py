@@ -23,6 +23,8 @@ class InMemoryRelations:
         self.outbox: list[OutboundMessage] = []
         self.erased: set[str] = set()
         self.digests: set[tuple[date, str]] = set()
+        self.customer_reads: list[list[str]] = []
+        """The customer ids of each `customers` call, in order."""
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         fresh, seen = [], set(self.processed)
@@ -33,6 +35,7 @@ class InMemoryRelations:
         return fresh
 
     async def customers(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
+        self.customer_reads.append(list(customer_ids))
         return {i: copy.deepcopy(self.customers_[i]) for i in customer_ids if i in self.customers_}
 
     async def tasks(self, task_ids: Sequence[str]) -> dict[str, Task]:

@@ -2,7 +2,6 @@
 cancellations in the period each order falls in, across period boundaries; the projection; at
 risk, period closed (met or missed) and renewal due, each once and each with a task."""
 
-from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -14,7 +13,6 @@ from relations_fakes import InMemoryRelations
 from crm_contracts.relations import v1
 from crm_relations import commands, handlers
 from crm_relations.domain.agreement import Agreement, AgreementError, Terms, period_bounds
-from crm_relations.domain.customer import Customer
 from crm_relations.domain.rules import RelationsRules
 
 pytestmark = pytest.mark.unit
@@ -102,20 +100,10 @@ async def test_orders_before_the_agreement_or_of_others_are_not_counted() -> Non
     assert stored(repository, a).periods == []
 
 
-class ReadsCounted(InMemoryRelations):
-    def __init__(self) -> None:
-        super().__init__()
-        self.customer_reads: list[list[str]] = []
-
-    async def customers(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
-        self.customer_reads.append(list(customer_ids))
-        return await super().customers(customer_ids)
-
-
 async def test_orders_neither_read_nor_write_customer_records_or_tasks() -> None:
     """An order touches only its customer's agreements: relations does not load and rewrite
     the record (and the follow-up tasks) of every buyer in a batch of orders."""
-    repository = ReadsCounted()
+    repository = InMemoryRelations()
     a = await agreement(repository)
     await apply(repository, registered("C-1", at(1, 2), "li.wei"), graded("C-2", at(1, 2), "vip"))
     before = {c: repository.customers_[c].version for c in ("C-1", "C-2")}

@@ -153,19 +153,16 @@ async def apply_events(
     fresh = await repository.unprocessed(events)
     if not fresh:
         return 0
-    complaint_ids = [
-        complaint_ticket_id(e.data.complaint_id)
-        for e in fresh
-        if isinstance(e.data, callcenter_v1.ComplaintReported)
-    ]
+    complaints = [e for e in fresh if isinstance(e.data, callcenter_v1.ComplaintReported)]
+    complaint_ids = [complaint_ticket_id(e.data.complaint_id) for e in complaints]
     survey_ids = [
         e.data.ticket_id
         for e in fresh
         if isinstance(e.data, callcenter_v1.SurveyAnswered) and e.data.ticket_id
     ]
     tickets = await repository.load(sorted({*complaint_ids, *survey_ids}))
-    complainants = {e.subject for e in fresh if e.type == callcenter_v1.COMPLAINT_REPORTED}
-    known_grades = await repository.grades(sorted(complainants)) if complainants else {}
+    complainants = sorted({e.subject for e in complaints})  # only a complaint uses the grade
+    known_grades = await repository.grades(complainants) if complainants else {}
     agreements = await repository.agreements(
         sorted({e.subject for e in fresh if e.type in AGREEMENT_NEEDED})
     )
