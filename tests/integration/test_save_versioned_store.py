@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 from stackutil import Stack, unique
 
 from crm_runtime.errors import ConcurrencyConflictError, is_transient
-from crm_runtime.mongo import Document, save_versioned
+from crm_runtime.mongo import Document, find_by_ids, save_versioned
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +157,78 @@ async def test_of_two_writers_over_one_version_at_the_same_time_one_wins(
     assert isinstance(refused[0], ConcurrencyConflictError) or is_transient(refused[0])
     winner = 1 if first is None else 2
     assert await stored(records) == {f"r{i}": (winner, 2) for i in range(20)}
+
+
+class Sent(monitoring.CommandListener):
+    """The names of the commands sent to the collection `records`, in order."""
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command.get(event.command_name) == "records" or (
+            event.command_name == "getMore" and event.command.get("collection") == "records"
+        ):
+            self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def counted(
+    stack: Stack, records: AsyncCollection[Document]
+) -> AsyncIterator[tuple[AsyncMongoClient[Document], AsyncCollection[Document], Sent]]:
+    """A client whose commands to `records` are listed, and the same collection through it."""
+    sent = Sent()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        stack.mongodb_url, tz_aware=True, event_listeners=[sent]
+    )
+    yield client, client[records.database.name]["records"], sent
+    await client.close()
+
+
+async def test_a_batch_of_new_and_known_aggregates_costs_one_read_and_two_writes(
+    counted: tuple[AsyncMongoClient[Document], AsyncCollection[Document], Sent],
+) -> None:
+    """A batch that closes a task and opens the next for each of 300 customers (relations)
+    interleaves known and new aggregates. The versions of the 300 known ones come back in one
+    reply (a find's first reply holds 101 documents unless asked for more), and the writes go as
+    one insert and one update: an ordered bulk write is a command per run of the same kind, so
+    the batch cost 600 writes before."""
+    client, records, sent = counted
+    await save(client, records, [({"_id": f"k{i}", "n": 0}, 0) for i in range(300)])
+    sent.commands.clear()
+    batch: list[tuple[Document, int]] = []
+    for i in range(300):
+        batch += [({"_id": f"k{i}", "n": 1}, 1), ({"_id": f"new{i}", "n": 1}, 0)]
+    await save(client, records, batch)
+    assert sent.commands == ["find", "insert", "update"]
+    stored_now = await stored(records)
+    assert len(stored_now) == 600
+    assert {stored_now[f"k{i}"] for i in range(300)} == {(1, 2)}
+    assert {stored_now[f"new{i}"] for i in range(300)} == {(1, 1)}
+
+
+async def test_documents_found_by_id_come_in_one_reply_and_all_come(
+    counted: tuple[AsyncMongoClient[Document], AsyncCollection[Document], Sent],
+) -> None:
+    """A batch's 500 aggregates are read in one round trip; when they pass the 16 MB a reply can
+    hold, the rest still come (the driver asks for more), none is dropped."""
+    _, records, sent = counted
+    await records.insert_many([{"_id": f"r{i}", "n": i} for i in range(500)])
+    sent.commands.clear()
+    wanted = [f"r{i}" for i in range(500)] + ["unknown"]
+    found = [doc["_id"] async for doc in find_by_ids(records, wanted, {"_id": 1})]
+    assert sorted(found) == sorted(wanted[:-1])
+    assert sent.commands == ["find"]
+
+    megabyte = "x" * (1 << 20)
+    await records.insert_many([{"_id": f"big{i}", "blob": megabyte} for i in range(20)])
+    sent.commands.clear()
+    big = [doc["_id"] async for doc in find_by_ids(records, [f"big{i}" for i in range(20)])]
+    assert sorted(big) == sorted(f"big{i}" for i in range(20))
+    assert sent.commands[0] == "find" and "getMore" in sent.commands  # 20 MB: two replies

@@ -36,7 +36,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_runtime.errors import TransientError
-from crm_runtime.mongo import Document
+from crm_runtime.mongo import Document, find_by_ids
 
 VERSION = b"\x01"
 NONCE_BYTES = 12
@@ -238,8 +238,7 @@ class CustomerKeys:
         if not wanted:
             return {}
         found = {
-            doc["_id"]: doc
-            async for doc in self.collection.find({"_id": {"$in": wanted}}, session=session)
+            doc["_id"]: doc async for doc in find_by_ids(self.collection, wanted, session=session)
         }
         missing = [customer_id for customer_id in wanted if customer_id not in found]
         made: dict[str, FieldCipher] = {}
@@ -276,7 +275,7 @@ class CustomerKeys:
         }
         others = [customer_id for customer_id in customer_ids if customer_id not in inserted]
         if others:
-            async for doc in self.collection.find({"_id": {"$in": others}}):
+            async for doc in find_by_ids(self.collection, others):
                 made[doc["_id"]] = self._cipher(doc)
         return made
 
