@@ -48,7 +48,7 @@ from crm_archive.ports import (
 )
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
-from crm_runtime.mongo import Document, due_ids, save_versioned
+from crm_runtime.mongo import Document, due_ids, find_by_ids, save_versioned
 from crm_runtime.uow import UnitOfWork
 
 PAGE = 500
@@ -112,7 +112,7 @@ class MongoCustomerRepository:
     async def load(
         self, customer_ids: Sequence[str], references: Mapping[str, FactIds] | None = None
     ) -> dict[str, Customer]:
-        cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
+        cursor = find_by_ids(self.customers, customer_ids)
         docs = [doc async for doc in cursor]
         # Stubs (orders only) hold no personal data: no key to read for them.
         sealed = [doc["_id"] for doc in docs if any(doc.get("pii", {}).get(f) for f in SEALED)]
@@ -145,7 +145,7 @@ class MongoCustomerRepository:
         if not wanted:
             return
         found: dict[str, list[Document]] = {}
-        async for doc in self.apart.find({"_id": {"$in": wanted}}):
+        async for doc in find_by_ids(self.apart, wanted):
             found.setdefault(doc["customer_id"], []).append(doc)
         for customer_id, cancellations in boundaries.items():
             query = {"customer_id": customer_id, "kind": "order", "active": True}

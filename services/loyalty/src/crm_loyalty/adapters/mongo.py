@@ -28,7 +28,7 @@ from crm_loyalty.ports import Changes
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, from_decimal128, save_versioned, to_decimal128
+from crm_runtime.mongo import Document, find_by_ids, from_decimal128, save_versioned, to_decimal128
 from crm_runtime.uow import UnitOfWork
 
 
@@ -258,7 +258,7 @@ class MongoAccountRepository:
     ) -> dict[str, Account]:
         """The accounts, with the orders kept apart that `orders` names (by customer) brought
         back: one more query for the batch, only when an account named keeps some apart."""
-        cursor = self.accounts.find({"_id": {"$in": list(customer_ids)}})
+        cursor = find_by_ids(self.accounts, customer_ids)
         docs = [doc async for doc in cursor]
         ciphers = await self.keys.ciphers(doc["_id"] for doc in docs if doc.get("birthday"))
         accounts = {doc["_id"]: from_document(doc, ciphers.get(doc["_id"], NO_KEY)) for doc in docs}
@@ -270,7 +270,7 @@ class MongoAccountRepository:
             if order_id not in account.orders
         ]
         if wanted:
-            async for doc in self.apart.find({"_id": {"$in": wanted}}):
+            async for doc in find_by_ids(self.apart, wanted):
                 lot = _lot(doc["lot"]) if doc.get("lot") else None
                 accounts[doc["customer_id"]].recall(_order(doc["order"]), lot)
         return accounts

@@ -27,7 +27,7 @@ from crm_notify.ports import Changes, NotificationSummary
 from crm_runtime.crypto import SHREDDED, CustomerKeys, FieldCipher, KeyRing
 from crm_runtime.documents import dataclass_from
 from crm_runtime.errors import ConcurrencyConflictError
-from crm_runtime.mongo import Document, only_duplicate_keys, save_versioned
+from crm_runtime.mongo import Document, find_by_ids, only_duplicate_keys, save_versioned
 from crm_runtime.outbox import OutboundMessage
 from crm_runtime.uow import UnitOfWork
 
@@ -172,17 +172,17 @@ class MongoNotifyRepository:
         return [notification_from(doc, ciphers[doc["customer_id"]]) for doc in docs]
 
     async def preferences(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
-        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}})
+        cursor = find_by_ids(self.preferences_, customer_ids)
         found = await self._preferences_from([doc async for doc in cursor])
         return {p.customer_id: p for p in found}
 
     async def standing(self, customer_ids: Sequence[str]) -> dict[str, Preferences]:
         sealed = {"name": 0, "email": 0, "phone": 0, "birthday": 0, "birthday_key": 0}
-        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}}, sealed)
+        cursor = find_by_ids(self.preferences_, customer_ids, sealed)
         return {doc["_id"]: preferences_from(doc, SHREDDED) async for doc in cursor}
 
     async def existing(self, notification_ids: Sequence[str]) -> set[str]:
-        cursor = self.notifications.find({"_id": {"$in": list(notification_ids)}}, {"_id": 1})
+        cursor = find_by_ids(self.notifications, notification_ids, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
 
     async def counted_since(self, customer_id: str, since: datetime) -> int:
@@ -197,7 +197,7 @@ class MongoNotifyRepository:
         )
 
     async def time_zones(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        cursor = self.preferences_.find({"_id": {"$in": list(customer_ids)}}, {"time_zone": 1})
+        cursor = find_by_ids(self.preferences_, customer_ids, {"time_zone": 1})
         return {doc["_id"]: doc.get("time_zone", DEFAULT_TIME_ZONE) async for doc in cursor}
 
     async def digests_closed(self, now: datetime, limit: int) -> list[Digest]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -23,7 +23,7 @@ from crm_relations.domain.task import Task, next_notice_at
 from crm_relations.ports import AgreementFilter, Changes, TaskFilter
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
 from crm_runtime.documents import dataclass_document, dataclass_from
-from crm_runtime.mongo import Document, from_decimal128, save_versioned, to_decimal128
+from crm_runtime.mongo import Document, find_by_ids, from_decimal128, save_versioned, to_decimal128
 from crm_runtime.uow import UnitOfWork
 
 DIGEST_MARKS_KEPT_S = 40 * 24 * 3600
@@ -194,7 +194,7 @@ class MongoRelationsRepository:
 
     # -- reads --------------------------------------------------------------------------------
     async def customers(self, customer_ids: Sequence[str]) -> dict[str, Customer]:
-        cursor = self.customers_.find({"_id": {"$in": list(customer_ids)}})
+        cursor = find_by_ids(self.customers_, customer_ids)
         return {doc["_id"]: customer_from(doc) async for doc in cursor}
 
     async def _tasks(self, query: Document, **options: Any) -> list[Task]:
@@ -294,10 +294,11 @@ class MongoRelationsRepository:
             await save_versioned(self.customers_, customers, session, what="customer")
             await save_versioned(self.tasks_, tasks, session, what="task")
             await save_versioned(self.agreements_, agreements, session, what="agreement")
-            for line in changes.order_lines:
-                document = line_document(line)
-                await self.lines.replace_one(
-                    {"_id": document["_id"]}, document, upsert=True, session=session
+            if changes.order_lines:
+                documents = [line_document(line) for line in changes.order_lines]
+                await self.lines.bulk_write(
+                    [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents],
+                    session=session,
                 )
             if changes.digests:
                 await self.digests_.insert_many(

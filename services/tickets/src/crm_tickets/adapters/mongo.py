@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import SHREDDED, CustomerKeys
-from crm_runtime.mongo import Document, due_ids, save_versioned
+from crm_runtime.mongo import Document, due_ids, find_by_ids, save_versioned
 from crm_runtime.paging import present
 from crm_runtime.uow import UnitOfWork
 from crm_tickets import queries
@@ -75,7 +75,7 @@ class MongoTicketRepository:
         return await self.uow.unprocessed(events)
 
     async def load(self, ticket_ids: Sequence[str]) -> dict[str, Ticket]:
-        cursor = self.tickets.find({"_id": {"$in": list(ticket_ids)}})
+        cursor = find_by_ids(self.tickets, ticket_ids)
         docs = [doc async for doc in cursor]
         ciphers = await self.keys.ciphers(doc["customer_id"] for doc in docs)
         return {doc["_id"]: from_document(doc, ciphers[doc["customer_id"]]) for doc in docs}
@@ -84,11 +84,11 @@ class MongoTicketRepository:
         return (await self.load([ticket_id])).get(ticket_id)
 
     async def pending_surveys(self, ticket_ids: Sequence[str]) -> dict[str, PendingSurvey]:
-        cursor = self.pending.find({"_id": {"$in": list(ticket_ids)}})
+        cursor = find_by_ids(self.pending, ticket_ids)
         return {doc["_id"]: pending_from_document(doc) async for doc in cursor}
 
     async def grades(self, customer_ids: Sequence[str]) -> dict[str, str]:
-        cursor = self.customers.find({"_id": {"$in": list(customer_ids)}})
+        cursor = find_by_ids(self.customers, customer_ids)
         return {doc["_id"]: doc["grade"] async for doc in cursor}
 
     async def agreements(self, customer_ids: Sequence[str]) -> dict[str, AgreementSla]:
