@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from stackutil import Stack, unique
 
@@ -65,6 +65,95 @@ async def test_the_inbox_filters_applied_and_repeated_events(
     async with transaction(client) as session:
         await inbox.mark(events[:2], session)
     assert [e.id for e in await inbox.unprocessed(events)] == ["c"]
+
+
+class InboxLookups(monitoring.CommandListener):
+    """How many keys each lookup of the inbox (`find` on `processed_events`) asked for."""
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command.get("find") == "processed_events":
+            wanted = event.command.get("filter", {}).get("_id", {})
+            if isinstance(wanted, dict) and "$in" in wanted:
+                self.keys.append(len(wanted["$in"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def cancellations(*ids: str) -> list[Any]:
+    return [
+        new_event(
+            "order.cancelled", source="t", subject="c", data=OrderCancelled(order_id="o"), id=i
+        )
+        for i in ids
+    ]
+
+
+async def test_marks_keyed_by_the_event_id_alone_are_honoured_until_they_can_no_longer_be_there(
+    stack: Stack, database: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """An inbox that held marks when this code first started on it may hold marks written
+    before the key included the source (`_id` = the event id): a redelivered event marked so
+    is not applied again, by any replica, until the retention has passed since that start."""
+    await database["processed_events"].insert_one(
+        {"_id": "a", "type": "x", "at": datetime.now(UTC)}
+    )
+    lookups = InboxLookups()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.mongodb_url, tz_aware=True, event_listeners=[lookups]
+    )
+    try:
+        replicas = [Inbox(client[database.name]) for _ in range(2)]
+        for inbox in replicas:
+            await inbox.ensure_indexes()
+            assert [e.id for e in await inbox.unprocessed(cancellations("a", "b"))] == ["b"]
+        assert lookups.keys == [4, 4]  # both keys of each event
+
+        note = {"_id": Inbox.NOTE}
+        a_month_ago = datetime.now(UTC) - timedelta(days=31)
+        await database["processed_events"].update_one(
+            note, {"$set": {"old_marks_since": a_month_ago}}
+        )
+        later = Inbox(client[database.name])
+        await later.ensure_indexes()
+        await later.unprocessed(cancellations("a", "b"))
+        assert lookups.keys[-1] == 2, "past the retention, only the inbox keys"
+    finally:
+        await client.close()
+
+
+async def test_an_inbox_empty_at_the_first_start_is_asked_one_key_per_event(
+    stack: Stack, database: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """No mark keyed the old way can be in an inbox this code started on empty, so a lookup asks
+    for each event's inbox key only: half the keys (docs/performance.md). Before the start has
+    read the inbox's note (a rebuild's own inbox), both keys are asked for."""
+    lookups = InboxLookups()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.mongodb_url, tz_aware=True, event_listeners=[lookups]
+    )
+    try:
+        inbox = Inbox(client[database.name])
+        await inbox.unprocessed(cancellations("a", "b", "c"))
+        await inbox.ensure_indexes()
+        async with transaction(client) as session:
+            await inbox.mark(cancellations("a"), session)
+        again = Inbox(client[database.name])  # a restart: the inbox holds marks now
+        await again.ensure_indexes()
+        for each in (inbox, again):
+            assert [e.id for e in await each.unprocessed(cancellations("a", "b", "c"))] == [
+                "b",
+                "c",
+            ]
+        assert lookups.keys == [6, 3, 3]
+    finally:
+        await client.close()
 
 
 async def test_an_on_demand_sweep_waits_for_the_running_one_in_the_same_process(

@@ -9,7 +9,7 @@ advertises itself as a single-node one; a real `mongod` must run with `--replSet
 import struct
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -157,8 +157,16 @@ class Inbox:
     can see: a batch after a crash or a rebalance, a dead letter re-driven within its topic's 14
     days).
 
-    Marks written before the key included the source (`_id` = event id) are still honoured until
-    they expire, so an upgrade does not apply a redelivered event twice."""
+    Marks written before the key included the source (`_id` = event id, before 2026-12-02) are
+    still honoured until they expire, so an upgrade does not apply a redelivered event twice.
+    Looking them up doubles the keys of every lookup, so it is done only where such marks can
+    be: `ensure_indexes` (each start) reads the inbox's note about itself, made the first time
+    this code started on the database. An inbox that was empty then holds no old mark; one that
+    held marks may hold old ones for `retention_s` more (ADR 0024). Until the note is read, both
+    keys are looked up."""
+
+    NOTE = "~inbox"
+    """The `_id` of the note: no event's inbox key (`<length>:<source>/<id>`) spells it."""
 
     def __init__(
         self,
@@ -169,6 +177,8 @@ class Inbox:
     ) -> None:
         self.collection: AsyncCollection[Document] = database[name]
         self.retention_s = retention_s
+        self.old_marks_until = datetime.max.replace(tzinfo=UTC)
+        """Until when marks keyed by the event id alone may be in the inbox (read at start)."""
 
     async def ensure_indexes(self) -> None:
         try:
@@ -182,12 +192,31 @@ class Inbox:
             await self.collection.create_index(
                 "at", name="retention", expireAfterSeconds=self.retention_s
             )
+        self.old_marks_until = await self._old_marks_until()
+
+    async def _old_marks_until(self) -> datetime:
+        """The note holds when this code first started on the inbox if it held marks then, and
+        None if it was empty: the first replica to start writes it, the others read it."""
+        note = await self.collection.find_one({"_id": self.NOTE})
+        if note is None:
+            held = await self.collection.find_one({"_id": {"$ne": self.NOTE}}, {"_id": 1})
+            first = datetime.now(UTC) if held is not None else None
+            await self.collection.update_one(
+                {"_id": self.NOTE}, {"$setOnInsert": {"old_marks_since": first}}, upsert=True
+            )
+            note = await self.collection.find_one({"_id": self.NOTE}) or {}
+        since: datetime | None = note.get("old_marks_since")
+        if since is None:
+            return datetime.min.replace(tzinfo=UTC)
+        return since.replace(tzinfo=UTC) + timedelta(seconds=self.retention_s)
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         """The events not applied yet, first occurrence of each, in their original order."""
         if not events:
             return []
-        keys = {inbox_key(event) for event in events} | {event.id for event in events}
+        keys = {inbox_key(event) for event in events}
+        if datetime.now(UTC) < self.old_marks_until:
+            keys |= {event.id for event in events}
         seen = {doc["_id"] async for doc in find_by_ids(self.collection, keys, {"_id": 1})}
         fresh: list[CloudEvent[Any]] = []
         for event in events:
