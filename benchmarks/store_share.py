@@ -131,8 +131,8 @@ def main() -> None:
                 by_service[name][key][i] += row[i] - before[i]
     print(
         f"\nWhat each service asked of the store over the orders phase, per order-log event "
-        f"({events:,} events; 'sent': documents or statements in the commands, 'changed': "
-        "the replies' n/nModified, 'read': documents returned)"
+        f"({events:,} events; 'sent': documents or statements in the commands, keys in a find by "
+        "_id; 'changed': the replies' n/nModified, 'read': documents returned)"
     )
     print(
         f"{'service':<10} {'command collection':<42} "

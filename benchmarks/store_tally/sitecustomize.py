@@ -1,7 +1,8 @@
 """What a process asks of the store: a PyMongo command listener, on when `CRM_STORE_TALLY` names
 a directory (`benchmarks/store_share.py` puts this folder first on `PYTHONPATH`).
 
-Per (command, collection): commands, documents sent (inserted, update and delete statements),
+Per (command, collection): commands, documents sent (inserted, update and delete statements;
+for a find by `_id $in`, the keys it asks for),
 documents changed (the replies' `n`/`nModified`) and documents returned (finds, getMores).
 Appends the running totals as one JSON line per second to `<dir>/<pid>.jsonl`, with the
 process's command line, so a phase is the difference of two lines.
@@ -42,6 +43,10 @@ if _DIR:
             for field in ("documents", "updates", "deletes"):
                 if field in command:
                     sent = len(command[field])
+            if name == "find":  # the keys a find by `_id` asks for
+                wanted = (command.get("filter") or {}).get("_id")
+                if isinstance(wanted, dict) and isinstance(wanted.get("$in"), list):
+                    sent = len(wanted["$in"])
             with _lock:
                 row = _totals[key]
                 row[0] += 1
