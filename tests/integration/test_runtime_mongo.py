@@ -152,6 +152,9 @@ async def test_an_inbox_empty_at_the_first_start_is_asked_one_key_per_event(
                 "c",
             ]
         assert lookups.keys == [6, 3, 3]
+        inbox.old_marks_until = datetime.max.replace(tzinfo=UTC)  # as an upgraded database
+        named_like_the_note = cancellations(Inbox.NOTE)
+        assert await inbox.unprocessed(named_like_the_note) == named_like_the_note
     finally:
         await client.close()
 

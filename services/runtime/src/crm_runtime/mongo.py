@@ -218,6 +218,7 @@ class Inbox:
         if datetime.now(UTC) < self.old_marks_until:
             keys |= {event.id for event in events}
         seen = {doc["_id"] async for doc in find_by_ids(self.collection, keys, {"_id": 1})}
+        seen.discard(self.NOTE)  # the note, not a mark: an event whose id is "~inbox" is new
         fresh: list[CloudEvent[Any]] = []
         for event in events:
             key = inbox_key(event)
