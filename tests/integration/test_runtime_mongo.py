@@ -115,11 +115,8 @@ async def test_marks_keyed_by_the_event_id_alone_are_honoured_until_they_can_no_
             assert [e.id for e in await inbox.unprocessed(cancellations("a", "b"))] == ["b"]
         assert lookups.keys == [4, 4]  # both keys of each event
 
-        note = {"_id": Inbox.NOTE}
         a_month_ago = datetime.now(UTC) - timedelta(days=31)
-        await database["processed_events"].update_one(
-            note, {"$set": {"old_marks_since": a_month_ago}}
-        )
+        await replicas[0].note.update_one({}, {"$set": {"since": a_month_ago}})
         later = Inbox(client[database.name])
         await later.ensure_indexes()
         await later.unprocessed(cancellations("a", "b"))
@@ -153,7 +150,7 @@ async def test_an_inbox_empty_at_the_first_start_is_asked_one_key_per_event(
             ]
         assert lookups.keys == [6, 3, 3]
         inbox.old_marks_until = datetime.max.replace(tzinfo=UTC)  # as an upgraded database
-        named_like_the_note = cancellations(Inbox.NOTE)
+        named_like_the_note = cancellations("old_marks")
         assert await inbox.unprocessed(named_like_the_note) == named_like_the_note
     finally:
         await client.close()

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
-from pymongo import ASCENDING, AsyncMongoClient, InsertOne, ReplaceOne
+from pymongo import ASCENDING, AsyncMongoClient, InsertOne, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
@@ -160,13 +160,10 @@ class Inbox:
     Marks written before the key included the source (`_id` = event id, before 2026-12-02) are
     still honoured until they expire, so an upgrade does not apply a redelivered event twice.
     Looking them up doubles the keys of every lookup, so it is done only where such marks can
-    be: `ensure_indexes` (each start) reads the inbox's note about itself, made the first time
-    this code started on the database. An inbox that was empty then holds no old mark; one that
-    held marks may hold old ones for `retention_s` more (ADR 0024). Until the note is read, both
-    keys are looked up."""
-
-    NOTE = "~inbox"
-    """The `_id` of the note: no event's inbox key (`<length>:<source>/<id>`) spells it."""
+    be: `ensure_indexes` (each start) reads the inbox's note about itself (`<name>_note`, a
+    collection of its own), made the first time this code started on the database. An inbox
+    that was empty then holds no old mark; one that held marks may hold old ones for
+    `retention_s` more (ADR 0024). Until the note is read, both keys are looked up."""
 
     def __init__(
         self,
@@ -176,6 +173,7 @@ class Inbox:
         retention_s: int = INBOX_RETENTION_S,
     ) -> None:
         self.collection: AsyncCollection[Document] = database[name]
+        self.note: AsyncCollection[Document] = database[f"{name}_note"]
         self.retention_s = retention_s
         self.old_marks_until = datetime.max.replace(tzinfo=UTC)
         """Until when marks keyed by the event id alone may be in the inbox (read at start)."""
@@ -197,15 +195,15 @@ class Inbox:
     async def _old_marks_until(self) -> datetime:
         """The note holds when this code first started on the inbox if it held marks then, and
         None if it was empty: the first replica to start writes it, the others read it."""
-        note = await self.collection.find_one({"_id": self.NOTE})
-        if note is None:
-            held = await self.collection.find_one({"_id": {"$ne": self.NOTE}}, {"_id": 1})
-            first = datetime.now(UTC) if held is not None else None
-            await self.collection.update_one(
-                {"_id": self.NOTE}, {"$setOnInsert": {"old_marks_since": first}}, upsert=True
-            )
-            note = await self.collection.find_one({"_id": self.NOTE}) or {}
-        since: datetime | None = note.get("old_marks_since")
+        held = await self.collection.find_one({}, {"_id": 1})
+        note = await self.note.find_one_and_update(
+            {"_id": "old_marks"},
+            {"$setOnInsert": {"since": datetime.now(UTC) if held is not None else None}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert note is not None  # an upsert that returns the document after it
+        since: datetime | None = note["since"]
         if since is None:
             return datetime.min.replace(tzinfo=UTC)
         return since.replace(tzinfo=UTC) + timedelta(seconds=self.retention_s)
@@ -218,7 +216,6 @@ class Inbox:
         if datetime.now(UTC) < self.old_marks_until:
             keys |= {event.id for event in events}
         seen = {doc["_id"] async for doc in find_by_ids(self.collection, keys, {"_id": 1})}
-        seen.discard(self.NOTE)  # the note, not a mark: an event whose id is "~inbox" is new
         fresh: list[CloudEvent[Any]] = []
         for event in events:
             key = inbox_key(event)
@@ -274,15 +271,13 @@ async def save_versioned(
     # The new ones first, then the known ones: an ordered bulk write is one command per run of
     # the same kind, so new and known aggregates interleaved (a task closed, the next one opened)
     # cost a round trip each. Each document is written once, so their order changes nothing.
-    inserts: list[InsertOne[Document] | ReplaceOne[Document]] = []
-    replaces: list[InsertOne[Document] | ReplaceOne[Document]] = []
-    for document, version in documents:
+    operations: list[InsertOne[Document] | ReplaceOne[Document]] = []
+    for document, version in sorted(documents, key=lambda item: item[1] != 0):
         document = {**document, "version": version + 1}
         if version == 0:
-            inserts.append(InsertOne(document))
+            operations.append(InsertOne(document))
         else:
-            replaces.append(ReplaceOne({"_id": document["_id"]}, document))
-    operations = inserts + replaces
+            operations.append(ReplaceOne({"_id": document["_id"]}, document))
     if not operations:
         return
     try:
