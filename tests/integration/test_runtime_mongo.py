@@ -1,7 +1,7 @@
 """Runtime pieces on the real MongoDB-wire server: leases, inbox, duplicate-tolerant inserts."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,10 +11,15 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from stackutil import Stack, unique
 
-from crm_contracts import new_event
+from crm_contracts import CloudEvent, encode_event, new_event
 from crm_contracts.orders.v1 import OrderCancelled
+from crm_runtime.consumer import BatchConsumer
 from crm_runtime.crypto import CustomerKeys, KeyRing
+from crm_runtime.dlq import DeadLetters, InboundRecord
+from crm_runtime.health import Health
+from crm_runtime.metrics import RuntimeMetrics
 from crm_runtime.mongo import Inbox, insert_ignoring_duplicates, transaction
+from crm_runtime.retry import Backoff
 from crm_runtime.sweeps import Leases, SweepRunner
 
 
@@ -152,6 +157,71 @@ async def test_an_inbox_empty_at_the_first_start_is_asked_one_key_per_event(
         inbox.old_marks_until = datetime.max.replace(tzinfo=UTC)  # as an upgraded database
         named_like_the_note = cancellations("old_marks")
         assert await inbox.unprocessed(named_like_the_note) == named_like_the_note
+    finally:
+        await client.close()
+
+
+async def test_the_handler_is_answered_by_the_consumers_lookup_and_a_retry_asks_the_store(
+    stack: Stack, database: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A batch costs one lookup of the inbox: the handler's lookup of the events the consumer
+    found new is answered from the consumer's (before: two `find`s, one per lookup). A replica
+    that marks some of them in between makes the batch's transaction fail on the marks' unique
+    key; the consumer retries in halves, each of which asks the store, so the others are
+    applied, nothing twice, and nothing is dead-lettered."""
+    lookups = InboxLookups()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.mongodb_url, tz_aware=True, event_listeners=[lookups]
+    )
+    try:
+        inbox, replica = Inbox(client[database.name]), Inbox(client[database.name])
+        await inbox.ensure_indexes()
+        applied: list[str] = []
+        race: list[str] = []
+
+        async def handle(events: Sequence[CloudEvent[Any]]) -> int:
+            fresh = await inbox.unprocessed(events)
+            if race:  # another replica applies these first, after this one's lookups
+                async with transaction(client) as session:
+                    await replica.mark([e for e in events if e.id in race], session)
+                race.clear()
+            async with transaction(client) as session:
+                await inbox.mark(fresh, session)
+            applied.extend(e.id for e in fresh)
+            return len(fresh)
+
+        dead: list[dict[str, str]] = []
+
+        async def send(
+            topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
+        ) -> None:
+            dead.append(headers)
+
+        consumer = BatchConsumer(
+            handle,
+            DeadLetters(send, service="loyalty", consumer_group="loyalty"),
+            health=Health(),
+            metrics=RuntimeMetrics(CollectorRegistry(), "loyalty"),
+            backoff=Backoff(0.001, 0.002),
+            accepted_types=["order.cancelled"],
+            unprocessed=inbox.screen,
+        )
+
+        def records(*ids: str) -> list[InboundRecord]:
+            return [
+                InboundRecord("orders.v1", 0, n, b"c", encode_event(event))
+                for n, event in enumerate(cancellations(*ids))
+            ]
+
+        await consumer.process(records("a", "b"))
+        assert applied == ["a", "b"]
+        assert lookups.keys == [2], "one lookup for the consumer and the handler"
+
+        race.append("d")
+        await consumer.process(records("a", "c", "d", "e"))
+        assert applied == ["a", "b", "c", "e"]
+        assert dead == []
+        assert await database["processed_events"].count_documents({}) == 5
     finally:
         await client.close()
 

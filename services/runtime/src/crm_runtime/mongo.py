@@ -163,7 +163,13 @@ class Inbox:
     be: `ensure_indexes` (each start) reads the inbox's note about itself (`<name>_note`, a
     collection of its own), made the first time this code started on the database. An inbox
     that was empty then holds no old mark; one that held marks may hold old ones for
-    `retention_s` more (ADR 0024). Until the note is read, both keys are looked up."""
+    `retention_s` more (ADR 0024). Until the note is read, both keys are looked up.
+
+    The consumer looks a batch up before it validates the events' data (`screen`, ADR 0017);
+    the handler's own lookup of those events, which comes next, is answered from that one
+    rather than asked of the store again. Neither lookup is in the batch's transaction: what
+    keeps an event from being applied twice is the marks' unique `_id`, which makes the
+    transaction of a replica that lost a race fail; the lookup after that asks the store."""
 
     def __init__(
         self,
@@ -177,6 +183,8 @@ class Inbox:
         self.retention_s = retention_s
         self.old_marks_until = datetime.max.replace(tzinfo=UTC)
         """Until when marks keyed by the event id alone may be in the inbox (read at start)."""
+        self._screened: frozenset[str] = frozenset()
+        """The keys the consumer's last lookup found new, for the lookup that follows it."""
 
     async def ensure_indexes(self) -> None:
         try:
@@ -208,14 +216,26 @@ class Inbox:
             return datetime.min.replace(tzinfo=UTC)
         return since.replace(tzinfo=UTC) + timedelta(seconds=self.retention_s)
 
+    async def screen(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        """The consumer's lookup of a batch: `unprocessed(events)`, whose answer also serves the
+        next lookup, if it asks about some of the events found new (the handler's, with the
+        events left after the data's validation). Any lookup after that asks the store: a retry
+        of the batch, or of a part of it, sees what was marked in the meantime."""
+        fresh = await self.unprocessed(events)
+        self._screened = frozenset(inbox_key(event) for event in fresh)
+        return fresh
+
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         """The events not applied yet, first occurrence of each, in their original order."""
+        screened, self._screened = self._screened, frozenset()
         if not events:
             return []
         keys = {inbox_key(event) for event in events}
-        if datetime.now(UTC) < self.old_marks_until:
-            keys |= {event.id for event in events}
-        seen = {doc["_id"] async for doc in find_by_ids(self.collection, keys, {"_id": 1})}
+        seen: set[str] = set()
+        if not keys <= screened:
+            if datetime.now(UTC) < self.old_marks_until:
+                keys |= {event.id for event in events}
+            seen = {doc["_id"] async for doc in find_by_ids(self.collection, keys, {"_id": 1})}
         fresh: list[CloudEvent[Any]] = []
         for event in events:
             key = inbox_key(event)

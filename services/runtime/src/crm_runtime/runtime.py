@@ -189,7 +189,7 @@ class Runtime:
             metrics=self.metrics,
             backoff=self.backoff,
             accepted_types=accepted_types,
-            unprocessed=self.inbox.unprocessed,
+            unprocessed=self.inbox.screen,
         )
         topics = [t.name for t in consumed_by(self.service)]  # the registry says, once
         self._subscriber = subscribe_batches(
