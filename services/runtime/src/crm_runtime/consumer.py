@@ -115,10 +115,11 @@ class BatchConsumer:
         accepted_types: Sequence[str] | None = None,
         unprocessed: Unprocessed | None = None,
     ) -> None:
-        """`unprocessed`: the service's inbox lookup. Given, the events of a batch already
-        applied are found on their envelopes and skipped before their data is validated (the
-        handler still deduplicates, in its transaction); without it every accepted event's data
-        is validated."""
+        """`unprocessed`: the service's inbox lookup (`Inbox.screen`). Given, the events of a
+        batch already applied are found on their envelopes and skipped before their data is
+        validated (the handler still deduplicates: its lookup is answered from this one, and
+        the marks' unique key refuses what a replica applied in between); without it every
+        accepted event's data is validated."""
         self.handle = handle
         self.unprocessed = unprocessed
         self.dead_letters = dead_letters
