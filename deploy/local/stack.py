@@ -295,6 +295,10 @@ def provision_topics(bootstrap: str, **options: Any) -> list[str]:
 RUST_STORE_CRATE = "secantus-mdb"
 RUST_STORE_VERSION = "0.5.3-beta.196"
 RUST_TOOLCHAIN = "1.98"
+# How it is built: the crate's own release profile (one codegen unit, thin LTO). Part of the
+# cache's name, so a machine holding an earlier build (16 codegen units, no LTO, whose server
+# used about 10% more CPU per event: docs/performance.md) builds this one once.
+RUST_STORE_BUILD = "release"
 
 
 def user_cache() -> Path:
@@ -335,9 +339,9 @@ def _run_with_progress(
 
 
 def rust_store(build: bool = True) -> Path | None:
-    """The cached `secantusd-rs`, built with cargo on first use (about 6 minutes on 2 cores);
+    """The cached `secantusd-rs`, built with cargo on first use (about 5 minutes on 2 cores);
     None, with the reason printed, where it cannot be had (no cargo, no network)."""
-    root = user_cache() / f"{RUST_STORE_CRATE}-{RUST_STORE_VERSION}"
+    root = user_cache() / f"{RUST_STORE_CRATE}-{RUST_STORE_VERSION}-{RUST_STORE_BUILD}"
     binary = root / "bin" / "secantusd-rs"
     if binary.exists():
         return binary
@@ -356,7 +360,7 @@ def rust_store(build: bool = True) -> Path | None:
             return binary
         print(
             f"building the Rust SecantusDB server {RUST_STORE_VERSION} into {root} "
-            "(once per machine, about 6 minutes; CRM_STORE=python skips it)",
+            "(once per machine, about 5 minutes; CRM_STORE=python skips it)",
             flush=True,
         )
         staging = root.parent / f"{root.name}.building"
@@ -391,13 +395,6 @@ def rust_store(build: bool = True) -> Path | None:
                 ],
                 f"cargo install {RUST_STORE_CRATE}",
                 log,
-                # The crate's release profile (one codegen unit, thin LTO) compiles on one core;
-                # this build trades a little speed of the server for a build that uses them all.
-                {
-                    **os.environ,
-                    "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "16",
-                    "CARGO_PROFILE_RELEASE_LTO": "off",
-                },
             )
         except (OSError, RuntimeError) as exc:
             print(f"the Rust store could not be built, using the Python one: {exc}", flush=True)
