@@ -316,14 +316,12 @@ def _cargo_tool(name: str) -> str | None:
     return shutil.which(name) or (str(installed) if installed.exists() else None)
 
 
-def _run_with_progress(
-    command: list[str], what: str, log: Path, env: Mapping[str, str] | None = None
-) -> None:
+def _run_with_progress(command: list[str], what: str, log: Path) -> None:
     """Run `command` with its output in `log`; print a line every 30 s so a long build shows
     it is alive; raise with the log's tail when it fails."""
     started = time.monotonic()
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             try:
                 proc.wait(timeout=30)
