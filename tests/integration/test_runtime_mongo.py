@@ -18,9 +18,11 @@ from crm_runtime.crypto import CustomerKeys, KeyRing
 from crm_runtime.dlq import DeadLetters, InboundRecord
 from crm_runtime.health import Health
 from crm_runtime.metrics import RuntimeMetrics
-from crm_runtime.mongo import Inbox, insert_ignoring_duplicates, transaction
+from crm_runtime.mongo import Inbox, inbox_key, insert_ignoring_duplicates, transaction
+from crm_runtime.outbox import Outbox
 from crm_runtime.retry import Backoff
 from crm_runtime.sweeps import Leases, SweepRunner
+from crm_runtime.uow import UnitOfWork
 
 
 @pytest.fixture
@@ -70,6 +72,26 @@ async def test_the_inbox_filters_applied_and_repeated_events(
     async with transaction(client) as session:
         await inbox.mark(events[:2], session)
     assert [e.id for e in await inbox.unprocessed(events)] == ["c"]
+
+
+async def test_a_commit_marks_what_it_applied_but_the_events_it_is_told_need_no_mark(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    """ADR 0025: an event whose effect is keyed by what it names is applied without a mark; it
+    still counts as applied (the trace context of what the commit emits comes from it)."""
+    inbox = Inbox(database)
+    uow = UnitOfWork(database.client, inbox, Outbox(database))
+    events = [
+        new_event(
+            "order.cancelled", source="t", subject="c", data=OrderCancelled(order_id="o"), id=i
+        )
+        for i in ["a", "b", "c"]
+    ]
+    async with uow.commit(events, [], unmarked={inbox_key(events[1])}):
+        pass
+    marks = await database["processed_events"].distinct("_id")
+    assert sorted(marks) == sorted(inbox_key(e) for e in (events[0], events[2]))
+    assert [e.id for e in await inbox.unprocessed(events)] == ["b"]
 
 
 class InboxLookups(monitoring.CommandListener):

@@ -79,7 +79,8 @@ class InMemoryAccounts:
             account.saved()
             self.accounts[account.customer_id] = copy.deepcopy(account)
         self.ledger.update((e.entry_id, e) for e in changes.entries)
-        self.processed.update(event_key(e) for e in changes.applied)
+        marked = (e for e in changes.applied if event_key(e) not in changes.unmarked)
+        self.processed.update(event_key(e) for e in marked)  # ADR 0025
         self.outbox.extend(changes.outbound)
 
     def sum_of_ledger(self, customer_id: str) -> int:

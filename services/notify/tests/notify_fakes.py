@@ -129,7 +129,8 @@ class InMemoryNotify:
             for n in self.notifications.values():
                 if n.customer_id == customer_id:
                     n.redact()
-        self.processed.update(event_key(e) for e in changes.applied)
+        marked = (e for e in changes.applied if event_key(e) not in changes.unmarked)
+        self.processed.update(event_key(e) for e in marked)  # ADR 0025
         self.outbox.extend(changes.outbound)
 
     async def due(self, now: datetime, lapsed: datetime, limit: int) -> list[Notification]:

@@ -130,6 +130,10 @@ async def test_points_count_for_the_customers_local_day_read_from_their_time_zon
 async def test_points_other_than_an_orders_make_no_digest() -> None:
     repo = InMemoryNotify()
     welcome = loyalty_v1.PointsEarned(points=100, reason="welcome", balance=100)
-    await run(repo, ev(loyalty_v1.POINTS_EARNED, "c1", welcome), earned("c1", 0, 100))
+    batch = [ev(loyalty_v1.POINTS_EARNED, "c1", welcome), earned("c1", 0, 100)]
+    await run(repo, *batch)
     assert repo.digests_ == {}
-    assert len(repo.processed) == 2  # applied all the same
+    assert repo.processed == set()  # nothing to add, now or ever: no inbox mark (ADR 0025)
+    await run(repo, *batch)  # delivered again
+    assert repo.digests_ == {}
+    assert repo.outbox == []

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from notify_fakes import FakeSenders, InMemoryNotify
 
-from crm_contracts import CloudEvent, new_event
+from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
@@ -170,6 +170,12 @@ async def test_points_of_a_day_long_closed_make_no_digest_at_all() -> None:
         for points, at in ((10, NOW - timedelta(days=120)), (25, NOW - timedelta(hours=1)))
     ]
     await apply_events(events, repo, rules=RULES, staff=Staff(None), now=NOW)
+    assert [(d.day, d.points) for d in repo.digests_.values()] == [(NOW.date(), 25)]
+    # The long-closed day's points get no inbox mark (ADR 0025): whenever they come again, the
+    # day is older still. Today's are marked, and delivered again they add nothing.
+    assert repo.processed == {event_key(events[1])}
+    later = NOW + timedelta(days=2)
+    await apply_events(events, repo, rules=RULES, staff=Staff(None), now=later)
     assert [(d.day, d.points) for d in repo.digests_.values()] == [(NOW.date(), 25)]
 
 

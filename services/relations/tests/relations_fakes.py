@@ -119,7 +119,8 @@ class InMemoryRelations:
         for task in self.tasks_.values():
             if task.customer_id in self.erased:
                 task.summary = None
-        self.processed.update(event_key(e) for e in changes.applied)
+        marked = (e for e in changes.applied if event_key(e) not in changes.unmarked)
+        self.processed.update(event_key(e) for e in marked)  # ADR 0025
         self.outbox.extend(changes.outbound)
 
     @staticmethod

@@ -10,6 +10,7 @@ import pytest
 from relations_events import cancelled, graded, placed, refunded, registered
 from relations_fakes import InMemoryRelations
 
+from crm_contracts import event_key
 from crm_contracts.relations import v1
 from crm_relations import commands, handlers
 from crm_relations.domain.agreement import Agreement, AgreementError, Terms, period_bounds
@@ -86,6 +87,31 @@ async def test_an_order_counts_once_however_often_it_arrives_and_refunds_never_e
     await apply(repository, cancelled("C-1", "O-1", at(2, 4)))
     [q1] = stored(repository, a).periods
     assert (q1.spend, q1.orders) == (Decimal(0), 0)
+
+
+async def test_placed_and_cancelled_orders_get_no_inbox_mark_and_count_once_when_redelivered() -> (
+    None
+):
+    """The line (the agreement and the order) is what counts an order once, so the inbox keeps
+    no mark for a placed or cancelled order (ADR 0025); a refund takes its amount off each time
+    it is applied, so it is marked. The same events delivered again change nothing."""
+    repository = InMemoryRelations()
+    a = await agreement(repository)
+    events = [
+        placed("C-1", "O-1", "1000", at(2, 1)),
+        placed("C-1", "O-2", "3000", at(2, 1)),
+        placed("C-2", "O-9", "5000", at(2, 1)),  # no agreement: nothing to count
+        refunded("C-1", "O-1", "400", at(2, 2)),
+        cancelled("C-1", "O-2", at(2, 3)),
+    ]
+    await apply(repository, *events)
+    assert repository.processed == {event_key(events[3])}
+    figures = stored(repository, a).periods
+    assert [(q.spend, q.orders) for q in figures] == [(Decimal(600), 1)]
+    await apply(repository, *events)
+    for e in events:
+        await apply(repository, e)
+    assert stored(repository, a).periods == figures
 
 
 async def test_orders_before_the_agreement_or_of_others_are_not_counted() -> None:

@@ -32,6 +32,11 @@ CONSUMED_TYPES = (
     *orders_v1.EVENTS,
 )
 KEPT_AFTER_ERASURE = ("ledger figures", "points balance and lots")
+SELF_KEYED = frozenset(orders_v1.EVENTS)
+"""Events the inbox does not mark (ADR 0025): an account knows the orders it has counted, by
+order id, and each order's refunds, by event (ADR 0022: kept apart, they come back for the
+batch that names them). The same order again earns nothing, the same refund or cancellation
+takes nothing back twice, whatever the event's id."""
 
 
 async def apply_events(
@@ -66,6 +71,7 @@ async def apply_events(
         changes,
         applied=fresh,
         confirmations=confirmations,
+        unmarked={event_key(e) for e in fresh if e.type in SELF_KEYED},
     )
     return len(fresh)
 
@@ -170,6 +176,7 @@ async def save_changes(
     changes: Sequence[tuple[Account, DomainEvent]],
     applied: Sequence[CloudEvent[Any]],
     confirmations: Sequence[OutboundMessage] = (),
+    unmarked: set[str] | None = None,
 ) -> None:
     """Save the accounts with what changed them: the entries, the events announcing each change,
     and `confirmations` of erasure, whose customers are erased in the same write."""
@@ -178,6 +185,7 @@ async def save_changes(
             accounts=list(accounts),
             entries=[c for _, c in changes if isinstance(c, Entry)],
             applied=list(applied),
+            unmarked=unmarked or set(),
             outbound=[*(to_message(a, c) for a, c in changes), *confirmations],
             erased=[message.event.subject for message in confirmations],
         )

@@ -26,6 +26,9 @@ class Changes:
     """New ledger lines (append-only: an entry id written twice is a conflict)."""
     applied: list[CloudEvent[Any]] = field(default_factory=list)
     """The inbound events applied (the inbox)."""
+    unmarked: set[str] = field(default_factory=set)
+    """The inbox keys of applied events that get no mark: applied again, they change nothing
+    (ADR 0025)."""
     outbound: list[OutboundMessage] = field(default_factory=list)
     """The events to publish (the outbox)."""
     erased: list[str] = field(default_factory=list)

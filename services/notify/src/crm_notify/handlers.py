@@ -15,7 +15,7 @@ from datetime import date, datetime, time
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from crm_contracts import CloudEvent, new_event
+from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.loyalty import v1 as loyalty_v1
 from crm_contracts.members import v1 as members_v1
@@ -100,7 +100,8 @@ async def apply_events(
         if isinstance(event.data, loyalty_v1.PointsEarned):
             held = everyone.get(event.subject)  # read already for its other events
             zone = zone_of(held) if held else zone_named(zones.get(event.subject))
-            _add_to_digest(changes, zone, event, rules, now)
+            if not _add_to_digest(changes, zone, event, rules, now):
+                changes.unmarked.add(event_key(event))  # nothing to add, now or later
             continue
         preferences = everyone[event.subject]
         if event.type in members_v1.EVENTS:  # written only when the member system spoke
@@ -270,19 +271,23 @@ def _only_earning(events: Sequence[CloudEvent[Any]]) -> set[str]:
 
 def _add_to_digest(
     changes: Changes, zone: ZoneInfo, event: CloudEvent[Any], rules: NotifyRules, now: datetime
-) -> None:
+) -> bool:
     """Add an order's points to what the batch adds to the digest of the customer's local day
     the points were earned (`zone`): one addition per customer and day, however many orders.
     When the addition makes the stored digest, it records when that day closes in `zone` (the
     sweep waits for it) and this event's id (`Digest.opened_by`). Points of a day closed longer
-    ago than `max_age_s` are left out: that day's digest would be stale (ADR 0023)."""
+    ago than `max_age_s` are left out: that day's digest would be stale (ADR 0023).
+
+    Returns whether it added anything. What it leaves out it would leave out whenever the event
+    came again (points not for an order, or a day that only grows older), so such an event
+    needs no inbox mark (ADR 0025)."""
     data: loyalty_v1.PointsEarned = event.data
     if data.reason != "order" or data.points <= 0:
-        return
+        return False
     day = event.time.astimezone(zone).date()
     closes = day_closes(day, zone)
     if rules.is_stale(closes, now):
-        return
+        return False
     added = changes.digests.setdefault(
         f"{event.subject}/{day.isoformat()}",
         Digest(event.subject, day, closes_at=closes, opened_by=event.id),
@@ -290,6 +295,7 @@ def _add_to_digest(
     added.points += data.points
     added.orders += 1
     added.balance = data.balance
+    return True
 
 
 async def _notify(

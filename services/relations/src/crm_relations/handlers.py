@@ -44,6 +44,11 @@ CONSUMED_TYPES = (
     *orders_v1.EVENTS,
 )
 KEPT_AFTER_ERASURE = ("task figures (kind, owner, dates, outcome)", "agreement fulfilment figures")
+SELF_KEYED = frozenset({orders_v1.ORDER_PLACED, orders_v1.ORDER_CANCELLED})
+"""Events the inbox does not mark (ADR 0025): an agreement counts an order once, as its line
+(`_id` = the agreement and the order), which the batch reads for the orders it names, and a
+cancelled line is not cancelled twice. A refund is marked: it takes its amount off the line
+each time it is applied."""
 PROFILE_TYPES = {
     members_v1.CUSTOMER_REGISTERED,
     members_v1.CUSTOMER_PROFILE_UPDATED,
@@ -138,6 +143,7 @@ async def apply_events(
             )
     changes = batch.to_changes(fresh, confirmations)
     changes.erased = [m.event.subject for m in confirmations]
+    changes.unmarked = {event_key(e) for e in orders if e.type in SELF_KEYED}
     await repository.save(changes)
     return len(fresh)
 

@@ -30,6 +30,9 @@ class Changes:
     """New or changed order lines (an order as an agreement counted it)."""
     applied: list[CloudEvent[Any]] = field(default_factory=list)
     """The inbound events applied (the inbox)."""
+    unmarked: set[str] = field(default_factory=set)
+    """The inbox keys of applied events that get no mark: applied again, they change nothing
+    (ADR 0025)."""
     outbound: list[OutboundMessage] = field(default_factory=list)
     """The events to publish (the outbox)."""
     erased: list[str] = field(default_factory=list)

@@ -1,7 +1,7 @@
 """One batch, one transaction: the service's writes + processed event ids + outbound events."""
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -9,7 +9,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from crm_contracts import CloudEvent
-from crm_runtime.mongo import Document, Inbox, transaction
+from crm_runtime.mongo import Document, Inbox, inbox_key, transaction
 from crm_runtime.outbox import OutboundMessage, Outbox
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,26 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def commit(
-        self, applied: Sequence[CloudEvent[Any]], outbound: Sequence[OutboundMessage]
+        self,
+        applied: Sequence[CloudEvent[Any]],
+        outbound: Sequence[OutboundMessage],
+        *,
+        unmarked: Collection[str] = (),
     ) -> AsyncIterator[AsyncClientSession]:
         """Yield a session for the service's own writes; the block's end commits them together
         with the inbox marks for `applied` and the `outbound` events. Any error: nothing is kept.
         HTTP actions use it too, with `applied=[]`. After a commit with events the relay wakes.
+
+        `unmarked`: the inbox keys of applied events that get no mark, because applying them
+        again changes nothing (their effects are keyed by what they name, or they changed
+        nothing and never can; ADR 0025). They still count as applied for the trace context.
         """
         if self.stamp and outbound:
             outbound = self.stamp(applied, outbound)
+        marked = [e for e in applied if inbox_key(e) not in unmarked] if unmarked else applied
         async with transaction(self.client) as session:
             yield session
-            await self.inbox.mark(applied, session)
+            await self.inbox.mark(marked, session)
             await self.outbox.add(outbound, session)
         if outbound:
             for observer in self.observers:

@@ -320,7 +320,9 @@ class MongoAccountRepository:
             (to_document(a, self.rules, cipher(a.customer_id), ring), a.version) for a in accounts
         ]
         apart = [operation for a in accounts for operation in _apart_operations(a)]
-        async with self.uow.commit(changes.applied, changes.outbound) as session:
+        async with self.uow.commit(
+            changes.applied, changes.outbound, unmarked=changes.unmarked
+        ) as session:
             await save_versioned(self.accounts, documents, session, what="account")
             if apart:
                 await self.apart.bulk_write(apart, ordered=False, session=session)

@@ -240,7 +240,9 @@ class MongoNotifyRepository:
             create=True,
         )
         shredded = SHREDDED
-        async with self.uow.commit(changes.applied, changes.outbound) as session:
+        async with self.uow.commit(
+            changes.applied, changes.outbound, unmarked=changes.unmarked
+        ) as session:
             if changes.preferences:
                 await self._save_preferences(list(changes.preferences.values()), ciphers, session)
             await save_versioned(

@@ -290,7 +290,9 @@ class MongoRelationsRepository:
         agreements = [
             (agreement_document(a, cipher(a.customer_id)), a.version) for a in changes.agreements
         ]
-        async with self.uow.commit(changes.applied, changes.outbound) as session:
+        async with self.uow.commit(
+            changes.applied, changes.outbound, unmarked=changes.unmarked
+        ) as session:
             await save_versioned(self.customers_, customers, session, what="customer")
             await save_versioned(self.tasks_, tasks, session, what="task")
             await save_versioned(self.agreements_, agreements, session, what="agreement")
