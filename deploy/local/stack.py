@@ -61,6 +61,12 @@ SERVICES: dict[str, int] = {
     "relations": 8085,
 }
 """Services of the suite and their HTTP ports."""
+NICE: dict[str, int] = {"notify": 10, "relations": 10}
+"""The services that yield the cores when the machine is short of them (`yield_cores`): notify
+and relations act on what the ledgers record (messages, plans, agreement lines) and may trail a
+backlog by seconds, while the archive and loyalty (the ledgers staff read, the archive waiting on
+loyalty's points) apply theirs one batch after another. Idle cores go to whoever wants them, so
+at a load the machine keeps up with this changes nothing (docs/performance.md)."""
 CONSOLE_PORT = 8080
 """The web console (`crm_console`): pages for people, in front of the services' HTTP APIs."""
 
@@ -636,7 +642,31 @@ def console_env(port: int, services: Mapping[str, int]) -> dict[str, str]:
 
 
 def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
+    proc = spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
+    yield_cores(proc.pid, NICE.get(name, 0))
+    return proc
+
+
+def yield_cores(pid: int, nice: int) -> None:
+    """Give `pid` (just spawned, in a session of its own) the CPU weight of `nice`. Linux shares
+    the cores between sessions first (autogroup, on by default) by the nice value of the session,
+    `/proc/PID/autogroup`, and only then between a session's threads by theirs: each process
+    `spawn` starts is its own session, so a process's nice alone changes nothing there. Both are
+    set, for kernels without autogroup; the threads the service starts inherit it. Raising a nice
+    value needs no privilege, but an unprivileged user may set an autogroup's only once a tenth of
+    a second, machine-wide (EAGAIN). Where it is refused, the service runs at the default weight."""
+    if not nice:
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    for _ in range(10):
+        try:
+            Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+            return
+        except BlockingIOError:
+            time.sleep(0.1)
+        except OSError:  # no autogroup in this kernel, or not our process
+            return
 
 
 def metric(port: int, *names: str) -> float:
