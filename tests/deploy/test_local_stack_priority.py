@@ -1,9 +1,9 @@
-"""When the machine is short of cores, the local stack's notify and relations yield them to the
-ledgers (`NICE` in deploy/local/stack.py): a backlog of orders is then committed by the archive
-and loyalty first (docs/performance.md, "The ledgers first"). Linux shares the cores between
-sessions before it shares them between a session's threads, and each process the stack starts is
-a session of its own, so the weight must be the session's (its autogroup), not only the
-process's nice value."""
+"""When the machine is short of cores, the local stack's relations and (less) notify yield them
+to the ledgers (`NICE` in deploy/local/stack.py): a backlog of orders is then committed by the
+archive and loyalty sooner (docs/performance.md, "The ledgers first"). Linux shares the cores
+between sessions before it shares them between a session's threads, and each process the stack
+starts is a session of its own, so the weight must be the session's (its autogroup), not only
+the process's nice value."""
 
 import os
 import signal
@@ -44,7 +44,7 @@ def autogroup_nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
 
 
-def test_notify_and_relations_run_at_a_lower_weight_and_the_ledgers_at_the_default(
+def test_relations_and_notify_run_at_lower_weights_and_the_ledgers_at_the_default(
     stand_in: list[int], tmp_path: Path
 ) -> None:
     weights = {name: started(name, stand_in, tmp_path) for name in local_stack.SERVICES}
@@ -52,7 +52,7 @@ def test_notify_and_relations_run_at_a_lower_weight_and_the_ledgers_at_the_defau
         "archive": 0,
         "tickets": 0,
         "loyalty": 0,
-        "notify": 10,
+        "notify": 5,
         "relations": 10,
     }
 
@@ -65,7 +65,7 @@ def test_the_weight_is_the_whole_sessions_where_the_kernel_shares_cores_by_sessi
     pids = {name: started(name, stand_in, tmp_path) for name in names}
     assert {name: autogroup_nice(pid) for name, pid in pids.items()} == {
         "archive": 0,
-        "notify": 10,
+        "notify": 5,
         "relations": 10,
     }
     assert len({os.getsid(pid) for pid in pids.values()}) == 3  # a session each
