@@ -649,17 +649,19 @@ def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Po
 
 
 def yield_cores(pid: int, nice: int) -> None:
-    """Give `pid` (just spawned, in a session of its own) the CPU weight of `nice`. Linux shares
-    the cores between sessions first (autogroup, on by default) by the nice value of the session,
-    `/proc/PID/autogroup`, and only then between a session's threads by theirs: each process
-    `spawn` starts is its own session, so a process's nice alone changes nothing there. Both are
-    set, for kernels without autogroup; the threads the service starts inherit it. Raising a nice
-    value needs no privilege, but an unprivileged user may set an autogroup's only once a tenth of
-    a second, machine-wide (EAGAIN). Where it is refused, the service runs at the default weight."""
+    """Give `pid` (just spawned, in a session of its own) `nice` less CPU weight than the rest of
+    the stack. Linux shares the cores between sessions first (autogroup, on by default) by the
+    nice value of the session, `/proc/PID/autogroup`, which starts at 0 for every new session, and
+    only then between a session's threads by theirs: each process `spawn` starts is its own
+    session, so a process's nice value alone changes nothing there. Both are set, the process's
+    above the one it inherited, for kernels without autogroup; the threads the service starts
+    inherit it. Raising a nice value needs no privilege, but an unprivileged user may set an
+    autogroup's only once a tenth of a second, machine-wide (EAGAIN). Where it is refused, the
+    service runs at the default weight."""
     if not nice:
         return
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
+        os.setpriority(os.PRIO_PROCESS, pid, min(os.getpriority(os.PRIO_PROCESS, 0) + nice, 19))
     for _ in range(10):
         try:
             Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
