@@ -7,7 +7,6 @@ the process's nice value."""
 
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[i
 
 
 def started(name: str, pids: list[int], tmp_path: Path) -> int:
-    proc: subprocess.Popen[bytes] = local_stack.start_service(name, {}, tmp_path / f"{name}.log")
+    proc = local_stack.start_service(name, {}, tmp_path / f"{name}.log")
     pids.append(proc.pid)
     return proc.pid
 
@@ -47,9 +46,9 @@ def autogroup_nice(pid: int) -> int:
 def test_relations_and_notify_run_at_lower_weights_and_the_ledgers_at_the_default(
     stand_in: list[int], tmp_path: Path
 ) -> None:
-    weights = {name: started(name, stand_in, tmp_path) for name in local_stack.SERVICES}
+    pids = {name: started(name, stand_in, tmp_path) for name in local_stack.SERVICES}
     base = os.getpriority(os.PRIO_PROCESS, 0)  # what they inherit (a runner may be niced)
-    assert {name: os.getpriority(os.PRIO_PROCESS, pid) for name, pid in weights.items()} == {
+    assert {name: os.getpriority(os.PRIO_PROCESS, pid) for name, pid in pids.items()} == {
         "archive": base,
         "tickets": base,
         "loyalty": base,
