@@ -248,6 +248,44 @@ async def test_the_handler_is_answered_by_the_consumers_lookup_and_a_retry_asks_
         await client.close()
 
 
+async def test_two_batches_applied_side_by_side_each_keep_their_own_lookup(
+    stack: Stack, database: AsyncDatabase[dict[str, Any]]
+) -> None:
+    """A process with two consumers (the archive's) applies two batches at once through one
+    inbox. Each handler's lookup is answered from its own consumer's, though the other batch
+    was looked up in between; before, the second lookup replaced the first's answer and the
+    first handler asked the store again. Neither answer leaks into the other batch."""
+    lookups = InboxLookups()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.mongodb_url, tz_aware=True, event_listeners=[lookups]
+    )
+    try:
+        inbox = Inbox(client[database.name])
+        await inbox.ensure_indexes()
+        async with transaction(client) as session:
+            await inbox.mark(cancellations("b1"), session)
+        first_screened, second_screened = asyncio.Event(), asyncio.Event()
+
+        async def first() -> list[str]:
+            events = cancellations("a1", "a2")
+            await inbox.screen(events)
+            first_screened.set()
+            await second_screened.wait()  # the other batch is looked up meanwhile
+            return [e.id for e in await inbox.unprocessed(events)]
+
+        async def second() -> list[str]:
+            await first_screened.wait()
+            events = cancellations("b1", "b2")
+            fresh = await inbox.screen(events)
+            second_screened.set()
+            return [e.id for e in await inbox.unprocessed(fresh)]
+
+        assert list(await asyncio.gather(first(), second())) == [["a1", "a2"], ["b2"]]
+        assert lookups.keys == [2, 2], "one lookup a batch, each answering its own handler"
+    finally:
+        await client.close()
+
+
 async def test_an_on_demand_sweep_waits_for_the_running_one_in_the_same_process(
     database: AsyncDatabase[dict[str, Any]],
 ) -> None:

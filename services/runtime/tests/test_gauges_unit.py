@@ -54,17 +54,37 @@ def sample(rt: Runtime, name: str, **labels: str) -> float | None:
 async def test_lag_is_log_end_minus_committed_per_assigned_partition() -> None:
     rt = runtime()
     a0, a1, b0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)
-    rt._subscriber = FakeSubscriber(FakeConsumer({a0: 10, a1: 7, b0: 5}, {a0: 4, a1: 7}))
+    rt._subscribers = [FakeSubscriber(FakeConsumer({a0: 10, a1: 7, b0: 5}, {a0: 4, a1: 7}))]
     await rt._refresh_lag()
     assert sample(rt, "crm_consumer_lag", topic="a", partition="0") == 6
     assert sample(rt, "crm_consumer_lag", topic="a", partition="1") == 0
     assert sample(rt, "crm_consumer_lag", topic="b", partition="0") == 3  # from position 2
     assert sample(rt, "crm_consumer_assigned_partitions") == 3
 
-    rt._subscriber = FakeSubscriber(FakeConsumer({a1: 9}, {a1: 7}))  # a rebalance took two
+    rt._subscribers = [FakeSubscriber(FakeConsumer({a1: 9}, {a1: 7}))]  # a rebalance took two
     await rt._refresh_lag()
     assert sample(rt, "crm_consumer_lag", topic="a", partition="0") is None
     assert sample(rt, "crm_consumer_lag", topic="a", partition="1") == 2
+
+
+async def test_a_process_with_two_consumers_reports_the_partitions_of_both() -> None:
+    """The archive runs two consumers in one process (`consumers`): its lag and its assigned
+    partitions are theirs together, and a consumer without partitions shows."""
+    rt = runtime()
+    a0, a1, b0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)
+    rt._subscribers = [
+        FakeSubscriber(FakeConsumer({a0: 10, b0: 5}, {a0: 4, b0: 5})),
+        FakeSubscriber(FakeConsumer({a1: 7}, {a1: 1})),
+    ]
+    await rt._refresh_lag()
+    assert sample(rt, "crm_consumer_lag", topic="a", partition="0") == 6
+    assert sample(rt, "crm_consumer_lag", topic="a", partition="1") == 6
+    assert sample(rt, "crm_consumer_lag", topic="b", partition="0") == 0
+    assert sample(rt, "crm_consumer_assigned_partitions") == 3
+    assert rt.assigned_partitions() == 3
+
+    rt._subscribers[1] = FakeSubscriber(FakeConsumer({}, {}))  # the group gave it nothing
+    assert rt._assigned() == [2, 0]
 
 
 async def test_a_business_gauge_is_read_at_most_every_interval_and_a_failure_stays_alone() -> None:

@@ -114,13 +114,18 @@ class BatchConsumer:
         backoff: Backoff | None = None,
         accepted_types: Sequence[str] | None = None,
         unprocessed: Unprocessed | None = None,
+        holder: str = "",
     ) -> None:
         """`unprocessed`: the service's inbox lookup (`Inbox.screen`). Given, the events of a
         batch already applied are found on their envelopes and skipped before their data is
         validated (the handler still deduplicates: its lookup is answered from this one, and
         the marks' unique key refuses what a replica applied in between); without it every
-        accepted event's data is validated."""
+        accepted event's data is validated.
+
+        `holder` names this consumer among the process's (`ServiceSettings.consumers`) in the
+        readiness checks it fails: one that retries keeps them red while another applies."""
         self.handle = handle
+        self.holder = holder
         self.unprocessed = unprocessed
         self.dead_letters = dead_letters
         self.health = health
@@ -287,14 +292,14 @@ class BatchConsumer:
 
         def failed(exc: BaseException) -> None:
             if isinstance(exc, MasterKeyMissingError):
-                self.health.fail(MASTER_KEY_CHECK, str(exc))
+                self.health.fail(MASTER_KEY_CHECK, str(exc), self.holder)
                 self.metrics.master_key_missing.labels(self.metrics.service, exc.key_id).inc()
-            self.health.fail(check, f"retrying after {type(exc).__name__}")
+            self.health.fail(check, f"retrying after {type(exc).__name__}", self.holder)
             self.metrics.retries.labels(self.metrics.service, operation).inc()
 
         def succeeded() -> None:
-            self.health.ok(check)
-            self.health.ok(MASTER_KEY_CHECK)
+            self.health.ok(check, self.holder)
+            self.health.ok(MASTER_KEY_CHECK, self.holder)
 
         return await retrying(
             operation,

@@ -1,18 +1,29 @@
-"""Readiness: what is wrong right now, by name. `/readyz` is red while anything is."""
+"""Readiness: what is wrong right now, by name. `/readyz` is red while anything is.
+
+A check may be failed by several holders at once (a process's consumers, each applying its own
+batches): it stays failed until every holder that failed it reports it ok again."""
 
 import time
 
 
 class Health:
     def __init__(self) -> None:
-        self._problems: dict[str, tuple[str, float]] = {}
+        self._problems: dict[str, dict[str, tuple[str, float]]] = {}
 
-    def fail(self, check: str, reason: str) -> None:
-        if check not in self._problems:
-            self._problems[check] = (reason, time.monotonic())
+    def fail(self, check: str, reason: str, holder: str = "") -> None:
+        self._problems.setdefault(check, {}).setdefault(holder, (reason, time.monotonic()))
 
-    def ok(self, check: str) -> None:
-        self._problems.pop(check, None)
+    def ok(self, check: str, holder: str = "") -> None:
+        holders = self._problems.get(check)
+        if holders is None:
+            return
+        holders.pop(holder, None)
+        if not holders:
+            del self._problems[check]
 
     def problems(self) -> dict[str, str]:
-        return {check: reason for check, (reason, _) in self._problems.items()}
+        """Each failed check with the reason its first holder gave."""
+        return {
+            check: min(holders.values(), key=lambda failed: failed[1])[0]
+            for check, holders in self._problems.items()
+        }

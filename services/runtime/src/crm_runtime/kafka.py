@@ -173,11 +173,13 @@ def subscribe_batches(
             raise
         except Exception as exc:
             log.exception("batch processing failed; rewinding", extra={"error": type(exc).__name__})
-            health.fail("consumer.batch", f"batch failed with {type(exc).__name__}")
+            health.fail(
+                "consumer.batch", f"batch failed with {type(exc).__name__}", consumer.holder
+            )
             await message.nack()
             await asyncio.sleep(1.0)
             return
-        health.ok("consumer.batch")
+        health.ok("consumer.batch", consumer.holder)
         try:
             await message.ack()
         except (CommitFailedError, IllegalStateError) as exc:

@@ -9,6 +9,7 @@ advertises itself as a single-node one; a real `mongod` must run with `--replSet
 import struct
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -183,8 +184,12 @@ class Inbox:
         self.retention_s = retention_s
         self.old_marks_until = datetime.max.replace(tzinfo=UTC)
         """Until when marks keyed by the event id alone may be in the inbox (read at start)."""
-        self._screened: frozenset[str] = frozenset()
-        """The keys the consumer's last lookup found new, for the lookup that follows it."""
+        self._screened: ContextVar[frozenset[str]] = ContextVar(
+            f"screened-{name}-{id(self)}", default=frozenset()
+        )
+        """The keys the consumer's last lookup found new, for the lookup that follows it: per
+        task, so that a process's consumers, whose batches are applied side by side, each
+        keep their own."""
 
     async def ensure_indexes(self) -> None:
         try:
@@ -218,16 +223,18 @@ class Inbox:
 
     async def screen(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         """The consumer's lookup of a batch: `unprocessed(events)`, whose answer also serves the
-        next lookup, if it asks about some of the events found new (the handler's, with the
-        events left after the data's validation). Any lookup after that asks the store: a retry
-        of the batch, or of a part of it, sees what was marked in the meantime."""
+        next lookup in the same task (a batch is applied in one), if it asks about some of the
+        events found new (the handler's, with the events left after the data's validation). Any
+        lookup after that asks the store: a retry of the batch, or of a part of it, sees what
+        was marked in the meantime."""
         fresh = await self.unprocessed(events)
-        self._screened = frozenset(inbox_key(event) for event in fresh)
+        self._screened.set(frozenset(inbox_key(event) for event in fresh))
         return fresh
 
     async def unprocessed(self, events: Sequence[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
         """The events not applied yet, first occurrence of each, in their original order."""
-        screened, self._screened = self._screened, frozenset()
+        screened = self._screened.get()
+        self._screened.set(frozenset())
         if not events:
             return []
         keys = {inbox_key(event) for event in events}

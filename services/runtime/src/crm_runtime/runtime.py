@@ -113,7 +113,8 @@ class Runtime:
             self.keys.ensure_indexes,
             self.audit.ensure_indexes,
         ]
-        self._subscriber: Any = None
+        self._subscribers: list[Any] = []
+        """The batch subscribers, `settings.consumers` of them, once `consume` has run."""
         self._gauges: list[tuple[str, GaugeRefresh, float, float]] = []
         self._gauges_refreshed: dict[str, float] = {}
         self._event_counts: dict[str, list[Callable[[CloudEvent[Any]], None]]] = {}
@@ -166,7 +167,7 @@ class Runtime:
             for count in self._event_counts.get(message.event.type, ()):
                 count(message.event)
 
-    def subscribe(self, subscription: "Subscription", **context: Any) -> BatchConsumer:
+    def subscribe(self, subscription: "Subscription", **context: Any) -> list[BatchConsumer]:
         """Consume as `subscription` declares, its handler called with `context` (the repository,
         rules, clock...) after the events: `apply(events, **context)`."""
         return self.consume(
@@ -181,21 +182,32 @@ class Runtime:
         *,
         accepted_types: Sequence[str],
         description: str = "",
-    ) -> BatchConsumer:
-        consumer = BatchConsumer(
-            handle,
-            self.dead_letters,
-            health=self.health,
-            metrics=self.metrics,
-            backoff=self.backoff,
-            accepted_types=accepted_types,
-            unprocessed=self.inbox.screen,
-        )
+    ) -> list[BatchConsumer]:
+        """`settings.consumers` consumers of the service's topics, each a member of its own in the
+        service's group with partitions of its own, as a replica's would be: their batches are
+        applied side by side (ADR 0026)."""
         topics = [t.name for t in consumed_by(self.service)]  # the registry says, once
-        self._subscriber = subscribe_batches(
-            self.broker, topics, consumer, self.settings, self.health, description=description
-        )
-        return consumer
+        count = self.settings.consumers
+        consumers = [
+            BatchConsumer(
+                handle,
+                self.dead_letters,
+                health=self.health,
+                metrics=self.metrics,
+                backoff=self.backoff,
+                accepted_types=accepted_types,
+                unprocessed=self.inbox.screen,
+                holder=f"{n} of {count}" if count > 1 else "",
+            )
+            for n in range(1, count + 1)
+        ]
+        self._subscribers = [
+            subscribe_batches(
+                self.broker, topics, consumer, self.settings, self.health, description=description
+            )
+            for consumer in consumers
+        ]
+        return consumers
 
     def _dlq_clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         """For `GET /dead-letters`: an admin client and a consumer without a group (it commits
@@ -316,19 +328,22 @@ class Runtime:
             await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), timeout=5.0)
 
     # -- observation --------------------------------------------------------------------------
-    def _consumer(self) -> AIOKafkaConsumer | None:
-        """The subscriber's aiokafka consumer, once it runs."""
-        consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
-        return consumer
+    def _consumers(self) -> list[AIOKafkaConsumer | None]:
+        """Each subscriber's aiokafka consumer, None until it runs."""
+        return [getattr(subscriber, "consumer", None) for subscriber in self._subscribers]
+
+    def _assigned(self) -> list[int]:
+        """How many partitions each of the subscribers' consumers holds."""
+        counts = []
+        for consumer in self._consumers():
+            try:
+                counts.append(len(consumer.assignment()) if consumer is not None else 0)
+            except Exception:
+                counts.append(0)
+        return counts
 
     def assigned_partitions(self) -> int:
-        consumer = self._consumer()
-        if consumer is None:
-            return 0
-        try:
-            return len(consumer.assignment())
-        except Exception:
-            return 0
+        return sum(self._assigned())
 
     async def readiness(self) -> dict[str, Any]:
         problems = self.health.problems()
@@ -337,8 +352,13 @@ class Runtime:
                 problems["database"] = "ping failed"
             if not await self.broker.ping(timeout=2.0):
                 problems["broker"] = "ping failed"
-            if self._subscriber is not None and self.assigned_partitions() == 0:
-                problems["consumer"] = "no partitions assigned"
+            idle = self._assigned().count(0)
+            if idle:
+                problems["consumer"] = (
+                    "no partitions assigned"
+                    if idle == len(self._subscribers)
+                    else f"{idle} of {len(self._subscribers)} consumers have no partitions"
+                )
         return {
             "ready": not problems,
             "problems": problems,
@@ -368,12 +388,13 @@ class Runtime:
         self.metrics.outbox_oldest_age.labels(self.service).set(age)
 
     async def _refresh_lag(self) -> None:
-        """Lag per assigned partition, from this replica's own consumer: log end offset minus the
-        group's committed offset (what KEDA's Kafka scaler measures too)."""
-        consumer = self._consumer()
-        assigned: list[TopicPartition] = sorted(consumer.assignment()) if consumer else []
+        """Lag per assigned partition, from this replica's own consumers: log end offset minus
+        the group's committed offset (what KEDA's Kafka scaler measures too)."""
         lags: dict[TopicPartition, int] = {}
-        if consumer is not None and assigned:
+        for consumer in self._consumers():
+            assigned: list[TopicPartition] = sorted(consumer.assignment()) if consumer else []
+            if consumer is None or not assigned:
+                continue
             ends = await consumer.end_offsets(assigned)
             committed = await asyncio.gather(*(consumer.committed(tp) for tp in assigned))
             for tp, done in zip(assigned, committed, strict=True):
@@ -382,4 +403,4 @@ class Runtime:
         self.metrics.consumer_lag.clear()  # partitions another replica took are not ours
         for tp, lag in lags.items():
             self.metrics.consumer_lag.labels(self.service, tp.topic, str(tp.partition)).set(lag)
-        self.metrics.assigned_partitions.labels(self.service).set(len(assigned))
+        self.metrics.assigned_partitions.labels(self.service).set(len(lags))

@@ -130,6 +130,15 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = Field(default="", description="Defaults to the service name.")
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=100, ge=1)
+    consumers: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Consumers in this process, each in the service's group with partitions of "
+        "its own (as a replica's would be), their batches applied side by side. A consumer left "
+        "without partitions (more consumers in the group than the partitions it reads) makes "
+        "its replica not ready.",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
     inbox_retention_s: int = Field(
