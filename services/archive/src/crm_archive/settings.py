@@ -26,6 +26,14 @@ class ArchiveSettings(ServiceSettings):
 
     rules: ArchiveRules = Field(default_factory=ArchiveRules)
     review_interval_s: float = Field(default=60.0, gt=0, description="The time-rules sweep.")
+    consumers: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Two batches applied side by side: the archive is the last to catch up "
+        "after a backlog, and most of a batch's time is spent waiting for the store "
+        "(docs/performance.md, 'The archive applies two batches at once').",
+    )
 
     @field_validator("rules")
     @classmethod
