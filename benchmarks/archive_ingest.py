@@ -5,7 +5,7 @@
 Starts a private Apache Kafka + SecantusDB on free ports (or uses KAFKA_BOOTSTRAP_SERVERS /
 MONGODB_URL), pre-loads `orders.v1` with `order.placed` events, starts the archive with its own
 database and consumer group, and times it from ready to the last order applied (what it applied
-before ready left out of the count: its second consumer joins first); its CPU per event
+before ready left out of the count); its CPU per event
 is counted from ready until the outbox is drained (the relay's publishing included), and so is
 the store's (when it started it; "n/a" with MONGODB_URL). Prints a table.
 """
@@ -47,7 +47,7 @@ def main() -> None:
         )
         cpu_at_ready = cpu_seconds(proc.pid)
         store_at_ready = cpu_seconds(bench.store_pid)
-        # Ready once both its consumers hold partitions (ADR 0026): the first may have begun.
+        # Ready once a consumer holds partitions (ADR 0026): what it applied before is left out.
         before = int(metric(port, "crm_events_processed_total"))
         elapsed, peak = time_ingest(port, proc.pid, args.orders)
         outbox_drained(port)  # what the orders caused is published too: the relay's CPU counts

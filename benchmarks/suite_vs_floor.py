@@ -253,9 +253,9 @@ def service_ingest(
     bench: BenchStack, name: str, run: str, env: dict[str, str]
 ) -> tuple[int, float, float, float]:
     """(messages handled, seconds, service CPU s, store CPU s) for a fresh instance reading
-    everything in its topics, from when it is ready. A service with two consumers (the archive,
-    ADR 0026) is ready once both hold partitions, and the first may have begun before the
-    second joined: what it handled by then is in neither the count nor the time."""
+    everything in its topics, from when it is ready. What it handled before (a service whose
+    consumers are ready at different times, the archive's two: ADR 0026) is in neither the
+    count nor the time."""
     prefix = f"CRM_{name.upper()}_"
     total = asyncio.run(messages_in(bench.bootstrap, [t.name for t in consumed_by(name)]))
     port, proc = bench.start_service(
@@ -274,6 +274,8 @@ def service_ingest(
     store_cpu = cpu_seconds(bench.store_pid) - store_cpu
     proc.terminate()
     proc.wait(30)
+    if before >= total:
+        raise SystemExit(f"{name} had handled its whole backlog ({total}) when it was ready")
     return total - before, elapsed, service_cpu, store_cpu
 
 

@@ -332,18 +332,15 @@ class Runtime:
         """Each subscriber's aiokafka consumer, None until it runs."""
         return [getattr(subscriber, "consumer", None) for subscriber in self._subscribers]
 
-    def _assigned(self) -> list[int]:
-        """How many partitions each of the subscribers' consumers holds."""
-        counts = []
+    def assigned_partitions(self) -> int:
+        """The partitions the subscribers' consumers hold together."""
+        held = 0
         for consumer in self._consumers():
             try:
-                counts.append(len(consumer.assignment()) if consumer is not None else 0)
+                held += len(consumer.assignment()) if consumer is not None else 0
             except Exception:
-                counts.append(0)
-        return counts
-
-    def assigned_partitions(self) -> int:
-        return sum(self._assigned())
+                continue
+        return held
 
     async def readiness(self) -> dict[str, Any]:
         problems = self.health.problems()
@@ -352,13 +349,8 @@ class Runtime:
                 problems["database"] = "ping failed"
             if not await self.broker.ping(timeout=2.0):
                 problems["broker"] = "ping failed"
-            idle = self._assigned().count(0)
-            if idle:
-                problems["consumer"] = (
-                    "no partitions assigned"
-                    if idle == len(self._subscribers)
-                    else f"{idle} of {len(self._subscribers)} consumers have no partitions"
-                )
+            if self._subscribers and self.assigned_partitions() == 0:
+                problems["consumer"] = "no partitions assigned"
         return {
             "ready": not problems,
             "problems": problems,

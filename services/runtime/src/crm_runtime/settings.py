@@ -135,9 +135,8 @@ class ServiceSettings(BaseSettings):
         ge=1,
         le=8,
         description="Consumers in this process, each in the service's group with partitions of "
-        "its own (as a replica's would be), their batches applied side by side. A consumer left "
-        "without partitions (more consumers in the group than the partitions it reads) makes "
-        "its replica not ready.",
+        "its own (as a replica's would be), their batches applied side by side. More members "
+        "in the group than the partitions it reads leave some without work.",
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
