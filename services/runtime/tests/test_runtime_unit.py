@@ -132,14 +132,14 @@ class Recorder:
 
 
 def make_consumer(
-    handler: Recorder,
+    handler: Recorder, health: Health | None = None, holder: str = ""
 ) -> tuple[BatchConsumer, list[tuple[str, dict[str, str]]], Health]:
     sent: list[tuple[str, dict[str, str]]] = []
 
     async def send(topic: str, key: bytes | None, value: bytes, headers: dict[str, str]) -> None:
         sent.append((topic, headers))
 
-    health = Health()
+    health = health or Health()
     consumer = BatchConsumer(
         handler,
         DeadLetters(send, service="archive", consumer_group="archive"),
@@ -147,6 +147,7 @@ def make_consumer(
         metrics=RuntimeMetrics(CollectorRegistry(), "archive"),
         backoff=Backoff(0.001, 0.002),
         accepted_types=["order.placed"],
+        holder=holder,
     )
     return consumer, sent, health
 
@@ -201,27 +202,11 @@ async def test_readiness_stays_red_while_one_of_two_consumers_retries() -> None:
     """A process with two consumers (the archive's, ADR 0026) shares one readiness: the other
     consumer applying its batches must not clear the check the retrying one holds."""
     retrying, applying = Recorder(outages=10_000), Recorder()
-    health = Health()
-
-    def consumer(handler: Recorder, holder: str) -> BatchConsumer:
-        async def send(
-            topic: str, key: bytes | None, value: bytes, headers: dict[str, str]
-        ) -> None:
-            pass
-
-        return BatchConsumer(
-            handler,
-            DeadLetters(send, service="archive", consumer_group="archive"),
-            health=health,
-            metrics=RuntimeMetrics(CollectorRegistry(), "archive"),
-            backoff=Backoff(0.001, 0.002),
-            accepted_types=["order.placed"],
-            holder=holder,
-        )
-
-    task = asyncio.create_task(consumer(retrying, "1 of 2").process([record(0, event_bytes("a"))]))
+    first, _, health = make_consumer(retrying, holder="1 of 2")
+    second, _, _ = make_consumer(applying, health, holder="2 of 2")
+    task = asyncio.create_task(first.process([record(0, event_bytes("a"))]))
     await asyncio.sleep(0.05)
-    await consumer(applying, "2 of 2").process([record(1, event_bytes("b"))])
+    await second.process([record(1, event_bytes("b"))])
     assert applying.persisted == ["b"]
     assert "consumer.apply" in health.problems(), "still retrying: not ready"
     task.cancel()
