@@ -44,6 +44,7 @@ def main() -> None:
                 "CRM_ARCHIVE_BATCH_MAX_RECORDS": str(args.batch),
             },
             ("crm_events_processed_total",),
+            args.orders,
         )
         cpu_at_first = cpu_seconds(proc.pid)
         store_at_first = cpu_seconds(bench.store_pid)

@@ -73,31 +73,35 @@ class BenchStack:
     kafka_pid: int | None = None
     """The broker's process, when this stack started it."""
 
-    def start_service(self, name: str, env: dict[str, str]) -> tuple[int, Any]:
-        """Start a service on a free port with `env` (CRM_<NAME>_*); wait until ready."""
+    def _spawn(self, name: str, env: dict[str, str]) -> tuple[int, Any]:
+        """Start a service on a free port with `env` (CRM_<NAME>_*); returns at once."""
         port = free_port()
         full = stack.service_env(name, port, self.bootstrap, self.mongodb_url, env)
         proc = stack.start_service(name, full, self.workdir / f"{name}.log")
         self.pids.append(proc.pid)
+        return port, proc
+
+    def start_service(self, name: str, env: dict[str, str]) -> tuple[int, Any]:
+        """Start a service on a free port with `env` (CRM_<NAME>_*); wait until ready."""
+        port, proc = self._spawn(name, env)
         stack.wait_for(lambda: stack.service_ready(port), name, 120, proc)
         return port, proc
 
     def start_on_backlog(
-        self, name: str, env: dict[str, str], metric_names: Sequence[str]
+        self, name: str, env: dict[str, str], metric_names: Sequence[str], backlog: int
     ) -> tuple[int, Any, int]:
-        """Start a service on a backlog waiting in its topics; as soon as it has counted its
-        first events in `metric_names`: (port, process, how many). Time and CPU counted from
-        then cover the rest of the backlog. Not from ready: the archive's two consumers (ADR
-        0026) are ready once both have joined, and the first works through the backlog while
-        the second joins."""
-        port = free_port()
-        full = stack.service_env(name, port, self.bootstrap, self.mongodb_url, env)
-        proc = stack.start_service(name, full, self.workdir / f"{name}.log")
-        self.pids.append(proc.pid)
+        """Start a service on a backlog of `backlog` messages waiting in its topics; as soon as
+        it has counted its first events in `metric_names`: (port, process, how many). Time and
+        CPU counted from then cover the rest of the backlog. Not from ready: the archive's two
+        consumers (ADR 0026) are ready once both have joined, and the first works through the
+        backlog while the second joins."""
+        port, proc = self._spawn(name, env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             with contextlib.suppress(OSError):  # its HTTP server is not up yet
                 handled = int(stack.metric(port, *metric_names))
+                if handled >= backlog:
+                    raise SystemExit(f"{name}'s first batch was its whole backlog ({backlog})")
                 if handled:
                     return port, proc, handled
             time.sleep(0.05)

@@ -3,15 +3,14 @@
 A check may be failed by several holders at once (a process's consumers, each applying its own
 batches): it stays failed until every holder that failed it reports it ok again."""
 
-import time
-
 
 class Health:
     def __init__(self) -> None:
-        self._problems: dict[str, dict[str, tuple[str, float]]] = {}
+        self._problems: dict[str, dict[str, str]] = {}
+        """check -> holder -> reason, in the order they failed."""
 
     def fail(self, check: str, reason: str, holder: str = "") -> None:
-        self._problems.setdefault(check, {}).setdefault(holder, (reason, time.monotonic()))
+        self._problems.setdefault(check, {}).setdefault(holder, reason)
 
     def ok(self, check: str, holder: str = "") -> None:
         holders = self._problems.get(check)
@@ -23,7 +22,4 @@ class Health:
 
     def problems(self) -> dict[str, str]:
         """Each failed check with the reason its first holder gave."""
-        return {
-            check: min(holders.values(), key=lambda failed: failed[1])[0]
-            for check, holders in self._problems.items()
-        }
+        return {check: next(iter(holders.values())) for check, holders in self._problems.items()}
