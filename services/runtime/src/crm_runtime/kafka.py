@@ -96,8 +96,19 @@ def producer_options(compression: str) -> dict[str, Any]:
 
 
 def create_broker(
-    settings: ServiceSettings, registry: CollectorRegistry, tracer_provider: TracerProvider
+    settings: ServiceSettings,
+    registry: CollectorRegistry,
+    tracer_provider: TracerProvider,
+    *,
+    exporting: bool = True,
 ) -> KafkaBroker:
+    """The service's broker. FastStream's OpenTelemetry middleware (a span per batch consumed,
+    linked to each record's producer span; a span and a `traceparent` header per
+    `broker.publish`) is there only when spans are `exporting`: otherwise nothing reads those
+    spans, and making them, with a link read from every record's headers, was 8-23% of each
+    service's CPU in the shop replay (docs/performance.md). The events' own trace context
+    (`tracing.py`) flows either way."""
+    telemetry = [KafkaTelemetryMiddleware(tracer_provider=tracer_provider)] if exporting else []
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=broker_security(settings),
@@ -105,7 +116,7 @@ def create_broker(
         **producer_options(settings.kafka_compression_type),
         request_timeout_ms=30_000,
         middlewares=[
-            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            *telemetry,
             KafkaPrometheusMiddleware(registry=registry, app_name=settings.service),
         ],
         logger=logging.getLogger("faststream"),

@@ -80,7 +80,9 @@ class Runtime:
             self.service,
             exporting=bool(settings.otlp_endpoint),
         )
-        self.broker: KafkaBroker = create_broker(settings, self.registry, self.tracing.provider)
+        self.broker: KafkaBroker = create_broker(
+            settings, self.registry, self.tracing.provider, exporting=self.tracing.exporting
+        )
         self.mongo = create_client(
             settings.mongodb_url, app_name=f"crm-{self.service}", **settings.mongodb_options()
         )

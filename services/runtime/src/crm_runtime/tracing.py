@@ -1,6 +1,7 @@
 """W3C trace context across the suite, in the CloudEvents `traceparent` (distributed tracing
 extension) and in the Kafka headers: a publish span per relayed event (`Tracing.publish_span`),
-and FastStream's OpenTelemetry middleware for what goes through `broker.publish` (dead letters).
+and, when spans are exported, FastStream's OpenTelemetry middleware (`kafka.create_broker`): a
+span per batch consumed and per `broker.publish` (dead letters).
 
 Every event a service publishes carries a `traceparent`: a span of this service's handling, child
 of the inbound event that caused it (the batch's latest event with the same subject, which is
