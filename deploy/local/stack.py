@@ -61,13 +61,15 @@ SERVICES: dict[str, int] = {
     "relations": 8085,
 }
 """Services of the suite and their HTTP ports."""
-NICE: dict[str, int] = {"notify": 5, "relations": 10}
+NICE: dict[str, int] = {"notify": 5, "relations": 19}
 """The services that yield the cores when the machine is short of them (`yield_cores`): relations
 and notify act on what the ledgers record (plans, agreement lines, messages) and may trail a
 backlog, while the archive and loyalty (the ledgers staff read, the archive waiting on loyalty's
-points) apply theirs one batch after another. Notify yields less, because acknowledgement
+points) apply theirs one batch after another. Relations, on no one's latency path, takes only
+what the others leave (19, the lowest weight: the 70,000-order replay's ledgers were done 0.5-11
+s sooner than at 10, relations 10-14 s after them); notify yields less, because acknowledgement
 e-mails wait on it: complaint -> e-mail p99 at 200 events/s was 462-520 ms at nice 5, 1,067 ms
-at 10, 238-246 ms at 0 (docs/performance.md, "The ledgers first")."""
+at 10, 238-246 ms at 0 (docs/performance.md, "The ledgers first" and "Spans no one exports")."""
 CONSOLE_PORT = 8080
 """The web console (`crm_console`): pages for people, in front of the services' HTTP APIs."""
 

@@ -53,7 +53,7 @@ def test_relations_and_notify_run_at_lower_weights_and_the_ledgers_at_the_defaul
         "tickets": base,
         "loyalty": base,
         "notify": min(base + 5, 19),
-        "relations": min(base + 10, 19),
+        "relations": 19,
     }
 
 
@@ -66,6 +66,6 @@ def test_the_weight_is_the_whole_sessions_where_the_kernel_shares_cores_by_sessi
     assert {name: autogroup_nice(pid) for name, pid in pids.items()} == {
         "archive": 0,
         "notify": 5,
-        "relations": 10,
+        "relations": 19,
     }
     assert len({os.getsid(pid) for pid in pids.values()}) == 3  # a session each
