@@ -120,25 +120,26 @@ def main() -> None:
         sys.exit(f"the replay did not finish (exit {replay.returncode})")
     time.sleep(1.5)  # the tallies' last lines
 
-    by_service: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0] * 4))
+    by_service: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0] * 6))
     for path in sorted(tally.glob("*.jsonl")):
         argv, first = totals_at(path, begin)
         _, last = totals_at(path, end)
         name = service_of(argv)
         for key, row in last.items():
-            before = first.get(key, [0, 0, 0, 0])
-            for i in range(4):
-                by_service[name][key][i] += row[i] - before[i]
+            before = first.get(key, [0] * 6)
+            for i in range(6):
+                by_service[name][key][i] += row[i] - before[i] if i < len(row) else 0
     print(
         f"\nWhat each service asked of the store over the orders phase, per order-log event "
         f"({events:,} events; 'sent': documents or statements in the commands, keys in a find by "
-        "_id; 'changed': the replies' n/nModified, 'read': documents returned)"
+        "_id; 'changed': the replies' n/nModified, 'read': documents returned; 'sent B', 'read B': "
+        "the BSON bytes of the documents and statements sent and of those returned)"
     )
     print(
         f"{'service':<10} {'command collection':<42} "
-        f"{'cmds':>7} {'sent':>7} {'changed':>7} {'read':>7}"
+        f"{'cmds':>7} {'sent':>7} {'changed':>7} {'read':>7} {'sent B':>8} {'read B':>8}"
     )
-    grand = [0.0] * 4
+    grand = [0.0] * 6
     for name in (*SERVICES, "benchmark"):
         rows = by_service.get(name, {})
         for key, row in sorted(rows.items(), key=lambda kv: -kv[1][0]):
@@ -146,8 +147,14 @@ def main() -> None:
                 continue
             per = [v / events for v in row]
             grand = [g + p for g, p in zip(grand, per, strict=True)]
-            print(f"{name:<10} {key:<42} {per[0]:7.3f} {per[1]:7.3f} {per[2]:7.3f} {per[3]:7.3f}")
-    print(f"{'all':<10} {'':<42} {grand[0]:7.3f} {grand[1]:7.3f} {grand[2]:7.3f} {grand[3]:7.3f}")
+            print(
+                f"{name:<10} {key:<42} {per[0]:7.3f} {per[1]:7.3f} {per[2]:7.3f} {per[3]:7.3f} "
+                f"{per[4]:8.0f} {per[5]:8.0f}"
+            )
+    print(
+        f"{'all':<10} {'':<42} {grand[0]:7.3f} {grand[1]:7.3f} {grand[2]:7.3f} {grand[3]:7.3f} "
+        f"{grand[4]:8.0f} {grand[5]:8.0f}"
+    )
     (out / "tally.json").write_text(json.dumps(by_service, indent=1))
 
     if perf is not None and (out / "perf.data").exists():

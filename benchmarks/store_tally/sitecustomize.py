@@ -3,7 +3,8 @@ a directory (`benchmarks/store_share.py` puts this folder first on `PYTHONPATH`)
 
 Per (command, collection): commands, documents sent (inserted, update and delete statements;
 for a find by `_id $in`, the keys it asks for),
-documents changed (the replies' `n`/`nModified`) and documents returned (finds, getMores).
+documents changed (the replies' `n`/`nModified`), documents returned (finds, getMores), and the
+BSON bytes of the documents and statements sent and of the documents returned.
 Appends the running totals as one JSON line per second to `<dir>/<pid>.jsonl`, with the
 process's command line, so a phase is the difference of two lines.
 """
@@ -27,11 +28,12 @@ def _collection(name: str, command: Any) -> str:
 
 
 if _DIR:
+    import bson
     from pymongo import monitoring
 
     _lock = threading.Lock()
-    _totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    """'command collection' -> [commands, sent, changed, returned]"""
+    _totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    """'command collection' -> [commands, sent, changed, returned, bytes sent, bytes returned]"""
     _pending: dict[int, str] = {}
 
     class _Tally(monitoring.CommandListener):
@@ -39,10 +41,11 @@ if _DIR:
             name = event.command_name
             command = event.command
             key = f"{name} {_collection(name, command)}"
-            sent = 0
+            sent = size = 0
             for field in ("documents", "updates", "deletes"):
                 if field in command:
                     sent = len(command[field])
+                    size = sum(len(bson.encode(item)) for item in command[field])
             if name == "find":  # the keys a find by `_id` asks for
                 wanted = (command.get("filter") or {}).get("_id")
                 if isinstance(wanted, dict) and isinstance(wanted.get("$in"), list):
@@ -51,6 +54,7 @@ if _DIR:
                 row = _totals[key]
                 row[0] += 1
                 row[1] += sent
+                row[4] += size
                 _pending[event.request_id] = key
 
         def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
@@ -59,12 +63,15 @@ if _DIR:
             if "upserted" in reply:
                 changed += len(reply["upserted"])
             cursor = reply.get("cursor") or {}
-            returned = len(cursor.get("firstBatch", cursor.get("nextBatch", [])) or [])
+            batch = cursor.get("firstBatch", cursor.get("nextBatch", [])) or []
+            returned = len(batch)
+            size = sum(len(bson.encode(doc)) for doc in batch)
             with _lock:
                 key = _pending.pop(event.request_id, None)
                 if key is not None:
                     _totals[key][2] += changed
                     _totals[key][3] += returned
+                    _totals[key][5] += size
 
         def failed(self, event: monitoring.CommandFailedEvent) -> None:
             with _lock:
