@@ -353,7 +353,7 @@ def main() -> None:
         if settle:
             wait_settled(ports["notify"])
             all_sent_s = time.monotonic() - begin
-        # Every service caught up: relations and tickets may trail the ledgers (they yield the
+        # Every service caught up: relations and notify may trail the ledgers (they yield the
         # cores, `NICE` in deploy/local/stack.py), and the CPU figures cover their work too.
         caught_up_s = elapsed
         if set(groups) - set(timed):

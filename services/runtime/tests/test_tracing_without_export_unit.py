@@ -104,7 +104,8 @@ def test_a_relayed_event_is_published_with_a_new_span_id_in_its_trace_and_no_spa
 @pytest.mark.parametrize("exporting", [False, True])
 def test_faststream_makes_batch_spans_only_when_spans_leave_the_process(exporting: bool) -> None:
     """FastStream's middleware builds a span per batch with a link to every record's producer:
-    with nothing exporting them, that was 8-23% of a service's CPU for spans no one sees."""
+    with nothing exporting them, that was 8-23% of a service's CPU (20,000-order replay) for
+    spans no one sees."""
     from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
     from prometheus_client import CollectorRegistry
 

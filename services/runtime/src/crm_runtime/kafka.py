@@ -106,7 +106,7 @@ def create_broker(
     linked to each record's producer span; a span and a `traceparent` header per
     `broker.publish`) is there only when spans are `exporting`: otherwise nothing reads those
     spans, and making them, with a link read from every record's headers, was 8-23% of each
-    service's CPU in the shop replay (docs/performance.md). The events' own trace context
+    service's CPU in a 20,000-order replay (docs/performance.md). The events' own trace context
     (`tracing.py`) flows either way."""
     telemetry = [KafkaTelemetryMiddleware(tracer_provider=tracer_provider)] if exporting else []
     return KafkaBroker(
