@@ -357,8 +357,9 @@ def main() -> None:
         # cores, `NICE` in deploy/local/stack.py), and the CPU figures cover their work too.
         caught_up_s = elapsed
         if set(groups) - set(timed):
-            wait_committed(bench, groups, ports, pids)
+            _, trailing_peak, _ = wait_committed(bench, groups, ports, pids)
             caught_up_s = time.monotonic() - begin
+            peak = {name: max(mb, trailing_peak[name]) for name, mb in peak.items()}
         span = max(all_sent_s or elapsed, caught_up_s)  # what the CPU figures cover
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         servers_cpu = {

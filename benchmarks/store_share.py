@@ -127,8 +127,8 @@ def main() -> None:
         name = service_of(argv)
         for key, row in last.items():
             before = first.get(key, [0] * 6)
-            for i in range(6):
-                by_service[name][key][i] += row[i] - before[i] if i < len(row) else 0
+            for i, value in enumerate(row):
+                by_service[name][key][i] += value - before[i]
     print(
         f"\nWhat each service asked of the store over the orders phase, per order-log event "
         f"({events:,} events; 'sent': documents or statements in the commands, keys in a find by "

@@ -100,7 +100,7 @@ def create_broker(
     registry: CollectorRegistry,
     tracer_provider: TracerProvider,
     *,
-    exporting: bool = True,
+    exporting: bool,
 ) -> KafkaBroker:
     """The service's broker. FastStream's OpenTelemetry middleware (a span per batch consumed,
     linked to each record's producer span; a span and a `traceparent` header per
