@@ -87,6 +87,9 @@ class InMemoryCustomers:
     async def get(self, customer_id: str) -> Customer | None:
         return copy.deepcopy(self.customers.get(customer_id))
 
+    async def on_record(self, customer_ids: Sequence[str]) -> set[str]:
+        return {i for i in customer_ids if i in self.customers}
+
     async def due_for_review(self, now: datetime, limit: int) -> list[str]:
         due = [c for c in self.customers.values() if c.next_review_at and c.next_review_at <= now]
         return [c.id for c in sorted(due, key=lambda c: c.next_review_at or now)][:limit]
@@ -102,6 +105,8 @@ class InMemoryCustomers:
             stored = self.customers.get(customer.id)
             if (stored.version if stored else 0) != customer.version:
                 raise ConcurrencyConflictError(f"customer {customer.id} changed concurrently")
+        if any(t.customer_id not in self.customers for t in changes.tiers):
+            raise ConcurrencyConflictError("a customer whose tier changed is not on record")
         written = {e.event_id for e in self.timeline} if changes.timeline else set()
         if any(e.event_id in written for e in changes.timeline):
             raise ConcurrencyConflictError("a timeline entry exists already")
@@ -114,6 +119,12 @@ class InMemoryCustomers:
                 del facts[kind_id]
             customer.saved()
             self.customers[customer.id] = copy.deepcopy(customer)
+        for tier in changes.tiers:  # as the update of the stored record: one version up
+            stored = self.customers[tier.customer_id]
+            stored.loyalty_tier = tier.tier
+            stored.first_seen_at = min(stored.first_seen_at, tier.first_seen_at)
+            stored.last_event_at = max(stored.last_event_at, tier.last_event_at)
+            stored.version += 1
         self.timeline.extend(changes.timeline)
         self.notes.extend(changes.notes)
         erased = {i for i, c in self.customers.items() if c.erased_at is not None}

@@ -22,7 +22,14 @@ from crm_archive.domain.events import (
 )
 from crm_archive.domain.facts import Profile
 from crm_archive.domain.rules import ArchiveRules
-from crm_archive.ports import Changes, CustomerRepository, ItemSpend, OrderLines, TimelineEntry
+from crm_archive.ports import (
+    Changes,
+    CustomerRepository,
+    ItemSpend,
+    OrderLines,
+    TierChange,
+    TimelineEntry,
+)
 from crm_contracts import CloudEvent, event_key, new_event
 from crm_contracts.archive import v1 as archive_v1
 from crm_contracts.callcenter import v1 as callcenter_v1
@@ -67,8 +74,12 @@ async def apply_events(
     fresh = await repository.unprocessed(events)
     if not fresh:
         return 0
-    customers = await repository.load(sorted({event.subject for event in fresh}), references(fresh))
+    tiers_only = await tiers_only_of(fresh, repository)
+    customers = await repository.load(
+        sorted({event.subject for event in fresh} - tiers_only), references(fresh)
+    )
     touched: dict[str, Customer] = {}
+    tiers: dict[str, TierChange] = {}
     timeline: list[TimelineEntry] = []
     last_cause: dict[str, str] = {}
     now = clock()
@@ -76,6 +87,9 @@ async def apply_events(
     lines: list[OrderLines] = []
     cancelled: list[tuple[str, str]] = []
     for event in fresh:
+        if event.subject in tiers_only:
+            timeline.append(apply_tier(tiers, event))
+            continue
         customer = customers.get(event.subject)
         if customer is None:
             customer = Customer.first_sighting(event.subject, event.time, event.type)
@@ -103,9 +117,35 @@ async def apply_events(
             outbound,
             order_lines=lines,
             cancelled_orders=cancelled,
+            tiers=list(tiers.values()),
         )
     )
     return len(fresh)
+
+
+async def tiers_only_of(
+    events: Sequence[CloudEvent[Any]], repository: CustomerRepository
+) -> set[str]:
+    """The customers on file of whom a batch brings only loyalty-tier changes (ADR 0027).
+
+    Their records are not read: a tier is a fact the record shows and nothing derives from, so
+    it is set on the stored record (`TierChange`) with the timeline entry. Everyone else's
+    record is read, changed, evaluated and saved whole; so is a customer not on file yet, whose
+    first sighting makes the record."""
+    others = {e.subject for e in events if e.type != loyalty_v1.TIER_CHANGED}
+    tiered = {e.subject for e in events if e.type == loyalty_v1.TIER_CHANGED} - others
+    return await repository.on_record(sorted(tiered)) if tiered else set()
+
+
+def apply_tier(tiers: dict[str, TierChange], event: CloudEvent[Any]) -> TimelineEntry:
+    """A tier change of a customer whose record the batch does not read: the batch's last tier
+    of the customer, and the times it was seen at; returns its timeline entry."""
+    data: loyalty_v1.TierChanged = event.data
+    held = tiers.get(event.subject)
+    first = min(held.first_seen_at, event.time) if held else event.time
+    last = max(held.last_event_at, event.time) if held else event.time
+    tiers[event.subject] = TierChange(event.subject, data.tier, first, last)
+    return timeline_entry(event, tier_summary(data))
 
 
 def order_lines(customer_id: str, at: datetime, order: orders_v1.OrderPlaced) -> OrderLines:
@@ -223,7 +263,7 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
             summary = {"ticket_id": data.ticket_id, "root_causes": list(data.root_causes)}
         case loyalty_v1.TierChanged():
             customer.tier_changed(data.tier, at)
-            summary = {"tier": data.tier, "previous_tier": data.previous_tier}
+            summary = tier_summary(data)
         case relations_v1.TaskCompleted():
             # A contact by a person (`by`); its summary stays in relations (no free text here).
             customer.task_completed(at, data.outcome)
@@ -254,15 +294,30 @@ def apply_event(customer: Customer, event: CloudEvent[Any]) -> TimelineEntry:
             summary = agreement_summary(data.agreement_id, None, data.terminated_on)
         case _:
             raise TypeError(f"the archive does not apply {event.type}")
+    return timeline_entry(event, summary, text=text, topic=topic)
+
+
+def timeline_entry(
+    event: CloudEvent[Any],
+    summary: dict[str, Any],
+    *,
+    text: str | None = None,
+    topic: str | None = None,
+) -> TimelineEntry:
+    """The event's entry on its customer's timeline: `summary` without its empty values."""
     return TimelineEntry(
         event_key(event),
-        customer.id,
-        at,
+        event.subject,
+        event.time,
         event.type,
         {k: v for k, v in summary.items() if v is not None},
         summary=text,
         topic=topic,
     )
+
+
+def tier_summary(data: loyalty_v1.TierChanged) -> dict[str, Any]:
+    return {"tier": data.tier, "previous_tier": data.previous_tier}
 
 
 def agreement_summary(agreement_id: str, starts_on: date | None, ends_on: date) -> dict[str, Any]:

@@ -85,6 +85,18 @@ class Preferences:
     skus: list[tuple[str, Decimal]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TierChange:
+    """A customer's loyalty tier set on their stored record without reading it (ADR 0027): the
+    times the record was seen at widen to `first_seen_at` and `last_event_at`, and its version
+    goes up, so a writer that read it before saves nothing over it."""
+
+    customer_id: str
+    tier: str
+    first_seen_at: datetime
+    last_event_at: datetime
+
+
 @dataclass
 class Changes:
     """What one batch, sweep or request changes, saved in one transaction."""
@@ -99,6 +111,8 @@ class Changes:
     order_lines: list[OrderLines] = field(default_factory=list)
     cancelled_orders: list[tuple[str, str]] = field(default_factory=list)
     """(customer id, order id): their lines no longer count."""
+    tiers: list[TierChange] = field(default_factory=list)
+    """Tiers of records on file that the batch did not read (none of them in `customers`)."""
 
 
 class CustomerRepository(Protocol):
@@ -111,6 +125,10 @@ class CustomerRepository(Protocol):
         ...
 
     async def get(self, customer_id: str) -> Customer | None: ...
+
+    async def on_record(self, customer_ids: Sequence[str]) -> set[str]:
+        """Those of `customer_ids` that have a record (records are never deleted)."""
+        ...
 
     async def due_for_review(self, now: datetime, limit: int) -> list[str]: ...
 
@@ -129,9 +147,10 @@ class CustomerRepository(Protocol):
 
     async def save(self, changes: Changes) -> None:
         """One transaction: the records (optimistic on `version`: `ConcurrencyConflictError`
-        when one changed since it was read), what they keep apart, the timeline, the notes, the
-        inbox, the outbox, and the erasure of erased customers (data keys destroyed, the
-        summaries of their timeline and the texts of their notes nulled)."""
+        when one changed since it was read), the tiers set on records not read, what they keep
+        apart, the timeline, the notes, the inbox, the outbox, and the erasure of erased
+        customers (data keys destroyed, the summaries of their timeline and the texts of their
+        notes nulled)."""
         ...
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, DeleteOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,10 +44,12 @@ from crm_archive.ports import (
     CustomerSort,
     Note,
     Preferences,
+    TierChange,
     TimelineEntry,
 )
 from crm_contracts import CloudEvent
 from crm_runtime.crypto import NO_KEY, SHREDDED, CustomerKeys, FieldCipher
+from crm_runtime.errors import ConcurrencyConflictError
 from crm_runtime.mongo import Document, due_ids, find_by_ids, save_versioned
 from crm_runtime.uow import UnitOfWork
 
@@ -171,6 +173,9 @@ class MongoCustomerRepository:
     async def get(self, customer_id: str) -> Customer | None:
         return (await self.load([customer_id])).get(customer_id)
 
+    async def on_record(self, customer_ids: Sequence[str]) -> set[str]:
+        return {doc["_id"] async for doc in find_by_ids(self.customers, customer_ids, {"_id": 1})}
+
     async def due_for_review(self, now: datetime, limit: int) -> list[str]:
         return await due_ids(self.customers, "next_review_at", now, limit)
 
@@ -211,6 +216,8 @@ class MongoCustomerRepository:
             if erased:
                 await self._forget_texts(erased, session)
             await save_versioned(self.customers, documents, session, what="customer")
+            if changes.tiers:
+                await self._set_tiers(changes.tiers, session)
             if apart:
                 await self.apart.bulk_write(apart, ordered=False, session=session)
             if changes.timeline:
@@ -228,6 +235,25 @@ class MongoCustomerRepository:
                 await self.lines.bulk_write(lines, ordered=True, session=session)
         for customer in customers:
             customer.saved()
+
+    async def _set_tiers(self, tiers: Sequence[TierChange], session: AsyncClientSession) -> None:
+        """Each tier on its stored record, one version up (ADR 0027): a writer that read the
+        record before, in a transaction or not, finds another version and redoes its work."""
+        updates = [
+            UpdateOne(
+                {"_id": t.customer_id},
+                {
+                    "$set": {"loyalty_tier": t.tier},
+                    "$min": {"first_seen_at": t.first_seen_at},
+                    "$max": {"last_event_at": t.last_event_at},
+                    "$inc": {"version": 1},
+                },
+            )
+            for t in tiers
+        ]
+        result = await self.customers.bulk_write(updates, ordered=False, session=session)
+        if result.matched_count != len(updates):  # not on record after all: the batch is redone
+            raise ConcurrencyConflictError("a customer whose tier changed is not on record")
 
     async def _forget_texts(self, erased: list[str], session: AsyncClientSession) -> None:
         """Null what the destroyed keys sealed: no live document holds it either way (ADR 0006)."""
