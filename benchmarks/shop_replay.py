@@ -146,8 +146,8 @@ def kcat_produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]], 
 
 
 # -- watching the groups -------------------------------------------------------------------------
-async def lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
-    """Per service: end offsets minus the group's committed offsets, over its topics."""
+async def lag(bootstrap: str, groups: dict[str, str]) -> dict[str, Counter[str]]:
+    """Per service and topic: end offsets minus the group's committed offsets."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await admin.start()
@@ -158,9 +158,10 @@ async def lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
             partitions = await topic_partitions(bootstrap, [t.name for t in consumed_by(name)])
             ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
             committed = await admin.list_consumer_group_offsets(group)
-            out[name] = sum(
-                end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
-            )
+            behind: Counter[str] = Counter()
+            for tp, end in ends.items():
+                behind[tp.topic] += end - (committed[tp].offset if tp in committed else 0)
+            out[name] = behind
         return out
     finally:
         await consumer.stop()
@@ -169,12 +170,15 @@ async def lag(bootstrap: str, groups: dict[str, str]) -> dict[str, int]:
 
 def wait_committed(
     bench: BenchStack, groups: dict[str, str], ports: dict[str, int], pids: dict[str, int]
-) -> tuple[float, dict[str, float], list[float]]:
+) -> tuple[float, dict[str, float], list[float], dict[str, float]]:
     """Poll until the `groups` have no lag and their outboxes are drained: (seconds, peak RSS per
-    service, load averages seen)."""
+    service, load averages seen, when each service was first caught up). A service's lag may
+    grow again after that, as the archive's does with loyalty's events, so those times are not
+    the end. Every 10 s it prints each lag, by topic where a service is behind on several."""
     begin = time.monotonic()
     peak = dict.fromkeys(pids, 0.0)
     loads: list[float] = []
+    caught: dict[str, float] = {}
     last_print = begin
     while True:
         lags = asyncio.run(lag(bench.bootstrap, groups))
@@ -182,11 +186,23 @@ def wait_committed(
         for name, pid in pids.items():
             peak[name] = max(peak[name], rss_mb(pid))
         loads.append(os.getloadavg()[0])
-        if not any(lags.values()) and not any(backlog.values()):
-            return time.monotonic() - begin, peak, loads
+        for name in groups:
+            if name not in caught and not lags[name].total() and not backlog[name]:
+                caught[name] = time.monotonic() - begin
+        if not any(by_topic.total() for by_topic in lags.values()) and not any(backlog.values()):
+            return time.monotonic() - begin, peak, loads, caught
         if time.monotonic() - last_print > 10:
             last_print = time.monotonic()
-            print(f"  {last_print - begin:5.0f} s: lag {lags}, outbox {backlog}", flush=True)
+            behind = ", ".join(
+                f"{name} {by_topic.total():,}"
+                + (
+                    " (" + ", ".join(f"{t} {n:,}" for t, n in by_topic.items() if n) + ")"
+                    if len([n for n in by_topic.values() if n]) > 1
+                    else ""
+                )
+                for name, by_topic in lags.items()
+            )
+            print(f"  {last_print - begin:5.0f} s: lag {behind}; outbox {backlog}", flush=True)
         time.sleep(0.25)
 
 
@@ -323,7 +339,7 @@ def main() -> None:
 
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "members.v1", sent.registrations, bench.workdir / "m.txt")
-        registered_s, _, _ = wait_committed(bench, timed, ports, pids)
+        registered_s, _, _, _ = wait_committed(bench, timed, ports, pids)
         registered_s = time.monotonic() - begin
         print(f"registrations committed by archive and loyalty in {registered_s:.1f} s", flush=True)
         settle = args.settled and "notify" in running
@@ -347,7 +363,7 @@ def main() -> None:
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "orders.v1", sent.log, bench.workdir / "o.txt")
         produced_s = time.monotonic() - begin
-        _, peak, loads = wait_committed(bench, timed, ports, pids)
+        _, peak, loads, caught = wait_committed(bench, timed, ports, pids)
         elapsed = time.monotonic() - begin
         all_sent_s: float | None = None
         if settle:
@@ -357,7 +373,7 @@ def main() -> None:
         # cores, `NICE` in deploy/local/stack.py), and the CPU figures cover their work too.
         caught_up_s = elapsed
         if set(groups) - set(timed):
-            _, trailing_peak, _ = wait_committed(bench, groups, ports, pids)
+            _, trailing_peak, _, _ = wait_committed(bench, groups, ports, pids)
             caught_up_s = time.monotonic() - begin
             peak = {name: max(mb, trailing_peak[name]) for name, mb in peak.items()}
         span = max(all_sent_s or elapsed, caught_up_s)  # what the CPU figures cover
@@ -380,7 +396,12 @@ def main() -> None:
             f"{events:,} order-log events ({sent.orders.total():,} orders, "
             f"{sent.refunds.total():,} refunds, {len(sent.orders):,} customers), lz4 via kcat: "
             f"produced in {produced_s:.1f} s; {' and '.join(timed)} committed everything "
-            f"{elapsed:.1f} s after the first send ({events / elapsed:,.0f} events/s)"
+            f"{elapsed:.1f} s after the first send ({events / elapsed:,.0f} events/s; first "
+            "caught up: "
+            + ", ".join(
+                f"{name} {at:.1f} s" for name, at in sorted(caught.items(), key=lambda c: c[1])
+            )
+            + ")"
             + (
                 f"; notify had sent every e-mail {all_sent_s:.1f} s after it"
                 if all_sent_s is not None
