@@ -26,6 +26,14 @@ class ArchiveSettings(ServiceSettings):
 
     rules: ArchiveRules = Field(default_factory=ArchiveRules)
     review_interval_s: float = Field(default=60.0, gt=0, description="The time-rules sweep.")
+    batch_max_records: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Records a batch takes, those it skips included: after a backlog most of "
+        "what the archive reads on loyalty.v1 is points.earned, which it skips, so a batch "
+        "of 500 applied about 80 tier changes (docs/performance.md, 'Larger batches').",
+    )
     consumers: int = Field(
         default=2,
         ge=1,
