@@ -168,6 +168,13 @@ async def lag(bootstrap: str, groups: dict[str, str]) -> dict[str, Counter[str]]
         await admin.close()
 
 
+def lag_text(by_topic: Counter[str]) -> str:
+    """A service's lag, by topic where it is behind on several: `90,357 (orders.v1 40,404, ...)`."""
+    behind = {topic: n for topic, n in by_topic.items() if n}
+    by = ", ".join(f"{topic} {n:,}" for topic, n in behind.items())
+    return f"{by_topic.total():,}" + (f" ({by})" if len(behind) > 1 else "")
+
+
 def wait_committed(
     bench: BenchStack, groups: dict[str, str], ports: dict[str, int], pids: dict[str, int]
 ) -> tuple[float, dict[str, float], list[float], dict[str, float]]:
@@ -193,15 +200,7 @@ def wait_committed(
             return time.monotonic() - begin, peak, loads, caught
         if time.monotonic() - last_print > 10:
             last_print = time.monotonic()
-            behind = ", ".join(
-                f"{name} {by_topic.total():,}"
-                + (
-                    " (" + ", ".join(f"{t} {n:,}" for t, n in by_topic.items() if n) + ")"
-                    if len([n for n in by_topic.values() if n]) > 1
-                    else ""
-                )
-                for name, by_topic in lags.items()
-            )
+            behind = ", ".join(f"{name} {lag_text(by_topic)}" for name, by_topic in lags.items())
             print(f"  {last_print - begin:5.0f} s: lag {behind}; outbox {backlog}", flush=True)
         time.sleep(0.25)
 
