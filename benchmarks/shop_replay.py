@@ -181,12 +181,15 @@ def wait_committed(
     """Poll until the `groups` have no lag and their outboxes are drained: (seconds, peak RSS per
     service, load averages seen, when each service was first caught up). A service's lag may
     grow again after that, as the archive's does with loyalty's events, so those times are not
-    the end. Every 10 s it prints each lag, by topic where a service is behind on several."""
+    the end. Every 10 s it prints each lag, by topic where a service is behind on several, and
+    the share of a core each process and the store used since the last line."""
     begin = time.monotonic()
     peak = dict.fromkeys(pids, 0.0)
     loads: list[float] = []
     caught: dict[str, float] = {}
     last_print = begin
+    watched = {**pids, "store": bench.store_pid}
+    last_cpu = {name: cpu_seconds(pid) for name, pid in watched.items()}
     while True:
         lags = asyncio.run(lag(bench.bootstrap, groups))
         backlog = {name: metric(ports[name], "crm_outbox_backlog") for name in groups}
@@ -199,9 +202,16 @@ def wait_committed(
         if not any(by_topic.total() for by_topic in lags.values()) and not any(backlog.values()):
             return time.monotonic() - begin, peak, loads, caught
         if time.monotonic() - last_print > 10:
-            last_print = time.monotonic()
+            now, cpu = time.monotonic(), {name: cpu_seconds(pid) for name, pid in watched.items()}
+            shares = ", ".join(
+                f"{name} {(cpu[name] - last_cpu[name]) / (now - last_print):.0%}" for name in cpu
+            )
+            last_print, last_cpu = now, cpu
             behind = ", ".join(f"{name} {lag_text(by_topic)}" for name, by_topic in lags.items())
-            print(f"  {last_print - begin:5.0f} s: lag {behind}; outbox {backlog}", flush=True)
+            print(
+                f"  {last_print - begin:5.0f} s: lag {behind}; outbox {backlog}; CPU {shares}",
+                flush=True,
+            )
         time.sleep(0.25)
 
 
@@ -383,6 +393,7 @@ def main() -> None:
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
+        retries = {name: metric(ports[name], "crm_transient_retries_total") for name in running}
         problems = asyncio.run(verify(bench, databases, sent))
         messages = (
             asyncio.run(notify_messages(bench, databases["notify"], orders_from))
@@ -432,6 +443,11 @@ def main() -> None:
                     for name, used in servers_cpu.items()
                 ),
             ],
+        )
+        print(
+            "\nbatches redone after a transient failure (a write conflict, the store or broker "
+            "away), the whole run: "
+            + ", ".join(f"{name} {count:,.0f}" for name, count in retries.items())
         )
         print(
             "\nnotify's messages decided during the orders phase, by template and status: "
