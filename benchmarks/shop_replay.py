@@ -22,8 +22,10 @@ a mail catcher, and archive, tickets, loyalty, notify and relations each as its 
 
 Prints: the time, the rate, each service's CPU seconds and CPU ms per order-log event over the
 orders phase (target 4 counts archive and loyalty) and the store's and the broker's, peak RSS
-(target 6), and the load average
-(the machine is shared: only side-by-side runs compare). Then checks nothing was lost or doubled:
+(target 6), the load average (the machine is shared: only side-by-side runs compare) and
+how many batches each service redid after a transient failure (a write conflict). Every 10 s
+while it waits it prints each service's lag, by topic, and the share of a core each process and
+the store used since the line before. Then it checks nothing was lost or doubled:
 every customer's order count and net spend in the archive, and in loyalty one `earn` ledger entry
 per order and one `reverse` per refund, every balance equal to the sum of its ledger entries.
 
