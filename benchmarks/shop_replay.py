@@ -23,7 +23,8 @@ a mail catcher, and archive, tickets, loyalty, notify and relations each as its 
 Prints: the time, the rate, each service's CPU seconds and CPU ms per order-log event over the
 orders phase (target 4 counts archive and loyalty) and the store's and the broker's, peak RSS
 (target 6), the load average (the machine is shared: only side-by-side runs compare) and
-how many batches each service redid after a transient failure (a write conflict). Every 10 s
+how many times each service's consumer retried a step after a transient failure (a write
+conflict: the batch is applied again). Every 10 s
 while it waits it prints each service's lag, by topic, and the share of a core each process and
 the store used since the line before. Then it checks nothing was lost or doubled:
 every customer's order count and net spend in the archive, and in loyalty one `earn` ledger entry
@@ -447,8 +448,8 @@ def main() -> None:
             ],
         )
         print(
-            "\nbatches redone after a transient failure (a write conflict, the store or broker "
-            "away), the whole run: "
+            "\nconsumer steps retried after a transient failure (a write conflict, the store or "
+            "broker away; crm_transient_retries_total), the whole run: "
             + ", ".join(f"{name} {count:,.0f}" for name, count in retries.items())
         )
         print(
