@@ -13,7 +13,7 @@ from pydantic_settings import SettingsConfigDict
 
 from crm_archive.domain.rules import ArchiveRules
 from crm_runtime.bounds import within
-from crm_runtime.settings import ServiceSettings
+from crm_runtime.settings import BatchRecords, Consumers, ServiceSettings
 
 
 class ArchiveSettings(ServiceSettings):
@@ -26,18 +26,14 @@ class ArchiveSettings(ServiceSettings):
 
     rules: ArchiveRules = Field(default_factory=ArchiveRules)
     review_interval_s: float = Field(default=60.0, gt=0, description="The time-rules sweep.")
-    batch_max_records: int = Field(
+    batch_max_records: BatchRecords = Field(
         default=1000,
-        ge=1,
-        le=10_000,
         description="Records a batch takes, those it skips included: after a backlog most of "
         "what the archive reads on loyalty.v1 is points.earned, which it skips, so a batch "
         "of 500 applied about 80 tier changes (docs/performance.md, 'Larger batches').",
     )
-    consumers: int = Field(
+    consumers: Consumers = Field(
         default=2,
-        ge=1,
-        le=8,
         description="Two batches applied side by side: the archive is the last to catch up "
         "after a backlog, and most of a batch's time is spent waiting for the store "
         "(docs/performance.md, 'The archive applies two batches at once').",

@@ -16,7 +16,7 @@ import ipaddress
 import ssl
 import typing
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic.fields import FieldInfo
@@ -90,6 +90,12 @@ class _EnvSource(EnvSettingsSource):
         return super().next_field(field, key, case_sensitive)
 
 
+BatchRecords = Annotated[int, Field(ge=1, le=10_000)]
+"""The records a consumer's batch takes at most; a service may declare its own default."""
+Consumers = Annotated[int, Field(ge=1, le=8)]
+"""Consumers in one process; a service may declare its own default."""
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service has. A service subclasses it and sets `service` and `env_prefix`."""
 
@@ -128,12 +134,10 @@ class ServiceSettings(BaseSettings):
     )
 
     consumer_group: str = Field(default="", description="Defaults to the service name.")
-    batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    batch_max_records: BatchRecords = 500
     batch_timeout_ms: int = Field(default=100, ge=1)
-    consumers: int = Field(
+    consumers: Consumers = Field(
         default=1,
-        ge=1,
-        le=8,
         description="Consumers in this process, each in the service's group with partitions of "
         "its own (as a replica's would be), their batches applied side by side. More members "
         "in the group than the partitions it reads leave some without work.",
