@@ -22,11 +22,11 @@ a mail catcher, and archive, tickets, loyalty, notify and relations each as its 
 
 Prints: the time, the rate, each service's CPU seconds and CPU ms per order-log event over the
 orders phase (target 4 counts archive and loyalty) and the store's and the broker's, peak RSS
-(target 6), the load average (the machine is shared: only side-by-side runs compare) and
-how many times each service's consumer retried a step after a transient failure (a write
-conflict: the batch is applied again). Every 10 s
-while it waits it prints each service's lag, by topic, and the share of a core each process and
-the store used since the line before. Then it checks nothing was lost or doubled:
+(target 6), the load average (the machine is shared: only side-by-side runs compare) and how
+many times each service's consumer retried a step after a transient failure (a write conflict:
+the batch is applied again). Every 10 s while it waits it prints each service's lag, by topic,
+and the share of a core each process and the store used since the line before. Then it checks
+nothing was lost or doubled:
 every customer's order count and net spend in the archive, and in loyalty one `earn` ledger entry
 per order and one `reverse` per refund, every balance equal to the sum of its ledger entries.
 
@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -178,14 +178,22 @@ def lag_text(by_topic: Counter[str]) -> str:
     return f"{by_topic.total():,}" + (f" ({by})" if len(behind) > 1 else "")
 
 
+class Committed(NamedTuple):
+    """What `wait_committed` saw: peak RSS per service, the load averages, and when each service
+    was first caught up (its lag may grow again after that, as the archive's does with
+    loyalty's events, so those times are not the end)."""
+
+    peak: dict[str, float]
+    loads: list[float]
+    caught: dict[str, float]
+
+
 def wait_committed(
     bench: BenchStack, groups: dict[str, str], ports: dict[str, int], pids: dict[str, int]
-) -> tuple[float, dict[str, float], list[float], dict[str, float]]:
-    """Poll until the `groups` have no lag and their outboxes are drained: (seconds, peak RSS per
-    service, load averages seen, when each service was first caught up). A service's lag may
-    grow again after that, as the archive's does with loyalty's events, so those times are not
-    the end. Every 10 s it prints each lag, by topic where a service is behind on several, and
-    the share of a core each process and the store used since the last line."""
+) -> Committed:
+    """Poll until the `groups` have no lag and their outboxes are drained. Every 10 s it prints
+    each lag, by topic where a service is behind on several, and the share of a core each
+    process and the store used since the last line."""
     begin = time.monotonic()
     peak = dict.fromkeys(pids, 0.0)
     loads: list[float] = []
@@ -203,7 +211,7 @@ def wait_committed(
             if name not in caught and not lags[name].total() and not backlog[name]:
                 caught[name] = time.monotonic() - begin
         if not any(by_topic.total() for by_topic in lags.values()) and not any(backlog.values()):
-            return time.monotonic() - begin, peak, loads, caught
+            return Committed(peak, loads, caught)
         if time.monotonic() - last_print > 10:
             now, cpu = time.monotonic(), {name: cpu_seconds(pid) for name, pid in watched.items()}
             shares = ", ".join(
@@ -351,7 +359,7 @@ def main() -> None:
 
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "members.v1", sent.registrations, bench.workdir / "m.txt")
-        registered_s, _, _, _ = wait_committed(bench, timed, ports, pids)
+        wait_committed(bench, timed, ports, pids)
         registered_s = time.monotonic() - begin
         print(f"registrations committed by archive and loyalty in {registered_s:.1f} s", flush=True)
         settle = args.settled and "notify" in running
@@ -375,7 +383,7 @@ def main() -> None:
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "orders.v1", sent.log, bench.workdir / "o.txt")
         produced_s = time.monotonic() - begin
-        _, peak, loads, caught = wait_committed(bench, timed, ports, pids)
+        peak, loads, caught = wait_committed(bench, timed, ports, pids)
         elapsed = time.monotonic() - begin
         all_sent_s: float | None = None
         if settle:
@@ -385,7 +393,7 @@ def main() -> None:
         # cores, `NICE` in deploy/local/stack.py), and the CPU figures cover their work too.
         caught_up_s = elapsed
         if set(groups) - set(timed):
-            _, trailing_peak, _, _ = wait_committed(bench, groups, ports, pids)
+            trailing_peak = wait_committed(bench, groups, ports, pids).peak
             caught_up_s = time.monotonic() - begin
             peak = {name: max(mb, trailing_peak[name]) for name, mb in peak.items()}
         span = max(all_sent_s or elapsed, caught_up_s)  # what the CPU figures cover
