@@ -158,8 +158,10 @@ def test_search_by_phone_and_email_flags_possible_duplicates(
             ),
         ),
     )
-    assert record(archive, second)["possible_duplicate_of"] == first
+    # The two registrations may land on different partitions, applied by different consumers:
+    # the flag is worked out when the record is read, so it shows once both are stored.
     assert record(archive, first)["possible_duplicate_of"] is None
+    assert record(archive, second)["possible_duplicate_of"] == first
     found = archive.get("/customers", q=phone[-11:]).json()["items"]
     assert sorted(item["id"] for item in found) == sorted([first, second])
     by_mail = archive.get("/customers", q=f"{second.upper()}@EXAMPLE.COM").json()["items"]
