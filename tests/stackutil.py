@@ -397,6 +397,16 @@ def running_suite(
             service.stop()
 
 
+def processed(service: ServiceProcess, topic: str, event_type: str) -> float:
+    """How many events of the type from `topic` the service handled (applied, or found already
+    applied), from its `/metrics`: counted once the batch that held them is saved."""
+    wanted = f'topic="{topic}",type="{event_type}"'
+    for line in service.get("/metrics").text.splitlines():
+        if line.startswith("crm_events_processed_total{") and wanted in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2) -> Any:
     """Poll until `check` returns a truthy value; return it, or the last failure after timeout."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from stackutil import ServiceProcess, Stack, cloud_event, eventually, send, unique
+from stackutil import ServiceProcess, Stack, cloud_event, eventually, processed, send, unique
 
 pytestmark = pytest.mark.e2e
 CST = ZoneInfo("Asia/Shanghai")
@@ -53,15 +53,6 @@ def as_owner(relations: ServiceProcess, path: str, body: dict[str, Any]) -> http
         json=body,
         timeout=30,
     )
-
-
-def processed(service: ServiceProcess, topic: str, event_type: str) -> float:
-    """How many events of the type the service handled, from its `/metrics`."""
-    wanted = f'topic="{topic}",type="{event_type}"'
-    for line in service.get("/metrics").text.splitlines():
-        if line.startswith("crm_events_processed_total{") and wanted in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_a_task_completed_in_relations_is_a_contact_on_the_archive_timeline_by_its_user(
