@@ -49,11 +49,17 @@ def ids(stack: Stack, archive: ServiceProcess) -> dict[str, str]:
         if placed:
             send(stack, "orders.v1", *[(customer, p) for p in placed])
     for key, customer in ids.items():
-        count = len(PEOPLE[key][3])
+        name, count = PEOPLE[key][0], len(PEOPLE[key][3])
 
-        def applied(customer: str = customer, count: int = count) -> bool:
+        # The orders (orders.v1) prove nothing of the registration (members.v1): wait for both.
+        def applied(customer: str = customer, name: str = name, count: int = count) -> bool:
             response = archive.get(f"/customers/{customer}")
-            return response.status_code == 200 and response.json()["value"]["order_count"] == count
+            if response.status_code != 200:
+                return False
+            record = response.json()
+            return bool(
+                record["value"]["order_count"] == count and record["profile"]["name"] == name
+            )
 
         eventually(applied, timeout=30)
     return ids

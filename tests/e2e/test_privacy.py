@@ -166,16 +166,26 @@ def entered_by_staff(suite: dict[str, ServiceProcess], smtp: SmtpServer, name: s
 
 
 def settled(suite: dict[str, ServiceProcess], smtp: SmtpServer, p: Person) -> str:
-    """Wait until every service holds the person; returns their ticket id."""
+    """Wait until every service holds the person (the registration and both orders, which come
+    on other topics, so in no order with it); returns their ticket id."""
     archive, tickets, loyalty = suite["archive"], suite["tickets"], suite["loyalty"]
-    eventually(
-        lambda: (
-            archive.get(f"/customers/{p.customer_id}").json().get("profile", {}).get("name")
-            == p.name
-        ),
-        timeout=60,
-    )
-    eventually(lambda: loyalty.get(f"/accounts/{p.customer_id}").status_code == 200, timeout=60)
+
+    def in_archive() -> bool:
+        record = archive.get(f"/customers/{p.customer_id}").json()
+        return bool(
+            record.get("profile", {}).get("name") == p.name
+            and record.get("value", {}).get("order_count") == 2
+        )
+
+    def in_loyalty() -> bool:
+        account = loyalty.get(f"/accounts/{p.customer_id}")
+        if account.status_code != 200 or account.json()["enrolled_at"] is None:
+            return False
+        ledger = loyalty.get(f"/accounts/{p.customer_id}/ledger").json()["items"]
+        return len([e for e in ledger if e["kind"] == "earn"]) == 2
+
+    eventually(in_archive, timeout=60)
+    eventually(in_loyalty, timeout=60)
     items = eventually(
         lambda: tickets.get("/tickets", customer_id=p.customer_id).json()["items"], timeout=60
     )

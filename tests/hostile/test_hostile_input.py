@@ -306,7 +306,14 @@ def test_unusual_but_valid_input_is_applied_exactly(
     big["padding"] = "x" * 990_000  # unknown attributes are ignored; the event is under 1 MB
     asyncio.run(produce(stack.bootstrap, "orders.v1", [(customer, raw(big))]))
     archive = suite["archive"]
-    eventually(lambda: orders_of(archive, customer) == 1, timeout=60)
+    # The order (orders.v1) proves nothing of the registration (members.v1): wait for both.
+    eventually(
+        lambda: (
+            orders_of(archive, customer) == 1
+            and archive.get(f"/customers/{customer}").json()["profile"]["name"] is not None
+        ),
+        timeout=60,
+    )
     assert archive.get(f"/customers/{customer}").json()["profile"]["name"] == name
 
 
