@@ -361,9 +361,9 @@ class ServiceProcess:
             self.url + path, headers={**AUTH, **(headers or {})}, json=json, timeout=30
         )
 
-    def metric(self, name: str) -> float:
-        """Sum of a metric's samples on /metrics."""
-        return local_stack.metric(self.port, name)
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples on /metrics, of those with every one of `labels` if any."""
+        return local_stack.metric(self.port, name, **labels)
 
 
 @contextlib.contextmanager
@@ -395,16 +395,6 @@ def running_suite(
     finally:
         for service in services.values():
             service.stop()
-
-
-def processed(service: ServiceProcess, topic: str, event_type: str) -> float:
-    """How many events of the type from `topic` the service handled (applied, or found already
-    applied), from its `/metrics`: counted once the batch that held them is saved."""
-    wanted = f'topic="{topic}",type="{event_type}"'
-    for line in service.get("/metrics").text.splitlines():
-        if line.startswith("crm_events_processed_total{") and wanted in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2) -> Any:

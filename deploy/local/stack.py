@@ -674,15 +674,18 @@ def yield_cores(pid: int, nice: int) -> None:
             return
 
 
-def metric(port: int, *names: str) -> float:
-    """The sum of the samples of `names` on a local service's /metrics (one fetch)."""
+def metric(port: int, *names: str, **labels: str) -> float:
+    """The sum of the samples of `names` on a local service's /metrics (one fetch), of those
+    with every one of `labels` (`topic="archive.v1"`) when any are given."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         for name in names
-        if line.startswith(name + "{") or line.startswith(name + " ")
+        if (line.startswith(name + "{") or line.startswith(name + " "))
+        and all(f"{{{label}" in line or f",{label}" in line for label in wanted)
     )
 
 

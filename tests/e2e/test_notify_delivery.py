@@ -112,13 +112,16 @@ def notifications(notify: ServiceProcess, customer: str, template: str) -> list[
     return [notify.get(f"/notifications/{i['id']}").json() for i in items]
 
 
-def acked(notify: ServiceProcess, customer: str) -> None:
-    """Wait until notify has saved the customer's ticket acknowledgement as sent (the mail is at
+def acked(notify: ServiceProcess, customer: str) -> list[dict[str, Any]]:
+    """The customer's ticket acknowledgements once notify has saved one as sent (the mail is at
     the server before that is saved)."""
-    eventually(
-        lambda: "sent" in [n["status"] for n in notifications(notify, customer, "ticket_ack")],
-        timeout=30,
-    )
+
+    def saved() -> list[dict[str, Any]]:
+        found = notifications(notify, customer, "ticket_ack")
+        return found if "sent" in [n["status"] for n in found] else []
+
+    found: list[dict[str, Any]] = eventually(saved, timeout=30)
+    return found
 
 
 def test_ticket_opened_twice_sends_exactly_one_chinese_email(
@@ -142,8 +145,7 @@ def test_ticket_opened_twice_sends_exactly_one_chinese_email(
     body = acks[0].get_content()
     assert "李雷，您好！您的反馈已登记为工单" in body
     assert acks[0]["Message-ID"].startswith("<N-")
-    acked(notify, customer)
-    [ack] = notifications(notify, customer, "ticket_ack")
+    [ack] = acked(notify, customer)
     assert [h["status"] for h in ack["history"]][-2:] == ["queued", "sent"]
 
 
@@ -314,8 +316,7 @@ def test_an_smtp_outage_is_retried_and_delivers_once_when_the_server_returns(
         smtp.start()
     subject = f"我们已收到您的反馈（工单 {ticket_id}）"
     eventually(lambda: any(m["Subject"] == subject for m in smtp.mailbox.to(address)), timeout=30)
-    acked(notify, customer)
-    [ack] = notifications(notify, customer, "ticket_ack")
+    [ack] = acked(notify, customer)
     assert ack["status"] == "sent"
     assert len([m for m in smtp.mailbox.to(address) if m["Subject"] == subject]) == 1
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from stackutil import ServiceProcess, Stack, cloud_event, eventually, processed, send, unique
+from stackutil import ServiceProcess, Stack, cloud_event, eventually, send, unique
 
 pytestmark = pytest.mark.e2e
 CST = ZoneInfo("Asia/Shanghai")
@@ -89,7 +89,13 @@ def test_an_agreement_customer_in_the_archive_and_their_ticket_takes_the_agreeme
 ) -> None:
     customer = unique("agr")
     today = datetime.now(UTC).astimezone(CST).date()
-    before = processed(tickets, "relations.v1", "agreement.created")
+
+    def taken_in() -> float:
+        return tickets.metric(
+            "crm_events_processed_total", topic="relations.v1", type="agreement.created"
+        )
+
+    before = taken_in()
     body = {
         "customer_id": customer,
         "number": unique("XY"),
@@ -117,7 +123,7 @@ def test_an_agreement_customer_in_the_archive_and_their_ticket_takes_the_agreeme
     assert customer in [row["id"] for row in listed]
 
     # The complaint goes after tickets took the agreement in (another topic: no order between).
-    eventually(lambda: processed(tickets, "relations.v1", "agreement.created") > before)
+    eventually(lambda: taken_in() > before)
     complaint = {
         "complaint_id": unique("cmp"),
         "channel": "phone",
