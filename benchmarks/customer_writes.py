@@ -1,0 +1,169 @@
+"""What writing a customer record costs the store, by how it is written and which indexes it keeps
+(issue #16; `docs/performance.md`, "Replace or update").
+
+    python benchmarks/customer_writes.py [--customers 12000] [--rounds 6]
+
+Starts a private SecantusDB (the Rust server, as `make up`) and fills two collections with the
+same customers, made by the archive's domain and stored by its `to_document` (sealed, with their
+keyed lookups): one with the archive's indexes (`finding.INDEXES`), one without the single `grade`
+and `stage` indexes, which are the first key of compound ones. Then, in rounds whose order
+alternates, 300 customers in one transaction each time, it writes:
+
+- after one more order each (what the archive's batches of orders do): the whole record replaced,
+  as `save_versioned` does; the fields that differ from the stored record `$set`; the whole
+  record replaced in the collection without the two single indexes;
+- after one more call-center contact each (a change to no indexed field): replaced, and `$set`.
+
+Prints the store's CPU per record written (µs) for each way, the mean and the range of the rounds.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from archive_search import make_customer
+from benchutil import cpu_seconds, print_table, private_store
+from pymongo import AsyncMongoClient, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+
+from crm_archive.adapters.documents import to_document
+from crm_archive.adapters.finding import INDEXES
+from crm_archive.domain.customer import Customer
+from crm_archive.domain.rules import DEFAULT_RULES
+from crm_runtime.crypto import FieldCipher, KeyRing
+
+Document = dict[str, Any]
+SLICE = 300
+SINGLES = (["grade"], ["stage"])
+
+
+class Records:
+    """One collection's customers: the domain's objects and the documents last stored."""
+
+    def __init__(self, collection: AsyncCollection[Document], made: list[Customer]) -> None:
+        self.collection = collection
+        self.customers = {c.id: c for c in made}
+        self.stored: dict[str, Document] = {}
+        self.ciphers = {c.id: FieldCipher(c.id, os.urandom(32)) for c in made}
+
+
+RING = KeyRing({"k1": os.urandom(32)}, "k1", os.urandom(32))
+
+
+def document(records: Records, customer: Customer) -> Document:
+    return to_document(customer, records.ciphers[customer.id], RING)
+
+
+def changed_fields(before: Document, after: Document) -> Document:
+    """The top-level fields of `after` that differ from `before` (the sealed profile always does:
+    each sealing draws a new nonce)."""
+    return {name: value for name, value in after.items() if before.get(name) != value}
+
+
+async def write(
+    client: AsyncMongoClient[Document],
+    records: Records,
+    ids: list[str],
+    change: Callable[[Customer], None],
+    way: str,
+) -> None:
+    """Change the customers `ids` and write them in one transaction, replaced or `$set`."""
+    operations: list[ReplaceOne[Document] | UpdateOne] = []
+    for customer_id in ids:
+        customer = records.customers[customer_id]
+        change(customer)
+        after = document(records, customer)
+        if way == "replace":
+            operations.append(ReplaceOne({"_id": customer_id}, after))
+        else:
+            fields = changed_fields(records.stored[customer_id], after)
+            operations.append(UpdateOne({"_id": customer_id}, {"$set": fields}))
+        records.stored[customer_id] = after
+    async with client.start_session() as session, await session.start_transaction():
+        await records.collection.bulk_write(operations, ordered=False, session=session)
+
+
+async def run(url: str, pid: int, customers: int, rounds: int) -> list[tuple[str, ...]]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(url, tz_aware=True)
+    database = client["customer_writes"]
+    rng, now = random.Random(16), datetime.now(UTC)
+    made = [make_customer(n, rng, now).customer for n in range(customers)]
+    declared = Records(database["declared"], made)
+    rng = random.Random(16)  # the same customers again, for the other collection
+    fewer = Records(
+        database["without_singles"], [make_customer(n, rng, now).customer for n in range(customers)]
+    )
+    await declared.collection.create_indexes(INDEXES)
+    await fewer.collection.create_indexes(
+        [i for i in INDEXES if list(i.document["key"]) not in SINGLES]
+    )
+    for records in (declared, fewer):
+        docs = [document(records, c) for c in records.customers.values()]
+        records.stored = {d["_id"]: d for d in docs}
+        for start in range(0, len(docs), 1000):
+            await records.collection.insert_many(docs[start : start + 1000])
+    ids = sorted(declared.customers)
+    counter = 0
+
+    def one_more_order(customer: Customer) -> None:
+        nonlocal counter
+        counter += 1
+        at = now + timedelta(seconds=counter)
+        customer.place_order(f"{customer.id}-x{counter}", at, Decimal("88.50"), "CNY")
+        customer.evaluate(at, DEFAULT_RULES)
+
+    def one_more_contact(customer: Customer) -> None:
+        customer.contacts += 1
+
+    ways: list[tuple[str, Records, Callable[[Customer], None], str]] = [
+        ("after an order: replaced (the archive's indexes)", declared, one_more_order, "replace"),
+        ("after an order: changed fields $set", declared, one_more_order, "set"),
+        ("after an order: replaced, without grade_1, stage_1", fewer, one_more_order, "replace"),
+        ("after a contact (no indexed field): replaced", declared, one_more_contact, "replace"),
+        ("after a contact (no indexed field): $set", declared, one_more_contact, "set"),
+    ]
+    figures: dict[str, list[float]] = {name: [] for name, *_ in ways}
+    for round_ in range(rounds):
+        order = ways if round_ % 2 == 0 else list(reversed(ways))
+        for name, records, change, way in order:
+            before = cpu_seconds(pid)
+            for _ in range(10):
+                start = rng.randrange(0, len(ids) - SLICE)
+                await write(client, records, ids[start : start + SLICE], change, way)
+            figures[name].append((cpu_seconds(pid) - before) * 1e6 / (10 * SLICE))
+        print(f"  round {round_ + 1} of {rounds}", flush=True)
+    await client.close()
+    return [
+        (
+            name,
+            f"{statistics.mean(values):,.0f}",
+            f"{min(values):,.0f}–{max(values):,.0f}",
+        )
+        for name, values in figures.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=12000)
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    with private_store("crm-customer-writes-") as (url, pid):
+        load = os.getloadavg()[0]
+        rows = asyncio.run(run(url, pid, args.customers, args.rounds))
+        print_table(
+            f"store CPU per customer record written, {SLICE} a transaction, {args.rounds} rounds "
+            f"(load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)",
+            ("write", "CPU µs / record (mean)", "range of the rounds"),
+            rows,
+        )
+
+
+if __name__ == "__main__":
+    main()
