@@ -78,6 +78,7 @@ async def write(
     for customer_id in ids:
         customer = records.customers[customer_id]
         change(customer)
+        customer.saved()  # one version up, as `save_versioned` stores it
         after = document(records, customer)
         if way == "replace":
             operations.append(ReplaceOne({"_id": customer_id}, after))
