@@ -3,15 +3,17 @@
 
     python benchmarks/customer_writes.py [--customers 12000] [--rounds 6]
 
-Starts a private SecantusDB (the Rust server, as `make up`) and fills two collections with the
+Starts a private SecantusDB (the Rust server, as `make up`) and fills three collections with the
 same customers, made by the archive's domain and stored by its `to_document` (sealed, with their
 keyed lookups): one with the archive's indexes (`finding.INDEXES`), one without the single `grade`
-and `stage` indexes, which are the first key of compound ones. Then, in rounds whose order
-alternates, 300 customers in one transaction each time, it writes:
+and `stage` indexes, which are the first key of compound ones, and one without the six (stage or
+grade, sort key, id) indexes that the sorted lists of one stage or grade walk. Then, in rounds
+whose order alternates, 300 customers in one transaction each time, it writes:
 
 - after one more order each (what the archive's batches of orders do): the whole record replaced,
   as `save_versioned` does; the fields that differ from the stored record `$set`; the whole
-  record replaced in the collection without the two single indexes;
+  record replaced in the collection without the two single indexes, and in the one without the
+  six;
 - after one more call-center contact each (a change to no indexed field): replaced, and `$set`.
 
 Prints the store's CPU per record written (µs) for each way, the mean and the range of the rounds.
@@ -41,6 +43,9 @@ from crm_runtime.crypto import FieldCipher, KeyRing
 Document = dict[str, Any]
 SLICE = 300
 SINGLES = (["grade"], ["stage"])
+LANE_KEYS = 3
+"""The (stage or grade, sort key, id) indexes have three keys: the lanes the sorted lists of one
+stage or grade walk (`census.py`), six of them."""
 
 
 class Records:
@@ -93,23 +98,30 @@ async def write(
 async def run(url: str, pid: int, customers: int, rounds: int) -> list[tuple[str, ...]]:
     client: AsyncMongoClient[Document] = AsyncMongoClient(url, tz_aware=True)
     database = client["customer_writes"]
-    rng, now = random.Random(16), datetime.now(UTC)
-    made = [make_customer(n, rng, now).customer for n in range(customers)]
-    declared = Records(database["declared"], made)
-    rng = random.Random(16)  # the same customers again, for the other collection
-    fewer = Records(
-        database["without_singles"], [make_customer(n, rng, now).customer for n in range(customers)]
-    )
+    now = datetime.now(UTC)
+
+    def made(name: str) -> Records:
+        """The same customers in each collection."""
+        rng = random.Random(16)
+        return Records(
+            database[name], [make_customer(n, rng, now).customer for n in range(customers)]
+        )
+
+    declared, fewer, laneless = made("declared"), made("without_singles"), made("without_lanes")
     await declared.collection.create_indexes(INDEXES)
     await fewer.collection.create_indexes(
         [i for i in INDEXES if list(i.document["key"]) not in SINGLES]
     )
-    for records in (declared, fewer):
+    await laneless.collection.create_indexes(
+        [i for i in INDEXES if len(i.document["key"]) < LANE_KEYS]
+    )
+    for records in (declared, fewer, laneless):
         docs = [document(records, c) for c in records.customers.values()]
         records.stored = {d["_id"]: d for d in docs}
         for start in range(0, len(docs), 1000):
             await records.collection.insert_many(docs[start : start + 1000])
     ids = sorted(declared.customers)
+    slices = random.Random(7)
     counter = 0
 
     def one_more_order(customer: Customer) -> None:
@@ -126,6 +138,7 @@ async def run(url: str, pid: int, customers: int, rounds: int) -> list[tuple[str
         ("after an order: replaced (the archive's indexes)", declared, one_more_order, "replace"),
         ("after an order: changed fields $set", declared, one_more_order, "set"),
         ("after an order: replaced, without grade_1, stage_1", fewer, one_more_order, "replace"),
+        ("after an order: replaced, without the six lanes", laneless, one_more_order, "replace"),
         ("after a contact (no indexed field): replaced", declared, one_more_contact, "replace"),
         ("after a contact (no indexed field): $set", declared, one_more_contact, "set"),
     ]
@@ -135,7 +148,7 @@ async def run(url: str, pid: int, customers: int, rounds: int) -> list[tuple[str
         for name, records, change, way in order:
             before = cpu_seconds(pid)
             for _ in range(10):
-                start = rng.randrange(0, len(ids) - SLICE)
+                start = slices.randrange(0, len(ids) - SLICE)
                 await write(client, records, ids[start : start + SLICE], change, way)
             figures[name].append((cpu_seconds(pid) - before) * 1e6 / (10 * SLICE))
         print(f"  round {round_ + 1} of {rounds}", flush=True)
