@@ -365,6 +365,11 @@ class ServiceProcess:
         """Sum of a metric's samples on /metrics, of those with every one of `labels` if any."""
         return local_stack.metric(self.port, name, **labels)
 
+    def processed(self, topic: str, event_type: str) -> float:
+        """How many events of the type from `topic` the service handled (applied, or found
+        already applied): counted once the batch that held them is saved."""
+        return self.metric("crm_events_processed_total", topic=topic, type=event_type)
+
 
 @contextlib.contextmanager
 def running_suite(

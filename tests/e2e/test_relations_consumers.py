@@ -89,13 +89,7 @@ def test_an_agreement_customer_in_the_archive_and_their_ticket_takes_the_agreeme
 ) -> None:
     customer = unique("agr")
     today = datetime.now(UTC).astimezone(CST).date()
-
-    def taken_in() -> float:
-        return tickets.metric(
-            "crm_events_processed_total", topic="relations.v1", type="agreement.created"
-        )
-
-    before = taken_in()
+    before = tickets.processed("relations.v1", "agreement.created")
     body = {
         "customer_id": customer,
         "number": unique("XY"),
@@ -123,7 +117,7 @@ def test_an_agreement_customer_in_the_archive_and_their_ticket_takes_the_agreeme
     assert customer in [row["id"] for row in listed]
 
     # The complaint goes after tickets took the agreement in (another topic: no order between).
-    eventually(lambda: taken_in() > before)
+    eventually(lambda: tickets.processed("relations.v1", "agreement.created") > before)
     complaint = {
         "complaint_id": unique("cmp"),
         "channel": "phone",
