@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import platform
@@ -86,6 +88,28 @@ class BenchStack:
         port, proc = self._spawn(name, env)
         stack.wait_for(lambda: stack.service_ready(port), name, 120, proc)
         return port, proc
+
+    def start_as_deployed(self, name: str, env: dict[str, str]) -> dict[str, tuple[int, Any]]:
+        """Service `name` as the local stack runs it: its own process and its replicas
+        (`stack.REPLICAS`: notify's bulk), each on a free port with `env` (CRM_<NAME>_*), each at
+        its weight; waits until all are ready. {process name: (port, process)}, its own first."""
+        own = {**stack.first_process_env(name), **env}
+        started = {name: self._spawn(name, own)}
+        for process, replica in stack.REPLICAS.items():
+            if replica.service == name:
+                started[process] = self._spawn_replica(process, replica, env)
+        for process, (port, proc) in started.items():
+            stack.wait_for(functools.partial(stack.service_ready, port), process, 120, proc)
+        return started
+
+    def _spawn_replica(
+        self, process: str, replica: stack.Replica, env: dict[str, str]
+    ) -> tuple[int, Any]:
+        moved = dataclasses.replace(replica, port=free_port())
+        full = stack.replica_env(moved, self.bootstrap, self.mongodb_url, env)
+        proc = stack.start_service(replica.service, full, self.workdir / f"{process}.log", process)
+        self.pids.append(proc.pid)
+        return moved.port, proc
 
     def start_on_backlog(
         self, name: str, env: dict[str, str], metric_names: Sequence[str], backlog: int

@@ -4,7 +4,8 @@
                                      [--without S] [--profile SERVICE] [--py-spy PATH]
 
 On a private stack as `make up` starts it by default (Apache Kafka, the Rust SecantusDB server,
-a mail catcher, and archive, tickets, loyalty, notify and relations each as its own process):
+a mail catcher, and archive, tickets, loyalty, notify and relations each as its own process,
+notify's bulk topics in a replica of its own, `notify-bulk`: `stack.REPLICAS`):
 
 1. the customers register on `members.v1` (as a real shop's member system has them), and the
    script waits until archive and loyalty have committed them;
@@ -351,8 +352,8 @@ def main() -> None:
                 f"{prefix}CONSUMER_GROUP": groups[name],
                 "CRM_NOTIFY_SMTP_PORT": str(mail_port),
             }
-            ports[name], proc = bench.start_service(name, env)
-            pids[name] = proc.pid
+            for process, (port, proc) in bench.start_as_deployed(name, env).items():
+                ports[process], pids[process] = port, proc.pid  # notify and notify-bulk
         timed = {name: groups[name] for name in TIMED}
         if args.profile:
             timed[args.profile] = groups[args.profile]
@@ -404,7 +405,9 @@ def main() -> None:
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
             profiler.wait(60)
-        retries = {name: metric(ports[name], "crm_transient_retries_total") for name in running}
+        retries = {
+            name: metric(port, "crm_transient_retries_total") for name, port in ports.items()
+        }
         problems = asyncio.run(verify(bench, databases, sent))
         messages = (
             asyncio.run(notify_messages(bench, databases["notify"], orders_from))
@@ -441,7 +444,7 @@ def main() -> None:
                         f"{cpu[name] / span:.0%}",
                         f"{peak[name]:.0f}",
                     )
-                    for name in running
+                    for name in pids
                 ),
                 *(
                     (
@@ -471,7 +474,7 @@ def main() -> None:
                 "committed_s": elapsed,
                 "settled_s": all_sent_s,
                 "caught_up_s": caught_up_s,
-                "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in running}
+                "cpu_ms_per_event": {name: cpu[name] * 1000 / events for name in pids}
                 | {name: used * 1000 / events for name, used in servers_cpu.items()},
                 "peak_rss_mb": peak,
                 "load": [load_at_start[0], max(loads)],

@@ -14,7 +14,8 @@ machine.
 - **Service**: the real service from a fresh consumer group, timed from its first handled batch
   (which is left out of the count) until every message in the topics it consumes is handled
   (applied, skipped as not its business, or dead-lettered).
-- **Latency**: all four services run; the complainers register and their welcome e-mails are
+- **Latency**: all four services run as the local stack runs them (notify's bulk topics in a
+  replica of its own, `notify-bulk`); the complainers register and their welcome e-mails are
   sent (the time and rate are printed: notify's delivery throughput); then a producer offers
   `--rate` events/s for `--seconds`: orders (timed to their `points.earned` on `loyalty.v1`) and,
   one in twenty, complaints from registered customers (timed through tickets and notify to the
@@ -566,9 +567,8 @@ def main() -> None:
                     env |= notify_env
                     if args.deliver_interval_s is not None:
                         env["CRM_NOTIFY_DELIVER_INTERVAL_S"] = str(args.deliver_interval_s)
-                port, proc = bench.start_service(name, env)
-                pids[name] = proc.pid
-                ports[name] = port
+                for process, (port, proc) in bench.start_as_deployed(name, env).items():
+                    ports[process], pids[process] = port, proc.pid  # notify and notify-bulk
             asyncio.run(
                 produce(
                     bench.bootstrap,

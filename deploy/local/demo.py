@@ -402,6 +402,11 @@ def await_handled(name: str, port: int, target: float) -> None:
             time.sleep(0.25)
             bar.update(int(handled(port)) - bar.n)
     # Services also read other services' events (tickets reads archive.v1): wait until quiet.
+    await_quiet(port, deadline)
+
+
+def await_quiet(port: int, deadline: float) -> None:
+    """Until the process on `port` has handled nothing new for 2 s (or `deadline`)."""
     settled, last = 0, handled(port)
     while settled < 4 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -444,6 +449,8 @@ def main() -> None:
     await_handled("tickets", tickets_port, before[tickets_port] + tickets_expected)
     members = sum(1 for _, sent in traffic if sent.topic == "members.v1")
     await_handled("notify", notify_port, before[notify_port] + members)
+    for replica in local.replicas.values():  # notify's bulk: points, tiers, churn, staff alerts
+        await_quiet(replica.port, time.monotonic() + 300)
     orders = sum(1 for _, sent in traffic if sent.topic == "orders.v1")
     await_handled("relations", relations_port, before[relations_port] + members + orders)
     elapsed = time.monotonic() - started

@@ -61,15 +61,71 @@ SERVICES: dict[str, int] = {
     "relations": 8085,
 }
 """Services of the suite and their HTTP ports."""
-NICE: dict[str, int] = {"notify": 5, "relations": 19}
-"""The services that yield the cores when the machine is short of them (`yield_cores`): relations
-and notify act on what the ledgers record (plans, agreement lines, messages) and may trail a
-backlog, while the archive and loyalty (the ledgers staff read, the archive waiting on loyalty's
-points) apply theirs one batch after another. Relations, on no one's latency path, takes only
-what the others leave (19, the lowest weight: the 70,000-order replay's ledgers were done 0.5-11
-s sooner than at 10, relations 10-14 s after them); notify yields less, because acknowledgement
-e-mails wait on it: complaint -> e-mail p99 at 200 events/s was 462-520 ms at nice 5, 1,067 ms
-at 10, 238-246 ms at 0 (docs/performance.md, "The ledgers first" and "Spans no one exports")."""
+NICE: dict[str, int] = {"relations": 19, "notify-bulk": 19}
+"""The processes that yield the cores when the machine is short of them (`yield_cores`): those
+that act on what the ledgers record (plans, agreement lines, the messages that follow) and may
+trail a backlog, while the archive and loyalty (the ledgers staff read, the archive waiting on
+loyalty's points) apply theirs one batch after another. They take only what the others leave (19,
+the lowest weight: the 70,000-order replay's ledgers were done 0.5-11 s sooner than at 10, and
+10-12 s sooner with notify's bulk there too). Notify's own process, which sends what people wait
+on (a complaint's acknowledgement), keeps the default weight: at 5 its p99 was 462-520 ms, at 19
+1.7-1.8 s, at 0 238-246 ms (docs/performance.md, "The ledgers first", "Spans no one exports" and
+"Notify's bulk in a replica of its own")."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A second process of `service` that reads only `topics` of its service's (its first
+    process reads the rest), on a port of its own, at a weight of its own (`NICE`), in the
+    service's one group and database. It relays nothing: the first process's relay publishes
+    what both committed (ADR 0028)."""
+
+    service: str
+    port: int
+    topics: tuple[str, ...]
+
+
+REPLICAS: dict[str, Replica] = {
+    "notify-bulk": Replica("notify", 8086, ("archive.v1", "loyalty.v1", "relations.v1")),
+}
+"""The local stack's replicas, by process name. Notify's bulk: what follows from what the ledgers
+and relations record (points digests, tier news, churn care, staff digests and alerts), which
+can wait out a backlog, apart from what a person waits on (acknowledgements, welcomes, consent),
+which notify's own process reads (ADR 0028)."""
+
+
+def replica_env(
+    replica: Replica, bootstrap: str, mongodb_url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A replica's environment: its service's, on its own port, reading its topics, relaying
+    nothing."""
+    prefix = f"CRM_{replica.service.upper()}_"
+    return service_env(
+        replica.service,
+        replica.port,
+        bootstrap,
+        mongodb_url,
+        {
+            f"{prefix}TOPICS": json.dumps(replica.topics),
+            f"{prefix}OUTBOX_RELAY_ENABLED": "false",
+            **(extra or {}),
+        },
+    )
+
+
+def first_process_env(service: str, replicas: Mapping[str, Replica] = REPLICAS) -> dict[str, str]:
+    """What a service's first process reads when `replicas` read some of its topics: the rest
+    (`CRM_<SERVICE>_TOPICS`); nothing when it has no replica."""
+    shared = {t for r in replicas.values() if r.service == service for t in r.topics}
+    if not shared:
+        return {}
+    sys.path.insert(0, str(ROOT / "contracts" / "src"))
+    from crm_contracts.topics import consumed_by
+
+    own = [t.name for t in consumed_by(service) if t.name not in shared]
+    return {f"CRM_{service.upper()}_TOPICS": json.dumps(own)}
+
+
 CONSOLE_PORT = 8080
 """The web console (`crm_console`): pages for people, in front of the services' HTTP APIs."""
 
@@ -521,9 +577,11 @@ def prometheus_binary() -> str | None:
         return None
 
 
-def prometheus_config(targets: Mapping[str, int], own_port: int, interval: str) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml (what compose runs) with the targets swapped for the
-    services on 127.0.0.1:<port>, the rules file by its path and another interval."""
+def prometheus_config(
+    targets: Mapping[str, Iterable[int]], own_port: int, interval: str
+) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml (what compose runs) with the targets swapped for each
+    service's processes on 127.0.0.1:<port>, the rules file by its path and another interval."""
     import yaml  # PyYAML: in the dev virtualenv, needed only here
 
     config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
@@ -534,7 +592,8 @@ def prometheus_config(targets: Mapping[str, int], own_port: int, interval: str) 
     for job in config["scrape_configs"]:
         for static in job["static_configs"]:
             if job["job_name"] == "crm":
-                static["targets"] = [f"127.0.0.1:{targets[static['labels']['service']]}"]
+                ports = targets[static["labels"]["service"]]
+                static["targets"] = [f"127.0.0.1:{port}" for port in ports]
             else:
                 static["targets"] = [f"127.0.0.1:{own_port}"]
     return config
@@ -545,7 +604,8 @@ class PrometheusNode:
     """A Prometheus scraping the suite with the deployment's job, labels and alert rules."""
 
     data: Path
-    targets: Mapping[str, int]
+    targets: Mapping[str, Iterable[int]]
+    """Each service's processes' ports."""
     port: int = PROMETHEUS_PORT
     interval: str = "5s"
     binary: str = "prometheus"
@@ -644,9 +704,13 @@ def console_env(port: int, services: Mapping[str, int]) -> dict[str, str]:
     }
 
 
-def start_service(name: str, env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_service(
+    name: str, env: Mapping[str, str], log: Path, process: str = ""
+) -> subprocess.Popen[bytes]:
+    """Service `name` as the process `process` (a replica's name; default: the service's own) at
+    that process's weight (`NICE`)."""
     proc = spawn([sys.executable, "-m", f"crm_{name}"], log, env=env, cwd=ROOT)
-    yield_cores(proc.pid, NICE.get(name, 0))
+    yield_cores(proc.pid, NICE.get(process or name, 0))
     return proc
 
 
@@ -705,6 +769,7 @@ class LocalStack:
     controller_port: int = 9093
     mongo_port: int = 27017
     services: Mapping[str, int] = field(default_factory=lambda: dict(SERVICES))
+    replicas: Mapping[str, Replica] = field(default_factory=lambda: dict(REPLICAS))
     console_port: int = CONSOLE_PORT
 
     @property
@@ -726,6 +791,10 @@ class LocalStack:
             path.unlink()
             return None
         return pid
+
+    def ports(self) -> dict[str, int]:
+        """Each service's process and each replica, by name: its HTTP port."""
+        return {**self.services, **{name: r.port for name, r in self.replicas.items()}}
 
     def running(self, name: str) -> bool:
         """Whether the stack's `name` (kafka, secantusdb, mail, a service, prometheus) runs."""
@@ -761,10 +830,17 @@ class LocalStack:
         for name, port in self.services.items():
             if self._running(name):
                 continue
-            env = service_env(name, port, self.bootstrap(), self.mongodb_url())
+            own = first_process_env(name, self.replicas)
+            env = service_env(name, port, self.bootstrap(), self.mongodb_url(), own)
             proc = start_service(name, env, self.root / "logs" / f"{name}.log")
             self._record(name, proc)
-        for name, port in self.services.items():
+        for name, replica in self.replicas.items():
+            if self._running(name):
+                continue
+            env = replica_env(replica, self.bootstrap(), self.mongodb_url())
+            proc = start_service(replica.service, env, self.root / "logs" / f"{name}.log", name)
+            self._record(name, proc)
+        for name, port in self.ports().items():
             wait_for(functools.partial(service_ready, port), f"service {name}", 120)
         if not self._running("console"):
             if port_open(self.console_port):
@@ -792,7 +868,11 @@ class LocalStack:
             print(f"port {PROMETHEUS_PORT} is taken: running without our Prometheus", flush=True)
             return
         print(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} ...", flush=True)
-        node = PrometheusNode(self.root / "prometheus", self.services, binary=binary)
+        targets = {
+            name: [port, *(r.port for r in self.replicas.values() if r.service == name)]
+            for name, port in self.services.items()
+        }
+        node = PrometheusNode(self.root / "prometheus", targets, binary=binary)
         self._record("prometheus", node.start())
 
     def print_urls(self) -> None:
@@ -801,6 +881,9 @@ class LocalStack:
         print(f"  MongoDB:     {self.mongodb_url()}")
         for name, port in self.services.items():
             print(f"  {name:<12} http://127.0.0.1:{port}  (docs /docs, AsyncAPI /asyncapi)")
+        for name, replica in self.replicas.items():
+            topics = ", ".join(replica.topics)
+            print(f"  {name:<12} http://127.0.0.1:{replica.port}  ({replica.service}: {topics})")
         print(f"  console      http://127.0.0.1:{self.console_port}  (sign in with a token below)")
         print(f"  dev token:   {DEV_TOKEN}   (curl -H 'Authorization: Bearer {DEV_TOKEN}' ...)")
         print("  demo users:  user       roles       token")
@@ -813,7 +896,15 @@ class LocalStack:
         print(f"  logs:        {self.root / 'logs'}")
 
     def down(self) -> None:
-        for name in ["prometheus", "console", *self.services, "mail", "secantusdb", "kafka"]:
+        for name in [
+            "prometheus",
+            "console",
+            *self.replicas,
+            *self.services,
+            "mail",
+            "secantusdb",
+            "kafka",
+        ]:
             pid = self._running(name)
             if pid:
                 print(f"stopping {name} (pid {pid})", flush=True)
@@ -821,7 +912,15 @@ class LocalStack:
                 (self.pids / f"{name}.pid").unlink(missing_ok=True)
 
     def status(self) -> None:
-        for name in ["kafka", "secantusdb", "mail", *self.services, "console", "prometheus"]:
+        for name in [
+            "kafka",
+            "secantusdb",
+            "mail",
+            *self.services,
+            *self.replicas,
+            "console",
+            "prometheus",
+        ]:
             pid = self._running(name)
             print(f"{name:<12} {'running, pid ' + str(pid) if pid else 'stopped'}")
 

@@ -1,6 +1,8 @@
-"""When the machine is short of cores, the local stack's relations and (less) notify yield them
-to the ledgers (`NICE` in deploy/local/stack.py): a backlog of orders is then committed by the
-archive and loyalty sooner (docs/performance.md, "The ledgers first"). Linux shares the cores
+"""When the machine is short of cores, the local stack's relations and notify's bulk replica
+yield them to the ledgers (`NICE` in deploy/local/stack.py): a backlog of orders is then committed
+by the archive and loyalty sooner (docs/performance.md, "The ledgers first", "Notify's bulk in a
+replica of its own"), while notify's own process, which sends what people wait on, keeps the
+default weight. Linux shares the cores
 between sessions before it shares them between a session's threads, and each process the stack
 starts is a session of its own, so the weight must be the session's (its autogroup), not only
 the process's nice value."""
@@ -32,8 +34,8 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[i
         os.waitpid(pid, 0)
 
 
-def started(name: str, pids: list[int], tmp_path: Path) -> int:
-    proc = local_stack.start_service(name, {}, tmp_path / f"{name}.log")
+def started(name: str, pids: list[int], tmp_path: Path, process: str = "") -> int:
+    proc = local_stack.start_service(name, {}, tmp_path / f"{process or name}.log", process)
     pids.append(proc.pid)
     return proc.pid
 
@@ -43,17 +45,22 @@ def autogroup_nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
 
 
-def test_relations_and_notify_run_at_lower_weights_and_the_ledgers_at_the_default(
+def test_relations_and_notifys_bulk_run_at_the_lowest_weight_and_the_rest_at_the_default(
     stand_in: list[int], tmp_path: Path
 ) -> None:
     pids = {name: started(name, stand_in, tmp_path) for name in local_stack.SERVICES}
+    pids |= {
+        name: started(replica.service, stand_in, tmp_path, name)
+        for name, replica in local_stack.REPLICAS.items()
+    }
     base = os.getpriority(os.PRIO_PROCESS, 0)  # what they inherit (a runner may be niced)
     assert {name: os.getpriority(os.PRIO_PROCESS, pid) for name, pid in pids.items()} == {
         "archive": base,
         "tickets": base,
         "loyalty": base,
-        "notify": min(base + 5, 19),
+        "notify": base,
         "relations": 19,
+        "notify-bulk": 19,
     }
 
 
@@ -63,9 +70,11 @@ def test_the_weight_is_the_whole_sessions_where_the_kernel_shares_cores_by_sessi
 ) -> None:
     names = ("archive", "notify", "relations")  # back to back: rate-limited when unprivileged
     pids = {name: started(name, stand_in, tmp_path) for name in names}
+    pids["notify-bulk"] = started("notify", stand_in, tmp_path, "notify-bulk")
     assert {name: autogroup_nice(pid) for name, pid in pids.items()} == {
         "archive": 0,
-        "notify": 5,
+        "notify": 0,
         "relations": 19,
+        "notify-bulk": 19,
     }
-    assert len({os.getsid(pid) for pid in pids.values()}) == 3  # a session each
+    assert len({os.getsid(pid) for pid in pids.values()}) == 4  # a session each

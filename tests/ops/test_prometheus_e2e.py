@@ -68,7 +68,7 @@ def suite(stack: Stack, smtp: SmtpServer) -> Iterator[dict[str, ServiceProcess]]
 
 @pytest.fixture
 def server(suite: dict[str, ServiceProcess], tmp_path: Path) -> Iterator[Prometheus]:
-    targets = {name: service.port for name, service in suite.items()}
+    targets = {name: [service.port] for name, service in suite.items()}
     server = Prometheus(
         tmp_path, targets, port=free_port(), interval="1s", binary=str(prometheus())
     )

@@ -20,7 +20,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 
 from crm_contracts import CloudEvent
-from crm_contracts.topics import consumed_by, dlq_topic_name
+from crm_contracts.topics import dlq_topic_name
 from crm_runtime.audit import PiiAudit
 from crm_runtime.auth import Authenticator
 from crm_runtime.consumer import BatchConsumer, BatchHandler
@@ -185,10 +185,10 @@ class Runtime:
         accepted_types: Sequence[str],
         description: str = "",
     ) -> list[BatchConsumer]:
-        """`settings.consumers` consumers of the service's topics, each a member of its own in the
-        service's group with partitions of its own, as a replica's would be: their batches are
-        applied side by side (ADR 0026)."""
-        topics = [t.name for t in consumed_by(self.service)]  # the registry says, once
+        """`settings.consumers` consumers of the service's topics (those of `settings.topics`
+        where set), each a member of its own in the service's group with partitions of its own,
+        as a replica's would be: their batches are applied side by side (ADR 0026)."""
+        topics = self.settings.consumed_topics()  # the registry says, once; `topics` may narrow
         count = self.settings.consumers
         consumers = [
             BatchConsumer(

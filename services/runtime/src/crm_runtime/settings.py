@@ -27,6 +27,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from crm_contracts.topics import consumed_by
 from crm_runtime.crypto import KeyRing
 
 ROLES = ("agent", "supervisor", "ops", "integration")
@@ -38,6 +39,11 @@ LOCAL_STACK_TOKENS = frozenset(
 )
 """Every token of the local stack (`DEMO_USERS` in `deploy/local/stack.py`): the README
 publishes them, so anyone holds them. A service reachable from other hosts refuses them."""
+
+
+class UnknownTopicsError(SystemExit):
+    """`CRM_<SERVICE>_TOPICS` naming a topic its service does not read. A `SystemExit`: the
+    process ends at start with this one line on stderr (status 1)."""
 
 
 class InsecureSettingsError(SystemExit):
@@ -88,6 +94,11 @@ class _EnvSource(EnvSettingsSource):
                     return FieldInfo.from_annotation(hints[name])
             return None
         return super().next_field(field, key, case_sensitive)
+
+
+def _read_by(service: str) -> list[str]:
+    """The topics `service` consumes, as the contracts' registry says."""
+    return [topic.name for topic in consumed_by(service)]
 
 
 BatchRecords = Annotated[int, Field(ge=1, le=10_000)]
@@ -143,6 +154,13 @@ class ServiceSettings(BaseSettings):
         "in the group than the partitions it reads leave some without work.",
     )
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    topics: tuple[str, ...] = Field(
+        default=(),
+        description="The topics this process reads (a JSON list), of those its service consumes "
+        "(the contracts' registry); empty: all of them. Replicas that share them out read theirs "
+        "in the service's one group, each at a weight of its own: the local stack runs notify "
+        "as two (ADR 0028).",
+    )
 
     inbox_retention_s: int = Field(
         default=30 * 24 * 3600,
@@ -306,6 +324,11 @@ class ServiceSettings(BaseSettings):
             self.service, f"{prefix}HTTP_HOST", self.http_host, self.insecure_settings()
         )
 
+    def consumed_topics(self) -> list[str]:
+        """The topics this process reads: those of `topics`, else all its service consumes, in
+        the registry's order."""
+        return [name for name in _read_by(self.service) if not self.topics or name in self.topics]
+
     def key_ring(self) -> KeyRing:
         return KeyRing.from_config(
             keys={name: key.get_secret_value() for name, key in self.master_keys.items()},
@@ -353,5 +376,13 @@ class ServiceSettings(BaseSettings):
             self.database = f"crm_{self.service}"
         if not self.consumer_group:
             self.consumer_group = self.service
+        consumed = _read_by(self.service)
+        unknown = [name for name in self.topics if name not in consumed]
+        if unknown:
+            prefix = str(self.model_config.get("env_prefix", "CRM_")).upper()
+            raise UnknownTopicsError(
+                f"{prefix}TOPICS names {', '.join(map(repr, unknown))}: crm-{self.service} reads "
+                f"only {', '.join(consumed) or 'no topic'}"
+            )
         if not self.http_port:
             self.http_port = self.default_http_port
