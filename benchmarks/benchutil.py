@@ -93,7 +93,7 @@ class BenchStack:
         """Service `name` as the local stack runs it: its own process and its replicas
         (`stack.REPLICAS`: notify's bulk), each on a free port with `env` (CRM_<NAME>_*), each at
         its weight; waits until all are ready. {process name: (port, process)}, its own first."""
-        own = {**stack.first_process_env(name), **env}
+        own = {**stack.first_process_env(name, stack.REPLICAS), **env}
         started = {name: self._spawn(name, own)}
         for process, replica in stack.REPLICAS.items():
             if replica.service == name:

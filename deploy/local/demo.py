@@ -449,10 +449,10 @@ def main() -> None:
     await_handled("tickets", tickets_port, before[tickets_port] + tickets_expected)
     members = sum(1 for _, sent in traffic if sent.topic == "members.v1")
     await_handled("notify", notify_port, before[notify_port] + members)
-    for replica in local.replicas.values():  # notify's bulk: points, tiers, churn, staff alerts
-        await_quiet(replica.port, time.monotonic() + 300)
     orders = sum(1 for _, sent in traffic if sent.topic == "orders.v1")
     await_handled("relations", relations_port, before[relations_port] + members + orders)
+    for replica in local.replicas.values():  # notify's bulk: points, tiers, churn, staff alerts
+        await_quiet(replica.port, time.monotonic() + 300)
     elapsed = time.monotonic() - started
     print("\nSent (CloudEvents, keyed by customer id):")
     for event_type, count in sorted(by_type.items()):

@@ -66,11 +66,12 @@ NICE: dict[str, int] = {"relations": 19, "notify-bulk": 19}
 that act on what the ledgers record (plans, agreement lines, the messages that follow) and may
 trail a backlog, while the archive and loyalty (the ledgers staff read, the archive waiting on
 loyalty's points) apply theirs one batch after another. They take only what the others leave (19,
-the lowest weight: the 70,000-order replay's ledgers were done 0.5-11 s sooner than at 10, and
-10-12 s sooner with notify's bulk there too). Notify's own process, which sends what people wait
-on (a complaint's acknowledgement), keeps the default weight: at 5 its p99 was 462-520 ms, at 19
-1.7-1.8 s, at 0 238-246 ms (docs/performance.md, "The ledgers first", "Spans no one exports" and
-"Notify's bulk in a replica of its own")."""
+the lowest weight: the 70,000-order replay's ledgers were done 0.5-11 s sooner than with relations
+at 10, and 3-15 s sooner with notify's bulk at 19 than with all of notify at 5). Notify's own
+process, which sends what people wait on (a complaint's acknowledgement), keeps the default
+weight: the acknowledgement's p99 at 200 events/s was 283-287 ms so, 547-706 ms with all of notify
+at 5, 1.7-1.8 s with all of notify at 19 (docs/performance.md, "The ledgers first" and "Notify's
+bulk in a replica of its own")."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def replica_env(
     )
 
 
-def first_process_env(service: str, replicas: Mapping[str, Replica] = REPLICAS) -> dict[str, str]:
+def first_process_env(service: str, replicas: Mapping[str, Replica]) -> dict[str, str]:
     """What a service's first process reads when `replicas` read some of its topics: the rest
     (`CRM_<SERVICE>_TOPICS`); nothing when it has no replica."""
     shared = {t for r in replicas.values() if r.service == service for t in r.topics}

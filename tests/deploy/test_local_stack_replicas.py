@@ -18,7 +18,7 @@ def process_envs(service: str) -> dict[str, dict[str, str]]:
         8084,
         "127.0.0.1:9092",
         "mongodb://127.0.0.1:1",
-        local_stack.first_process_env(service),
+        local_stack.first_process_env(service, local_stack.REPLICAS),
     )
     replicas = {
         name: local_stack.replica_env(replica, "127.0.0.1:9092", "mongodb://127.0.0.1:1")
@@ -49,7 +49,7 @@ def test_only_the_first_process_relays_and_both_share_the_group_and_database() -
 
 
 def test_a_service_without_replicas_reads_all_its_topics() -> None:
-    assert local_stack.first_process_env("archive") == {}
+    assert local_stack.first_process_env("archive", local_stack.REPLICAS) == {}
 
 
 def test_notifys_settings_accept_what_the_stack_gives_each_process(
