@@ -536,7 +536,7 @@ def main() -> None:
 
 
 PROMQL = {
-    "services up": 'sum(up{job="crm"})',
+    "service processes up": 'sum(up{job="crm"})',  # notify runs two (ADR 0028)
     "customers (archive)": "sum(max by (grade, stage) (crm_customers))",
     "churn risks raised": "sum(crm_churn_risks_raised_total)",
     "open tickets": "sum(max by (priority) (crm_tickets_open))",
