@@ -95,9 +95,8 @@ class BenchStack:
         its weight; waits until all are ready. {process name: (port, process)}, its own first."""
         own = {**stack.first_process_env(name, stack.REPLICAS), **env}
         started = {name: self._spawn(name, own)}
-        for process, replica in stack.REPLICAS.items():
-            if replica.service == name:
-                started[process] = self._spawn_replica(process, replica, env)
+        for process, replica in stack.replicas_of(name, stack.REPLICAS).items():
+            started[process] = self._spawn_replica(process, replica, env)
         for process, (port, proc) in started.items():
             stack.wait_for(functools.partial(stack.service_ready, port), process, 120, proc)
         return started

@@ -34,7 +34,8 @@ per order and one `reverse` per refund, every balance equal to the sum of its le
 `--without NAME` (notify, tickets or relations) leaves a service out: what it costs the store and
 the others. `--json PATH` also writes the figures (`issue16_targets.py` reads them).
 
-`--profile NAME` runs `py-spy record --format raw` on that service for the orders phase and
+`--profile NAME` runs `py-spy record --format raw` on that process (a service, or a replica such
+as `notify-bulk`, which does notify's work on the orders) for the orders phase and
 writes the flame input next to the printout (`shop_replay-NAME.txt`). A service other than archive
 and loyalty (notify: `points.earned` into its digests) is then waited for too, so its CPU figure
 covers all its work on the orders (and the orders phase starts once its welcome e-mails are
@@ -72,7 +73,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from benchutil import BenchStack, cpu_seconds, print_table, private_stack, rss_mb
 from bson.decimal128 import Decimal128
 from pymongo import AsyncMongoClient
-from stack import metric, start_mail_catcher
+from stack import REPLICAS, metric, start_mail_catcher
 from stackutil import cloud_event, free_port, topic_partitions
 
 from crm_contracts.topics import consumed_by
@@ -308,7 +309,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=70_000)
     parser.add_argument("--customers", type=int, default=24_000)
     parser.add_argument("--refunds", type=float, default=0.02, help="share of orders refunded")
-    parser.add_argument("--profile", choices=SERVICES, help="py-spy record this service's orders")
+    parser.add_argument(
+        "--profile", choices=[*SERVICES, *REPLICAS], help="py-spy record this process's orders"
+    )
     parser.add_argument(
         "--without",
         action="append",
@@ -356,7 +359,8 @@ def main() -> None:
                 ports[process], pids[process] = port, proc.pid  # notify and notify-bulk
         timed = {name: groups[name] for name in TIMED}
         if args.profile:
-            timed[args.profile] = groups[args.profile]
+            service = REPLICAS[args.profile].service if args.profile in REPLICAS else args.profile
+            timed[service] = groups[service]
 
         begin = time.monotonic()
         kcat_produce(bench.bootstrap, "members.v1", sent.registrations, bench.workdir / "m.txt")

@@ -169,6 +169,26 @@ def order_placed(
     )
 
 
+def ticket_opened(
+    customer: str, ticket_id: str, event_id: str | None = None, at: datetime | None = None
+) -> bytes:
+    """Tickets' `ticket.opened` for a delivery complaint (notify acknowledges it by e-mail)."""
+    return cloud_event(
+        "ticket.opened",
+        customer,
+        {
+            "ticket_id": ticket_id,
+            "channel": "phone",
+            "category": "delivery",
+            "severity": "high",
+            "priority": "P2",
+            "queue": "delivery",
+        },
+        event_id=event_id,
+        time=at,
+    )
+
+
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, bytes]]) -> int:
     """Send (key, value) pairs with an idempotent producer (acks=all); returns how many."""
     producer = AIOKafkaProducer(

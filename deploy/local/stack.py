@@ -78,16 +78,23 @@ bulk in a replica of its own")."""
 class Replica:
     """A second process of `service` that reads only `topics` of its service's (its first
     process reads the rest), on a port of its own, at a weight of its own (`NICE`), in the
-    service's one group and database. It relays nothing: the first process's relay publishes
-    what both committed (ADR 0028)."""
+    service's one group and database. It relays nothing and sweeps nothing: the first process's
+    relay publishes what both committed, and its sweeps run at the first's weight (ADR 0028).
+    `settings`: the service's own beside those (CRM_<SERVICE>_*)."""
 
     service: str
     port: int
     topics: tuple[str, ...]
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 REPLICAS: dict[str, Replica] = {
-    "notify-bulk": Replica("notify", 8086, ("archive.v1", "loyalty.v1", "relations.v1")),
+    "notify-bulk": Replica(
+        "notify",
+        8086,
+        ("archive.v1", "loyalty.v1", "relations.v1"),
+        {"CRM_NOTIFY_SEND_NOW_ENABLED": "true"},  # sends what it decides, sweeping nothing
+    ),
 }
 """The local stack's replicas, by process name. Notify's bulk: what follows from what the ledgers
 and relations record (points digests, tier news, churn care, staff digests and alerts), which
@@ -98,32 +105,44 @@ which notify's own process reads (ADR 0028)."""
 def replica_env(
     replica: Replica, bootstrap: str, mongodb_url: str, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """A replica's environment: its service's, on its own port, reading its topics, relaying
-    nothing."""
-    prefix = f"CRM_{replica.service.upper()}_"
+    """A replica's environment: its service's with `extra`, on its own port, with its own
+    settings (`replica_settings`) whatever `extra` says of those."""
+    own = replica_settings(replica)
     return service_env(
-        replica.service,
-        replica.port,
-        bootstrap,
-        mongodb_url,
-        {
-            f"{prefix}TOPICS": json.dumps(replica.topics),
-            f"{prefix}OUTBOX_RELAY_ENABLED": "false",
-            **(extra or {}),
-        },
+        replica.service, replica.port, bootstrap, mongodb_url, {**(extra or {}), **own}
     )
+
+
+def replica_settings(replica: Replica) -> dict[str, str]:
+    """What makes a process of its service a replica: reading its topics, relaying and sweeping
+    nothing, and its service's own settings for it."""
+    prefix = f"CRM_{replica.service.upper()}_"
+    return {
+        f"{prefix}TOPICS": json.dumps(replica.topics),
+        f"{prefix}OUTBOX_RELAY_ENABLED": "false",
+        f"{prefix}SWEEPS_ENABLED": "false",
+        **replica.settings,
+    }
+
+
+def replicas_of(service: str, replicas: Mapping[str, Replica]) -> dict[str, Replica]:
+    """`service`'s replicas among `replicas`, by process name."""
+    return {name: r for name, r in replicas.items() if r.service == service}
 
 
 def first_process_env(service: str, replicas: Mapping[str, Replica]) -> dict[str, str]:
     """What a service's first process reads when `replicas` read some of its topics: the rest
-    (`CRM_<SERVICE>_TOPICS`); nothing when it has no replica."""
-    shared = {t for r in replicas.values() if r.service == service for t in r.topics}
+    (`CRM_<SERVICE>_TOPICS`); nothing when it has no replica. Replicas that took every topic
+    are a mistake (an empty list reads them all): refused."""
+    shared = {t for r in replicas_of(service, replicas).values() for t in r.topics}
     if not shared:
         return {}
     sys.path.insert(0, str(ROOT / "contracts" / "src"))
     from crm_contracts.topics import consumed_by
 
     own = [t.name for t in consumed_by(service) if t.name not in shared]
+    if not own:
+        raise ValueError(f"{service}'s replicas read every topic it reads: none is left for it")
     return {f"CRM_{service.upper()}_TOPICS": json.dumps(own)}
 
 
@@ -797,6 +816,13 @@ class LocalStack:
         """Each service's process and each replica, by name: its HTTP port."""
         return {**self.services, **{name: r.port for name, r in self.replicas.items()}}
 
+    def scrape_targets(self) -> dict[str, list[int]]:
+        """Each service's processes' ports, its own first: what Prometheus scrapes as it."""
+        return {
+            name: [port, *(r.port for r in replicas_of(name, self.replicas).values())]
+            for name, port in self.services.items()
+        }
+
     def running(self, name: str) -> bool:
         """Whether the stack's `name` (kafka, secantusdb, mail, a service, prometheus) runs."""
         return self._running(name) is not None
@@ -869,11 +895,7 @@ class LocalStack:
             print(f"port {PROMETHEUS_PORT} is taken: running without our Prometheus", flush=True)
             return
         print(f"starting Prometheus on 127.0.0.1:{PROMETHEUS_PORT} ...", flush=True)
-        targets = {
-            name: [port, *(r.port for r in self.replicas.values() if r.service == name)]
-            for name, port in self.services.items()
-        }
-        node = PrometheusNode(self.root / "prometheus", targets, binary=binary)
+        node = PrometheusNode(self.root / "prometheus", self.scrape_targets(), binary=binary)
         self._record("prometheus", node.start())
 
     def print_urls(self) -> None:

@@ -21,6 +21,7 @@ from stackutil import (
     eventually,
     free_port,
     send,
+    ticket_opened,
     unique,
 )
 
@@ -85,25 +86,6 @@ def register(stack: Stack, customer: str, **fields: Any) -> None:
         stack,
         "members.v1",
         (customer, cloud_event("customer.registered", customer, {"name": "李雷", **fields})),
-    )
-
-
-def ticket_opened(
-    customer: str, ticket_id: str, event_id: str | None = None, at: datetime | None = None
-) -> bytes:
-    return cloud_event(
-        "ticket.opened",
-        customer,
-        {
-            "ticket_id": ticket_id,
-            "channel": "phone",
-            "category": "delivery",
-            "severity": "high",
-            "priority": "P2",
-            "queue": "delivery",
-        },
-        event_id=event_id,
-        time=at,
     )
 
 

@@ -93,7 +93,7 @@ def build_app(settings: NotifySettings | None = None, *, clock: Clock = utc_now)
         )
 
     send_now = delivery.SendNow(deliver_ids)
-    if settings.sweeps_enabled:  # without sweeps nothing is sent but on demand (POST /ops/sweeps)
+    if settings.sends_now():  # else what a batch decides waits for a sweep (POST /ops/sweeps)
         runtime.background("send-now", send_now.run)
     kafka.subscribe(runtime, repository, rules, clock, staff, send_now.hand)
 

@@ -61,6 +61,12 @@ class NotifySettings(ServiceSettings):
     care_time_zone: str = "Asia/Shanghai"
     holidays: dict[date, str] = Field(default_factory=dict, description="Date -> holiday name.")
     deliver_interval_s: float = Field(default=2.0, gt=0)
+    send_now_enabled: bool | None = Field(
+        default=None,
+        description="Send what a batch decided is due right after its commit. Default: as "
+        "SWEEPS_ENABLED (without both, nothing is sent but on demand). A replica that sweeps "
+        "nothing still sends what it decides with it on (ADR 0028).",
+    )
     send_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -74,6 +80,10 @@ class NotifySettings(ServiceSettings):
         description="How often messages whose wait for their customer's registration is over "
         "(`rules.registration_wait_s`) are decided.",
     )
+
+    def sends_now(self) -> bool:
+        """Whether the delivery worker sends what a batch decided right after its commit."""
+        return self.sweeps_enabled if self.send_now_enabled is None else self.send_now_enabled
 
     def insecure_settings(self) -> list[str]:
         """Beyond the runtime's: a staff webhook signed with the default secret (anyone can
