@@ -69,9 +69,9 @@ loyalty's points) apply theirs one batch after another. They take only what the 
 the lowest weight: the 70,000-order replay's ledgers were done 0.5-11 s sooner than with relations
 at 10, and 3-15 s sooner with notify's bulk at 19 than with all of notify at 5). Notify's own
 process, which sends what people wait on (a complaint's acknowledgement), keeps the default
-weight: the acknowledgement's p99 at 200 events/s was 283-287 ms this way, 547-706 ms with all of notify
-at 5, 1.7-1.8 s with all of notify at 19 (docs/performance.md, "The ledgers first" and "Notify's
-bulk in a replica of its own")."""
+weight: the acknowledgement's p99 at 200 events/s was 283-287 ms this way, 547-706 ms with all
+of notify at 5, 1.7-1.8 s with all of notify at 19 (docs/performance.md, "The ledgers first" and
+"Notify's bulk in a replica of its own")."""
 
 
 @dataclass(frozen=True)
